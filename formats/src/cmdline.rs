@@ -1,0 +1,330 @@
+//! The kernel command line, as nixlive's init and post-boot agent read it.
+//!
+//! Tokenised as the kernel does: whitespace separates words, double quotes
+//! group (`nixlive.ssh_key="ssh-ed25519 AAAA... me"`), everything after a
+//! lone `--` belongs to init's argv and is not read here. Unknown keys are
+//! ignored; a known key with a bad value is a warning (kept in
+//! [`Cmdline::warnings`]) and the default is used.
+
+use std::time::Duration;
+
+/// Which block device holds the medium.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSpec {
+    Label(String),
+    Uuid(String),
+    PartLabel(String),
+    /// A device node such as `/dev/sr0`.
+    Device(String),
+}
+
+impl std::fmt::Display for RootSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RootSpec::Label(l) => write!(f, "LABEL={l}"),
+            RootSpec::Uuid(u) => write!(f, "UUID={u}"),
+            RootSpec::PartLabel(l) => write!(f, "PARTLABEL={l}"),
+            RootSpec::Device(d) => f.write_str(d),
+        }
+    }
+}
+
+/// How long to wait for the medium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    Forever,
+    After(Duration),
+}
+
+/// A size given as bytes or as a percentage of RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeSpec {
+    Bytes(u64),
+    Percent(u8),
+}
+
+impl SizeSpec {
+    /// Resolves against the machine's RAM in bytes.
+    pub fn bytes(self, ram: u64) -> u64 {
+        match self {
+            SizeSpec::Bytes(b) => b,
+            SizeSpec::Percent(p) => ram / 100 * u64::from(p),
+        }
+    }
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmdline {
+    pub root: Option<RootSpec>,
+    pub init: Option<String>,
+    pub findiso: Option<String>,
+    pub copytoram: bool,
+    pub shell_on_fail: bool,
+    pub panic_on_fail: bool,
+    pub debug1: bool,
+    pub debug1devices: bool,
+    pub debug1mounts: bool,
+    pub trace: bool,
+    pub loglevel: Option<u8>,
+    pub consoles: Vec<String>,
+    pub timeout: Timeout,
+    pub verify: bool,
+    pub overlay_size: SizeSpec,
+    pub manifest: Option<String>,
+    pub modules: Vec<String>,
+    pub ssh_keys: Vec<String>,
+    /// One message per known key whose value was rejected.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Cmdline {
+    fn default() -> Self {
+        Cmdline {
+            root: None,
+            init: None,
+            findiso: None,
+            copytoram: false,
+            shell_on_fail: false,
+            panic_on_fail: false,
+            debug1: false,
+            debug1devices: false,
+            debug1mounts: false,
+            trace: false,
+            loglevel: None,
+            consoles: Vec::new(),
+            timeout: Timeout::After(DEFAULT_TIMEOUT),
+            verify: false,
+            overlay_size: SizeSpec::Percent(50),
+            manifest: None,
+            modules: Vec::new(),
+            ssh_keys: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Splits a command line into words as the kernel does (quotes group and are removed).
+pub fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    out
+}
+
+/// Parses a size: plain bytes, with a K/M/G/T suffix (powers of 1024), or N% of RAM (1..=100).
+pub fn parse_size(v: &str) -> Option<SizeSpec> {
+    if let Some(p) = v.strip_suffix('%') {
+        let p: u8 = p.parse().ok()?;
+        return (1..=100).contains(&p).then_some(SizeSpec::Percent(p));
+    }
+    let (num, mult) = match v.as_bytes().last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 1u64 << 10),
+        b'm' | b'M' => (&v[..v.len() - 1], 1 << 20),
+        b'g' | b'G' => (&v[..v.len() - 1], 1 << 30),
+        b't' | b'T' => (&v[..v.len() - 1], 1 << 40),
+        _ => (v, 1),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let b = num.parse::<u64>().ok()?.checked_mul(mult)?;
+    (b > 0).then_some(SizeSpec::Bytes(b))
+}
+
+fn parse_root(v: &str) -> Option<RootSpec> {
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    if let Some(l) = v.strip_prefix("LABEL=") {
+        nonempty(l).map(RootSpec::Label)
+    } else if let Some(u) = v.strip_prefix("UUID=") {
+        nonempty(u).map(RootSpec::Uuid)
+    } else if let Some(l) = v.strip_prefix("PARTLABEL=") {
+        nonempty(l).map(RootSpec::PartLabel)
+    } else if v.starts_with("/dev/") && v.len() > 5 {
+        Some(RootSpec::Device(v.to_string()))
+    } else {
+        None
+    }
+}
+
+impl Cmdline {
+    pub fn parse(line: &str) -> Cmdline {
+        let mut c = Cmdline::default();
+        for w in words(line) {
+            if w == "--" {
+                break;
+            }
+            let (key, val) = match w.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (w.as_str(), None),
+            };
+            c.apply(key, val);
+        }
+        c
+    }
+
+    fn warn(&mut self, key: &str, val: Option<&str>, why: &str) {
+        self.warnings.push(match val {
+            Some(v) => format!("ignoring {key}={v}: {why}"),
+            None => format!("ignoring {key}: {why}"),
+        });
+    }
+
+    fn apply(&mut self, key: &str, val: Option<&str>) {
+        // Flags accept no value; `flag=1`/`flag=0` style is a warning rather than a guess.
+        let flag = |c: &mut Cmdline, set: fn(&mut Cmdline)| match val {
+            None => set(c),
+            Some(_) => c.warn(key, val, "this flag takes no value"),
+        };
+        match key {
+            "copytoram" => flag(self, |c| c.copytoram = true),
+            "boot.shell_on_fail" => flag(self, |c| c.shell_on_fail = true),
+            "boot.panic_on_fail" => flag(self, |c| c.panic_on_fail = true),
+            "boot.debug1" => flag(self, |c| c.debug1 = true),
+            "boot.debug1devices" => flag(self, |c| c.debug1devices = true),
+            "boot.debug1mounts" => flag(self, |c| c.debug1mounts = true),
+            "boot.trace" => flag(self, |c| c.trace = true),
+            "nixlive.verify" => flag(self, |c| c.verify = true),
+            "root" => match val.and_then(parse_root) {
+                Some(r) => self.root = Some(r),
+                None => self.warn(key, val, "want LABEL=, UUID=, PARTLABEL= or /dev/..."),
+            },
+            "init" | "findiso" | "nixlive.manifest" => match val {
+                Some(v) if v.starts_with('/') => {
+                    let v = Some(v.to_string());
+                    match key {
+                        "init" => self.init = v,
+                        "findiso" => self.findiso = v,
+                        _ => self.manifest = v,
+                    }
+                }
+                _ => self.warn(key, val, "want an absolute path"),
+            },
+            "loglevel" => match val.and_then(|v| v.parse::<u8>().ok()).filter(|l| *l <= 7) {
+                Some(l) => self.loglevel = Some(l),
+                None => self.warn(key, val, "want 0..7"),
+            },
+            "console" => match val {
+                Some(v) if !v.is_empty() => self.consoles.push(v.to_string()),
+                _ => self.warn(key, val, "want a console name"),
+            },
+            "nixlive.timeout" => match val.and_then(|v| v.parse::<u64>().ok()) {
+                Some(0) => self.timeout = Timeout::Forever,
+                Some(s) => self.timeout = Timeout::After(Duration::from_secs(s)),
+                None => self.warn(key, val, "want whole seconds (0 = wait forever)"),
+            },
+            "nixlive.overlay_size" => match val.and_then(parse_size) {
+                Some(s) => self.overlay_size = s,
+                None => self.warn(key, val, "want a size (1G, 512M, bytes) or N% of RAM"),
+            },
+            "nixlive.modules" => match val {
+                Some(v) if !v.is_empty() => {
+                    self.modules.extend(v.split(',').filter(|m| !m.is_empty()).map(String::from))
+                }
+                _ => self.warn(key, val, "want a comma-separated list of module names"),
+            },
+            "nixlive.ssh_key" => match val {
+                Some(v) if !v.trim().is_empty() => self.ssh_keys.push(v.to_string()),
+                _ => self.warn(key, val, "want an authorized_keys line (quote it)"),
+            },
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_follow_kernel_quoting() {
+        assert_eq!(words(" a  b=\"c d\" e\n"), vec!["a", "b=c d", "e"]);
+        assert_eq!(words("\"x y\"z"), vec!["x yz"]);
+        assert!(words("   ").is_empty());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Cmdline::parse("");
+        assert_eq!(c, Cmdline::default());
+        assert_eq!(c.timeout, Timeout::After(Duration::from_secs(60)));
+        assert_eq!(c.overlay_size, SizeSpec::Percent(50));
+    }
+
+    #[test]
+    fn typical_nixos_line() {
+        let c = Cmdline::parse(
+            "BOOT_IMAGE=/boot/bzImage root=LABEL=nixos-24.05 init=/nix/store/abc-sys/init \
+             console=ttyS0,115200 console=tty0 loglevel=4 copytoram boot.shell_on_fail \
+             nixlive.timeout=0 nixlive.overlay_size=2G nixlive.modules=virtio_blk,sr_mod \
+             nixlive.ssh_key=\"ssh-ed25519 AAAA me@x\" quiet -- single",
+        );
+        assert_eq!(c.root, Some(RootSpec::Label("nixos-24.05".into())));
+        assert_eq!(c.init.as_deref(), Some("/nix/store/abc-sys/init"));
+        assert_eq!(c.consoles, vec!["ttyS0,115200", "tty0"]);
+        assert_eq!(c.loglevel, Some(4));
+        assert!(c.copytoram && c.shell_on_fail && !c.panic_on_fail);
+        assert_eq!(c.timeout, Timeout::Forever);
+        assert_eq!(c.overlay_size, SizeSpec::Bytes(2 << 30));
+        assert_eq!(c.modules, vec!["virtio_blk", "sr_mod"]);
+        assert_eq!(c.ssh_keys, vec!["ssh-ed25519 AAAA me@x"]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn root_forms() {
+        let r = |s: &str| Cmdline::parse(&format!("root={s}")).root;
+        assert_eq!(r("UUID=1234-ABCD"), Some(RootSpec::Uuid("1234-ABCD".into())));
+        assert_eq!(r("PARTLABEL=live"), Some(RootSpec::PartLabel("live".into())));
+        assert_eq!(r("/dev/sr0"), Some(RootSpec::Device("/dev/sr0".into())));
+        assert_eq!(r("LABEL="), None);
+        assert_eq!(r("sr0"), None);
+    }
+
+    #[test]
+    fn bad_values_warn_and_keep_defaults() {
+        let c = Cmdline::parse(
+            "nixlive.timeout=soon nixlive.overlay_size=150% loglevel=9 init=relative copytoram=1 root=foo",
+        );
+        assert_eq!(c.warnings.len(), 6, "{:?}", c.warnings);
+        assert_eq!(c.timeout, Timeout::After(DEFAULT_TIMEOUT));
+        assert_eq!(c.overlay_size, SizeSpec::Percent(50));
+        assert_eq!(c.loglevel, None);
+        assert!(!c.copytoram);
+        assert!(c.warnings[0].contains("nixlive.timeout=soon"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Some(SizeSpec::Bytes(512 << 20)));
+        assert_eq!(parse_size("100%"), Some(SizeSpec::Percent(100)));
+        assert_eq!(parse_size("0%"), None);
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("G"), None);
+        assert_eq!(parse_size("99999999999T"), None);
+        assert_eq!(SizeSpec::Percent(50).bytes(1000), 500);
+    }
+}

@@ -1,0 +1,20 @@
+//! The formats that nixlive's builder writes and its init and post-boot agent
+//! read: the kernel command line, the medium manifest, the initrd
+//! configuration and the stage-1 timeline.
+//!
+//! Purpose: one piece of code per format, pure functions over strings and
+//! bytes, so that every parser is unit-tested and fuzzed without root.
+//!
+//! Non-goals: no I/O, no syscalls, no allocation-heavy dependencies (this
+//! crate is linked into the static PID 1).
+
+pub mod cmdline;
+pub mod initrd_conf;
+pub mod lines;
+pub mod manifest;
+pub mod timeline;
+
+pub use cmdline::{Cmdline, RootSpec, SizeSpec, Timeout};
+pub use initrd_conf::InitrdConf;
+pub use manifest::{ImageEntry, ImageFs, Manifest};
+pub use timeline::{Phase, Timeline};

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs what building and testing nixlive needs on Debian 12, idempotently:
+# apt packages (qemu-system-* from bookworm-backports, because the machine's
+# qemu-utils already comes from there), rustup musl targets, and Debian's
+# kernels unpacked under .cache/kernels (downloaded, never installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+log() { printf '[deps] %s\n' "$*" >&2; }
+
+# apt-get update sometimes fails for one index while a mirror syncs: retry, and
+# carry on with what we have if only some indexes could be read.
+apt_update() {
+  for i in 1 2 3; do
+    if $SUDO apt-get update -qq 2>/tmp/nixlive-apt-update.err; then return 0; fi
+    log "apt-get update failed (try $i), retrying"; sleep 3
+  done
+  log "apt-get update kept failing; continuing with the indexes that exist:"
+  cat /tmp/nixlive-apt-update.err >&2 || true
+}
+
+# The backports source uses the same mirror as the machine's own Debian source.
+add_backports() {
+  local f=/etc/apt/sources.list.d/nixlive-backports.sources
+  [ -f "$f" ] && return 0
+  local uri=""
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || { log "cannot find the Debian mirror in the apt sources"; exit 1; }
+  log "adding bookworm-backports from $uri"
+  printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" \
+    | $SUDO tee "$f" >/dev/null
+  NEED_UPDATE=1
+}
+
+APT_PKGS=(kmod xorriso isolinux syslinux-common squashfs-tools cpio zstd busybox-static mtools dosfstools e2fsprogs)
+QEMU_PKGS=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64)
+
+missing=()
+for p in "${APT_PKGS[@]}" "${QEMU_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+NEED_UPDATE=0
+add_backports
+if [ ${#missing[@]} -gt 0 ] || [ "$NEED_UPDATE" = 1 ]; then
+  apt_update
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -qq --no-install-recommends "${APT_PKGS[@]}" >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${QEMU_PKGS[@]}" >/dev/null
+fi
+
+# Rust targets: init and postboot are static musl binaries for three machines.
+for t in x86_64-unknown-linux-musl i686-unknown-linux-musl aarch64-unknown-linux-musl; do
+  rustup target list --installed | grep -qx "$t" || { log "rustup target add $t"; rustup target add "$t"; }
+done
+
+# Kernels: Debian's, unpacked (not installed) into .cache/kernels/ARCH.
+bash scripts/fetch-kernel.sh amd64
