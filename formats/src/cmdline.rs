@@ -241,9 +241,9 @@ impl Cmdline {
                 None => self.warn(key, val, "want a size (1G, 512M, bytes) or N% of RAM"),
             },
             "nixlive.modules" => match val {
-                Some(v) if !v.is_empty() => {
-                    self.modules.extend(v.split(',').filter(|m| !m.is_empty()).map(String::from))
-                }
+                Some(v) if !v.is_empty() => self
+                    .modules
+                    .extend(v.split(',').filter(|m| !m.is_empty()).map(String::from)),
                 _ => self.warn(key, val, "want a comma-separated list of module names"),
             },
             "nixlive.ssh_key" => match val {
@@ -297,8 +297,14 @@ mod tests {
     #[test]
     fn root_forms() {
         let r = |s: &str| Cmdline::parse(&format!("root={s}")).root;
-        assert_eq!(r("UUID=1234-ABCD"), Some(RootSpec::Uuid("1234-ABCD".into())));
-        assert_eq!(r("PARTLABEL=live"), Some(RootSpec::PartLabel("live".into())));
+        assert_eq!(
+            r("UUID=1234-ABCD"),
+            Some(RootSpec::Uuid("1234-ABCD".into()))
+        );
+        assert_eq!(
+            r("PARTLABEL=live"),
+            Some(RootSpec::PartLabel("live".into()))
+        );
         assert_eq!(r("/dev/sr0"), Some(RootSpec::Device("/dev/sr0".into())));
         assert_eq!(r("LABEL="), None);
         assert_eq!(r("sr0"), None);

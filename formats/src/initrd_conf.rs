@@ -90,13 +90,22 @@ mod tests {
     fn rejects() {
         assert_eq!(InitrdConf::parse("nixlive-initrd 1\n").unwrap_err().line, 1);
         assert_eq!(
-            InitrdConf::parse("nixlive-initrd 1\nkernel a\nmodule ../x.ko\n").unwrap_err().line,
+            InitrdConf::parse("nixlive-initrd 1\nkernel a\nmodule ../x.ko\n")
+                .unwrap_err()
+                .line,
             3
         );
         assert_eq!(
-            InitrdConf::parse("nixlive-initrd 1\nkernel a\nkernel b\n").unwrap_err().line,
+            InitrdConf::parse("nixlive-initrd 1\nkernel a\nkernel b\n")
+                .unwrap_err()
+                .line,
             3
         );
-        assert_eq!(InitrdConf::parse("nixlive-initrd 1\nx y\n").unwrap_err().line, 2);
+        assert_eq!(
+            InitrdConf::parse("nixlive-initrd 1\nx y\n")
+                .unwrap_err()
+                .line,
+            2
+        );
     }
 }

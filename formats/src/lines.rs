@@ -42,7 +42,10 @@ pub fn records(text: &str) -> Result<Vec<(usize, Vec<&str>)>, LineError> {
             return Err(LineError::new(n, "blank line"));
         }
         if line.contains(['\t', '\r']) || line.chars().any(|c| c.is_control()) {
-            return Err(LineError::new(n, "control character (tab, CR, ...) in line"));
+            return Err(LineError::new(
+                n,
+                "control character (tab, CR, ...) in line",
+            ));
         }
         let fields: Vec<&str> = line.split(' ').collect();
         if fields.iter().any(|f| f.is_empty()) {
@@ -63,10 +66,16 @@ pub fn check_header(
     supported: u32,
 ) -> Result<(), LineError> {
     let Some((n, f)) = recs.first() else {
-        return Err(LineError::new(1, format!("missing header `{magic} {supported}`")));
+        return Err(LineError::new(
+            1,
+            format!("missing header `{magic} {supported}`"),
+        ));
     };
     if f.len() != 2 || f[0] != magic {
-        return Err(LineError::new(*n, format!("expected header `{magic} {supported}`")));
+        return Err(LineError::new(
+            *n,
+            format!("expected header `{magic} {supported}`"),
+        ));
     }
     match f[1].parse::<u32>() {
         Ok(v) if v == supported => Ok(()),

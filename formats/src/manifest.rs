@@ -112,17 +112,24 @@ impl Manifest {
                             ));
                         }
                     };
+                    // Canonical decimal only: no sign, no leading zero.
+                    let canonical = f[3].bytes().all(|b| b.is_ascii_digit())
+                        && !(f[3].len() > 1 && f[3].starts_with('0'));
                     let size = f[3]
                         .parse::<u64>()
                         .ok()
-                        .filter(|_| !f[3].starts_with('+') && !(f[3].len() > 1 && f[3].starts_with('0')))
+                        .filter(|_| canonical)
                         .ok_or_else(|| LineError::new(n, format!("bad image size `{}`", f[3])))?;
                     let hex = f[4].strip_prefix("sha256:").unwrap_or("");
-                    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                    if hex.len() != 64
+                        || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
                     {
                         return Err(LineError::new(
                             n,
-                            format!("bad digest `{}` (want sha256: and 64 lowercase hex digits)", f[4]),
+                            format!(
+                                "bad digest `{}` (want sha256: and 64 lowercase hex digits)",
+                                f[4]
+                            ),
                         ));
                     }
                     images.push(ImageEntry {
@@ -157,7 +164,14 @@ impl fmt::Display for Manifest {
         writeln!(f, "init {}", self.init)?;
         writeln!(f, "registration {}", self.registration)?;
         for i in &self.images {
-            writeln!(f, "image {} {} {} sha256:{}", i.name, i.fs.as_str(), i.size, i.sha256)?;
+            writeln!(
+                f,
+                "image {} {} {} sha256:{}",
+                i.name,
+                i.fs.as_str(),
+                i.size,
+                i.sha256
+            )?;
         }
         Ok(())
     }
@@ -211,7 +225,9 @@ mod tests {
         }
         let no_image = "nixlive-manifest 1\ninit /a\nregistration /b\n";
         assert!(Manifest::parse(no_image).unwrap_err().msg.contains("image"));
-        let dup = format!("nixlive-manifest 1\ninit /a\nregistration /b\nimage x squashfs 1 sha256:{H}\nimage x squashfs 1 sha256:{H}\n");
+        let dup = format!(
+            "nixlive-manifest 1\ninit /a\nregistration /b\nimage x squashfs 1 sha256:{H}\nimage x squashfs 1 sha256:{H}\n"
+        );
         assert_eq!(Manifest::parse(&dup).unwrap_err().line, 5);
     }
 }

@@ -57,8 +57,16 @@ mod tests {
     fn json_shape() {
         let t = Timeline {
             phases: vec![
-                Phase { name: "a\"b".into(), start_ms: 1, duration_ms: 2 },
-                Phase { name: "c".into(), start_ms: 3, duration_ms: 4 },
+                Phase {
+                    name: "a\"b".into(),
+                    start_ms: 1,
+                    duration_ms: 2,
+                },
+                Phase {
+                    name: "c".into(),
+                    start_ms: 3,
+                    duration_ms: 4,
+                },
             ],
         };
         assert_eq!(

@@ -1,0 +1,72 @@
+//! Init's error type: every variant names the thing it is about.
+
+use std::io;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BootError {
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "no root= on the kernel command line: add root=LABEL=<volume id> (or UUID=, PARTLABEL=, /dev/...)"
+    )]
+    NoRoot,
+    #[error(
+        "timed out after {secs} s waiting for the boot medium {wanted}\n\
+         block devices seen:\n{seen}\n\
+         To fix: check the label of the medium (it must equal the root= value exactly), \
+         add the driver with nixlive.modules=..., or wait longer with nixlive.timeout=SECONDS (0 = forever)"
+    )]
+    MediumNotFound {
+        wanted: String,
+        secs: u64,
+        seen: String,
+    },
+    #[error("{path}: {source}")]
+    Manifest {
+        path: String,
+        #[source]
+        source: nixlive_formats::lines::LineError,
+    },
+    #[error("{medium} has neither {manifest} nor the stock image {stock}")]
+    NoManifest {
+        medium: String,
+        manifest: String,
+        stock: String,
+    },
+    #[error(
+        "stage-2 init {0} does not exist in the new root (set init= or fix the manifest's init line)"
+    )]
+    NoStage2(String),
+}
+
+impl BootError {
+    pub fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> BootError {
+        let what = what.into();
+        move |source| BootError::Io { what, source }
+    }
+}
+
+impl From<rustix::io::Errno> for Box<BootError> {
+    fn from(e: rustix::io::Errno) -> Self {
+        Box::new(BootError::Io {
+            what: "system call".into(),
+            source: e.into(),
+        })
+    }
+}
+
+/// The error and its sources, one per line, for the console.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        s.push_str(&format!(": {src}"));
+        cur = src.source();
+    }
+    s
+}

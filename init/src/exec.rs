@@ -1,0 +1,95 @@
+//! Doing what [`crate::plan`] decided: each step is logged as its shell
+//! equivalent, then performed with direct syscalls.
+
+use crate::error::BootError;
+use crate::plan::Step;
+use crate::sys;
+use rustix::fd::AsFd;
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::{MountFlags, mount};
+use std::ffi::CString;
+
+pub fn run(steps: &[Step]) -> Result<(), BootError> {
+    for s in steps {
+        log::info!("{s}");
+        run_one(s).map_err(BootError::io(s.to_string()))?;
+    }
+    Ok(())
+}
+
+fn run_one(s: &Step) -> std::io::Result<()> {
+    match s {
+        Step::Mkdir { path } => {
+            std::fs::create_dir_all(path)?;
+        }
+        Step::Mount {
+            source,
+            target,
+            fstype,
+            readonly,
+            data,
+        } => {
+            let mut flags = MountFlags::empty();
+            if *readonly {
+                flags |= MountFlags::RDONLY;
+            }
+            mount_data(source, target, fstype, flags, data)?;
+        }
+        Step::LoopMount {
+            image,
+            target,
+            fstype,
+        } => {
+            let dev = attach_loop(image)?;
+            mount_data(&dev, target, fstype, MountFlags::RDONLY, "")?;
+            log::info!("{image} is {dev}");
+        }
+    }
+    Ok(())
+}
+
+/// `mount(2)` with the options string as data (none when empty).
+pub fn mount_data(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MountFlags,
+    data: &str,
+) -> rustix::io::Result<()> {
+    let data = CString::new(data).map_err(|_| rustix::io::Errno::INVAL)?;
+    let data = (!data.is_empty()).then_some(data.as_c_str());
+    mount(source, target, fstype, flags, data)
+}
+
+/// Binds `image` read-only to a free loop device with `LOOP_CONFIGURE`
+/// (autoclear: the device frees itself when unmounted). Returns its node.
+pub fn attach_loop(image: &str) -> std::io::Result<String> {
+    let backing = rustix::fs::open(image, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let ctl = rustix::fs::open(
+        "/dev/loop-control",
+        OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    // Another process could take the same free device between the two calls;
+    // in the initrd nobody else does, but retry a few times on EBUSY anyway.
+    let mut last = None;
+    for _ in 0..8 {
+        let n = sys::loop_ctl_get_free(ctl.as_fd())?;
+        let node = format!("/dev/loop{n}");
+        let dev = rustix::fs::open(
+            node.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        match sys::loop_configure(
+            dev.as_fd(),
+            backing.as_fd(),
+            sys::LO_FLAGS_READ_ONLY | sys::LO_FLAGS_AUTOCLEAR,
+        ) {
+            Ok(()) => return Ok(node),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free loop device")))
+}

@@ -1,0 +1,75 @@
+//! The failure policy: what PID 1 does when the boot cannot go on. It never
+//! exits (that would panic the kernel with no explanation); it says what went
+//! wrong and what to try, then does what the command line asked for.
+
+use nixlive_formats::Cmdline;
+use std::io::{BufRead, Write};
+
+const SHELLS: [&str; 2] = ["/bin/sh", "/bin/ash"];
+
+pub fn fail(msg: &str, cmdline: &Cmdline) -> ! {
+    log::error!("boot failed: {msg}");
+    let mut console = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+        .ok();
+    let mut say = |s: &str| {
+        if let Some(c) = console.as_mut() {
+            // not fatal: the message is in the kernel log too.
+            let _ = c.write_all(s.as_bytes());
+        } else {
+            eprint!("{s}");
+        }
+    };
+    say(&format!(
+        "\n\n*** nixlive: the live system could not start ***\n\n{msg}\n\n"
+    ));
+    if cmdline.panic_on_fail {
+        say("boot.panic_on_fail is set: panicking the kernel.\n");
+        // The sysrq crash is a kernel panic without PID 1 having to exit.
+        if std::fs::write("/proc/sysrq-trigger", "c").is_err() {
+            log::error!("cannot trigger a kernel panic through /proc/sysrq-trigger");
+        }
+    }
+    if cmdline.shell_on_fail {
+        match SHELLS.iter().find(|s| std::path::Path::new(s).exists()) {
+            Some(sh) => {
+                say(&format!(
+                    "boot.shell_on_fail: starting {sh}; exit it to reboot.\n"
+                ));
+                match std::process::Command::new(sh).status() {
+                    Ok(st) => log::info!("{sh} exited ({st})"),
+                    Err(e) => log::error!("starting {sh}: {e}"),
+                }
+            }
+            None => say("boot.shell_on_fail is set, but this initrd has no shell.\n"),
+        }
+    } else {
+        say(
+            "Add boot.shell_on_fail to the kernel command line for a shell, or boot.panic_on_fail to panic.\n",
+        );
+    }
+    say("Press Enter to reboot.\n");
+    let mut line = String::new();
+    let read = std::fs::File::open("/dev/console")
+        .map(|c| std::io::BufReader::new(c).read_line(&mut line));
+    if matches!(read, Ok(Ok(n)) if n > 0) {
+        rustix::fs::sync();
+        if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::Restart) {
+            log::error!("reboot failed: {e}");
+        }
+    }
+    freeze()
+}
+
+/// When nothing else can be done: reap children forever, never exit.
+pub fn freeze() -> ! {
+    log::error!("nixlive init is frozen; reset the machine");
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_secs(3600)),
+        }
+    }
+}

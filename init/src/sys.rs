@@ -1,0 +1,93 @@
+//! The only module of init with `unsafe`: the loop-device ioctls, which
+//! rustix has no typed wrapper for. Everything else goes through rustix's
+//! safe API.
+#![allow(unsafe_code)]
+
+use rustix::fd::{AsRawFd, BorrowedFd};
+use std::io;
+
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+pub const LO_FLAGS_READ_ONLY: u32 = 1;
+pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+/// `struct loop_info64` from `<linux/loop.h>`.
+#[repr(C)]
+pub struct LoopInfo64 {
+    pub lo_device: u64,
+    pub lo_inode: u64,
+    pub lo_rdevice: u64,
+    pub lo_offset: u64,
+    pub lo_sizelimit: u64,
+    pub lo_number: u32,
+    pub lo_encrypt_type: u32,
+    pub lo_encrypt_key_size: u32,
+    pub lo_flags: u32,
+    pub lo_file_name: [u8; 64],
+    pub lo_crypt_name: [u8; 64],
+    pub lo_encrypt_key: [u8; 32],
+    pub lo_init: [u64; 2],
+}
+
+/// `struct loop_config` from `<linux/loop.h>`.
+#[repr(C)]
+pub struct LoopConfig {
+    pub fd: u32,
+    pub block_size: u32,
+    pub info: LoopInfo64,
+    pub reserved: [u64; 8],
+}
+
+// The kernel ABI sizes; a mismatch would make the ioctl read garbage.
+const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
+const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
+
+/// `LOOP_CTL_GET_FREE`: the number of a free loop device (allocating one if needed).
+pub fn loop_ctl_get_free(ctl: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and only returns an int;
+    // `ctl` is a valid open descriptor for the duration of the call.
+    let r = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as u32)
+    }
+}
+
+/// `LOOP_CONFIGURE`: binds `backing` to the loop device `dev` with `flags`, in one call.
+pub fn loop_configure(dev: BorrowedFd<'_>, backing: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+    let cfg = LoopConfig {
+        fd: backing.as_raw_fd() as u32,
+        block_size: 0,
+        info: LoopInfo64 {
+            lo_device: 0,
+            lo_inode: 0,
+            lo_rdevice: 0,
+            lo_offset: 0,
+            lo_sizelimit: 0,
+            lo_number: 0,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: flags,
+            lo_file_name: [0; 64],
+            lo_crypt_name: [0; 64],
+            lo_encrypt_key: [0; 32],
+            lo_init: [0; 2],
+        },
+        reserved: [0; 8],
+    };
+    // SAFETY: `cfg` is a fully initialised `struct loop_config` (size checked
+    // above) that outlives the call; the kernel only reads it.
+    let r = unsafe {
+        libc::ioctl(
+            dev.as_raw_fd(),
+            LOOP_CONFIGURE as _,
+            &cfg as *const LoopConfig,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
