@@ -1,0 +1,223 @@
+//! Kernel module closure from `modules.dep`: which files to pack and in
+//! which order to load them (dependencies first).
+//!
+//! `modules.dep` lines are `path: dep dep ...`, paths relative to
+//! `/lib/modules/<version>`. Module names compare with `-` and `_` as equal.
+
+use std::collections::{BTreeMap, HashSet};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModError {
+    #[error("modules.dep line {line}: {msg}")]
+    Parse { line: usize, msg: String },
+    #[error("module `{0}` is neither in modules.dep nor in modules.builtin")]
+    NotFound(String),
+    #[error("module `{module}` depends on `{dep}`, which modules.dep does not list")]
+    MissingDep { module: String, dep: String },
+    #[error("modules.dep has a dependency cycle through `{0}`")]
+    Cycle(String),
+}
+
+/// The canonical module name of a module file path or a user-given name:
+/// file name without `.ko` (and compression suffix), `-` as `_`.
+pub fn module_name(s: &str) -> String {
+    let base = s.rsplit('/').next().unwrap_or(s);
+    let base = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+        .iter()
+        .find_map(|suf| base.strip_suffix(suf))
+        .unwrap_or(base);
+    base.replace('-', "_")
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ModDep {
+    /// name -> (file path, dependency file paths as listed)
+    entries: BTreeMap<String, (String, Vec<String>)>,
+    /// file path -> name
+    by_path: BTreeMap<String, String>,
+}
+
+impl ModDep {
+    pub fn parse(text: &str) -> Result<ModDep, ModError> {
+        let mut d = ModDep::default();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (path, deps) = line.split_once(':').ok_or_else(|| ModError::Parse {
+                line: i + 1,
+                msg: format!("no `:` in `{line}`"),
+            })?;
+            let path = path.trim();
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == "..") {
+                return Err(ModError::Parse {
+                    line: i + 1,
+                    msg: format!("bad module path `{path}`"),
+                });
+            }
+            let deps: Vec<String> = deps.split_whitespace().map(str::to_string).collect();
+            let name = module_name(path);
+            d.by_path.insert(path.to_string(), name.clone());
+            d.entries.insert(name, (path.to_string(), deps));
+        }
+        Ok(d)
+    }
+}
+
+/// Names of built-in modules from `modules.builtin` (one path per line).
+pub fn parse_builtin(text: &str) -> HashSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(module_name)
+        .collect()
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Closure {
+    /// Module file paths, dependencies before dependents.
+    pub files: Vec<String>,
+    /// Requested names that are built into the kernel.
+    pub builtin: Vec<String>,
+}
+
+/// Resolves `requested` names to their dependency closure in load order.
+pub fn closure(
+    dep: &ModDep,
+    builtin: &HashSet<String>,
+    requested: &[String],
+) -> Result<Closure, ModError> {
+    let mut out = Closure::default();
+    let mut done = HashSet::new();
+    for r in requested {
+        let name = module_name(r);
+        if dep.entries.contains_key(&name) {
+            visit(dep, &name, &mut done, &mut Vec::new(), &mut out.files)?;
+        } else if builtin.contains(&name) {
+            if !out.builtin.contains(r) {
+                out.builtin.push(r.clone());
+            }
+        } else {
+            return Err(ModError::NotFound(r.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn visit(
+    dep: &ModDep,
+    name: &str,
+    done: &mut HashSet<String>,
+    stack: &mut Vec<String>,
+    out: &mut Vec<String>,
+) -> Result<(), ModError> {
+    if done.contains(name) {
+        return Ok(());
+    }
+    if stack.iter().any(|s| s == name) {
+        return Err(ModError::Cycle(name.to_string()));
+    }
+    let Some((path, deps)) = dep.entries.get(name) else {
+        return Err(ModError::NotFound(name.to_string()));
+    };
+    stack.push(name.to_string());
+    // modules.dep lists the deepest dependency last; modprobe loads from the
+    // end of the list, so visit in reverse for the same order.
+    for d in deps.iter().rev() {
+        let dname = dep
+            .by_path
+            .get(d)
+            .cloned()
+            .unwrap_or_else(|| module_name(d));
+        if !dep.entries.contains_key(&dname) {
+            return Err(ModError::MissingDep {
+                module: name.to_string(),
+                dep: d.clone(),
+            });
+        }
+        visit(dep, &dname, done, stack, out)?;
+    }
+    stack.pop();
+    done.insert(name.to_string());
+    out.push(path.clone());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEP: &str = "\
+kernel/fs/squashfs/squashfs.ko:
+kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko
+kernel/drivers/cdrom/cdrom.ko:
+kernel/drivers/scsi/scsi_common.ko:
+kernel/drivers/scsi/scsi_mod.ko: kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/scsi/sr_mod.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko kernel/drivers/cdrom/cdrom.ko
+kernel/drivers/ata/libata.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/ata/ata_piix.ko: kernel/drivers/ata/libata.ko kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/virtio/virtio-mmio.ko.xz:
+";
+
+    fn req(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(module_name("kernel/a/virtio-mmio.ko.xz"), "virtio_mmio");
+        assert_eq!(module_name("sr-mod"), "sr_mod");
+        assert_eq!(module_name("x.ko"), "x");
+    }
+
+    #[test]
+    fn load_order_and_dedup() {
+        let d = ModDep::parse(DEP).unwrap();
+        let b = parse_builtin("kernel/fs/ext4/ext4.ko\n");
+        let c = closure(
+            &d,
+            &b,
+            &req(&["ata_piix", "sr-mod", "isofs", "ext4", "virtio_mmio"]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.files,
+            req(&[
+                "kernel/drivers/scsi/scsi_common.ko",
+                "kernel/drivers/scsi/scsi_mod.ko",
+                "kernel/drivers/ata/libata.ko",
+                "kernel/drivers/ata/ata_piix.ko",
+                "kernel/drivers/cdrom/cdrom.ko",
+                "kernel/drivers/scsi/sr_mod.ko",
+                "kernel/fs/isofs/isofs.ko",
+                "kernel/drivers/virtio/virtio-mmio.ko.xz",
+            ])
+        );
+        assert_eq!(c.builtin, req(&["ext4"]));
+    }
+
+    #[test]
+    fn errors() {
+        let d = ModDep::parse(DEP).unwrap();
+        assert_eq!(
+            closure(&d, &HashSet::new(), &req(&["nope"])).unwrap_err(),
+            ModError::NotFound("nope".into())
+        );
+        let d = ModDep::parse("a.ko: b.ko\n").unwrap();
+        assert!(matches!(
+            closure(&d, &HashSet::new(), &req(&["a"])).unwrap_err(),
+            ModError::MissingDep { .. }
+        ));
+        let d = ModDep::parse("a.ko: b.ko\nb.ko: a.ko\n").unwrap();
+        assert!(matches!(
+            closure(&d, &HashSet::new(), &req(&["a"])).unwrap_err(),
+            ModError::Cycle(_)
+        ));
+        assert!(matches!(
+            ModDep::parse("ok.ko:\ngarbage\n").unwrap_err(),
+            ModError::Parse { line: 2, .. }
+        ));
+        assert!(ModDep::parse("../x.ko:\n").is_err());
+    }
+}
