@@ -4,7 +4,7 @@
 use crate::error::BootError;
 use crate::plan::Step;
 use crate::sys;
-use rustix::fd::AsFd;
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountFlags, mount};
 use std::ffi::CString;
@@ -40,9 +40,11 @@ fn run_one(s: &Step) -> std::io::Result<()> {
             target,
             fstype,
         } => {
-            let dev = attach_loop(image)?;
-            mount_data(&dev, target, fstype, MountFlags::RDONLY, "")?;
-            log::info!("{image} is {dev}");
+            // Keep the loop fd open until mounted: with autoclear, the last
+            // close of an unmounted loop device detaches it.
+            let (node, _dev) = attach_loop(image)?;
+            mount_data(&node, target, fstype, MountFlags::RDONLY, "")?;
+            log::info!("{image} is {node}");
         }
     }
     Ok(())
@@ -62,8 +64,9 @@ pub fn mount_data(
 }
 
 /// Binds `image` read-only to a free loop device with `LOOP_CONFIGURE`
-/// (autoclear: the device frees itself when unmounted). Returns its node.
-pub fn attach_loop(image: &str) -> std::io::Result<String> {
+/// (autoclear: the device frees itself when unmounted). Returns its node and
+/// the open device, which must stay open until the device is in use.
+pub fn attach_loop(image: &str) -> std::io::Result<(String, OwnedFd)> {
     let backing = rustix::fs::open(image, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     let ctl = rustix::fs::open(
         "/dev/loop-control",
@@ -86,7 +89,7 @@ pub fn attach_loop(image: &str) -> std::io::Result<String> {
             backing.as_fd(),
             sys::LO_FLAGS_READ_ONLY | sys::LO_FLAGS_AUTOCLEAR,
         ) {
-            Ok(()) => return Ok(node),
+            Ok(()) => return Ok((node, dev)),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
             Err(e) => return Err(e),
         }
