@@ -17,6 +17,10 @@ pub struct BlockDev {
     pub name: String,
     pub size_bytes: u64,
     pub partition: bool,
+    /// For a partition: its disk's name and its number (1-based).
+    pub parent: Option<(String, u32)>,
+    /// For a disk with a GPT: the partition names, by number - 1.
+    pub gpt: Option<Vec<String>>,
     /// `None` until probed; `Some(Err)` when it could not be read.
     pub probe: Option<Result<Option<Identity>, String>>,
 }
@@ -64,8 +68,8 @@ pub fn human_size(b: u64) -> String {
     }
 }
 
-/// Does this device satisfy `root=`?
-pub fn matches(spec: &RootSpec, dev: &BlockDev) -> bool {
+/// Does this device satisfy `root=`? `seen` gives partitions their disk's GPT.
+pub fn matches(spec: &RootSpec, dev: &BlockDev, seen: &Seen) -> bool {
     let id = match &dev.probe {
         Some(Ok(Some(id))) => Some(id),
         _ => None,
@@ -76,13 +80,27 @@ pub fn matches(spec: &RootSpec, dev: &BlockDev) -> bool {
         RootSpec::Uuid(u) => {
             id.is_some_and(|i| i.uuid.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(u)))
         }
-        // GPT partition names come with a later probe.
-        RootSpec::PartLabel(_) => false,
+        RootSpec::PartLabel(l) => dev.parent.as_ref().is_some_and(|(disk, n)| {
+            seen.devs
+                .get(disk)
+                .and_then(|d| d.gpt.as_ref())
+                .and_then(|names| names.get((*n as usize).checked_sub(1)?))
+                .is_some_and(|name| name == l)
+        }),
     }
 }
 
-/// Lists the block devices under `<sys>/class/block` with size and kind.
-pub fn scan(sys: &Path) -> Vec<(String, u64, bool)> {
+/// One entry of `/sys/class/block`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SysBlock {
+    pub name: String,
+    pub size_bytes: u64,
+    /// Disk name and partition number, for partitions.
+    pub parent: Option<(String, u32)>,
+}
+
+/// Lists the block devices under `<sys>/class/block` with size and parent.
+pub fn scan(sys: &Path) -> Vec<SysBlock> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(sys.join("class/block")) else {
         return out;
@@ -94,8 +112,20 @@ pub fn scan(sys: &Path) -> Vec<(String, u64, bool)> {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        let partition = base.join("partition").exists();
-        out.push((name, sectors * 512, partition));
+        // A partition's sysfs directory sits inside its disk's.
+        let parent = std::fs::read_to_string(base.join("partition"))
+            .ok()
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .and_then(|n| {
+                let real = std::fs::canonicalize(&base).ok()?;
+                let disk = real.parent()?.file_name()?.to_string_lossy().into_owned();
+                Some((disk, n))
+            });
+        out.push(SysBlock {
+            name,
+            size_bytes: sectors * 512,
+            parent,
+        });
     }
     // Whole disks before their partitions, in a stable order.
     out.sort();
@@ -121,8 +151,8 @@ impl Seen {
     }
 }
 
-/// Reads the head of a device node and identifies its filesystem.
-pub fn probe_node(node: &str, size: u64) -> Result<Option<Identity>, String> {
+/// Reads the first bytes of a device node, as many as the probes need.
+pub fn read_head(node: &str, size: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut f = std::fs::File::open(node).map_err(|e| e.to_string())?;
     let want = probe::PROBE_LEN.min(size as usize);
@@ -136,7 +166,8 @@ pub fn probe_node(node: &str, size: u64) -> Result<Option<Identity>, String> {
             Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(probe::identify(&buf[..got]))
+    buf.truncate(got);
+    Ok(buf)
 }
 
 /// The outcome of waiting: the device, or what was seen instead.
@@ -161,30 +192,41 @@ pub fn wait_for(
     let mut seen = Seen::default();
     loop {
         let mut unreadable = false;
-        for (name, size, partition) in scan(sys) {
-            let entry = seen.devs.entry(name.clone()).or_insert_with(|| BlockDev {
-                name,
-                size_bytes: size,
-                partition,
-                probe: None,
-            });
-            entry.size_bytes = size;
-            let needs_probe = !matches!(entry.probe, Some(Ok(_)));
-            if needs_probe {
-                // An empty drive (size 0) has nothing to read yet.
-                entry.probe = Some(if size == 0 {
-                    Err("no medium (size 0)".to_string())
-                } else {
-                    probe_node(&entry.node(), size)
+        for sb in scan(sys) {
+            let size = sb.size_bytes;
+            let entry = seen
+                .devs
+                .entry(sb.name.clone())
+                .or_insert_with(|| BlockDev {
+                    name: sb.name,
+                    size_bytes: size,
+                    partition: sb.parent.is_some(),
+                    parent: sb.parent,
+                    gpt: None,
+                    probe: None,
                 });
+            entry.size_bytes = size;
+            if !matches!(entry.probe, Some(Ok(_))) {
+                // An empty drive (size 0) has nothing to read yet.
+                let (probe, gpt) = if size == 0 {
+                    (Err("no medium (size 0)".to_string()), None)
+                } else {
+                    match read_head(&entry.node(), size) {
+                        Ok(head) => (Ok(probe::identify(&head)), probe::gpt_names(&head)),
+                        Err(e) => (Err(e), None),
+                    }
+                };
+                entry.probe = Some(probe);
+                entry.gpt = gpt;
                 log::debug!("probed {}", entry.describe());
             }
             if matches!(entry.probe, Some(Err(_))) && !matches!(spec, RootSpec::Device(_)) {
                 unreadable = true;
             }
-            if matches(spec, entry) {
-                return Found::Device(entry.clone());
-            }
+        }
+        // Matched after the whole scan, so partitions see their disk's GPT.
+        if let Some(d) = seen.devs.values().find(|d| matches(spec, d, &seen)) {
+            return Found::Device(d.clone());
         }
         let elapsed = start.elapsed();
         let left = match budget {
@@ -219,6 +261,8 @@ mod tests {
             name: name.into(),
             size_bytes: 1 << 20,
             partition: false,
+            parent: None,
+            gpt: None,
             probe: Some(Ok(label.map(|l| Identity {
                 fstype: "iso9660",
                 label: Some(l.into()),
@@ -229,11 +273,34 @@ mod tests {
 
     #[test]
     fn matching() {
+        let seen = Seen::default();
         let d = dev("sr0", Some("NIXLIVE"));
-        assert!(matches(&RootSpec::Label("NIXLIVE".into()), &d));
-        assert!(!matches(&RootSpec::Label("nixlive".into()), &d));
-        assert!(matches(&RootSpec::Device("/dev/sr0".into()), &d));
-        assert!(!matches(&RootSpec::Label("X".into()), &dev("sda", None)));
+        assert!(matches(&RootSpec::Label("NIXLIVE".into()), &d, &seen));
+        assert!(!matches(&RootSpec::Label("nixlive".into()), &d, &seen));
+        assert!(matches(&RootSpec::Device("/dev/sr0".into()), &d, &seen));
+        assert!(!matches(
+            &RootSpec::Label("X".into()),
+            &dev("sda", None),
+            &seen
+        ));
+    }
+
+    #[test]
+    fn partlabel_uses_the_disks_gpt() {
+        let mut seen = Seen::default();
+        let mut disk = dev("vda", None);
+        disk.gpt = Some(vec!["EFI".into(), "live".into()]);
+        seen.devs.insert("vda".into(), disk);
+        let mut p2 = dev("vda2", None);
+        p2.parent = Some(("vda".into(), 2));
+        let mut p1 = dev("vda1", None);
+        p1.parent = Some(("vda".into(), 1));
+        let want = RootSpec::PartLabel("live".into());
+        assert!(matches(&want, &p2, &seen));
+        assert!(!matches(&want, &p1, &seen));
+        let mut p0 = dev("vda9", None);
+        p0.parent = Some(("vda".into(), 0));
+        assert!(!matches(&want, &p0, &seen));
     }
 
     #[test]
@@ -254,25 +321,34 @@ mod tests {
     fn scan_reads_sysfs_fixture() {
         let dir = std::env::temp_dir().join(format!("nixlive-scan-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        for (n, size, part) in [
-            ("sda", "2048", false),
-            ("sda1", "1024", true),
-            ("sr0", "0", false),
+        // As in sysfs: class/block/NAME links to devices/.../block/DISK[/PART].
+        let devices = dir.join("devices/pci0/block");
+        std::fs::create_dir_all(dir.join("class/block")).unwrap();
+        for (path, size, part) in [
+            ("sda", "2048", None),
+            ("sda/sda1", "1024", Some(1)),
+            ("sr0", "0", None),
         ] {
-            let d = dir.join("class/block").join(n);
+            let d = devices.join(path);
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("size"), format!("{size}\n")).unwrap();
-            if part {
-                std::fs::write(d.join("partition"), "1\n").unwrap();
+            if let Some(n) = part {
+                std::fs::write(d.join("partition"), format!("{n}\n")).unwrap();
             }
+            let name = path.rsplit('/').next().unwrap();
+            std::os::unix::fs::symlink(&d, dir.join("class/block").join(name)).unwrap();
         }
-        let s = scan(&dir);
+        let sb = |name: &str, size_bytes: u64, parent: Option<(&str, u32)>| SysBlock {
+            name: name.into(),
+            size_bytes,
+            parent: parent.map(|(d, n)| (d.into(), n)),
+        };
         assert_eq!(
-            s,
+            scan(&dir),
             vec![
-                ("sda".into(), 1 << 20, false),
-                ("sda1".into(), 512 << 10, true),
-                ("sr0".into(), 0, false)
+                sb("sda", 1 << 20, None),
+                sb("sda1", 512 << 10, Some(("sda", 1))),
+                sb("sr0", 0, None),
             ]
         );
         std::fs::remove_dir_all(&dir).unwrap();
