@@ -1,1 +1,65 @@
+//! The VM test harness: finds the built programs and kernels, builds media
+//! with the builder, boots them in QEMU, and parses what the guest reports
+//! on its serial console (docs/contracts.md, "Guest report").
+//!
+//! - [`artifacts`]: where the binaries and kernels are; building the demo ISO.
+//! - [`kvm`]: whether KVM really works here (probed), else TCG.
+//! - [`qemu`]: running one VM with a serial log, timeouts and a killing `Drop`.
+//! - [`report`]: the pure parser of the guest report.
+//!
+//! Every run has a hard timeout and kills its VM; every failure carries the
+//! QEMU command line and the whole serial log.
 
+pub mod artifacts;
+pub mod kvm;
+pub mod qemu;
+pub mod report;
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use qemu::{Accel, Failure, QemuCommand, Vm};
+pub use report::{FileInfo, Mount, Report};
+
+/// What one boot to the guest report gave.
+#[derive(Debug)]
+pub struct BootRun {
+    pub report: Report,
+    pub accel: Accel,
+    /// Host wall time from starting QEMU to the end of the report.
+    pub report_after: Duration,
+    /// Host wall time from starting QEMU to its exit.
+    pub wall: Duration,
+    pub serial_log: String,
+    pub command_line: String,
+}
+
+/// Time the guest gets to power off once the report is out.
+const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Boots `iso` from the CD drive of an x86_64 VM and waits (at most
+/// `timeout` in all) for the guest report; fails fast when the guest reports
+/// an error or the kernel panics; then waits for the guest to power off.
+pub fn boot_to_report(iso: &Path, timeout: Duration) -> Result<BootRun, Failure> {
+    let accel = kvm::accel();
+    let cmd = QemuCommand::x86_64_cdrom(iso, accel);
+    let vm = Vm::spawn(&cmd, timeout + POWER_OFF_TIMEOUT)?;
+    vm.wait_for(report::END, timeout)?;
+    let report_after = vm.elapsed();
+    let report = report::parse(&vm.serial_log())
+        .map_err(|e| vm.failure(format!("bad guest report: {e}")))?;
+    vm.wait_exit(POWER_OFF_TIMEOUT)?;
+    Ok(BootRun {
+        report,
+        accel,
+        report_after,
+        wall: vm.elapsed(),
+        serial_log: vm.serial_log(),
+        command_line: vm.command_line().to_string(),
+    })
+}
+
+/// [`boot_to_report`], keeping only the report.
+pub fn run_to_report(iso: &Path, timeout: Duration) -> Result<Report, Failure> {
+    boot_to_report(iso, timeout).map(|run| run.report)
+}

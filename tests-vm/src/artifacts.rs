@@ -1,0 +1,206 @@
+//! Where the built programs and the test kernels are, and building the demo
+//! ISO from them with the builder.
+//!
+//! A missing artifact is a panic that says which file and how to build it:
+//! VM tests never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const HOW: &str = "run `make test` (it builds everything first)";
+
+/// The musl target the guest programs are built for (x86_64 guests).
+pub const GUEST_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// Modules the demo initrd carries for booting from a CD on `-M pc`.
+pub const DEMO_MODULES: &[&str] = &["ata_piix", "sr_mod", "isofs", "loop", "squashfs", "overlay"];
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+fn must_exist(path: PathBuf) -> PathBuf {
+    assert!(path.exists(), "missing {}: {HOW}", path.display());
+    path
+}
+
+/// The built programs.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// Static `nixlive-init` for the guest.
+    pub init: PathBuf,
+    /// Static `nixlive-postboot` for the guest.
+    pub postboot: PathBuf,
+    /// Static `nixlive-demo-init` for the guest.
+    pub demo_init: PathBuf,
+    /// The host builder CLI, `nixlive`.
+    pub builder: PathBuf,
+}
+
+/// Paths of the built programs; panics naming the first one missing.
+pub fn programs() -> Programs {
+    let target = workspace_root().join("target");
+    let guest = target.join(GUEST_TARGET).join("release");
+    Programs {
+        init: must_exist(guest.join("nixlive-init")),
+        postboot: must_exist(guest.join("nixlive-postboot")),
+        demo_init: must_exist(guest.join("nixlive-demo-init")),
+        builder: must_exist(target.join("release/nixlive")),
+    }
+}
+
+/// The static guest programs (init, postboot, demo init); panics naming the
+/// first one missing. Unlike [`programs`], does not need the builder.
+pub fn guest_programs() -> [PathBuf; 3] {
+    let guest = workspace_root()
+        .join("target")
+        .join(GUEST_TARGET)
+        .join("release");
+    ["nixlive-init", "nixlive-postboot", "nixlive-demo-init"].map(|n| must_exist(guest.join(n)))
+}
+
+/// A Debian kernel unpacked under `.cache/kernels/<arch>`.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub vmlinuz: PathBuf,
+    pub version: String,
+    /// `lib/modules/<version>`.
+    pub modules_dir: PathBuf,
+}
+
+/// The kernel for Debian architecture `arch` (`amd64`, `i386`, `arm64`).
+pub fn kernel(arch: &str) -> Kernel {
+    let dir = workspace_root().join(".cache/kernels").join(arch);
+    let version_file = must_exist(dir.join("version"));
+    let version = std::fs::read_to_string(&version_file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}; {HOW}", version_file.display()))
+        .trim()
+        .to_string();
+    Kernel {
+        vmlinuz: must_exist(dir.join("vmlinuz")),
+        modules_dir: must_exist(dir.join("lib/modules").join(&version)),
+        version,
+    }
+}
+
+/// What [`build_demo_iso`] produced.
+#[derive(Debug, Clone)]
+pub struct DemoIso {
+    pub iso: PathBuf,
+    /// The medium tree the ISO was made from (`boot/initrd`, images, manifest).
+    pub medium: PathBuf,
+    /// The store root holding the demo system.
+    pub store_root: PathBuf,
+    /// `/nix/store/<hash>-nixlive-demo-system`.
+    pub system: String,
+    pub label: String,
+    /// Wall time the two builder runs took.
+    pub build_time: Duration,
+}
+
+impl DemoIso {
+    pub fn initrd(&self) -> PathBuf {
+        self.medium.join("boot/initrd")
+    }
+}
+
+/// Runs a builder command; the error carries the command and its output.
+fn run_builder(mut cmd: Command) -> Result<String, String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| format!("starting {shown}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(stdout)
+}
+
+/// Builds the demo system and a bootable ISO labelled `label` in `dir`:
+/// `dir/root` (store), `dir/medium`, `dir/demo.iso`. `dir` is created; an
+/// earlier build in it is replaced.
+pub fn build_demo_iso(dir: &Path, label: &str) -> Result<DemoIso, String> {
+    let p = programs();
+    let k = kernel("amd64");
+    let started = Instant::now();
+    for sub in ["root", "medium"] {
+        let d = dir.join(sub);
+        if d.exists() {
+            std::fs::remove_dir_all(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let store_root = dir.join("root");
+    let medium = dir.join("medium");
+    let iso = dir.join("demo.iso");
+
+    let mut cmd = Command::new(&p.builder);
+    cmd.arg("demo-system")
+        .arg("--init")
+        .arg(&p.demo_init)
+        .arg("--postboot")
+        .arg(&p.postboot)
+        .arg("--root")
+        .arg(&store_root);
+    let out = run_builder(cmd)?;
+    let system = out
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.starts_with("/nix/store/"))
+        .ok_or_else(|| format!("`nixlive demo-system` printed no store path:\n{out}"))?
+        .to_string();
+
+    let mut cmd = Command::new(&p.builder);
+    cmd.arg("iso")
+        .arg("--kernel")
+        .arg(&k.vmlinuz)
+        .arg("--modules-dir")
+        .arg(&k.modules_dir);
+    for m in DEMO_MODULES {
+        cmd.arg("--module").arg(m);
+    }
+    cmd.arg("--init")
+        .arg(&p.init)
+        .arg("--store-root")
+        .arg(&store_root)
+        .arg("--system")
+        .arg(&system)
+        .arg("--label")
+        .arg(label)
+        .arg("--out")
+        .arg(&iso)
+        .arg("--medium-dir")
+        .arg(&medium);
+    run_builder(cmd)?;
+    if !iso.is_file() {
+        return Err(format!(
+            "`nixlive iso` succeeded but {} does not exist",
+            iso.display()
+        ));
+    }
+    Ok(DemoIso {
+        iso,
+        medium,
+        store_root,
+        system,
+        label: label.to_string(),
+        build_time: started.elapsed(),
+    })
+}
+
+/// [`build_demo_iso`] in a fresh temporary directory, removed when the
+/// returned guard drops.
+pub fn build_demo_iso_in_tempdir(label: &str) -> Result<(tempfile::TempDir, DemoIso), String> {
+    let tmp = tempfile::Builder::new()
+        .prefix("nixlive-demo-")
+        .tempdir()
+        .map_err(|e| format!("creating a temporary directory: {e}"))?;
+    let iso = build_demo_iso(tmp.path(), label)?;
+    Ok((tmp, iso))
+}
