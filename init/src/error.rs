@@ -39,6 +39,14 @@ pub enum BootError {
         stock: String,
     },
     #[error(
+        "{path}: sha256 is {got}, but the manifest says {want}: the medium is damaged or was changed"
+    )]
+    Digest {
+        path: String,
+        want: String,
+        got: String,
+    },
+    #[error(
         "stage-2 init {0} does not exist in the new root (set init= or fix the manifest's init line)"
     )]
     NoStage2(String),

@@ -63,6 +63,33 @@ pub fn fail(msg: &str, cmdline: &Cmdline) -> ! {
     freeze()
 }
 
+/// A `boot.debug1*` stop: a shell if one was packed, else wait for Enter.
+pub fn pause(name: &str) {
+    log::info!("{name}: stopping");
+    let mut console = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console");
+    if let Some(sh) = SHELLS.iter().find(|s| std::path::Path::new(s).exists()) {
+        if let Ok(c) = console.as_mut() {
+            let _ = writeln!(c, "{name}: starting {sh}; exit it to continue booting.");
+        }
+        match std::process::Command::new(sh).status() {
+            Ok(st) => log::info!("{sh} exited ({st}); continuing"),
+            Err(e) => log::error!("starting {sh}: {e}; continuing"),
+        }
+        return;
+    }
+    if let Ok(c) = console.as_mut() {
+        let _ = writeln!(
+            c,
+            "{name}: stopped (this initrd has no shell). The kernel log shows what happened so far. Press Enter to continue booting."
+        );
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(c).read_line(&mut line);
+    }
+}
+
 /// When nothing else can be done: reap children forever, never exit.
 pub fn freeze() -> ! {
     log::error!("nixlive init is frozen; reset the machine");

@@ -13,10 +13,12 @@
 //! unit-tested; `exec`, `switch_root` and `sys` are the thin layer the VM
 //! tests cover.
 
+mod copytoram;
 mod discover;
 mod error;
 mod exec;
 mod failure;
+mod findiso;
 mod kmsg;
 mod modules;
 mod plan;
@@ -26,6 +28,7 @@ mod sys;
 use error::BootError;
 use nixlive_formats::{Cmdline, InitrdConf, Manifest, Phase, Timeline, initrd_conf, manifest};
 use rustix::mount::MountFlags;
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -114,6 +117,11 @@ fn mount_basics() -> Result<(), BootError> {
     Ok(())
 }
 
+/// Where the pieces go inside the new root.
+const MEDIUM: &str = "/mnt-root/iso";
+const FINDISO_HOST: &str = "/mnt-root/findiso";
+const RAM_IMAGES: &str = "/mnt-root/nix/.images";
+
 fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
     let mut t = Timer {
         timeline: Timeline::default(),
@@ -128,6 +136,7 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
     if cmdline.trace {
         log::set_max_level(log::LevelFilter::Debug);
     }
+    stop_point(cmdline.debug1, "boot.debug1");
     // Listen before loading drivers so no device announcement is missed.
     let events = match discover::uevent::Uevents::open() {
         Ok(e) => Some(e),
@@ -148,58 +157,61 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
             Err(e) => log::warn!("{}: {e}; loading no modules", initrd_conf::PATH),
         }
     });
-    let spec = cmdline.root.clone().ok_or(BootError::NoRoot)?;
-    let budget = match cmdline.timeout {
-        nixlive_formats::Timeout::Forever => None,
-        nixlive_formats::Timeout::After(d) => Some(d),
-    };
-    log::info!(
-        "waiting for the medium {spec} (timeout: {})",
-        budget.map_or("none".to_string(), |d| format!("{} s", d.as_secs()))
-    );
-    let found = t.phase("find-medium", || {
-        discover::wait_for(&spec, Path::new("/sys"), events.as_ref(), budget)
-    });
-    let dev = match found {
-        discover::Found::Device(d) => d,
-        discover::Found::TimedOut(seen) => {
-            return Err(BootError::MediumNotFound {
-                wanted: spec.to_string(),
-                secs: budget.unwrap_or(Duration::ZERO).as_secs(),
-                seen: seen.list(),
-            });
-        }
-    };
-    log::info!("found the medium: {}", dev.describe());
-    let fstype = match &dev.probe {
-        Some(Ok(Some(id))) => id.fstype,
-        _ => "iso9660",
-    };
-    t.phase("mount-medium", || {
-        exec::run(&plan::plan_medium(&dev.node(), fstype))
-    })?;
+    stop_point(cmdline.debug1devices, "boot.debug1devices");
+    exec::run(&plan::plan_root())?;
 
-    let medium = format!("{}/iso", plan::NEW_ROOT);
-    let manifest = read_manifest(&medium, cmdline)?;
+    // Netboot: the builder put the medium (manifest and images) into the
+    // initrd itself; they are attached where they are, never copied.
+    let in_initrd = format!("/{}", manifest::DEFAULT_PATH);
+    let images_dir =
+        if cmdline.root.is_none() && cmdline.findiso.is_none() && Path::new(&in_initrd).exists() {
+            log::info!("netboot: the images are inside the initrd");
+            "/".to_string()
+        } else {
+            let (node, fstype) =
+                t.phase("find-medium", || find_medium(cmdline, events.as_ref()))?;
+            t.phase("mount-medium", || {
+                exec::run(&plan::plan_medium(&node, &fstype))
+            })?;
+            MEDIUM.to_string()
+        };
+
+    let manifest = read_manifest(&images_dir, cmdline)?;
+    if cmdline.verify && !cmdline.copytoram {
+        t.phase("verify-images", || verify_images(&manifest, &images_dir))?;
+    }
     let ram = {
         let si = rustix::system::sysinfo();
         si.totalram as u64 * u64::from(si.mem_unit)
     };
+    let copied = cmdline.copytoram && images_dir == MEDIUM && {
+        t.phase("copy-to-ram", || copy_to_ram(&manifest, &images_dir))?
+    };
+    let store_dir = if copied {
+        RAM_IMAGES
+    } else {
+        images_dir.as_str()
+    };
     t.phase("mount-store", || {
         exec::run(&plan::plan_store(
             &manifest,
-            &medium,
+            store_dir,
             ram,
             cmdline.overlay_size,
         ))
     })?;
+    if copied {
+        release_medium();
+    }
+    stop_point(cmdline.debug1mounts, "boot.debug1mounts");
 
     let init = cmdline
         .init
         .clone()
         .unwrap_or_else(|| manifest.init.clone());
     let in_new_root = format!("{}{init}", plan::NEW_ROOT);
-    if std::fs::symlink_metadata(&in_new_root).is_err() && std::fs::metadata(&in_new_root).is_err()
+    // A symlink (as NixOS's init is) may point into the store: check the target.
+    if std::fs::metadata(&in_new_root).is_err() && std::fs::symlink_metadata(&in_new_root).is_err()
     {
         return Err(BootError::NoStage2(init));
     }
@@ -217,9 +229,169 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
     switch_root::switch_root(plan::NEW_ROOT, &init)
 }
 
+/// Waits for the medium; returns its device node and filesystem type.
+fn find_medium(
+    cmdline: &Cmdline,
+    events: Option<&discover::uevent::Uevents>,
+) -> Result<(String, String), BootError> {
+    let budget = match cmdline.timeout {
+        nixlive_formats::Timeout::Forever => None,
+        nixlive_formats::Timeout::After(d) => Some(d),
+    };
+    let says_budget = budget.map_or("no timeout".to_string(), |d| {
+        format!("timeout {} s", d.as_secs())
+    });
+    let timed_out = |wanted: String, seen: discover::Seen| BootError::MediumNotFound {
+        wanted,
+        secs: budget.unwrap_or(Duration::ZERO).as_secs(),
+        seen: seen.list(),
+    };
+    if let Some(iso) = &cmdline.findiso {
+        log::info!("looking for the ISO file {iso} on every filesystem ({says_budget})");
+        let mut tried = std::collections::HashSet::new();
+        let mut accept = |d: &discover::BlockDev, _: &discover::Seen| {
+            let Some(Ok(Some(id))) = &d.probe else {
+                return false;
+            };
+            if !tried.insert(d.name.clone()) {
+                return false;
+            }
+            findiso::holds(&d.node(), id.fstype, FINDISO_HOST, iso)
+        };
+        return match discover::wait_for(&mut accept, true, Path::new("/sys"), events, budget) {
+            discover::Found::Device(d) => {
+                log::info!("found {iso} on {}", d.describe());
+                let file = format!("{FINDISO_HOST}{iso}");
+                let (node, fd) = exec::attach_loop(&file)
+                    .map_err(BootError::io(format!("attaching {file} to a loop device")))?;
+                // Autoclear needs the fd open until the medium is mounted:
+                // leak it into the process; it is closed on exec.
+                std::mem::forget(fd);
+                Ok((node, "iso9660".to_string()))
+            }
+            discover::Found::TimedOut(seen) => Err(timed_out(format!("file {iso}"), seen)),
+        };
+    }
+    let spec = cmdline.root.clone().ok_or(BootError::NoRoot)?;
+    log::info!("waiting for the medium {spec} ({says_budget})");
+    let retry = !matches!(spec, nixlive_formats::RootSpec::Device(_));
+    let mut accept =
+        |d: &discover::BlockDev, seen: &discover::Seen| discover::matches(&spec, d, seen);
+    match discover::wait_for(&mut accept, retry, Path::new("/sys"), events, budget) {
+        discover::Found::Device(d) => {
+            log::info!("found the medium: {}", d.describe());
+            let fstype = match &d.probe {
+                Some(Ok(Some(id))) => id.fstype,
+                _ => "iso9660",
+            };
+            Ok((d.node(), fstype.to_string()))
+        }
+        discover::Found::TimedOut(seen) => Err(timed_out(spec.to_string(), seen)),
+    }
+}
+
+fn verify_images(m: &Manifest, dir: &str) -> Result<(), BootError> {
+    for img in &m.images {
+        let path = format!("{dir}/{}", img.name);
+        let got =
+            copytoram::sha256_file(&path).map_err(BootError::io(format!("reading {path}")))?;
+        check_digest(&path, &img.sha256, &got)?;
+        log::info!("{path}: sha256 verified");
+    }
+    Ok(())
+}
+
+fn check_digest(path: &str, want: &str, got: &str) -> Result<(), BootError> {
+    // The stock layout has no digest to compare with.
+    if !want.is_empty() && want != got {
+        return Err(BootError::Digest {
+            path: path.to_string(),
+            want: want.to_string(),
+            got: got.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Copies the images into a tmpfs when they fit. Returns false (boot from
+/// the medium) when they do not.
+fn copy_to_ram(m: &Manifest, dir: &str) -> Result<bool, BootError> {
+    let total: u64 = m.images.iter().map(|i| i.size).sum();
+    let avail = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| copytoram::mem_available(&t))
+        .unwrap_or(0);
+    let size = match copytoram::decide(total, avail) {
+        Ok(s) => s,
+        Err(why) => {
+            log::warn!("{why}");
+            console_say(&format!("{why}\n"));
+            return Ok(false);
+        }
+    };
+    exec::run(&plan::plan_ram_images(RAM_IMAGES, size))?;
+    let mut console = console_writer();
+    let start = std::time::Instant::now();
+    let mut done = 0;
+    for img in &m.images {
+        let src = format!("{dir}/{}", img.name);
+        let dst = format!("{RAM_IMAGES}/{}", img.name);
+        if let Some(parent) = Path::new(&dst).parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(BootError::io(format!("creating {}", parent.display())))?;
+        }
+        let got = copytoram::copy_verified(&src, &dst, done, total, start, &mut console)
+            .map_err(BootError::io(format!("copying {src} to {dst}")))?;
+        check_digest(&src, &img.sha256, &got)?;
+        done += img.size;
+    }
+    let _ = writeln!(console);
+    log::info!(
+        "copied {} MiB to RAM in {:.1} s, digests verified",
+        total >> 20,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(true)
+}
+
+/// After copytoram: unmount the medium (and the filesystem holding a
+/// findiso file) so it can be removed.
+fn release_medium() {
+    for m in [MEDIUM, FINDISO_HOST] {
+        match rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty()) {
+            Ok(()) => log::info!("unmounted {m}"),
+            // Not mounted (or never created): nothing to release.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {}
+            Err(e) => log::warn!("unmounting {m}: {e}; the medium stays in use, ignoring"),
+        }
+    }
+    let _ = std::fs::remove_dir(MEDIUM);
+    console_say("The boot medium is no longer needed and can be removed.\n");
+}
+
+fn console_writer() -> Box<dyn std::io::Write> {
+    match std::fs::OpenOptions::new().write(true).open("/dev/console") {
+        Ok(f) => Box::new(f),
+        Err(_) => Box::new(std::io::stderr()),
+    }
+}
+
+fn console_say(s: &str) {
+    // not fatal: the same text is in the kernel log.
+    let _ = console_writer().write_all(s.as_bytes());
+}
+
+/// `boot.debug1*`: stop here (a shell if the initrd has one, else wait for Enter).
+fn stop_point(on: bool, name: &str) {
+    if on {
+        failure::pause(name);
+    }
+}
+
 /// The manifest from the medium (or `nixlive.manifest=`); a medium with only
 /// the stock `nix-store.squashfs` boots with a manifest made up for it.
 fn read_manifest(medium: &str, cmdline: &Cmdline) -> Result<Manifest, BootError> {
+    let medium = medium.trim_end_matches('/');
     let rel = cmdline
         .manifest
         .clone()

@@ -65,8 +65,8 @@ fn mkdir(path: String) -> Step {
     Step::Mkdir { path }
 }
 
-/// The new root's tmpfs and the medium, read-only at `/iso`.
-pub fn plan_medium(device: &str, fstype: &str) -> Vec<Step> {
+/// The new root: a tmpfs.
+pub fn plan_root() -> Vec<Step> {
     vec![
         mkdir(NEW_ROOT.into()),
         Step::Mount {
@@ -76,6 +76,26 @@ pub fn plan_medium(device: &str, fstype: &str) -> Vec<Step> {
             readonly: false,
             data: "mode=0755".into(),
         },
+    ]
+}
+
+/// The tmpfs that `copytoram` copies the images into.
+pub fn plan_ram_images(dir: &str, size: u64) -> Vec<Step> {
+    vec![
+        mkdir(dir.into()),
+        Step::Mount {
+            source: "tmpfs".into(),
+            target: dir.into(),
+            fstype: "tmpfs".into(),
+            readonly: false,
+            data: format!("mode=0755,size={size}"),
+        },
+    ]
+}
+
+/// The medium, read-only at `/iso` of the new root.
+pub fn plan_medium(device: &str, fstype: &str) -> Vec<Step> {
+    vec![
         mkdir(format!("{NEW_ROOT}/iso")),
         Step::Mount {
             source: device.into(),
@@ -152,12 +172,24 @@ mod tests {
     }
 
     #[test]
-    fn medium() {
+    fn root_and_medium() {
+        assert_eq!(
+            render(&plan_root()),
+            vec![
+                "mkdir -p /mnt-root",
+                "mount -t tmpfs -o mode=0755 tmpfs /mnt-root"
+            ]
+        );
+        assert_eq!(
+            render(&plan_ram_images("/mnt-root/nix/.images", 1000)),
+            vec![
+                "mkdir -p /mnt-root/nix/.images",
+                "mount -t tmpfs -o mode=0755,size=1000 tmpfs /mnt-root/nix/.images"
+            ]
+        );
         assert_eq!(
             render(&plan_medium("/dev/sr0", "iso9660")),
             vec![
-                "mkdir -p /mnt-root",
-                "mount -t tmpfs -o mode=0755 tmpfs /mnt-root",
                 "mkdir -p /mnt-root/iso",
                 "mount -t iso9660 -o ro /dev/sr0 /mnt-root/iso",
             ]

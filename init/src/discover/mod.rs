@@ -176,12 +176,13 @@ pub enum Found {
     TimedOut(Seen),
 }
 
-/// Waits for a block device matching `spec`: scans what exists, then
+/// Waits for a block device that `accept` takes: scans what exists, then
 /// rescans whenever the kernel announces a block device. Devices that could
 /// not be read (a CD drive still spinning up, a medium not yet inserted) are
 /// retried after a short pause, since the kernel sends no event for those.
 pub fn wait_for(
-    spec: &RootSpec,
+    accept: &mut dyn FnMut(&BlockDev, &Seen) -> bool,
+    retry_unreadable: bool,
     sys: &Path,
     events: Option<&uevent::Uevents>,
     budget: Option<std::time::Duration>,
@@ -220,12 +221,12 @@ pub fn wait_for(
                 entry.gpt = gpt;
                 log::debug!("probed {}", entry.describe());
             }
-            if matches!(entry.probe, Some(Err(_))) && !matches!(spec, RootSpec::Device(_)) {
+            if matches!(entry.probe, Some(Err(_))) && retry_unreadable {
                 unreadable = true;
             }
         }
         // Matched after the whole scan, so partitions see their disk's GPT.
-        if let Some(d) = seen.devs.values().find(|d| matches(spec, d, &seen)) {
+        if let Some(d) = seen.devs.values().find(|d| accept(d, &seen)) {
             return Found::Device(d.clone());
         }
         let elapsed = start.elapsed();
