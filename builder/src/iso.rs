@@ -103,7 +103,7 @@ pub fn initrd_archive(
         })?
         .to_string();
     let dep_path = modules_dir.join("modules.dep");
-    let dep_text = String::from_utf8(read(&dep_path, "")?)
+    let dep_text = String::from_utf8(read(&dep_path, "modules.dep")?)
         .with_context(|| format!("{} is not UTF-8", dep_path.display()))?;
     let dep = ModDep::parse(&dep_text).with_context(|| dep_path.display().to_string())?;
     let builtin_path = modules_dir.join("modules.builtin");
@@ -367,7 +367,8 @@ pub fn run(o: &IsoOptions) -> Result<Built> {
     ])
     .args(["-root-mode", "0755", "-mkfs-time", &e, "-all-time", &e])
     .args(["-no-progress", "-quiet"])
-    .env("SOURCE_DATE_EPOCH", &e);
+    // mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times.
+    .env_remove("SOURCE_DATE_EPOCH");
     eprintln!("making {}", image.display());
     run_tool(&mut cmd, "mksquashfs")?;
 
@@ -395,7 +396,12 @@ pub fn run(o: &IsoOptions) -> Result<Built> {
     let cfg_path = iso_dir.join("isolinux.cfg");
     fs::write(&cfg_path, medium::isolinux_cfg(&params))
         .with_context(|| format!("writing {}", cfg_path.display()))?;
-    set_mtimes(&medium_dir, when)?;
+    // xorriso takes an mtime of 0 for "unknown" and stamps the current time
+    // into some records then: give the tree at least 1 s past the epoch.
+    set_mtimes(
+        &medium_dir,
+        when.max(SystemTime::UNIX_EPOCH + Duration::from_secs(1)),
+    )?;
 
     // ISO
     if let Some(parent) = o.out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -414,7 +420,8 @@ pub fn run(o: &IsoOptions) -> Result<Built> {
         .arg("-isohybrid-mbr")
         .arg(&o.isohdpfx)
         .arg(format!("--modification-date={date}"))
-        .args(["--set_all_file_dates", &date])
+        // atime and ctime as the mtime that set_mtimes() gave every file.
+        .args(["--set_all_file_dates", "set_to_mtime"])
         .arg(&medium_dir)
         .env("SOURCE_DATE_EPOCH", &e);
     eprintln!("making {}", o.out.display());
@@ -450,4 +457,64 @@ pub fn run(o: &IsoOptions) -> Result<Built> {
     }
     outputs.push(("iso".to_string(), o.out.display().to_string(), iso_size));
     Ok(Built { outputs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initrd_from_a_modules_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("6.1.0-test");
+        fs::create_dir_all(m.join("kernel/fs")).unwrap();
+        fs::write(m.join("kernel/fs/a.ko"), b"A").unwrap();
+        fs::write(m.join("kernel/fs/b-c.ko"), b"B").unwrap();
+        fs::write(
+            m.join("modules.dep"),
+            "kernel/fs/a.ko: kernel/fs/b-c.ko\nkernel/fs/b-c.ko:\n",
+        )
+        .unwrap();
+        fs::write(m.join("modules.builtin"), "kernel/fs/ext4/ext4.ko\n").unwrap();
+        let (a, builtin) = initrd_archive(b"INIT", &m, &["a".into(), "ext4".into()]).unwrap();
+        assert_eq!(builtin, ["ext4"]);
+        let bytes = a.to_bytes(0);
+        let text = String::from_utf8_lossy(&bytes);
+        for p in [
+            "init\0",
+            "etc/nixlive/initrd.conf\0",
+            "lib/modules/6.1.0-test/kernel/fs/a.ko\0",
+            "lib/modules/6.1.0-test/kernel/fs/b-c.ko\0",
+            "lib/modules/6.1.0-test/modules.dep\0",
+            "lib/modules/6.1.0-test/modules.builtin\0",
+            "mnt-root\0",
+            "dev/console\0",
+        ] {
+            assert!(text.contains(p), "{p}");
+        }
+        assert!(!text.contains("modules.alias"));
+        assert!(text.contains(
+            "nixlive-initrd 1\nkernel 6.1.0-test\nmodule kernel/fs/b-c.ko\nmodule kernel/fs/a.ko\n"
+        ));
+        let err = initrd_archive(b"", &m, &["zzz".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("zzz"));
+        let err = initrd_archive(b"", &d.path().join("none"), &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("none/modules.dep"), "{err:#}");
+    }
+
+    #[test]
+    fn compression_round_trips() {
+        let data = b"hello initrd ".repeat(1000);
+        let z = compress(&data, Compression::Zstd).unwrap();
+        assert_eq!(&z[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+        assert_eq!(zstd::stream::decode_all(&z[..]).unwrap(), data);
+        let g = compress(&data, Compression::Gzip).unwrap();
+        assert_eq!(&g[..2], &[0x1f, 0x8b]);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&g[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+        assert_eq!(compress(&data, Compression::Gzip).unwrap(), g);
+    }
 }

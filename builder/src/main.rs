@@ -38,6 +38,13 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         root: PathBuf,
     },
+    /// Print the `nix-store --load-db` registration of every store path
+    /// under ROOT/nix/store (NAR hashes, sizes, references computed here).
+    Registration {
+        /// Directory holding nix/store/<paths>.
+        #[arg(long, value_name = "DIR")]
+        store_root: PathBuf,
+    },
     /// Build a BIOS-bootable hybrid ISO: initrd, squashfs store image,
     /// registration, manifest; print the ISO's path.
     Iso {
@@ -122,6 +129,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let sp = demo_system::run(&init, &postboot, &root)?;
             println!("{sp}");
+        }
+        Cmd::Registration { store_root } => {
+            let store = store_root.join("nix/store");
+            let names = registration::list_store(&store)?;
+            let infos = registration::compute(&store, "/nix/store", &names)?;
+            print!("{}", registration::render(&infos));
         }
         Cmd::Iso {
             kernel,
