@@ -13,6 +13,16 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 fn demo_iso_boots_from_cd_by_label() {
     let (_tmp, iso) =
         artifacts::build_demo_iso_in_tempdir("NIXLIVE_TEST").unwrap_or_else(|e| panic!("{e}"));
+    // The medium is to be found by its label, not by a fixed device name.
+    let cfg_path = iso.medium.join("isolinux/isolinux.cfg");
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", cfg_path.display()));
+    assert!(
+        cfg.contains("root=LABEL=NIXLIVE_TEST"),
+        "{} does not ask for the label:\n{cfg}",
+        cfg_path.display()
+    );
+
     let r = run_to_report(&iso.iso, TIMEOUT).unwrap();
 
     // Everything below fails with the whole report, so a mismatch is readable.
