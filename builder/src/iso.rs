@@ -3,9 +3,9 @@
 
 use crate::cpio::{Archive, Kind};
 use crate::medium;
-use crate::modules::{self, ModDep};
 use crate::registration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use nixlive_formats::kmod::{self as modules, ModDep};
 use nixlive_formats::{ImageEntry, ImageFs, InitrdConf, Manifest};
 use sha2::{Digest, Sha256};
 use std::fs;

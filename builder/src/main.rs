@@ -5,7 +5,6 @@ mod cpio;
 mod demo_system;
 mod iso;
 mod medium;
-mod modules;
 mod nar;
 mod nixbase32;
 mod registration;

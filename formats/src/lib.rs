@@ -10,6 +10,7 @@
 
 pub mod cmdline;
 pub mod initrd_conf;
+pub mod kmod;
 pub mod lines;
 pub mod manifest;
 pub mod timeline;

@@ -145,17 +145,27 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
             None
         }
     };
-    t.phase("load-modules", || {
-        match std::fs::read_to_string(initrd_conf::PATH) {
-            Ok(text) => match InitrdConf::parse(&text) {
-                Ok(conf) => {
-                    let n = modules::load_all(Path::new("/"), &conf);
-                    log::info!("loaded {n} of {} modules", conf.modules.len());
-                }
-                Err(e) => log::warn!("{}: {e}; loading no modules", initrd_conf::PATH),
-            },
-            Err(e) => log::warn!("{}: {e}; loading no modules", initrd_conf::PATH),
-        }
+    let mut loader = t.phase("load-modules", || {
+        let conf = match std::fs::read_to_string(initrd_conf::PATH) {
+            Ok(text) => InitrdConf::parse(&text).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let conf = conf.unwrap_or_else(|e| {
+            log::warn!("{}: {e}; loading only coldplug matches", initrd_conf::PATH);
+            InitrdConf {
+                kernel: rustix::system::uname()
+                    .release()
+                    .to_string_lossy()
+                    .into_owned(),
+                modules: Vec::new(),
+            }
+        });
+        let mut loader = modules::Loader::new(Path::new("/"), &conf);
+        loader.load_files(&conf.modules);
+        loader.load_names(&cmdline.modules, true);
+        loader.coldplug(Path::new("/sys"));
+        log::info!("loaded {} modules", loader.loaded);
+        loader
     });
     stop_point(cmdline.debug1devices, "boot.debug1devices");
     exec::run(&plan::plan_root())?;
@@ -168,8 +178,9 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
             log::info!("netboot: the images are inside the initrd");
             "/".to_string()
         } else {
-            let (node, fstype) =
-                t.phase("find-medium", || find_medium(cmdline, events.as_ref()))?;
+            let (node, fstype) = t.phase("find-medium", || {
+                find_medium(cmdline, events.as_ref(), &mut |a| loader.modalias(a))
+            })?;
             t.phase("mount-medium", || {
                 exec::run(&plan::plan_medium(&node, &fstype))
             })?;
@@ -233,6 +244,7 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
 fn find_medium(
     cmdline: &Cmdline,
     events: Option<&discover::uevent::Uevents>,
+    on_modalias: &mut dyn FnMut(&str),
 ) -> Result<(String, String), BootError> {
     let budget = match cmdline.timeout {
         nixlive_formats::Timeout::Forever => None,
@@ -258,7 +270,14 @@ fn find_medium(
             }
             findiso::holds(&d.node(), id.fstype, FINDISO_HOST, iso)
         };
-        return match discover::wait_for(&mut accept, true, Path::new("/sys"), events, budget) {
+        return match discover::wait_for(
+            &mut accept,
+            true,
+            on_modalias,
+            Path::new("/sys"),
+            events,
+            budget,
+        ) {
             discover::Found::Device(d) => {
                 log::info!("found {iso} on {}", d.describe());
                 let file = format!("{FINDISO_HOST}{iso}");
@@ -277,7 +296,14 @@ fn find_medium(
     let retry = !matches!(spec, nixlive_formats::RootSpec::Device(_));
     let mut accept =
         |d: &discover::BlockDev, seen: &discover::Seen| discover::matches(&spec, d, seen);
-    match discover::wait_for(&mut accept, retry, Path::new("/sys"), events, budget) {
+    match discover::wait_for(
+        &mut accept,
+        retry,
+        on_modalias,
+        Path::new("/sys"),
+        events,
+        budget,
+    ) {
         discover::Found::Device(d) => {
             log::info!("found the medium: {}", d.describe());
             let fstype = match &d.probe {

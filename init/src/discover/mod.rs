@@ -183,6 +183,7 @@ pub enum Found {
 pub fn wait_for(
     accept: &mut dyn FnMut(&BlockDev, &Seen) -> bool,
     retry_unreadable: bool,
+    on_modalias: &mut dyn FnMut(&str),
     sys: &Path,
     events: Option<&uevent::Uevents>,
     budget: Option<std::time::Duration>,
@@ -241,12 +242,20 @@ pub fn wait_for(
             left
         };
         match events {
-            Some(ev) => {
-                if let Err(e) = ev.wait(pause) {
+            Some(ev) => match ev.wait(pause) {
+                Ok(events) => {
+                    // A new device may need its driver before its disk appears.
+                    for e in events {
+                        if let Some(a) = &e.modalias {
+                            on_modalias(a);
+                        }
+                    }
+                }
+                Err(e) => {
                     log::warn!("reading uevents failed ({e}); rescanning every {RETRY:?}");
                     std::thread::sleep(RETRY);
                 }
-            }
+            },
             // Without the netlink socket, the fallback is a slow rescan.
             None => std::thread::sleep(pause.map_or(RETRY, |p| p.min(RETRY))),
         }

@@ -24,9 +24,9 @@ impl Uevents {
         Ok(Uevents { fd })
     }
 
-    /// Waits up to `timeout` (forever if `None`) for events; returns how many
-    /// block-subsystem events arrived (0 on timeout).
-    pub fn wait(&self, timeout: Option<Duration>) -> std::io::Result<usize> {
+    /// Waits up to `timeout` (forever if `None`) for events; returns the
+    /// events that arrived (none on timeout).
+    pub fn wait(&self, timeout: Option<Duration>) -> std::io::Result<Vec<Uevent>> {
         let ts = timeout.map(|d| rustix::time::Timespec {
             tv_sec: d.as_secs() as _,
             tv_nsec: d.subsec_nanos() as _,
@@ -34,32 +34,43 @@ impl Uevents {
         let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
         match poll(&mut fds, ts.as_ref()) {
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok(0),
+            Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         }
-        let mut n = 0;
+        let mut out = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
             match recv(self.fd.as_fd(), &mut buf, RecvFlags::DONTWAIT) {
-                Ok((len, _)) => {
-                    if is_block_event(&buf[..len.min(buf.len())]) {
-                        n += 1;
-                    }
-                }
+                Ok((len, _)) => out.push(parse(&buf[..len.min(buf.len())])),
                 Err(rustix::io::Errno::AGAIN) => break,
                 Err(rustix::io::Errno::INTR) => continue,
                 // ENOBUFS: events were lost; the caller rescans /sys anyway.
-                Err(rustix::io::Errno::NOBUFS) => n += 1,
+                Err(rustix::io::Errno::NOBUFS) => out.push(Uevent::default()),
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(n)
+        Ok(out)
     }
 }
 
-/// A kernel uevent is `ACTION@DEVPATH\0KEY=VALUE\0...`; we want block devices.
-pub fn is_block_event(msg: &[u8]) -> bool {
-    msg.split(|b| *b == 0).any(|kv| kv == b"SUBSYSTEM=block")
+/// What init needs of one uevent.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Uevent {
+    pub block: bool,
+    pub modalias: Option<String>,
+}
+
+/// A kernel uevent is `ACTION@DEVPATH\0KEY=VALUE\0...`.
+pub fn parse(msg: &[u8]) -> Uevent {
+    let mut ev = Uevent::default();
+    for kv in msg.split(|b| *b == 0) {
+        if kv == b"SUBSYSTEM=block" {
+            ev.block = true;
+        } else if let Some(a) = kv.strip_prefix(b"MODALIAS=") {
+            ev.modalias = Some(String::from_utf8_lossy(a).into_owned());
+        }
+    }
+    ev
 }
 
 #[cfg(test)]
@@ -67,13 +78,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn block_events() {
-        assert!(is_block_event(
-            b"add@/devices/x/block/sr0\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=sr0\0"
-        ));
-        assert!(!is_block_event(
-            b"add@/module/loop\0ACTION=add\0SUBSYSTEM=module\0"
-        ));
-        assert!(!is_block_event(b""));
+    fn events() {
+        let b = parse(b"add@/devices/x/block/sr0\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=sr0\0");
+        assert!(b.block && b.modalias.is_none());
+        let m = parse(
+            b"add@/devices/pci0/0000:00:05.0\0ACTION=add\0SUBSYSTEM=pci\0MODALIAS=pci:v00001AF4d00001001\0",
+        );
+        assert!(!m.block);
+        assert_eq!(m.modalias.as_deref(), Some("pci:v00001AF4d00001001"));
+        assert_eq!(parse(b""), Uevent::default());
     }
 }

@@ -221,3 +221,171 @@ kernel/drivers/virtio/virtio-mmio.ko.xz:
         assert!(ModDep::parse("../x.ko:\n").is_err());
     }
 }
+
+/// `modules.alias`: `alias PATTERN MODULE` lines, PATTERN a shell glob over
+/// a device's `modalias` (`pci:v00001AF4d00001001...`).
+#[derive(Debug, Default, Clone)]
+pub struct Aliases {
+    entries: Vec<(String, String)>,
+}
+
+impl Aliases {
+    /// Lenient by design: lines that are not `alias PATTERN MODULE` are skipped
+    /// (depmod writes comments; a broken line must not stop the boot).
+    pub fn parse(text: &str) -> Aliases {
+        let entries = text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                match (it.next(), it.next(), it.next(), it.next()) {
+                    (Some("alias"), Some(pat), Some(module), None) => {
+                        Some((pat.to_string(), module_name(module)))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        Aliases { entries }
+    }
+
+    /// Names of the modules whose patterns match `modalias`, in file order, without repeats.
+    pub fn lookup(&self, modalias: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (pat, m) in &self.entries {
+            if glob(pat.as_bytes(), modalias.as_bytes()) && !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+}
+
+/// fnmatch(3) without flags: `*`, `?` and `[...]` (with `!`/`^` and ranges).
+pub fn glob(pat: &[u8], s: &[u8]) -> bool {
+    // Iterative with one backtrack point for the last `*`: linear enough for
+    // modalias strings, and no recursion on untrusted patterns.
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if p < pat.len() {
+            match pat[p] {
+                b'*' => {
+                    star = Some((p, i));
+                    p += 1;
+                    continue;
+                }
+                b'?' => {
+                    p += 1;
+                    i += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, next)) = class(pat, p, s[i]) {
+                        if matched {
+                            p = next;
+                            i += 1;
+                            continue;
+                        }
+                    } else if s[i] == b'[' {
+                        p += 1;
+                        i += 1;
+                        continue;
+                    }
+                }
+                c if c == s[i] => {
+                    p += 1;
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, si)) => {
+                p = sp + 1;
+                i = si + 1;
+                star = Some((sp, si + 1));
+            }
+            None => return false,
+        }
+    }
+    pat[p..].iter().all(|c| *c == b'*')
+}
+
+/// Matches `c` against the bracket expression at `pat[p]`; returns whether
+/// it matched and the index after `]`, or None if the bracket is unclosed.
+fn class(pat: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
+    let mut j = p + 1;
+    let negate = matches!(pat.get(j), Some(b'!' | b'^'));
+    if negate {
+        j += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while j < pat.len() && (first || pat[j] != b']') {
+        first = false;
+        if j + 2 < pat.len() && pat[j + 1] == b'-' && pat[j + 2] != b']' {
+            if pat[j] <= c && c <= pat[j + 2] {
+                matched = true;
+            }
+            j += 3;
+        } else {
+            if pat[j] == c {
+                matched = true;
+            }
+            j += 1;
+        }
+    }
+    if j >= pat.len() {
+        return None;
+    }
+    Some((matched != negate, j + 1))
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob(
+            b"pci:v00001AF4d*sv*",
+            b"pci:v00001AF4d00001001sv00001AF4"
+        ));
+        assert!(!glob(b"pci:v00001AF4d*sv*", b"pci:v00008086d00001001sv0"));
+        assert!(glob(b"a?c", b"abc"));
+        assert!(glob(b"*", b""));
+        assert!(glob(b"x[0-9]y", b"x5y"));
+        assert!(!glob(b"x[!0-9]y", b"x5y"));
+        assert!(glob(b"x[!0-9]y", b"xay"));
+        assert!(glob(b"a*b*c", b"aXXbYYc"));
+        assert!(!glob(b"a*b*c", b"aXXbYY"));
+        assert!(glob(b"[", b"["));
+    }
+
+    #[test]
+    fn lookup() {
+        let a = Aliases::parse(
+            "# Aliases extracted from modules themselves.\n\
+             alias pci:v00001AF4d00001001sv*sd*bc*sc*i* virtio_blk\n\
+             alias virtio:d00000002v* virtio_blk\n\
+             alias pci:v00008086d00007010sv*sd*bc*sc*i* ata-piix\n\
+             garbage line\n",
+        );
+        assert_eq!(a.lookup("virtio:d00000002v00001AF4"), vec!["virtio_blk"]);
+        assert_eq!(
+            a.lookup("pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80"),
+            vec!["ata_piix"]
+        );
+        assert!(a.lookup("usb:v1234").is_empty());
+    }
+}
+
+impl ModDep {
+    /// The file of module `name` (`-` and `_` equal), if modules.dep lists it.
+    pub fn path_of(&self, name: &str) -> Option<&str> {
+        self.entries
+            .get(&module_name(name))
+            .map(|(p, _)| p.as_str())
+    }
+}
