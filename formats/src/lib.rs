@@ -13,9 +13,11 @@ pub mod initrd_conf;
 pub mod kmod;
 pub mod lines;
 pub mod manifest;
+pub mod registration;
 pub mod timeline;
 
 pub use cmdline::{Cmdline, RootSpec, SizeSpec, Timeout};
 pub use initrd_conf::InitrdConf;
 pub use manifest::{ImageEntry, ImageFs, Manifest};
+pub use registration::Registration;
 pub use timeline::{Phase, Timeline};
