@@ -3,7 +3,7 @@
 # need first (apt packages, rustup targets, Debian kernels) and are idempotent.
 SHELL := /bin/bash
 CARGO ?= cargo
-GUEST_TARGET ?= x86_64-unknown-linux-musl
+GUEST_TARGETS ?= x86_64-unknown-linux-musl i686-unknown-linux-musl aarch64-unknown-linux-musl
 GUEST_PKGS := -p nixlive-init -p nixlive-postboot -p nixlive-demo
 export SOURCE_DATE_EPOCH ?= 1700000000
 
@@ -16,7 +16,7 @@ deps:
 
 build: deps
 	$(CARGO) build --release -p nixlive-builder
-	$(CARGO) build --release --target $(GUEST_TARGET) $(GUEST_PKGS)
+	for t in $(GUEST_TARGETS); do $(CARGO) build --release --target $$t $(GUEST_PKGS) || exit 1; done
 
 demo: build
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-demo-run

@@ -40,7 +40,7 @@ add_backports() {
   NEED_UPDATE=1
 }
 
-APT_PKGS=(kmod xorriso isolinux syslinux-common squashfs-tools cpio zstd busybox-static mtools dosfstools e2fsprogs)
+APT_PKGS=(kmod xorriso isolinux syslinux-common squashfs-tools cpio zstd busybox-static mtools dosfstools e2fsprogs nix-bin musl-tools)
 QEMU_PKGS=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64)
 
 missing=()
@@ -65,4 +65,4 @@ for t in x86_64-unknown-linux-musl i686-unknown-linux-musl aarch64-unknown-linux
 done
 
 # Kernels: Debian's, unpacked (not installed) into .cache/kernels/ARCH.
-bash scripts/fetch-kernel.sh amd64
+for a in amd64 i386 arm64; do bash scripts/fetch-kernel.sh "$a"; done

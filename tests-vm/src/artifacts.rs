@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::arch::Arch;
+
 const HOW: &str = "run `make test` (it builds everything first)";
 
 /// The musl target the guest programs are built for (x86_64 guests).
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-musl";
-
-/// Modules the demo initrd carries for booting from a CD on `-M pc`.
-pub const DEMO_MODULES: &[&str] = &["ata_piix", "sr_mod", "isofs", "loop", "squashfs", "overlay"];
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -22,7 +21,7 @@ pub fn workspace_root() -> PathBuf {
     here.parent().unwrap_or(here).to_path_buf()
 }
 
-fn must_exist(path: PathBuf) -> PathBuf {
+pub fn must_exist(path: PathBuf) -> PathBuf {
     assert!(path.exists(), "missing {}: {HOW}", path.display());
     path
 }
@@ -38,6 +37,11 @@ pub struct Programs {
     pub demo_init: PathBuf,
     /// The host builder CLI, `nixlive`.
     pub builder: PathBuf,
+}
+
+/// The host builder CLI; panics when it is not built.
+pub fn programs_builder() -> PathBuf {
+    must_exist(workspace_root().join("target/release/nixlive"))
 }
 
 /// Paths of the built programs; panics naming the first one missing.
@@ -122,12 +126,52 @@ fn run_builder(mut cmd: Command) -> Result<String, String> {
     Ok(stdout)
 }
 
+/// What to build a demo medium for.
+#[derive(Debug, Clone)]
+pub struct DemoSpec {
+    pub arch: Arch,
+    pub label: String,
+    /// Kernel modules for the initrd (the builder adds their dependencies).
+    pub modules: Vec<String>,
+    /// Extra kernel parameters.
+    pub append: String,
+}
+
+impl DemoSpec {
+    /// The demo of `arch` with its usual modules. The builder's boot entry
+    /// already names the PC serial console; others get theirs appended.
+    pub fn new(arch: Arch, label: &str) -> DemoSpec {
+        let append = match arch {
+            Arch::X86_64 | Arch::I686 => String::new(),
+            Arch::Aarch64 => format!("console={}", arch.console()),
+        };
+        DemoSpec {
+            arch,
+            label: label.to_string(),
+            modules: arch.demo_modules().iter().map(|m| m.to_string()).collect(),
+            append,
+        }
+    }
+}
+
 /// Builds the demo system and a bootable ISO labelled `label` in `dir`:
 /// `dir/root` (store), `dir/medium`, `dir/demo.iso`. `dir` is created; an
 /// earlier build in it is replaced.
 pub fn build_demo_iso(dir: &Path, label: &str) -> Result<DemoIso, String> {
-    let p = programs();
-    let k = kernel("amd64");
+    build_demo(dir, &DemoSpec::new(Arch::X86_64, label))
+}
+
+/// [`build_demo_iso`] for any architecture, modules and extra parameters.
+pub fn build_demo(dir: &Path, spec: &DemoSpec) -> Result<DemoIso, String> {
+    let label = spec.label.as_str();
+    let builder = programs_builder();
+    let p = Programs {
+        init: spec.arch.guest_program("nixlive-init"),
+        postboot: spec.arch.guest_program("nixlive-postboot"),
+        demo_init: spec.arch.guest_program("nixlive-demo-init"),
+        builder,
+    };
+    let k = kernel(spec.arch.debian());
     let started = Instant::now();
     for sub in ["root", "medium"] {
         let d = dir.join(sub);
@@ -162,8 +206,11 @@ pub fn build_demo_iso(dir: &Path, label: &str) -> Result<DemoIso, String> {
         .arg(&k.vmlinuz)
         .arg("--modules-dir")
         .arg(&k.modules_dir);
-    for m in DEMO_MODULES {
+    for m in &spec.modules {
         cmd.arg("--module").arg(m);
+    }
+    if !spec.append.is_empty() {
+        cmd.arg("--append").arg(&spec.append);
     }
     cmd.arg("--init")
         .arg(&p.init)

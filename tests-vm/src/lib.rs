@@ -2,17 +2,24 @@
 //! with the builder, boots them in QEMU, and parses what the guest reports
 //! on its serial console (docs/contracts.md, "Guest report").
 //!
+//! - [`arch`]: what differs between x86_64, i686 and aarch64 guests.
 //! - [`artifacts`]: where the binaries and kernels are; building the demo ISO.
 //! - [`kvm`]: whether KVM really works here (probed), else TCG.
+//! - [`media`]: ext4/FAT32/GPT disks and extra layers made from the builder's medium.
 //! - [`qemu`]: running one VM with a serial log, timeouts and a killing `Drop`.
+//! - [`qmp`]: acting on a running VM (hotplug, eject) through QMP.
 //! - [`report`]: the pure parser of the guest report.
 //!
 //! Every run has a hard timeout and kills its VM; every failure carries the
 //! QEMU command line and the whole serial log.
 
+pub mod arch;
 pub mod artifacts;
+pub mod checks;
 pub mod kvm;
+pub mod media;
 pub mod qemu;
+pub mod qmp;
 pub mod report;
 
 use std::path::Path;
@@ -41,9 +48,18 @@ const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(30);
 /// `timeout` in all) for the guest report; fails fast when the guest reports
 /// an error or the kernel panics; then waits for the guest to power off.
 pub fn boot_to_report(iso: &Path, timeout: Duration) -> Result<BootRun, Failure> {
-    let accel = kvm::accel();
-    let cmd = QemuCommand::x86_64_cdrom(iso, accel);
-    let vm = Vm::spawn(&cmd, timeout + POWER_OFF_TIMEOUT)?;
+    boot_command_to_report(&QemuCommand::x86_64_cdrom(iso, kvm::accel()), timeout)
+}
+
+/// Runs `cmd` and waits (at most `timeout` in all) for the guest report,
+/// as [`boot_to_report`] does, for any machine and boot path.
+pub fn boot_command_to_report(cmd: &QemuCommand, timeout: Duration) -> Result<BootRun, Failure> {
+    let accel = if cmd.command_line().contains("-accel kvm") {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
+    let vm = Vm::spawn(cmd, timeout + POWER_OFF_TIMEOUT)?;
     vm.wait_for(report::END, timeout)?;
     let report_after = vm.elapsed();
     let report = report::parse(&vm.serial_log())

@@ -1,0 +1,53 @@
+//! The observable state every successful live boot must show, checked on
+//! the guest report. Tests call [`live_system`] and add their own checks.
+
+use crate::report::Report;
+
+/// Checks what stage 1 must leave behind: `/` a tmpfs, the medium or the
+/// images mounted, `/nix/store` an overlay over `.ro-store/0`, postboot
+/// run, `/etc/NIXOS` present, the stage-1 timeline written. `arch` is the
+/// guest's `uname -m`. The error carries the whole report.
+pub fn live_system(r: &Report, arch: &str) -> Result<(), String> {
+    let ctx = || format!("\n{r:#?}");
+    let fail = |what: String| Err(format!("{what}{}", ctx()));
+    if r.arch != arch {
+        return fail(format!("guest architecture is {:?}, want {arch:?}", r.arch));
+    }
+    match r.mount("/") {
+        Some(m) if m.fstype == "tmpfs" => {}
+        Some(m) => return fail(format!("/ is {}, want tmpfs", m.fstype)),
+        None => return fail("no / mount".into()),
+    }
+    match r.mount("/nix/.ro-store/0") {
+        Some(m) if m.fstype == "squashfs" || m.fstype == "erofs" => {}
+        Some(m) => return fail(format!("/nix/.ro-store/0 is {}", m.fstype)),
+        None => return fail("no /nix/.ro-store/0 mount".into()),
+    }
+    let Some(store) = r.mount("/nix/store") else {
+        return fail("no /nix/store mount".into());
+    };
+    if store.fstype != "overlay" {
+        return fail(format!("/nix/store is {}, want overlay", store.fstype));
+    }
+    let lower = store.option("lowerdir").unwrap_or_default();
+    if !lower
+        .split(':')
+        .next()
+        .is_some_and(|l| l.ends_with(".ro-store/0"))
+    {
+        return fail(format!(
+            "/nix/store's top lower layer is not .ro-store/0: {lower:?}"
+        ));
+    }
+    if r.postboot_exit != 0 {
+        return fail(format!("postboot exited {}", r.postboot_exit));
+    }
+    match r.files.get("/etc/NIXOS").cloned().flatten() {
+        Some(f) if f.kind == "regular" => {}
+        other => return fail(format!("/etc/NIXOS is {other:?}, want a regular file")),
+    }
+    if r.stage1_phases().is_empty() {
+        return fail("stage1.json has no phases".into());
+    }
+    Ok(())
+}
