@@ -7,6 +7,8 @@
 //! stored without a leading `/`.
 
 use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -17,6 +19,9 @@ pub enum Kind {
     Symlink(String),
     /// A character device node (major, minor), such as `/dev/console`.
     CharDev(u32, u32),
+    /// A regular file whose bytes are read from the host file at write time
+    /// (for images too large to hold in memory); the size is checked then.
+    HostFile(PathBuf, u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,9 +99,12 @@ impl Archive {
                 CpioError::Duplicate(p)
             });
         }
-        if let Kind::File(d) = &kind
-            && u32::try_from(d.len()).is_err()
-        {
+        let size = match &kind {
+            Kind::File(d) => d.len() as u64,
+            Kind::HostFile(_, n) => *n,
+            _ => 0,
+        };
+        if u32::try_from(size).is_err() {
             return Err(CpioError::TooLarge(p));
         }
         self.entries.insert(p, Entry { perm, kind });
@@ -105,6 +113,16 @@ impl Archive {
 
     /// Serialises the archive with every mtime set to `mtime`.
     pub fn to_bytes(&self, mtime: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing to a Vec only fails for host files, which have their own
+        // path (`write_to`).
+        let _ = self.write_to(&mut out, mtime);
+        out
+    }
+
+    /// Streams the archive into `w` with every mtime set to `mtime`. A host
+    /// file whose size changed since it was added is an error.
+    pub fn write_to(&self, w: &mut impl Write, mtime: u32) -> io::Result<()> {
         let mut out = Vec::new();
         // Sorted component by component, so a directory comes right before
         // its children (plain byte order would put `lib-x` between `lib` and
@@ -117,6 +135,11 @@ impl Archive {
                 Kind::File(d) => (0o100000, 1, d, (0, 0)),
                 Kind::Symlink(t) => (0o120000, 1, t.as_bytes(), (0, 0)),
                 Kind::CharDev(ma, mi) => (0o020000, 1, &[], (*ma, *mi)),
+                Kind::HostFile(..) => (0o100000, 1, &[], (0, 0)),
+            };
+            let size = match &e.kind {
+                Kind::HostFile(_, n) => usize::try_from(*n).unwrap_or(usize::MAX),
+                _ => data.len(),
             };
             let ino = u32::try_from(ino + 1).unwrap_or(u32::MAX);
             let h = Header {
@@ -124,10 +147,27 @@ impl Archive {
                 mode: ty | (e.perm & 0o7777),
                 nlink,
                 mtime,
-                size: data.len(),
+                size,
                 rdev,
             };
             h.write(&mut out, path);
+            if let Kind::HostFile(src, n) = &e.kind {
+                // `out` always starts 4-aligned in the archive, so its own
+                // length gives the alignment; flush it before the file data.
+                w.write_all(&out)?;
+                out.clear();
+                let mut f = std::fs::File::open(src)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", src.display())))?;
+                let copied = io::copy(&mut io::Read::take(&mut f, *n), w)?;
+                if copied != *n {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{} shrank while packing it", src.display()),
+                    ));
+                }
+                w.write_all(&[0u8; 4][..((4 - copied % 4) % 4) as usize])?;
+                continue;
+            }
             out.extend_from_slice(data);
             pad4(&mut out);
         }
@@ -140,7 +180,7 @@ impl Archive {
             rdev: (0, 0),
         };
         trailer.write(&mut out, "TRAILER!!!");
-        out
+        w.write_all(&out)
     }
 }
 
@@ -259,6 +299,31 @@ mod tests {
             .unwrap();
         b.add("/init", 0o755, Kind::File(b"#!x".to_vec())).unwrap();
         assert_eq!(b.to_bytes(42), bytes);
+    }
+
+    #[test]
+    fn host_files_stream_like_inline_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("img");
+        std::fs::write(&f, b"12345").unwrap();
+        let mut inline = Archive::new();
+        inline
+            .add("/a", 0o644, Kind::File(b"12345".to_vec()))
+            .unwrap();
+        inline.add("/b", 0o644, Kind::File(b"xy".to_vec())).unwrap();
+        let mut host = Archive::new();
+        host.add("/a", 0o644, Kind::HostFile(f.clone(), 5)).unwrap();
+        host.add("/b", 0o644, Kind::File(b"xy".to_vec())).unwrap();
+        let mut out = Vec::new();
+        host.write_to(&mut out, 7).unwrap();
+        assert_eq!(out, inline.to_bytes(7));
+        let mut wrong = Archive::new();
+        wrong.add("/a", 0o644, Kind::HostFile(f, 6)).unwrap();
+        assert!(wrong.write_to(&mut Vec::new(), 0).is_err());
+        assert!(matches!(
+            wrong.add("/big", 0o644, Kind::HostFile("x".into(), 1 << 32)),
+            Err(CpioError::TooLarge(_))
+        ));
     }
 
     #[test]

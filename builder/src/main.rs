@@ -3,12 +3,19 @@
 
 mod cpio;
 mod demo_system;
+mod efi;
+mod initrd;
+mod inputs;
 mod iso;
 mod medium;
 mod nar;
 mod nixbase32;
+mod outputs;
+mod progress;
 mod registration;
+mod squashfs;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,43 +44,29 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         root: PathBuf,
     },
-    /// Print the `nix-store --load-db` registration of every store path
-    /// under ROOT/nix/store (NAR hashes, sizes, references computed here).
+    /// Print the `nix-store --load-db` registration of STOREPATHs found under
+    /// ROOT/nix/store: NAR hashes, sizes and references (among the given
+    /// paths) computed here, as `nix-store --dump-db` prints them.
     Registration {
         /// Directory holding nix/store/<paths>.
         #[arg(long, value_name = "DIR")]
-        store_root: PathBuf,
+        root: PathBuf,
+        /// Hash format: dump-db (hex, as `nix-store --dump-db`) or
+        /// closure-info (`sha256:<base 32>`, as nixpkgs' closureInfo).
+        #[arg(long, value_enum, default_value = "dump-db")]
+        format: registration::HashFormat,
+        /// The store paths (/nix/store/<hash>-<name> or <hash>-<name>); all
+        /// paths under ROOT/nix/store when none are given.
+        #[arg(value_name = "STOREPATH")]
+        paths: Vec<String>,
     },
-    /// Build a BIOS-bootable hybrid ISO: initrd, squashfs store image,
-    /// registration, manifest; print the ISO's path.
+    /// Build a hybrid ISO (BIOS and UEFI; CD and USB disk): initrd, store
+    /// images, registration, manifest.
     Iso {
-        /// Kernel image (bzImage).
-        #[arg(long, value_name = "FILE")]
-        kernel: PathBuf,
-        /// The kernel's /lib/modules/VERSION directory (with modules.dep).
-        #[arg(long, value_name = "DIR")]
-        modules_dir: PathBuf,
-        /// Module to load in the initrd, with its dependencies (repeatable).
-        #[arg(long = "module", value_name = "NAME")]
-        modules: Vec<String>,
-        /// Static stage-1 init (nixlive-init), packed as /init.
-        #[arg(long, value_name = "BIN")]
-        init: PathBuf,
-        /// Directory holding nix/store/<paths>; every path in it goes into the image.
-        #[arg(long, value_name = "DIR")]
-        store_root: PathBuf,
-        /// The system's store path (/nix/store/<hash>-<name>, with an `init`).
-        #[arg(long, value_name = "STOREPATH")]
-        system: String,
-        /// ISO volume ID, also used as root=LABEL=... (at most 32 bytes).
-        #[arg(long)]
-        label: String,
-        /// Extra kernel parameters.
-        #[arg(long, default_value = "", allow_hyphen_values = true)]
-        append: String,
-        /// Initrd compression.
-        #[arg(long, value_enum, default_value = "zstd")]
-        compression: iso::Compression,
+        #[command(flatten)]
+        common: iso::CommonArgs,
+        #[command(flatten)]
+        boot: iso::BootArgs,
         /// Where to write the ISO.
         #[arg(long, value_name = "FILE.iso")]
         out: PathBuf,
@@ -83,24 +76,33 @@ enum Cmd {
         /// Also write the compressed initrd here.
         #[arg(long, value_name = "FILE")]
         initrd_out: Option<PathBuf>,
-        #[arg(
-            long,
-            value_name = "FILE",
-            default_value = "/usr/lib/ISOLINUX/isolinux.bin"
-        )]
-        isolinux_bin: PathBuf,
-        #[arg(
-            long,
-            value_name = "FILE",
-            default_value = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
-        )]
-        ldlinux_c32: PathBuf,
-        #[arg(
-            long,
-            value_name = "FILE",
-            default_value = "/usr/lib/ISOLINUX/isohdpfx.bin"
-        )]
-        isohdpfx: PathBuf,
+    },
+    /// Write the medium tree only (what the ISO holds), for copying onto a
+    /// USB stick whose filesystem is labelled --label.
+    Medium {
+        #[command(flatten)]
+        common: iso::CommonArgs,
+        #[command(flatten)]
+        boot: iso::BootArgs,
+        /// The tree's directory (created, or emptied of an earlier build).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Write a netboot set: bzImage, initrd (manifest and images inside),
+    /// netboot.ipxe and cmdline.
+    Netboot {
+        #[command(flatten)]
+        common: iso::CommonArgs,
+        /// Directory to write into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Write the initrd alone (no store images).
+    Initrd {
+        #[command(flatten)]
+        initrd: iso::InitrdArgs,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -119,6 +121,22 @@ fn human(n: u64) -> String {
     }
 }
 
+fn report(outs: &outputs::Outputs, common: Option<&iso::CommonArgs>) -> anyhow::Result<()> {
+    for o in &outs.list {
+        eprintln!("{:>9}  {:>10}  {}", o.kind, human(o.size), o.path.display());
+    }
+    if let Some(c) = common {
+        if let Some(d) = &c.hydra_dir {
+            outs.write_hydra(d)?;
+        }
+        if let Some(j) = &c.outputs_json {
+            std::fs::write(j, outs.json()).with_context(|| format!("writing {}", j.display()))?;
+        }
+    }
+    print!("{}", outs.tsv());
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::DemoSystem {
@@ -129,50 +147,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let sp = demo_system::run(&init, &postboot, &root)?;
             println!("{sp}");
         }
-        Cmd::Registration { store_root } => {
-            let store = store_root.join("nix/store");
-            let names = registration::list_store(&store)?;
-            let infos = registration::compute(&store, "/nix/store", &names)?;
-            print!("{}", registration::render(&infos));
+        Cmd::Registration {
+            root,
+            format,
+            paths,
+        } => {
+            let store = root.join("nix/store");
+            let names = if paths.is_empty() {
+                registration::list_store(&store)?
+            } else {
+                registration::resolve(&store, &paths)?
+            };
+            let infos = inputs::compute(&store, &names)?;
+            print!("{}", registration::render(&infos, format));
         }
         Cmd::Iso {
-            kernel,
-            modules_dir,
-            modules,
-            init,
-            store_root,
-            system,
-            label,
-            append,
-            compression,
+            common,
+            boot,
             out,
             medium_dir,
             initrd_out,
-            isolinux_bin,
-            ldlinux_c32,
-            isohdpfx,
         } => {
-            let built = iso::run(&iso::IsoOptions {
-                kernel,
-                modules_dir,
-                modules,
-                init,
-                store_root,
-                system,
-                label,
-                append,
-                compression,
-                out: out.clone(),
-                medium_dir,
-                initrd_out,
-                isolinux_bin,
-                ldlinux_c32,
-                isohdpfx,
-            })?;
-            for (what, place, size) in &built.outputs {
-                eprintln!("{what:>9}  {:>10}  {place}", human(*size));
-            }
-            println!("{}", out.display());
+            let outs = iso::iso(
+                &common,
+                &boot,
+                &out,
+                medium_dir.as_deref(),
+                initrd_out.as_deref(),
+            )?;
+            report(&outs, Some(&common))?;
+        }
+        Cmd::Medium { common, boot, out } => {
+            let mut outs = outputs::Outputs::default();
+            iso::build_medium(&common, &boot, &out, &mut outs)?;
+            report(&outs, Some(&common))?;
+        }
+        Cmd::Netboot { common, out } => {
+            let outs = iso::netboot(&common, &out)?;
+            report(&outs, Some(&common))?;
+        }
+        Cmd::Initrd { initrd, out } => {
+            let outs = iso::initrd_only(&initrd, &out)?;
+            report(&outs, None)?;
         }
     }
     Ok(())
@@ -207,6 +223,8 @@ mod tests {
             "a",
             "--module",
             "b-c",
+            "--module-set",
+            "usb,cd",
             "--init",
             "i",
             "--store-root",
@@ -218,23 +236,30 @@ mod tests {
             "--append",
             "-x quiet",
             "--compression",
-            "gzip",
+            "xz",
+            "--image",
+            "base.squashfs=/nix/store/y",
             "--out",
             "o.iso",
         ])
         .unwrap();
-        let Cmd::Iso {
-            modules,
-            append,
-            compression,
-            ..
-        } = c.cmd
-        else {
+        let Cmd::Iso { common, boot, .. } = c.cmd else {
             panic!("not iso")
         };
-        assert_eq!(modules, ["a", "b-c"]);
-        assert_eq!(append, "-x quiet");
-        assert_eq!(compression, iso::Compression::Gzip);
+        assert_eq!(common.initrd.modules, ["a", "b-c"]);
+        assert_eq!(common.initrd.module_sets, ["usb,cd"]);
+        assert_eq!(common.append, "-x quiet");
+        assert_eq!(common.initrd.compression, initrd::Compression::Xz);
+        assert_eq!(common.images.images[0].name, "base.squashfs");
+        assert_eq!(common.inputs.store_root, PathBuf::from("r"));
+        assert!(!boot.no_uefi);
+        let c = Cli::try_parse_from(["nixlive", "registration", "--root", "/r", "/nix/store/a"])
+            .unwrap();
+        let Cmd::Registration { format, paths, .. } = c.cmd else {
+            panic!("not registration")
+        };
+        assert_eq!(format, registration::HashFormat::DumpDb);
+        assert_eq!(paths, ["/nix/store/a"]);
     }
 
     #[test]

@@ -33,10 +33,20 @@ pub fn check_label(label: &str) -> Result<(), MediumError> {
 
 /// The kernel command line the medium boots with.
 pub fn kernel_params(label: &str, system: &str, append: &str) -> Result<String, MediumError> {
+    params(&format!("root=LABEL={label} "), system, append)
+}
+
+/// The netboot command line: no `root=`, so init uses the manifest and
+/// images inside the initrd.
+pub fn netboot_params(system: &str, append: &str) -> Result<String, MediumError> {
+    params("", system, append)
+}
+
+fn params(root: &str, system: &str, append: &str) -> Result<String, MediumError> {
     if append.contains(['\n', '\r']) {
         return Err(MediumError::BadAppend(append.to_string()));
     }
-    let mut s = format!("root=LABEL={label} init={system}/init console=tty0 console=ttyS0,115200");
+    let mut s = format!("{root}init={system}/init console=tty0 console=ttyS0,115200");
     let append = append.trim();
     if !append.is_empty() {
         s.push(' ');
@@ -56,6 +66,18 @@ pub fn isolinux_cfg(params: &str) -> String {
          LABEL nixlive\n\
          \x20 KERNEL /boot/vmlinuz\n\
          \x20 APPEND initrd=/boot/initrd {params}\n"
+    )
+}
+
+/// `netboot.ipxe`: kernel and initrd relative to the script's own URL, the
+/// command line given once.
+pub fn ipxe_script(kernel: &str, initrd: &str, params: &str) -> String {
+    format!(
+        "#!ipxe\n\
+         # nixlive netboot: serve this directory over TFTP or HTTP\n\
+         kernel {kernel} initrd={initrd} {params}\n\
+         initrd {initrd}\n\
+         boot\n"
     )
 }
 
@@ -118,6 +140,22 @@ mod tests {
         assert!(cfg.contains("\nDEFAULT nixlive\n"));
         assert!(cfg.contains("\nLABEL nixlive\n  KERNEL /boot/vmlinuz\n"));
         assert!(cfg.ends_with(&format!("  APPEND initrd=/boot/initrd {p}\n")));
+    }
+
+    #[test]
+    fn netboot_text() {
+        let p = netboot_params("/nix/store/x-sys", "quiet").unwrap();
+        assert_eq!(
+            p,
+            "init=/nix/store/x-sys/init console=tty0 console=ttyS0,115200 quiet"
+        );
+        assert_eq!(
+            ipxe_script("bzImage", "initrd", &p),
+            format!(
+                "#!ipxe\n# nixlive netboot: serve this directory over TFTP or HTTP\n\
+                 kernel bzImage initrd=initrd {p}\ninitrd initrd\nboot\n"
+            )
+        );
     }
 
     #[test]

@@ -27,6 +27,29 @@ pub fn encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Decodes a Nix base-32 string into `n` bytes; `None` when a character is
+/// not a digit, the length is not `encoded_len(n)`, or bits overflow.
+pub fn decode(s: &str, n: usize) -> Option<Vec<u8>> {
+    if s.len() != encoded_len(n) {
+        return None;
+    }
+    let mut out = vec![0u8; n];
+    for (k, c) in s.bytes().rev().enumerate() {
+        let digit = ALPHABET.iter().position(|&a| a == c)? as u16;
+        let b = k * 5;
+        let i = b / 8;
+        let j = b % 8;
+        out[i] |= (digit << j) as u8;
+        let carry = digit >> (8 - j);
+        if i + 1 < n {
+            out[i + 1] |= carry as u8;
+        } else if carry != 0 {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 pub fn is_digit(b: u8) -> bool {
     ALPHABET.contains(&b)
 }
@@ -57,6 +80,20 @@ mod tests {
         assert_eq!(encode(&[]), "");
         assert_eq!(encode(&[0x1f]), "0z");
         assert_eq!(encode(&compress(&d, 20)).len(), 32);
+    }
+
+    #[test]
+    fn decode_round_trips() {
+        let d = Sha256::digest(b"abc");
+        assert_eq!(decode(&encode(&d), 32).unwrap(), d.to_vec());
+        for n in 0..40u8 {
+            let v: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37).wrapping_add(n)).collect();
+            assert_eq!(decode(&encode(&v), v.len()).unwrap(), v);
+        }
+        assert!(decode("e", 1).is_none());
+        assert!(decode("0", 1).is_none());
+        // 52 digits hold 260 bits; the top 4 must be zero for 32 bytes.
+        assert!(decode(&format!("z{}", &encode(&d)[1..]), 32).is_none());
     }
 
     #[test]

@@ -1,0 +1,154 @@
+//! UEFI boot: a standalone GRUB EFI program (`grub-mkimage`, Debian's
+//! grub-efi-amd64-bin) whose embedded configuration finds the medium by its
+//! label and reads `/boot/grub/grub.cfg` from it, and the FAT EFI system
+//! partition image that carries it (El Torito EFI entry on CD, GPT/MBR
+//! partition on USB). Both come out byte-identical for the same inputs:
+//! grub-mkimage writes no timestamps, `mkfs.vfat --invariant` fixes the
+//! serial and times, and mtools takes its times from `SOURCE_DATE_EPOCH`.
+
+use crate::squashfs::run_tool;
+use anyhow::{Context, Result, ensure};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+/// GRUB modules the EFI program needs to find and boot the medium.
+pub const GRUB_MODULES: &[&str] = &[
+    "part_gpt",
+    "part_msdos",
+    "iso9660",
+    "fat",
+    "search",
+    "search_label",
+    "configfile",
+    "normal",
+    "linux",
+    "echo",
+    "serial",
+    "terminal",
+    "test",
+    "all_video",
+    "gzio",
+];
+
+/// FAT cannot date files before 1980.
+const FAT_EPOCH_MIN: u64 = 315_532_800;
+
+/// The configuration built into the EFI program: find the medium by label,
+/// then read its `grub.cfg` (so the kernel command line lives on the medium).
+pub fn early_cfg(label: &str) -> String {
+    format!(
+        "search --no-floppy --set=root --label {label}\n\
+         set prefix=($root)/boot/grub\n\
+         configfile ($root)/boot/grub/grub.cfg\n\
+         echo \"nixlive: no medium labelled {label} found\"\n"
+    )
+}
+
+/// `/boot/grub/grub.cfg`: serial and screen, no menu wait, the same kernel
+/// and parameters as the BIOS path.
+pub fn grub_cfg(params: &str) -> String {
+    format!(
+        "serial --unit=0 --speed=115200\n\
+         terminal_input console serial\n\
+         terminal_output console serial\n\
+         set timeout=0\n\
+         set default=0\n\
+         \n\
+         menuentry \"nixlive\" {{\n\
+         \x20 linux /boot/vmlinuz {params}\n\
+         \x20 initrd /boot/initrd\n\
+         }}\n"
+    )
+}
+
+/// Writes `BOOTX64.EFI` to `out`.
+pub fn make_grub_efi(grub_dir: &Path, label: &str, work: &Path, out: &Path) -> Result<()> {
+    ensure!(
+        grub_dir.join("linux.mod").is_file(),
+        "{} has no GRUB x86_64-efi modules (install grub-efi-amd64-bin, or pass --grub-efi-dir)",
+        grub_dir.display()
+    );
+    let cfg = work.join("grub-early.cfg");
+    fs::write(&cfg, early_cfg(label)).with_context(|| format!("writing {}", cfg.display()))?;
+    let mut cmd = Command::new("grub-mkimage");
+    cmd.args(["-O", "x86_64-efi", "-p", "/boot/grub", "-d"])
+        .arg(grub_dir)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-o")
+        .arg(out)
+        .args(GRUB_MODULES);
+    run_tool(&mut cmd, "grub-mkimage")
+}
+
+/// Size in KiB of an ESP that holds a file of `efi_len` bytes: the file,
+/// 1 MiB for FAT structures and slack, rounded up to whole MiB.
+pub fn esp_kib(efi_len: u64) -> u64 {
+    (efi_len + (1 << 20)).div_ceil(1 << 20) * 1024
+}
+
+/// Writes the FAT image `out` holding `EFI/BOOT/BOOTX64.EFI`.
+pub fn make_esp(efi: &Path, out: &Path, epoch: u64) -> Result<()> {
+    let len = fs::metadata(efi)
+        .with_context(|| format!("stat {}", efi.display()))?
+        .len();
+    if out.exists() {
+        fs::remove_file(out).with_context(|| format!("removing old {}", out.display()))?;
+    }
+    let epoch = epoch.max(FAT_EPOCH_MIN);
+    let f = fs::File::options()
+        .write(true)
+        .open(efi)
+        .with_context(|| format!("opening {}", efi.display()))?;
+    f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(epoch))
+        .with_context(|| format!("setting mtime of {}", efi.display()))?;
+    drop(f);
+    let e = epoch.to_string();
+    let mut cmd = Command::new("mkfs.vfat");
+    cmd.args(["-C", "--invariant", "-n", "NIXLIVE-ESP"])
+        .arg(out)
+        .arg(esp_kib(len).to_string())
+        .env("SOURCE_DATE_EPOCH", &e);
+    run_tool(&mut cmd, "mkfs.vfat (dosfstools)")?;
+    let mut cmd = Command::new("mmd");
+    cmd.arg("-i")
+        .arg(out)
+        .args(["::/EFI", "::/EFI/BOOT"])
+        .env("SOURCE_DATE_EPOCH", &e)
+        .env("MTOOLS_SKIP_CHECK", "1");
+    run_tool(&mut cmd, "mmd (mtools)")?;
+    let mut cmd = Command::new("mcopy");
+    cmd.arg("-m")
+        .arg("-i")
+        .arg(out)
+        .arg(efi)
+        .arg("::/EFI/BOOT/BOOTX64.EFI")
+        .env("SOURCE_DATE_EPOCH", &e)
+        .env("MTOOLS_SKIP_CHECK", "1");
+    run_tool(&mut cmd, "mcopy (mtools)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs() {
+        let e = early_cfg("NIXLIVE");
+        assert!(e.starts_with("search --no-floppy --set=root --label NIXLIVE\n"));
+        assert!(e.contains("configfile ($root)/boot/grub/grub.cfg\n"));
+        let g = grub_cfg("root=LABEL=X init=/nix/store/a/init");
+        assert!(g.contains("set timeout=0\n"));
+        assert!(g.contains("  linux /boot/vmlinuz root=LABEL=X init=/nix/store/a/init\n"));
+        assert!(g.contains("  initrd /boot/initrd\n"));
+    }
+
+    #[test]
+    fn esp_sizes() {
+        assert_eq!(esp_kib(0), 1024);
+        assert_eq!(esp_kib(688_128), 2048);
+        assert_eq!(esp_kib(3 << 20), 4096);
+    }
+}

@@ -1,0 +1,442 @@
+//! The initrd: a cpio newc archive with the static init, the closure of the
+//! requested kernel modules, the firmware those modules name, the initrd
+//! configuration, and (for netboot) the manifest and images; compressed with
+//! zstd, gzip or xz; extra cpio archives appended as they are.
+
+use crate::cpio::{Archive, Kind};
+use anyhow::{Context, Result, anyhow, bail};
+use nixlive_formats::InitrdConf;
+use nixlive_formats::kmod::{self as modules, ModDep};
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    Zstd,
+    Gzip,
+    Xz,
+    None,
+}
+
+/// Named groups of modules for common boot devices, so that callers need
+/// not know the kernel's driver names. Names a kernel lacks are skipped.
+pub const MODULE_SETS: &[(&str, &[&str])] = &[
+    ("base", &["loop", "squashfs", "overlay", "isofs"]),
+    ("cd", &["ata_piix", "ahci", "sr_mod", "isofs", "cdrom"]),
+    ("sata", &["ahci", "ata_piix", "sd_mod"]),
+    (
+        "usb",
+        &[
+            "usb_storage",
+            "uas",
+            "ehci_pci",
+            "ohci_pci",
+            "uhci_hcd",
+            "xhci_pci",
+            "sd_mod",
+        ],
+    ),
+    (
+        "virtio",
+        &[
+            "virtio_pci",
+            "virtio_blk",
+            "virtio_scsi",
+            "sd_mod",
+            "sr_mod",
+        ],
+    ),
+    ("nvme", &["nvme"]),
+    ("mmc", &["sdhci_pci", "sdhci_acpi", "mmc_block"]),
+    (
+        "fs",
+        &["vfat", "nls_cp437", "nls_iso8859_1", "ext4", "exfat"],
+    ),
+];
+
+/// The modules of the named sets (comma-separated names are accepted too),
+/// in set order, without duplicates.
+pub fn module_set(names: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names.iter().flat_map(|n| n.split(',')).map(str::trim) {
+        if n.is_empty() {
+            continue;
+        }
+        let (_, mods) = MODULE_SETS.iter().find(|(s, _)| *s == n).ok_or_else(|| {
+            let known: Vec<&str> = MODULE_SETS.iter().map(|(s, _)| *s).collect();
+            anyhow!("unknown module set `{n}` (known: {})", known.join(", "))
+        })?;
+        for m in *mods {
+            if !out.iter().any(|o| o == m) {
+                out.push(m.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `firmware=` entries of a module's `.modinfo` section, found by
+/// scanning the (decompressed) module for NUL-separated `firmware=` strings.
+pub fn firmware_names(module: &[u8]) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for s in module.split(|&b| b == 0) {
+        if let Some(name) = s.strip_prefix(b"firmware=")
+            && let Ok(name) = std::str::from_utf8(name)
+            && !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_graphic())
+            && !name
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            out.insert(name.to_string());
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// A module file's bytes, decompressed when it is `.ko.zst`, `.ko.xz` or `.ko.gz`.
+fn decompressed_module(path: &Path, data: &[u8]) -> Result<Vec<u8>> {
+    let name = path.to_string_lossy();
+    if name.ends_with(".zst") {
+        zstd::stream::decode_all(data).with_context(|| format!("unpacking {name}"))
+    } else if name.ends_with(".gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut out)
+            .with_context(|| format!("unpacking {name}"))?;
+        Ok(out)
+    } else if name.ends_with(".xz") {
+        pipe(Command::new("xz").args(["-dc"]), data, "xz -d")
+            .with_context(|| format!("unpacking {name}"))
+    } else {
+        Ok(data.to_vec())
+    }
+}
+
+/// Runs a filter program over `input`.
+fn pipe(cmd: &mut Command, input: &[u8], what: &str) -> Result<Vec<u8>> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {what}; is it installed?"))?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("running {what}"))?;
+    let wrote = writer
+        .join()
+        .map_err(|_| anyhow!("{what}: writer panicked"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    wrote.with_context(|| format!("feeding {what}"))?;
+    Ok(out.stdout)
+}
+
+/// What goes into an initrd.
+pub struct InitrdSpec<'a> {
+    pub init: &'a [u8],
+    pub modules_dir: &'a Path,
+    /// Modules asked for by name: each must exist (or be built in).
+    pub modules: &'a [String],
+    /// Modules from module sets: skipped with a note when the kernel lacks them.
+    pub optional_modules: &'a [String],
+    /// Where to look for firmware the modules name (first match wins).
+    pub firmware_dirs: &'a [PathBuf],
+}
+
+/// What [`archive`] found out on the way.
+#[derive(Debug, Default)]
+pub struct Notes {
+    pub builtin: Vec<String>,
+    pub skipped: Vec<String>,
+    pub firmware: Vec<String>,
+    pub missing_firmware: Vec<(String, String)>,
+}
+
+/// Builds the initrd's cpio archive (uncompressed).
+pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
+    let modules_dir = spec.modules_dir;
+    let version = modules_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|v| !v.is_empty() && !v.contains(char::is_whitespace))
+        .ok_or_else(|| {
+            anyhow!(
+                "--modules-dir {} must be a /lib/modules/VERSION directory",
+                modules_dir.display()
+            )
+        })?
+        .to_string();
+    let dep_path = modules_dir.join("modules.dep");
+    let dep_text = String::from_utf8(read(&dep_path, "modules.dep")?)
+        .with_context(|| format!("{} is not UTF-8", dep_path.display()))?;
+    let dep = ModDep::parse(&dep_text).with_context(|| dep_path.display().to_string())?;
+    let builtin_path = modules_dir.join("modules.builtin");
+    let builtin = match fs::read_to_string(&builtin_path) {
+        Ok(t) => modules::parse_builtin(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", builtin_path.display())),
+    };
+    let mut notes = Notes::default();
+    let mut requested: Vec<String> = spec.modules.to_vec();
+    for m in spec.optional_modules {
+        let name = modules::module_name(m);
+        if dep.path_of(&name).is_some() || builtin.contains(&name) {
+            if !requested.iter().any(|r| modules::module_name(r) == name) {
+                requested.push(m.clone());
+            }
+        } else {
+            notes.skipped.push(m.clone());
+        }
+    }
+    let closure = modules::closure(&dep, &builtin, &requested)
+        .with_context(|| format!("resolving modules in {}", modules_dir.display()))?;
+    notes.builtin = closure.builtin.clone();
+
+    let mut a = Archive::new();
+    a.add("/init", 0o755, Kind::File(spec.init.to_vec()))?;
+    for d in [
+        "/dev",
+        "/proc",
+        "/sys",
+        "/run",
+        "/mnt-root",
+        "/etc",
+        "/etc/nixlive",
+    ] {
+        a.add(d, 0o755, Kind::Dir)?;
+    }
+    // The kernel opens /dev/console for PID 1's stdio before init runs.
+    a.add("/dev/console", 0o600, Kind::CharDev(5, 1))?;
+    let conf = InitrdConf {
+        kernel: version.clone(),
+        modules: closure.files.clone(),
+    };
+    a.add(
+        nixlive_formats::initrd_conf::PATH,
+        0o644,
+        Kind::File(conf.to_string().into_bytes()),
+    )?;
+    let mdir = format!("/lib/modules/{version}");
+    a.add(&mdir, 0o755, Kind::Dir)?;
+    let mut firmware = BTreeSet::new();
+    for f in &closure.files {
+        let path = modules_dir.join(f);
+        let data = read(&path, "module")?;
+        firmware.extend(firmware_names(&decompressed_module(&path, &data)?));
+        a.add(&format!("{mdir}/{f}"), 0o644, Kind::File(data))?;
+    }
+    for meta in ["modules.dep", "modules.alias", "modules.builtin"] {
+        let p = modules_dir.join(meta);
+        match fs::read(&p) {
+            Ok(data) => a.add(&format!("{mdir}/{meta}"), 0o644, Kind::File(data))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && meta != "modules.dep" => {
+                eprintln!("note: {} does not exist, not packed", p.display());
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        }
+    }
+    'fw: for name in firmware {
+        for dir in spec.firmware_dirs {
+            for suffix in ["", ".zst", ".xz"] {
+                let p = dir.join(format!("{name}{suffix}"));
+                if p.is_file() {
+                    let data = read(&p, "firmware")?;
+                    a.add(
+                        &format!("/lib/firmware/{name}{suffix}"),
+                        0o644,
+                        Kind::File(data),
+                    )?;
+                    notes.firmware.push(format!("{name}{suffix}"));
+                    continue 'fw;
+                }
+            }
+        }
+        notes
+            .missing_firmware
+            .push((name, "not found in the firmware directories".into()));
+    }
+    Ok((a, notes))
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>> {
+    match c {
+        Compression::Zstd => zstd::stream::encode_all(data, 19).context("zstd compression"),
+        Compression::Gzip => {
+            let mut e = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(Vec::new(), flate2::Compression::best());
+            e.write_all(data).context("gzip compression")?;
+            e.finish().context("gzip compression")
+        }
+        // The kernel's xz decoder wants CRC32 checks and a bounded dictionary;
+        // one thread keeps the output the same everywhere.
+        Compression::Xz => pipe(
+            Command::new("xz").args([
+                "--format=xz",
+                "--check=crc32",
+                "--lzma2=preset=6,dict=1MiB",
+                "--threads=1",
+                "-c",
+            ]),
+            data,
+            "xz",
+        ),
+        Compression::None => Ok(data.to_vec()),
+    }
+}
+
+/// Appends `segment` to an initrd, first padding it to a multiple of 4
+/// bytes (the kernel skips zero bytes between archives, and an uncompressed
+/// archive must start 4-aligned).
+pub fn append_segment(initrd: &mut Vec<u8>, segment: &[u8]) {
+    while !initrd.len().is_multiple_of(4) {
+        initrd.push(0);
+    }
+    initrd.extend_from_slice(segment);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_modules(d: &Path) -> PathBuf {
+        let m = d.join("6.1.0-test");
+        fs::create_dir_all(m.join("kernel/fs")).unwrap();
+        fs::write(
+            m.join("kernel/fs/a.ko"),
+            b"A\0firmware=x/fw.bin\0license=GPL\0",
+        )
+        .unwrap();
+        fs::write(m.join("kernel/fs/b-c.ko"), b"B\0firmware=missing.bin\0").unwrap();
+        fs::write(
+            m.join("modules.dep"),
+            "kernel/fs/a.ko: kernel/fs/b-c.ko\nkernel/fs/b-c.ko:\n",
+        )
+        .unwrap();
+        fs::write(m.join("modules.builtin"), "kernel/fs/ext4/ext4.ko\n").unwrap();
+        m
+    }
+
+    #[test]
+    fn initrd_from_a_modules_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let m = fake_modules(d.path());
+        let fw = d.path().join("fw");
+        fs::create_dir_all(fw.join("x")).unwrap();
+        fs::write(fw.join("x/fw.bin"), b"FW").unwrap();
+        let spec = InitrdSpec {
+            init: b"INIT",
+            modules_dir: &m,
+            modules: &["a".into(), "ext4".into()],
+            optional_modules: &["nothere".into(), "b_c".into()],
+            firmware_dirs: std::slice::from_ref(&fw),
+        };
+        let (a, notes) = archive(&spec).unwrap();
+        assert_eq!(notes.builtin, ["ext4"]);
+        assert_eq!(notes.skipped, ["nothere"]);
+        assert_eq!(notes.firmware, ["x/fw.bin"]);
+        assert_eq!(notes.missing_firmware[0].0, "missing.bin");
+        let bytes = a.to_bytes(0);
+        let text = String::from_utf8_lossy(&bytes);
+        for p in [
+            "init\0",
+            "etc/nixlive/initrd.conf\0",
+            "lib/modules/6.1.0-test/kernel/fs/a.ko\0",
+            "lib/modules/6.1.0-test/kernel/fs/b-c.ko\0",
+            "lib/modules/6.1.0-test/modules.dep\0",
+            "lib/modules/6.1.0-test/modules.builtin\0",
+            "lib/firmware/x/fw.bin\0",
+            "mnt-root\0",
+            "dev/console\0",
+        ] {
+            assert!(text.contains(p), "{p}");
+        }
+        assert!(!text.contains("modules.alias"));
+        assert!(text.contains(
+            "nixlive-initrd 1\nkernel 6.1.0-test\nmodule kernel/fs/b-c.ko\nmodule kernel/fs/a.ko\n"
+        ));
+        let bad = InitrdSpec {
+            modules: &["zzz".into()],
+            ..spec
+        };
+        let err = archive(&bad).unwrap_err();
+        assert!(format!("{err:#}").contains("zzz"));
+        let none = d.path().join("none");
+        let bad = InitrdSpec {
+            modules_dir: &none,
+            modules: &[],
+            ..bad
+        };
+        let err = archive(&bad).unwrap_err();
+        assert!(format!("{err:#}").contains("none/modules.dep"), "{err:#}");
+    }
+
+    #[test]
+    fn firmware_scan() {
+        assert_eq!(
+            firmware_names(
+                b"\0firmware=b.bin\0firmware=a/c.fw\0firmware=../x\0xfirmware=no\0firmware=\0"
+            ),
+            ["a/c.fw", "b.bin"]
+        );
+    }
+
+    #[test]
+    fn module_sets() {
+        let m = module_set(&["base,cd".into(), "usb".into()]).unwrap();
+        assert_eq!(&m[..4], ["loop", "squashfs", "overlay", "isofs"]);
+        assert!(m.contains(&"usb_storage".to_string()) && m.contains(&"sr_mod".to_string()));
+        assert_eq!(m.iter().filter(|x| *x == "isofs").count(), 1);
+        let e = module_set(&["floppy".into()]).unwrap_err();
+        assert!(
+            e.to_string().contains("floppy") && e.to_string().contains("usb"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn compression_round_trips() {
+        let data = b"hello initrd ".repeat(1000);
+        let z = compress(&data, Compression::Zstd).unwrap();
+        assert_eq!(&z[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+        assert_eq!(zstd::stream::decode_all(&z[..]).unwrap(), data);
+        let g = compress(&data, Compression::Gzip).unwrap();
+        assert_eq!(&g[..2], &[0x1f, 0x8b]);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&g[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+        assert_eq!(compress(&data, Compression::Gzip).unwrap(), g);
+        let x = compress(&data, Compression::Xz).unwrap();
+        assert_eq!(&x[..6], b"\xfd7zXZ\0");
+        // Stream flags: check type 1 = CRC32, which the kernel's decoder takes.
+        assert_eq!(x[7], 1);
+        assert_eq!(compress(&data, Compression::Xz).unwrap(), x);
+        assert_eq!(pipe(Command::new("xz").arg("-dc"), &x, "xz").unwrap(), data);
+    }
+
+    #[test]
+    fn segments_are_aligned() {
+        let mut v = vec![1, 2, 3, 4, 5];
+        append_segment(&mut v, b"0707");
+        assert_eq!(v, [1, 2, 3, 4, 5, 0, 0, 0, b'0', b'7', b'0', b'7']);
+    }
+}

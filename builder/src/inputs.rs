@@ -1,0 +1,328 @@
+//! What goes into the store images: a closure given as a nixpkgs
+//! `closureInfo` directory, as a list of store paths, or as every store path
+//! of a plain directory tree; and its registration, taken from the
+//! `closureInfo` or computed here (NAR hashes, sizes, references).
+
+use crate::progress;
+use crate::registration::{self, PathInfo};
+use anyhow::{Context, Result, bail, ensure};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArgs {
+    /// Directory holding nix/store/<paths> (`/` on a host with Nix).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub store_root: PathBuf,
+    /// A nixpkgs `closureInfo { rootPaths = [ system ]; }` output: its
+    /// `store-paths` are the closure and its `registration` is used as is.
+    #[arg(long, value_name = "DIR")]
+    pub closure_info: Option<PathBuf>,
+    /// A file listing store paths, one a line (the closure, e.g. from
+    /// `nix-store -qR`); references are computed among them.
+    #[arg(long, value_name = "FILE")]
+    pub store_paths: Option<PathBuf>,
+    /// A store path to include (repeatable); added to the other inputs.
+    #[arg(long = "store-path", value_name = "STOREPATH")]
+    pub extra_paths: Vec<String>,
+    /// The system's store path (/nix/store/<hash>-<name>, with an `init`).
+    #[arg(long, value_name = "STOREPATH")]
+    pub system: String,
+}
+
+/// The closure to pack, with its registration.
+#[derive(Debug)]
+pub struct Closure {
+    /// `<store root>/nix/store`.
+    pub store_dir: PathBuf,
+    /// Sorted by path.
+    pub infos: Vec<PathInfo>,
+    /// `/nix/store/<hash>-<name>`.
+    pub system: String,
+}
+
+/// Non-empty, non-comment lines of a store path list.
+pub fn parse_path_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn read_text(p: &Path, what: &str) -> Result<String> {
+    fs::read_to_string(p).with_context(|| format!("reading {what} {}", p.display()))
+}
+
+impl InputArgs {
+    pub fn load(&self) -> Result<Closure> {
+        let store_dir = self.store_root.join("nix/store");
+        let sys_base = self
+            .system
+            .strip_prefix("/nix/store/")
+            .filter(|b| !b.contains('/') && registration::hash_part(b).is_some())
+            .with_context(|| {
+                format!(
+                    "--system `{}` is not a /nix/store/<hash>-<name> path",
+                    self.system
+                )
+            })?;
+        let sys_init = store_dir.join(sys_base).join("init");
+        ensure!(
+            sys_init.exists(),
+            "the system has no init: {} does not exist",
+            sys_init.display()
+        );
+
+        let mut wanted: Vec<String> = self.extra_paths.clone();
+        let mut given: Option<Vec<PathInfo>> = None;
+        if let Some(ci) = &self.closure_info {
+            let paths = parse_path_list(&read_text(&ci.join("store-paths"), "closureInfo")?);
+            let reg_path = ci.join("registration");
+            let reg = registration::parse(&read_text(&reg_path, "closureInfo")?)
+                .with_context(|| reg_path.display().to_string())?;
+            ensure!(
+                !paths.is_empty(),
+                "{} lists no store paths",
+                ci.join("store-paths").display()
+            );
+            wanted.extend(paths);
+            given = Some(reg);
+        }
+        if let Some(f) = &self.store_paths {
+            wanted.extend(parse_path_list(&read_text(f, "--store-paths")?));
+        }
+        let names = if wanted.is_empty() {
+            ensure!(
+                self.store_root != Path::new("/"),
+                "no closure given: pass --closure-info, --store-paths or --store-path, \
+                 or a --store-root that holds only the closure"
+            );
+            registration::list_store(&store_dir)?
+        } else {
+            wanted.push(self.system.clone());
+            let mut names = registration::resolve(&store_dir, &wanted)?;
+            names.sort();
+            names
+        };
+        ensure!(
+            names.iter().any(|n| n == sys_base),
+            "--system {} is not part of the closure",
+            self.system
+        );
+
+        // Reuse the closureInfo registration when it covers every path.
+        let infos = match given {
+            Some(reg) => {
+                let have: BTreeSet<&str> = reg.iter().map(PathInfo::base_name).collect();
+                let missing: Vec<&String> = names
+                    .iter()
+                    .filter(|n| !have.contains(n.as_str()))
+                    .collect();
+                if missing.is_empty() {
+                    let keep: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+                    let infos: Vec<PathInfo> = reg
+                        .into_iter()
+                        .filter(|i| keep.contains(i.base_name()))
+                        .collect();
+                    registration::check_cycles(&infos)?;
+                    infos
+                } else {
+                    eprintln!(
+                        "note: the closureInfo registration lacks {} of the paths (e.g. {}); computing all",
+                        missing.len(),
+                        missing[0]
+                    );
+                    compute(&store_dir, &names)?
+                }
+            }
+            None => compute(&store_dir, &names)?,
+        };
+        // Every reference must be inside the closure.
+        let all: BTreeSet<&str> = infos.iter().map(|i| i.path.as_str()).collect();
+        for i in &infos {
+            if let Some(r) = i.references.iter().find(|r| !all.contains(r.as_str())) {
+                bail!(
+                    "the closure is not closed: {} refers to {r}, which is not in it",
+                    i.path
+                );
+            }
+        }
+        Ok(Closure {
+            store_dir,
+            infos,
+            system: self.system.clone(),
+        })
+    }
+}
+
+/// Computes the registration with a progress bar over the paths.
+pub fn compute(store_dir: &Path, names: &[String]) -> Result<Vec<PathInfo>> {
+    let bar = progress::bar(names.len() as u64, "hashing store paths");
+    let r = registration::compute_with(store_dir, "/nix/store", names, &mut |n| {
+        bar.set_message(n.to_string());
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    Ok(r?)
+}
+
+/// One image of the closure: a file name and the store paths it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePlan {
+    pub name: String,
+    /// Base names, sorted.
+    pub paths: Vec<String>,
+}
+
+/// `NAME=STOREPATH[,STOREPATH...]`: an image holding the closure of these
+/// paths (minus what lower images hold).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub name: String,
+    pub roots: Vec<String>,
+}
+
+impl std::str::FromStr for ImageSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ImageSpec, String> {
+        let (name, roots) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not NAME=STOREPATH[,STOREPATH...]"))?;
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(format!(
+                "image name `{name}` may only hold A-Z a-z 0-9 `-` `_` `.` and not start with `.`"
+            ));
+        }
+        let roots: Vec<String> = roots
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect();
+        if roots.is_empty() {
+            return Err(format!("image `{name}` names no store paths"));
+        }
+        Ok(ImageSpec {
+            name: name.to_string(),
+            roots,
+        })
+    }
+}
+
+/// Splits the closure into images, top layer first (the manifest's order):
+/// each `--image` takes the closure of its roots that no earlier `--image`
+/// took, the first given being the bottom layer; `top` takes the rest.
+pub fn plan_images(infos: &[PathInfo], specs: &[ImageSpec], top: &str) -> Result<Vec<ImagePlan>> {
+    let mut taken = BTreeSet::new();
+    let mut lower = Vec::new();
+    for s in specs {
+        ensure!(
+            s.name != top && !lower.iter().any(|p: &ImagePlan| p.name == s.name),
+            "image name `{}` used twice",
+            s.name
+        );
+        let closure = registration::closure_of(infos, &s.roots)
+            .with_context(|| format!("image {}", s.name))?;
+        let paths: Vec<String> = closure
+            .into_iter()
+            .filter(|p| taken.insert(p.clone()))
+            .collect();
+        ensure!(
+            !paths.is_empty(),
+            "image {} would be empty: lower images already hold the closure of {}",
+            s.name,
+            s.roots.join(",")
+        );
+        lower.push(ImagePlan {
+            name: s.name.clone(),
+            paths,
+        });
+    }
+    let rest: Vec<String> = infos
+        .iter()
+        .map(|i| i.base_name().to_string())
+        .filter(|n| !taken.contains(n))
+        .collect();
+    let mut out = Vec::new();
+    if !rest.is_empty() || lower.is_empty() {
+        out.push(ImagePlan {
+            name: top.to_string(),
+            paths: rest,
+        });
+    }
+    lower.reverse();
+    out.extend(lower);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "0123456789abcdfghijklmnpqrsvwxyz";
+    const B: &str = "zyxwvsrqpnmlkjihgfdcba9876543210";
+    const C: &str = "11111111111111111111111111111111";
+
+    fn info(p: &str, refs: &[&str]) -> PathInfo {
+        PathInfo {
+            path: format!("/nix/store/{p}"),
+            nar_hash: [0; 32],
+            nar_size: 0,
+            references: refs.iter().map(|r| format!("/nix/store/{r}")).collect(),
+        }
+    }
+
+    #[test]
+    fn image_specs() {
+        let s: ImageSpec = "base.squashfs=/nix/store/a,/nix/store/b".parse().unwrap();
+        assert_eq!(s.name, "base.squashfs");
+        assert_eq!(s.roots, ["/nix/store/a", "/nix/store/b"]);
+        assert!("x".parse::<ImageSpec>().is_err());
+        assert!("../x=/nix/store/a".parse::<ImageSpec>().is_err());
+        assert!("a/b=/nix/store/a".parse::<ImageSpec>().is_err());
+        assert!("x=".parse::<ImageSpec>().is_err());
+    }
+
+    #[test]
+    fn images_split_the_closure() {
+        let (a, b, c) = (format!("{A}-sys"), format!("{B}-lib"), format!("{C}-glibc"));
+        let infos = vec![info(&c, &[]), info(&b, &[&c]), info(&a, &[&b, &c])];
+        let one = plan_images(&infos, &[], "nix-store.squashfs").unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].paths.len(), 3);
+        let specs = vec![
+            format!("glibc.squashfs={c}").parse().unwrap(),
+            format!("lib.squashfs=/nix/store/{b}").parse().unwrap(),
+        ];
+        let p = plan_images(&infos, &specs, "nix-store.squashfs").unwrap();
+        let names: Vec<&str> = p.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["nix-store.squashfs", "lib.squashfs", "glibc.squashfs"]
+        );
+        assert_eq!(p[0].paths, std::slice::from_ref(&a));
+        assert_eq!(p[1].paths, std::slice::from_ref(&b));
+        assert_eq!(p[2].paths, std::slice::from_ref(&c));
+        // Everything in lower images: no empty top image.
+        let all = vec![format!("all.squashfs={a}").parse().unwrap()];
+        let p = plan_images(&infos, &all, "nix-store.squashfs").unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].name, "all.squashfs");
+        let dup = vec![specs[0].clone(), specs[0].clone()];
+        assert!(plan_images(&infos, &dup, "nix-store.squashfs").is_err());
+    }
+
+    #[test]
+    fn path_lists() {
+        assert_eq!(
+            parse_path_list("/nix/store/a\n\n# c\n  /nix/store/b  \n"),
+            ["/nix/store/a", "/nix/store/b"]
+        );
+    }
+}
