@@ -1,58 +1,83 @@
-//! `nixlive-postboot`: the post-boot agent that runs once, early in the booted
-//! (stage-2) system.
-//!
-//! Purpose (this skeleton): mark the system as NixOS by making sure
-//! `<root>/etc/NIXOS` exists, idempotently. Every action is printed as one
-//! line; a second run changes nothing and says so.
-//!
-//! Non-goals for now (a later issue): loading the Nix path-registration
-//! database, setting the system profile, installing SSH keys. Those are
-//! described in the design's "Post-boot agent" section.
-//!
-//! Usage: `nixlive-postboot [--root DIR]` (default `/`). `--root` lets tests
-//! run against a temporary directory.
+//! `nixlive-postboot [OPTIONS]`: see the crate documentation of
+//! `nixlive_postboot` and `--help`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-mod run;
+use nixlive_postboot::load::Loader;
+use nixlive_postboot::{Options, run};
+
+const USAGE: &str = "\
+usage: nixlive-postboot [--root DIR] [--loader auto|native|nix-store]
+                        [--registration FILE] [--system PATH] [--nix-store PROGRAM]
+
+Registers /nix/store/nix-path-registration in Nix's database, touches
+/etc/NIXOS, points /nix/var/nix/profiles/system at the system and installs
+SSH keys from nixlive.ssh_key=, /run/nixlive/authorized_keys and
+/iso/nixlive/authorized_keys. Every path is inside --root (default /).
+
+exit status: 0 done or nothing to do, 1 a step failed, 2 usage error,
+3 done but some input (an SSH key) was rejected";
 
 fn main() -> ExitCode {
-    let root = match parse_args(std::env::args().skip(1)) {
-        Ok(root) => root,
+    let opts = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(msg) => {
             eprintln!("postboot: {msg}");
-            eprintln!("usage: nixlive-postboot [--root DIR]");
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
     let mut out = std::io::stdout().lock();
-    match run::run(&root, &mut out) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("postboot: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let mut err = std::io::stderr().lock();
+    ExitCode::from(run(&opts, &mut out, &mut err).exit_code())
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<PathBuf, String> {
-    let mut root = PathBuf::from("/");
+/// `Ok(None)`: `--help`.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut o = Options::new("/");
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--root" => {
-                root = PathBuf::from(args.next().ok_or("--root needs a directory")?);
+        let (key, inline) = match arg.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if key == "--help" || key == "-h" {
+            return Ok(None);
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{key} needs a value"))
+        };
+        match key.as_str() {
+            "--root" => o.root = PathBuf::from(value()?),
+            "--loader" => {
+                let v = value()?;
+                o.loader = Loader::parse(&v)
+                    .ok_or_else(|| format!("--loader {v:?}: expected auto, native or nix-store"))?;
             }
-            other => {
-                if let Some(v) = other.strip_prefix("--root=") {
-                    root = PathBuf::from(v);
-                } else {
-                    return Err(format!("unknown argument {other:?}"));
-                }
-            }
+            "--registration" => o.registration = absolute(&key, value()?)?,
+            "--system" => o.system = Some(absolute(&key, value()?)?),
+            "--nix-store" => o.nix_store = Some(PathBuf::from(value()?)),
+            _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
-    Ok(root)
+    Ok(Some(o))
+}
+
+fn absolute(key: &str, v: String) -> Result<String, String> {
+    if v.starts_with('/') {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{key} {v:?}: must be an absolute path (inside --root)"
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -67,17 +92,35 @@ mod tests {
     }
 
     #[test]
-    fn parses_root() {
-        assert_eq!(parse_args(args(&[])).unwrap(), PathBuf::from("/"));
-        assert_eq!(
-            parse_args(args(&["--root", "/x"])).unwrap(),
-            PathBuf::from("/x")
-        );
-        assert_eq!(
-            parse_args(args(&["--root=/y"])).unwrap(),
-            PathBuf::from("/y")
-        );
-        assert!(parse_args(args(&["--root"])).is_err());
-        assert!(parse_args(args(&["--bogus"])).is_err());
+    fn parses_options() {
+        let o = parse_args(args(&[])).unwrap().unwrap();
+        assert_eq!(o.root, PathBuf::from("/"));
+        assert_eq!(o.loader, Loader::Auto);
+        let o = parse_args(args(&[
+            "--root",
+            "/x",
+            "--loader=nix-store",
+            "--system",
+            "/run/current-system",
+            "--registration=/reg",
+            "--nix-store",
+            "/bin/nix-store",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.root, PathBuf::from("/x"));
+        assert_eq!(o.loader, Loader::NixStore);
+        assert_eq!(o.system.as_deref(), Some("/run/current-system"));
+        assert_eq!(o.registration, "/reg");
+        assert_eq!(o.nix_store, Some(PathBuf::from("/bin/nix-store")));
+        assert!(parse_args(args(&["--help"])).unwrap().is_none());
+        for bad in [
+            &["--root"][..],
+            &["--bogus"],
+            &["--loader", "fast"],
+            &["--system", "relative"],
+        ] {
+            assert!(parse_args(args(bad)).is_err(), "{bad:?}");
+        }
     }
 }

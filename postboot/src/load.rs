@@ -1,0 +1,220 @@
+//! Registering the store: the registration file is parsed strictly first
+//! (nothing is touched when it is malformed), then loaded by one of two
+//! loaders:
+//!
+//! - `native` ([`crate::db`]): writes Nix's database directly; built on
+//!   x86_64 (where SQLite can be compiled), proven equal to `nix-store
+//!   --load-db` by the host tests;
+//! - `nix-store`: pipes the file into the system's `nix-store --load-db`
+//!   (with `--store ROOT` when the root is not `/`).
+//!
+//! `auto` takes `native` where it is built and the file has no derivations,
+//! else `nix-store`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nixlive_formats::registration::{Registration, RegistrationError};
+use thiserror::Error;
+
+use crate::paths;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    Auto,
+    Native,
+    NixStore,
+}
+
+impl Loader {
+    pub fn parse(s: &str) -> Option<Loader> {
+        match s {
+            "auto" => Some(Loader::Auto),
+            "native" => Some(Loader::Native),
+            "nix-store" => Some(Loader::NixStore),
+            _ => None,
+        }
+    }
+}
+
+/// Whether this build has the native loader.
+pub const NATIVE_AVAILABLE: bool = cfg!(target_arch = "x86_64");
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("reading {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is malformed, nothing was registered: {source}")]
+    Parse {
+        path: String,
+        source: RegistrationError,
+    },
+    #[error("the native loader is not built for this architecture; use --loader nix-store")]
+    NativeUnavailable,
+    #[cfg(target_arch = "x86_64")]
+    #[error("native loader")]
+    Db(#[from] crate::db::DbError),
+    #[error("running {program} {args}")]
+    Spawn {
+        program: PathBuf,
+        args: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} {args} failed ({status}): {stderr}")]
+    NixStore {
+        program: PathBuf,
+        args: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+/// What was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub loader: &'static str,
+    pub paths: usize,
+    /// Paths that were new or differed (0: nothing to do).
+    pub changed: usize,
+}
+
+/// Parses `<root>/<file>` and loads it. `Ok(None)`: there is no such file.
+pub fn load(
+    root: &Path,
+    file: &str,
+    loader: Loader,
+    nix_store: &Path,
+    now: i64,
+) -> Result<Option<Loaded>, LoadError> {
+    let host = paths::under(root, file);
+    let data = match std::fs::read(&host) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(LoadError::Read {
+                path: file.to_string(),
+                source,
+            });
+        }
+    };
+    let reg = Registration::parse(&data).map_err(|source| LoadError::Parse {
+        path: file.to_string(),
+        source,
+    })?;
+    let has_drv = reg.paths.iter().any(|p| p.path.ends_with(".drv"));
+    let native = match loader {
+        Loader::Native if !NATIVE_AVAILABLE => return Err(LoadError::NativeUnavailable),
+        Loader::Native => true,
+        Loader::NixStore => false,
+        Loader::Auto => NATIVE_AVAILABLE && !has_drv,
+    };
+    if native {
+        load_native(root, &reg, now).map(Some)
+    } else {
+        load_nix_store(root, &reg, &data, nix_store).map(Some)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Loaded, LoadError> {
+    let dir = paths::under(root, paths::NIX_DB_DIR);
+    // A second run finds everything in place and writes nothing.
+    let changed = crate::db::missing(&dir, reg)?;
+    if changed > 0 {
+        crate::db::load(&dir, reg, now)?;
+    }
+    Ok(Loaded {
+        loader: "native",
+        paths: reg.paths.len(),
+        changed,
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn load_native(_: &Path, _: &Registration, _: i64) -> Result<Loaded, LoadError> {
+    Err(LoadError::NativeUnavailable)
+}
+
+fn load_nix_store(
+    root: &Path,
+    reg: &Registration,
+    data: &[u8],
+    nix_store: &Path,
+) -> Result<Loaded, LoadError> {
+    // Which paths are not valid yet (in chunks: one argument per path).
+    let mut invalid = 0;
+    for chunk in reg.paths.chunks(2000) {
+        let mut args = vec!["--check-validity", "--print-invalid"];
+        args.extend(chunk.iter().map(|p| p.path.as_str()));
+        let shown = format!("--check-validity --print-invalid ({} paths)", chunk.len());
+        let out = run(nix_store, root, &args, &shown, None)?;
+        invalid += out.lines().filter(|l| !l.trim().is_empty()).count();
+    }
+    if invalid > 0 {
+        run(nix_store, root, &["--load-db"], "--load-db", Some(data))?;
+    }
+    Ok(Loaded {
+        loader: "nix-store",
+        paths: reg.paths.len(),
+        changed: invalid,
+    })
+}
+
+/// Runs `nix-store [--store ROOT] ARGS` and returns its standard output.
+fn run(
+    nix_store: &Path,
+    root: &Path,
+    args: &[&str],
+    shown: &str,
+    stdin: Option<&[u8]>,
+) -> Result<String, LoadError> {
+    let mut cmd = Command::new(nix_store);
+    let mut shown = shown.to_string();
+    if root != Path::new("/") {
+        cmd.arg("--store").arg(root);
+        shown = format!("--store {} {shown}", root.display());
+    }
+    cmd.args(args);
+    let spawn_err = |source| LoadError::Spawn {
+        program: nix_store.to_path_buf(),
+        args: shown.clone(),
+        source,
+    };
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(data).map_err(spawn_err)?;
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if !out.status.success() {
+        return Err(LoadError::NixStore {
+            program: nix_store.to_path_buf(),
+            args: shown,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `nix-store` program: `$PATH`, then the system's `sw/bin`.
+pub fn find_nix_store(root: &Path) -> PathBuf {
+    let in_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("nix-store"))
+            .find(|p| p.is_file())
+    });
+    in_path.unwrap_or_else(|| paths::under(root, "/run/current-system/sw/bin/nix-store"))
+}

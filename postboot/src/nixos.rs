@@ -1,0 +1,102 @@
+//! `/etc/NIXOS`, the marker nixos-rebuild and friends look for.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("{action} {path}")]
+pub struct MarkerError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Makes sure `<root>/etc` (0755) and `<root>/etc/NIXOS` (0644, empty)
+/// exist; `Ok(true)` if anything was created.
+pub fn ensure(root: &Path) -> Result<bool, MarkerError> {
+    let etc = ensure_dir(&root.join("etc"), 0o755)?;
+    let marker = ensure_file(&root.join("etc/NIXOS"), 0o644)?;
+    Ok(etc || marker)
+}
+
+fn not_a(kind: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("exists and is not a {kind}"),
+    )
+}
+
+fn ensure_dir(path: &Path, mode: u32) -> Result<bool, MarkerError> {
+    let err = |action, source| MarkerError {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(false),
+        Ok(_) => Err(err("creating directory", not_a("directory"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .mode(mode)
+                .create(path)
+                .map_err(|e| err("creating directory", e))?;
+            // The umask may have narrowed the mode.
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(|e| err("setting mode of", e))?;
+            Ok(true)
+        }
+        Err(e) => Err(err("inspecting", e)),
+    }
+}
+
+fn ensure_file(path: &Path, mode: u32) -> Result<bool, MarkerError> {
+    let err = |action, source| MarkerError {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Ok(false),
+        Ok(_) => Err(err("creating", not_a("regular file"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // create_new (O_CREAT|O_EXCL) never follows a symlink planted there.
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(path)
+                .map_err(|e| err("creating", e))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(|e| err("setting mode of", e))?;
+            Ok(true)
+        }
+        Err(e) => Err(err("inspecting", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_then_nothing_to_do() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(ensure(tmp.path()).unwrap());
+        let m = fs::metadata(tmp.path().join("etc/NIXOS")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o644);
+        assert!(!ensure(tmp.path()).unwrap());
+    }
+
+    #[test]
+    fn error_names_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("etc"), b"not a dir").unwrap();
+        let e = ensure(tmp.path()).unwrap_err();
+        assert_eq!(e.path, tmp.path().join("etc"));
+    }
+}

@@ -1,0 +1,152 @@
+//! The file-system calls that must not follow symbolic links (SSH keys and
+//! home directories belong to users, who could plant links there), made
+//! relative to directory descriptors through rustix. No `unsafe` here.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::process::{Gid, Uid};
+
+/// Who should own a file, and with which permission bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Opens a directory we trust (the root given on the command line).
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens the directory `name` in `dir`; a symbolic link there is `ELOOP`,
+/// anything but a directory `ENOTDIR`.
+pub fn open_subdir_nofollow(dir: impl AsFd, name: &str) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Creates directory `name` in `dir` (`Ok(false)` if something is there
+/// already; the caller opens it with [`open_subdir_nofollow`], which checks
+/// what it is).
+pub fn mkdir_at(dir: impl AsFd, name: &str, mode: u32) -> io::Result<bool> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::EXIST) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Permission bits and owner of an open file.
+pub fn stat_fd(fd: impl AsFd) -> io::Result<(u32, Owner)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((
+        st.st_mode & 0o7777,
+        Owner {
+            uid: st.st_uid,
+            gid: st.st_gid,
+        },
+    ))
+}
+
+/// Sets mode and owner of an open file where they differ; `Ok(true)` if
+/// anything changed. Changing the owner needs privilege, so it is only
+/// attempted when needed.
+pub fn set_mode_owner(fd: impl AsFd, mode: u32, owner: Owner) -> io::Result<bool> {
+    let (have_mode, have_owner) = stat_fd(&fd)?;
+    let mut changed = false;
+    if have_owner != owner {
+        rustix::fs::fchown(
+            &fd,
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
+        )?;
+        changed = true;
+    }
+    // After chown: it may clear set-id bits.
+    if have_mode != mode || changed {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        changed |= have_mode != mode;
+    }
+    Ok(changed)
+}
+
+/// Reads file `name` in `dir` without following a symbolic link;
+/// `Ok(None)` if there is none. Refuses anything but a regular file.
+pub fn read_nofollow(dir: impl AsFd, name: &str) -> io::Result<Option<(Vec<u8>, OwnedFd)>> {
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(io::Error::other(
+                "is a symbolic link, refusing to follow it",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::other("is not a regular file"));
+    }
+    let mut file = std::fs::File::from(fd.try_clone()?);
+    let mut data = Vec::new();
+    io::Read::read_to_end(&mut file, &mut data)?;
+    Ok(Some((data, fd)))
+}
+
+/// Replaces file `name` in `dir` atomically with `data`: a new file with
+/// `mode` and `owner` is written, synced and renamed over it (the rename
+/// replaces a link itself, never what it points to).
+pub fn replace_file(
+    dir: impl AsFd,
+    name: &str,
+    data: &[u8],
+    mode: u32,
+    owner: Owner,
+) -> io::Result<()> {
+    let tmp = format!(".{name}.nixlive-tmp-{}", std::process::id());
+    // A stale temporary file of an earlier, interrupted run.
+    match rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = rustix::fs::openat(
+        &dir,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let result = (|| {
+        set_mode_owner(&fd, mode, owner)?;
+        let mut file = std::fs::File::from(fd.try_clone()?);
+        file.write_all(data)?;
+        rustix::fs::fsync(&fd)?;
+        rustix::fs::renameat(&dir, tmp.as_str(), &dir, name)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        // not fatal: the error that matters is returned below.
+        let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+    }
+    result
+}
+
+/// The effective user of this process.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}

@@ -1,0 +1,225 @@
+//! Users from `/etc/passwd` and root's password in `/etc/shadow`.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::sys::{self, Owner};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Absolute, inside the root.
+    pub home: String,
+}
+
+impl User {
+    /// Root as a live system without `/etc/passwd` has it.
+    pub fn default_root() -> User {
+        User {
+            name: "root".into(),
+            uid: 0,
+            gid: 0,
+            home: "/root".into(),
+        }
+    }
+
+    pub fn owner(&self) -> Owner {
+        Owner {
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum UserError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: malformed passwd entry")]
+    Malformed { path: PathBuf, line: usize },
+    #[error("user {name} is not in {path}")]
+    Unknown { name: String, path: PathBuf },
+    #[error("{path}: root's entry")]
+    Shadow {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Parses `name:x:uid:gid:gecos:home:shell` lines.
+pub fn parse_passwd(text: &str) -> Result<Vec<User>, usize> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() != 7 {
+            return Err(i + 1);
+        }
+        let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) else {
+            return Err(i + 1);
+        };
+        if !f[5].starts_with('/') || f[5].split('/').any(|c| c == "..") {
+            return Err(i + 1);
+        }
+        out.push(User {
+            name: f[0].to_string(),
+            uid,
+            gid,
+            home: f[5].to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// Looks the users up in `<root>/etc/passwd`; root is always first, and is
+/// [`User::default_root`] if there is no passwd file or no root in it.
+pub fn lookup(root: &Path, names: &[String]) -> Result<Vec<User>, UserError> {
+    let path = root.join("etc/passwd");
+    let users = match std::fs::read_to_string(&path) {
+        Ok(t) => parse_passwd(&t).map_err(|line| UserError::Malformed {
+            path: path.clone(),
+            line,
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(UserError::Read { path, source }),
+    };
+    let mut out = vec![
+        users
+            .iter()
+            .find(|u| u.name == "root")
+            .cloned()
+            .unwrap_or_else(User::default_root),
+    ];
+    for n in names {
+        let u = users
+            .iter()
+            .find(|u| &u.name == n)
+            .ok_or_else(|| UserError::Unknown {
+                name: n.clone(),
+                path: path.clone(),
+            })?;
+        out.push(u.clone());
+    }
+    Ok(out)
+}
+
+/// What [`set_root_password`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordOutcome {
+    Set,
+    Locked,
+    Unchanged(&'static str),
+}
+
+/// Root's shadow line with the password field replaced, or `None` when
+/// nothing changes: with `hash`, the field becomes it; without, an empty
+/// field (no password at all) becomes `!` (locked).
+pub fn shadow_with_root(text: &str, hash: Option<&str>) -> Option<(String, PasswordOutcome)> {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut outcome = None;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let mut f: Vec<&str> = body.split(':').collect();
+        if f.len() >= 2 && f[0] == "root" && outcome.is_none() {
+            let new = match hash {
+                Some(h) if f[1] != h => Some((h, PasswordOutcome::Set)),
+                None if f[1].is_empty() => Some(("!", PasswordOutcome::Locked)),
+                _ => None,
+            };
+            if let Some((v, o)) = new {
+                f[1] = v;
+                out.push_str(&f.join(":"));
+                out.push_str(&line[body.len()..]);
+                outcome = Some(o);
+                continue;
+            }
+            outcome = Some(PasswordOutcome::Unchanged("already"));
+        }
+        out.push_str(line);
+    }
+    match (outcome, hash) {
+        (Some(PasswordOutcome::Unchanged(_)), _) => None,
+        (Some(o), _) => Some((out, o)),
+        (None, Some(h)) => {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&format!("root:{h}:1::::::\n"));
+            Some((out, PasswordOutcome::Set))
+        }
+        (None, None) => None,
+    }
+}
+
+/// Applies [`shadow_with_root`] to `<root>/etc/shadow` (keeping its mode and
+/// owner; a new one is `0640 root:root`).
+pub fn set_root_password(root: &Path, hash: Option<&str>) -> Result<PasswordOutcome, UserError> {
+    let path = root.join("etc/shadow");
+    let err = |source| UserError::Shadow {
+        path: path.clone(),
+        source,
+    };
+    let etc = match sys::open_dir(&root.join("etc")) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && hash.is_none() => {
+            return Ok(PasswordOutcome::Unchanged("no /etc/shadow"));
+        }
+        Err(e) => return Err(err(e)),
+    };
+    let existing = sys::read_nofollow(&etc, "shadow").map_err(err)?;
+    let (text, mode, owner) = match &existing {
+        Some((data, fd)) => {
+            let (mode, owner) = sys::stat_fd(fd).map_err(err)?;
+            (String::from_utf8_lossy(data).into_owned(), mode, owner)
+        }
+        None if hash.is_none() => return Ok(PasswordOutcome::Unchanged("no /etc/shadow")),
+        None => (String::new(), 0o640, Owner { uid: 0, gid: 0 }),
+    };
+    match shadow_with_root(&text, hash) {
+        None => Ok(PasswordOutcome::Unchanged("already")),
+        Some((new, outcome)) => {
+            sys::replace_file(&etc, "shadow", new.as_bytes(), mode, owner).map_err(err)?;
+            Ok(outcome)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd() {
+        let u = parse_passwd("root:x:0:0:System administrator:/root:/bin/sh\n# c\nalice:x:1000:100::/home/alice:/bin/sh\n").unwrap();
+        assert_eq!(u[1].uid, 1000);
+        assert_eq!(u[1].home, "/home/alice");
+        assert_eq!(parse_passwd("root:x:0:0\n"), Err(1));
+        assert_eq!(parse_passwd("a:x:1:1::../x:/bin/sh\n"), Err(1));
+    }
+
+    #[test]
+    fn shadow() {
+        let s = "root::1::::::\nbob:!:1::::::\n";
+        let (t, o) = shadow_with_root(s, None).unwrap();
+        assert_eq!(t, "root:!:1::::::\nbob:!:1::::::\n");
+        assert_eq!(o, PasswordOutcome::Locked);
+        assert_eq!(shadow_with_root(&t, None), None);
+        let (t2, o) = shadow_with_root(&t, Some("$6$s$h")).unwrap();
+        assert_eq!(t2, "root:$6$s$h:1::::::\nbob:!:1::::::\n");
+        assert_eq!(o, PasswordOutcome::Set);
+        assert_eq!(shadow_with_root(&t2, Some("$6$s$h")), None);
+        let (t3, _) = shadow_with_root("bob:!:1::::::", Some("$6$s$h")).unwrap();
+        assert_eq!(t3, "bob:!:1::::::\nroot:$6$s$h:1::::::\n");
+        assert_eq!(shadow_with_root("root:*:1::::::\n", None), None);
+    }
+}
