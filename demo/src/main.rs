@@ -36,6 +36,14 @@ const FILES_OF_INTEREST: &[&str] = &[
     "/etc",
     "/nix/store",
     "/run/nixlive/stage1.json",
+    // What postboot makes: Nix's database, the system profile, SSH keys.
+    "/nix/var/nix/db/db.sqlite",
+    "/nix/var/nix/db/schema",
+    "/nix/var/nix/profiles/system",
+    "/nix/var/nix/profiles/system-1-link",
+    "/root",
+    "/root/.ssh",
+    "/root/.ssh/authorized_keys",
 ];
 
 const STAGE1_JSON: &str = "/run/nixlive/stage1.json";

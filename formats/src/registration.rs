@@ -202,6 +202,7 @@ impl Registration {
                 }
             }
         }
+        check_cycles(&paths, &refs_at)?;
         Ok(Registration { paths })
     }
 
@@ -230,6 +231,61 @@ impl Registration {
         }
         s
     }
+}
+
+/// Nix refuses (and rolls back) a registration whose references form a
+/// cycle between different paths (`topoSort` in `registerValidPaths`);
+/// self-references are fine. The error names the reference that closes it.
+fn check_cycles(
+    paths: &[PathInfo],
+    refs_at: &[Vec<(String, usize)>],
+) -> Result<(), RegistrationError> {
+    let index: HashMap<&str, usize> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.path.as_str(), i))
+        .collect();
+    // 0 unvisited, 1 on the stack, 2 done.
+    let mut state = vec![0u8; paths.len()];
+    for start in 0..paths.len() {
+        if state[start] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            let Some((r, rn)) = refs_at[node].get(*next) else {
+                state[node] = 2;
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            let Some(&to) = index.get(r.as_str()) else {
+                continue;
+            };
+            if to == node {
+                continue;
+            }
+            match state[to] {
+                0 => {
+                    state[to] = 1;
+                    stack.push((to, 0));
+                }
+                1 => {
+                    return Err(err(
+                        *rn,
+                        Field::Reference,
+                        format!(
+                            "{r} closes a reference cycle with {} (only a path's reference to itself is allowed)",
+                            paths[node].path
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn err(line: usize, field: Field, msg: impl Into<String>) -> RegistrationError {
@@ -559,6 +615,18 @@ mod tests {
         let e = error_of(&g.replace(A, "/nix/store/tooshort-a"));
         assert_eq!((e.line, e.field), (1, Field::Path), "{e}");
         assert_eq!(e.to_string(), format!("line 1 (store path): {}", e.msg));
+    }
+
+    #[test]
+    fn cycles() {
+        // A refers to B and B back to A (line 11).
+        let cyclic =
+            format!("{A}\nsha256:{ABC32}\n1\n\n1\n{B}\n{B}\nsha256:{ABC32}\n1\n\n2\n{A}\n{B}\n");
+        let e = error_of(&cyclic);
+        assert_eq!((e.line, e.field), (12, Field::Reference), "{e}");
+        assert!(e.msg.contains("cycle"), "{e}");
+        // Self-references only: fine.
+        assert!(Registration::parse(good().as_bytes()).is_ok());
     }
 
     #[test]

@@ -271,7 +271,7 @@ fn system_profile(opts: &Options, cmdline: &Cmdline, log: &mut Log<'_>) {
         Ok(o) => log.changed(
             step,
             format_args!(
-                "{} -> {} (generation {}{}, system from {from})",
+                "{} -> {} -> {system} (generation {}{}, system from {from})",
                 paths::SYSTEM_PROFILE,
                 o.link,
                 o.generation,

@@ -76,7 +76,7 @@ fn full_run_then_nothing_to_do() {
     assert!(stdout.contains("registration: loaded 4 paths"), "{stdout}");
     assert!(stdout.contains("marker: created /etc/NIXOS"), "{stdout}");
     assert!(
-        stdout.contains("profile: /nix/var/nix/profiles/system -> /nix/var/nix/profiles/system-1-link (generation 1, new, system from init= on the kernel command line)"),
+        stdout.contains(&format!("profile: /nix/var/nix/profiles/system -> /nix/var/nix/profiles/system-1-link -> {system} (generation 1, new, system from init= on the kernel command line)")),
         "{stdout}"
     );
     assert!(

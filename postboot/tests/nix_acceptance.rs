@@ -326,6 +326,7 @@ const CORPUS: &[(&str, usize, &str)] = &[
     ("deriver-not-a-store-path.reg", 4, "deriver"),
     ("crlf.reg", 1, "store path"),
     ("blank-line-between-records.reg", 7, "store path"),
+    ("reference-cycle.reg", 12, "reference"),
 ];
 
 #[test]

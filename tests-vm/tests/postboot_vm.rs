@@ -1,0 +1,87 @@
+//! The post-boot agent in a booted demo system (x86_64, CD, TCG): with an
+//! SSH key on the kernel command line (`nixlive.ssh_key="..."`), stage 2
+//! must report the store registered in Nix's database (native loader), the
+//! system profile's links, and root's key file with its modes and owner.
+
+use std::time::Duration;
+
+use nixlive_tests_vm::arch::Arch;
+use nixlive_tests_vm::artifacts::{self, DemoSpec};
+use nixlive_tests_vm::run_to_report;
+
+/// TCG on this machine; KVM, where it works, is far quicker.
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI vmtest@nixlive";
+
+#[test]
+fn postboot_registers_store_sets_profile_installs_key() {
+    let tmp = tempfile::Builder::new()
+        .prefix("nixlive-postboot-vm-")
+        .tempdir()
+        .unwrap();
+    let mut spec = DemoSpec::new(Arch::X86_64, "NIXLIVE_PB");
+    let extra = format!("nixlive.ssh_key=\"{KEY}\"");
+    spec.append = if spec.append.is_empty() {
+        extra
+    } else {
+        format!("{} {extra}", spec.append)
+    };
+    let iso = artifacts::build_demo(tmp.path(), &spec).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = std::fs::read_to_string(iso.medium.join("isolinux/isolinux.cfg")).unwrap();
+    assert!(cfg.contains(KEY), "the key is not on the boot line:\n{cfg}");
+
+    let r = run_to_report(&iso.iso, TIMEOUT).unwrap();
+    let ctx = format!("{r:#?}");
+    let out = r.postboot_out.join("\n");
+    assert_eq!(r.postboot_exit, 0, "postboot failed\n{ctx}");
+
+    // Registration: every path of the image, natively, into Nix's database.
+    assert!(
+        r.postboot_out.iter().any(|l| l.starts_with("postboot: registration: loaded ")
+            && l.ends_with("from /nix/store/nix-path-registration with the native loader")),
+        "registration not loaded:\n{out}\n{ctx}"
+    );
+    let file = |p: &str| {
+        r.files
+            .get(p)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("{p} missing\n{ctx}"))
+    };
+    let db = file("/nix/var/nix/db/db.sqlite");
+    assert_eq!((db.kind.as_str(), db.mode, db.uid), ("regular", 0o644, 0), "{ctx}");
+    assert_eq!(file("/nix/var/nix/db/schema").kind, "regular", "{ctx}");
+
+    // Profile: system -> system-1-link -> the demo system.
+    assert!(
+        out.contains(&format!(
+            "postboot: profile: /nix/var/nix/profiles/system -> /nix/var/nix/profiles/system-1-link -> {} (generation 1, new, system from init= on the kernel command line)",
+            iso.system
+        )),
+        "profile not set:\n{out}\n{ctx}"
+    );
+    assert_eq!(file("/nix/var/nix/profiles/system").kind, "symlink", "{ctx}");
+    assert_eq!(
+        file("/nix/var/nix/profiles/system-1-link").kind,
+        "symlink",
+        "{ctx}"
+    );
+
+    // SSH: root's key file, private, root's.
+    assert!(
+        out.contains("postboot: ssh: /root/.ssh/authorized_keys: added 1 key(s) (root; from kernel command line: 1)"),
+        "key not installed:\n{out}\n{ctx}"
+    );
+    let dir = file("/root/.ssh");
+    assert_eq!((dir.kind.as_str(), dir.mode, dir.uid, dir.gid), ("directory", 0o700, 0, 0), "{ctx}");
+    let keys = file("/root/.ssh/authorized_keys");
+    assert_eq!(
+        (keys.kind.as_str(), keys.mode, keys.uid, keys.gid),
+        ("regular", 0o600, 0, 0),
+        "{ctx}"
+    );
+    assert_eq!(file("/etc/NIXOS").kind, "regular", "{ctx}");
+    assert!(out.contains("postboot: done, "), "{out}\n{ctx}");
+}
