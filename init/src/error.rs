@@ -18,13 +18,15 @@ pub enum BootError {
     #[error(
         "timed out after {secs} s waiting for the boot medium {wanted}\n\
          block devices seen:\n{seen}\n\
-         To fix: check the label of the medium (it must equal the root= value exactly), \
-         add the driver with nixlive.modules=..., or wait longer with nixlive.timeout=SECONDS (0 = forever)"
+         To fix: {check}; if the medium is not listed, add its driver with nixlive.modules=...; \
+         or wait longer with nixlive.timeout=SECONDS (0 = forever)"
     )]
     MediumNotFound {
         wanted: String,
         secs: u64,
         seen: String,
+        /// What to check, for this kind of `root=`.
+        check: String,
     },
     #[error("{path}: {source}")]
     Manifest {

@@ -12,9 +12,30 @@ use std::ffi::CString;
 pub fn run(steps: &[Step]) -> Result<(), BootError> {
     for s in steps {
         log::info!("{s}");
-        run_one(s).map_err(BootError::io(s.to_string()))?;
+        run_one(s).map_err(|e| {
+            let what = format!("{s}{}", hint(s, &e));
+            BootError::Io { what, source: e }
+        })?;
     }
     Ok(())
+}
+
+/// What to try when a mount fails for a reason the kernel only logs.
+pub fn hint(s: &Step, e: &std::io::Error) -> &'static str {
+    let Step::Mount { fstype, .. } = s else {
+        return "";
+    };
+    match (fstype.as_str(), e.raw_os_error()) {
+        ("vfat", Some(libc::EINVAL)) => {
+            " (the kernel log says why; usually a missing code page: the initrd needs \
+             nls_cp437 and the module of the default iocharset, e.g. nls_ascii or nls_utf8)"
+        }
+        (_, Some(libc::ENODEV)) => {
+            " (the kernel does not know this filesystem: add its module to the initrd \
+             or to nixlive.modules=)"
+        }
+        _ => "",
+    }
 }
 
 fn run_one(s: &Step) -> std::io::Result<()> {
@@ -95,4 +116,27 @@ pub fn attach_loop(image: &str) -> std::io::Result<(String, OwnedFd)> {
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no free loop device")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_the_missing_module() {
+        let m = |fstype: &str| Step::Mount {
+            source: "/dev/sda".into(),
+            target: "/mnt-root/iso".into(),
+            fstype: fstype.into(),
+            readonly: true,
+            data: String::new(),
+        };
+        let einval = std::io::Error::from_raw_os_error(libc::EINVAL);
+        let enodev = std::io::Error::from_raw_os_error(libc::ENODEV);
+        assert!(hint(&m("vfat"), &einval).contains("nls_cp437"));
+        assert!(hint(&m("ext4"), &enodev).contains("nixlive.modules="));
+        assert_eq!(hint(&m("ext4"), &einval), "");
+        let mkdir = Step::Mkdir { path: "/x".into() };
+        assert_eq!(hint(&mkdir, &enodev), "");
+    }
 }

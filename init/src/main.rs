@@ -178,12 +178,15 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
             log::info!("netboot: the images are inside the initrd");
             "/".to_string()
         } else {
-            let (node, fstype) = t.phase("find-medium", || {
+            let (node, fstype, loop_fd) = t.phase("find-medium", || {
                 find_medium(cmdline, events.as_ref(), &mut |a| loader.modalias(a))
             })?;
             t.phase("mount-medium", || {
                 exec::run(&plan::plan_medium(&node, &fstype))
             })?;
+            // The mount holds the findiso loop device now; with autoclear it
+            // detaches (and lets go of the ISO file) once /iso is unmounted.
+            drop(loop_fd);
             MEDIUM.to_string()
         };
 
@@ -240,12 +243,13 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
     switch_root::switch_root(plan::NEW_ROOT, &init)
 }
 
-/// Waits for the medium; returns its device node and filesystem type.
+/// Waits for the medium; returns its device node, its filesystem type and,
+/// for `findiso=`, the open loop device that must stay open until mounted.
 fn find_medium(
     cmdline: &Cmdline,
     events: Option<&discover::uevent::Uevents>,
     on_modalias: &mut dyn FnMut(&str),
-) -> Result<(String, String), BootError> {
+) -> Result<(String, String, Option<rustix::fd::OwnedFd>), BootError> {
     let budget = match cmdline.timeout {
         nixlive_formats::Timeout::Forever => None,
         nixlive_formats::Timeout::After(d) => Some(d),
@@ -254,6 +258,7 @@ fn find_medium(
         format!("timeout {} s", d.as_secs())
     });
     let timed_out = |wanted: String, seen: discover::Seen| BootError::MediumNotFound {
+        check: discover::what_to_check(cmdline),
         wanted,
         secs: budget.unwrap_or(Duration::ZERO).as_secs(),
         seen: seen.list(),
@@ -283,10 +288,8 @@ fn find_medium(
                 let file = format!("{FINDISO_HOST}{iso}");
                 let (node, fd) = exec::attach_loop(&file)
                     .map_err(BootError::io(format!("attaching {file} to a loop device")))?;
-                // Autoclear needs the fd open until the medium is mounted:
-                // leak it into the process; it is closed on exec.
-                std::mem::forget(fd);
-                Ok((node, "iso9660".to_string()))
+                log::info!("{file} is {node}");
+                Ok((node, "iso9660".to_string(), Some(fd)))
             }
             discover::Found::TimedOut(seen) => Err(timed_out(format!("file {iso}"), seen)),
         };
@@ -310,7 +313,7 @@ fn find_medium(
                 Some(Ok(Some(id))) => id.fstype,
                 _ => "iso9660",
             };
-            Ok((d.node(), fstype.to_string()))
+            Ok((d.node(), fstype.to_string(), None))
         }
         discover::Found::TimedOut(seen) => Err(timed_out(spec.to_string(), seen)),
     }

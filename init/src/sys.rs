@@ -91,3 +91,32 @@ pub fn loop_configure(dev: BorrowedFd<'_>, backing: BorrowedFd<'_>, flags: u32) 
         Ok(())
     }
 }
+
+const CDROM_DRIVE_STATUS: libc::c_ulong = 0x5326;
+/// `CDSL_CURRENT`: the slot currently in the drive.
+const CDSL_CURRENT: libc::c_int = libc::c_int::MAX;
+
+/// What a CD/DVD drive says about its tray (`CDS_*` in `<linux/cdrom.h>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriveStatus {
+    NoDisc,
+    TrayOpen,
+    NotReady,
+    /// A disc is in (or the drive cannot tell).
+    Ready,
+}
+
+/// `CDROM_DRIVE_STATUS`; `None` when `dev` is not a CD/DVD drive.
+pub fn cdrom_drive_status(dev: BorrowedFd<'_>) -> Option<DriveStatus> {
+    // SAFETY: CDROM_DRIVE_STATUS takes the slot number by value and returns
+    // an int; drivers that do not know it fail with ENOTTY/EINVAL; `dev` is a
+    // valid open descriptor for the duration of the call.
+    let r = unsafe { libc::ioctl(dev.as_raw_fd(), CDROM_DRIVE_STATUS as _, CDSL_CURRENT) };
+    match r {
+        1 => Some(DriveStatus::NoDisc),
+        2 => Some(DriveStatus::TrayOpen),
+        3 => Some(DriveStatus::NotReady),
+        r if r >= 0 => Some(DriveStatus::Ready),
+        _ => None,
+    }
+}

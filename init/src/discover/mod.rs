@@ -5,6 +5,7 @@
 pub mod probe;
 pub mod uevent;
 
+use crate::sys::DriveStatus;
 use nixlive_formats::RootSpec;
 use probe::Identity;
 use std::collections::BTreeMap;
@@ -43,10 +44,16 @@ impl BlockDev {
                 id.uuid.as_deref().unwrap_or("(none)")
             ),
         };
+        // An empty CD drive reports a made-up size: show none for devices
+        // that could not be read.
+        let size = match &self.probe {
+            Some(Err(_)) | None => "-".to_string(),
+            Some(Ok(_)) => human_size(self.size_bytes),
+        };
         format!(
             "{:<12} {:>10} {}{}",
             self.node(),
-            human_size(self.size_bytes),
+            size,
             if self.partition { "partition " } else { "" },
             what
         )
@@ -90,6 +97,39 @@ pub fn matches(spec: &RootSpec, dev: &BlockDev, seen: &Seen) -> bool {
     }
 }
 
+/// The first thing to check when the medium was not found, for the
+/// failure message.
+pub fn what_to_check(cmdline: &nixlive_formats::Cmdline) -> String {
+    if let Some(iso) = &cmdline.findiso {
+        return format!(
+            "check that {iso} exists (the path is taken from the root of each vfat, ext2/3/4 \
+             or iso9660 filesystem listed above)"
+        );
+    }
+    match &cmdline.root {
+        Some(RootSpec::Label(_)) => {
+            "check the medium's label above (it must equal the root=LABEL= value exactly, case included)"
+        }
+        Some(RootSpec::Uuid(_)) => "check the filesystem UUIDs above against root=UUID=",
+        Some(RootSpec::PartLabel(_)) => {
+            "check the GPT partition name (root=PARTLABEL= must equal it exactly)"
+        }
+        Some(RootSpec::Device(_)) | None => {
+            "check the device name against the list above, or use root=LABEL= instead"
+        }
+    }
+    .to_string()
+}
+
+/// Block devices that cannot be the medium: loop devices (init binds them
+/// itself, for findiso and the images) and RAM disks.
+pub fn is_candidate(name: &str) -> bool {
+    !["loop", "ram", "zram"].iter().any(|p| {
+        name.strip_prefix(p)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
 /// One entry of `/sys/class/block`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SysBlock {
@@ -107,6 +147,9 @@ pub fn scan(sys: &Path) -> Vec<SysBlock> {
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        if !is_candidate(&name) {
+            continue;
+        }
         let base = e.path();
         let sectors = std::fs::read_to_string(base.join("size"))
             .ok()
@@ -151,11 +194,36 @@ impl Seen {
     }
 }
 
-/// Reads the first bytes of a device node, as many as the probes need.
-pub fn read_head(node: &str, size: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(node).map_err(|e| e.to_string())?;
-    let want = probe::PROBE_LEN.min(size as usize);
+/// Opens a device node and reads as many of its first bytes as the probes
+/// need; returns the device's size too.
+///
+/// The size comes from the open device, not from sysfs: a CD drive's size in
+/// sysfs stays 0 until someone opens it after the disc became ready (the
+/// open is what makes the kernel look at the medium again). The open is
+/// non-blocking so that it never closes an open tray (the cdrom driver's
+/// auto-close is for blocking opens) and does not fail on an empty drive.
+pub fn read_head(node: &str) -> Result<(u64, Vec<u8>), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(node)
+        .map_err(|e| e.to_string())?;
+    // Reading an empty CD drive fails with I/O errors that flood the kernel
+    // log on every retry; the drive can say that it is empty instead.
+    match crate::sys::cdrom_drive_status(std::os::fd::AsFd::as_fd(&f)) {
+        Some(DriveStatus::NoDisc) => return Err("no disc in the drive".into()),
+        Some(DriveStatus::TrayOpen) => return Err("the drive's tray is open".into()),
+        Some(DriveStatus::NotReady) => return Err("the drive is not ready yet".into()),
+        Some(DriveStatus::Ready) | None => {}
+    }
+    let size = f.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    if size == 0 {
+        return Err("no medium (size 0)".to_string());
+    }
+    f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let want = probe::PROBE_LEN.min(usize::try_from(size).unwrap_or(usize::MAX));
     let mut buf = vec![0u8; want];
     let mut got = 0;
     while got < want {
@@ -167,7 +235,7 @@ pub fn read_head(node: &str, size: u64) -> Result<Vec<u8>, String> {
         }
     }
     buf.truncate(got);
-    Ok(buf)
+    Ok((size, buf))
 }
 
 /// The outcome of waiting: the device, or what was seen instead.
@@ -207,16 +275,18 @@ pub fn wait_for(
                     gpt: None,
                     probe: None,
                 });
-            entry.size_bytes = size;
+            if !matches!(entry.probe, Some(Ok(_))) || size != 0 {
+                entry.size_bytes = size;
+            }
             if !matches!(entry.probe, Some(Ok(_))) {
-                // An empty drive (size 0) has nothing to read yet.
-                let (probe, gpt) = if size == 0 {
-                    (Err("no medium (size 0)".to_string()), None)
-                } else {
-                    match read_head(&entry.node(), size) {
-                        Ok(head) => (Ok(probe::identify(&head)), probe::gpt_names(&head)),
-                        Err(e) => (Err(e), None),
+                // An empty drive or one still spinning up reads as an error
+                // here, and is tried again on the next round.
+                let (probe, gpt) = match read_head(&entry.node()) {
+                    Ok((size, head)) => {
+                        entry.size_bytes = size;
+                        (Ok(probe::identify(&head)), probe::gpt_names(&head))
                     }
+                    Err(e) => (Err(e), None),
                 };
                 entry.probe = Some(probe);
                 entry.gpt = gpt;
@@ -311,6 +381,34 @@ mod tests {
         let mut p0 = dev("vda9", None);
         p0.parent = Some(("vda".into(), 0));
         assert!(!matches(&want, &p0, &seen));
+    }
+
+    #[test]
+    fn loop_and_ram_devices_are_not_candidates() {
+        for n in ["sda", "sr0", "vda1", "nvme0n1p2", "loopy", "mmcblk0"] {
+            assert!(is_candidate(n), "{n}");
+        }
+        for n in ["loop0", "loop12", "ram0", "zram1"] {
+            assert!(!is_candidate(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn failure_hint_follows_the_kind_of_root() {
+        let c = |line: &str| what_to_check(&nixlive_formats::Cmdline::parse(line));
+        assert!(c("root=LABEL=X").contains("label"));
+        assert!(c("root=UUID=x").contains("UUID"));
+        assert!(c("root=PARTLABEL=x").contains("GPT"));
+        assert!(c("root=LABEL=X findiso=/a.iso").contains("/a.iso"));
+        assert!(c("root=/dev/sdz").contains("device name"));
+    }
+
+    #[test]
+    fn unreadable_devices_show_no_size() {
+        let mut d = dev("sr0", None);
+        d.probe = Some(Err("no disc in the drive".into()));
+        let s = d.describe();
+        assert!(!s.contains("MiB") && s.contains("no disc"), "{s}");
     }
 
     #[test]
