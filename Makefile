@@ -7,7 +7,7 @@ GUEST_TARGETS ?= x86_64-unknown-linux-musl i686-unknown-linux-musl aarch64-unkno
 GUEST_PKGS := -p nixlive-init -p nixlive-postboot -p nixlive-demo
 export SOURCE_DATE_EPOCH ?= 1700000000
 
-.PHONY: all deps build demo test lint unit vmtest clean
+.PHONY: all deps build demo test lint bench clean
 
 all: build
 
@@ -33,3 +33,8 @@ test: build lint
 clean:
 	$(CARGO) clean
 	rm -rf out
+
+# Boot-time and initrd-size comparison with peers, measured in one run
+# (never part of `make test`).
+bench: build
+	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench
