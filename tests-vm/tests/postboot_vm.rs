@@ -12,8 +12,7 @@ use nixlive_tests_vm::run_to_report;
 /// TCG on this machine; KVM, where it works, is far quicker.
 const TIMEOUT: Duration = Duration::from_secs(240);
 
-const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI vmtest@nixlive";
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI vmtest@nixlive";
 
 #[test]
 fn postboot_registers_store_sets_profile_installs_key() {
@@ -35,12 +34,22 @@ fn postboot_registers_store_sets_profile_installs_key() {
     let r = run_to_report(&iso.iso, TIMEOUT).unwrap();
     let ctx = format!("{r:#?}");
     let out = r.postboot_out.join("\n");
+    eprintln!("postboot in the guest (exit {}):\n{out}", r.postboot_exit);
+    for (path, info) in r
+        .files
+        .iter()
+        .filter(|(p, _)| p.starts_with("/nix/var") || p.starts_with("/root"))
+    {
+        eprintln!("file {path} {info:?}");
+    }
     assert_eq!(r.postboot_exit, 0, "postboot failed\n{ctx}");
 
     // Registration: every path of the image, natively, into Nix's database.
     assert!(
-        r.postboot_out.iter().any(|l| l.starts_with("postboot: registration: loaded ")
-            && l.ends_with("from /nix/store/nix-path-registration with the native loader")),
+        r.postboot_out
+            .iter()
+            .any(|l| l.starts_with("postboot: registration: loaded ")
+                && l.ends_with("from /nix/store/nix-path-registration with the native loader")),
         "registration not loaded:\n{out}\n{ctx}"
     );
     let file = |p: &str| {
@@ -51,7 +60,11 @@ fn postboot_registers_store_sets_profile_installs_key() {
             .unwrap_or_else(|| panic!("{p} missing\n{ctx}"))
     };
     let db = file("/nix/var/nix/db/db.sqlite");
-    assert_eq!((db.kind.as_str(), db.mode, db.uid), ("regular", 0o644, 0), "{ctx}");
+    assert_eq!(
+        (db.kind.as_str(), db.mode, db.uid),
+        ("regular", 0o644, 0),
+        "{ctx}"
+    );
     assert_eq!(file("/nix/var/nix/db/schema").kind, "regular", "{ctx}");
 
     // Profile: system -> system-1-link -> the demo system.
@@ -62,7 +75,11 @@ fn postboot_registers_store_sets_profile_installs_key() {
         )),
         "profile not set:\n{out}\n{ctx}"
     );
-    assert_eq!(file("/nix/var/nix/profiles/system").kind, "symlink", "{ctx}");
+    assert_eq!(
+        file("/nix/var/nix/profiles/system").kind,
+        "symlink",
+        "{ctx}"
+    );
     assert_eq!(
         file("/nix/var/nix/profiles/system-1-link").kind,
         "symlink",
@@ -75,7 +92,11 @@ fn postboot_registers_store_sets_profile_installs_key() {
         "key not installed:\n{out}\n{ctx}"
     );
     let dir = file("/root/.ssh");
-    assert_eq!((dir.kind.as_str(), dir.mode, dir.uid, dir.gid), ("directory", 0o700, 0, 0), "{ctx}");
+    assert_eq!(
+        (dir.kind.as_str(), dir.mode, dir.uid, dir.gid),
+        ("directory", 0o700, 0, 0),
+        "{ctx}"
+    );
     let keys = file("/root/.ssh/authorized_keys");
     assert_eq!(
         (keys.kind.as_str(), keys.mode, keys.uid, keys.gid),
