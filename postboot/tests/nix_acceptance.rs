@@ -142,6 +142,34 @@ fn compare_loaders(name: &str, specs: &[Spec], tweak: impl Fn(&mut Registration)
         "{name}: nix-store --verify --check-contents {:?}",
         t.elapsed()
     );
+    // The check can fail: a changed file is found (then put back).
+    let top = ours.join(specs[0].path.trim_start_matches('/'));
+    let victim = if top.join("lib/libfoo.so").exists() {
+        top.join("lib/libfoo.so")
+    } else {
+        top
+    };
+    let set_mode = |mode| {
+        let mut p = fs::metadata(&victim).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut p, mode);
+        fs::set_permissions(&victim, p).unwrap();
+    };
+    let original = fs::read(&victim).unwrap();
+    set_mode(0o644);
+    fs::write(&victim, b"tampered").unwrap();
+    set_mode(0o444);
+    let tampered = nix("nix-store", &ours, &["--verify", "--check-contents"])
+        .output()
+        .unwrap();
+    assert!(
+        !tampered.status.success()
+            && String::from_utf8_lossy(&tampered.stderr).contains("was modified"),
+        "nix-store --verify --check-contents missed a changed file:\n{}",
+        common::text(&tampered)
+    );
+    set_mode(0o644);
+    fs::write(&victim, &original).unwrap();
+    set_mode(0o444);
 
     // A second run has nothing to do and leaves the database alone.
     let before = fs::read(ours.join("nix/var/nix/db/db.sqlite")).unwrap();
