@@ -108,16 +108,38 @@ pub fn load(
         source,
     })?;
     let has_drv = reg.paths.iter().any(|p| p.path.ends_with(".drv"));
-    let native = match loader {
-        Loader::Native if !NATIVE_AVAILABLE => return Err(LoadError::NativeUnavailable),
-        Loader::Native => true,
-        Loader::NixStore => false,
-        Loader::Auto => NATIVE_AVAILABLE && !has_drv,
-    };
-    if native {
-        load_native(root, &reg, now).map(Some)
-    } else {
-        load_nix_store(root, &reg, &data, nix_store).map(Some)
+    match choose(loader, NATIVE_AVAILABLE, has_drv, nix_store.is_file()) {
+        Choice::Native => load_native(root, &reg, now).map(Some),
+        Choice::NixStore => load_nix_store(root, &reg, &data, nix_store).map(Some),
+        Choice::Unavailable => Err(LoadError::NativeUnavailable),
+        Choice::Skip => Ok(Some(Loaded {
+            loader: "none",
+            paths: reg.paths.len(),
+            changed: 0,
+        })),
+    }
+}
+
+/// Which loader runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Native,
+    NixStore,
+    /// `--loader native` where it is not built.
+    Unavailable,
+    /// `auto` with neither loader: the system has no Nix to read a database,
+    /// so there is nothing to register for (said, not an error).
+    Skip,
+}
+
+pub fn choose(loader: Loader, native_built: bool, has_drv: bool, nix_store_found: bool) -> Choice {
+    match loader {
+        Loader::Native if native_built => Choice::Native,
+        Loader::Native => Choice::Unavailable,
+        Loader::NixStore => Choice::NixStore,
+        Loader::Auto if native_built && !has_drv => Choice::Native,
+        Loader::Auto if nix_store_found => Choice::NixStore,
+        Loader::Auto => Choice::Skip,
     }
 }
 
@@ -217,4 +239,21 @@ pub fn find_nix_store(root: &Path) -> PathBuf {
             .find(|p| p.is_file())
     });
     in_path.unwrap_or_else(|| paths::under(root, "/run/current-system/sw/bin/nix-store"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loader_choice() {
+        use Loader::{Auto, Native, NixStore};
+        assert_eq!(choose(Auto, true, false, false), Choice::Native);
+        assert_eq!(choose(Auto, true, true, true), Choice::NixStore);
+        assert_eq!(choose(Auto, false, false, true), Choice::NixStore);
+        // i686/aarch64 demo: no native loader, no Nix on the system.
+        assert_eq!(choose(Auto, false, false, false), Choice::Skip);
+        assert_eq!(choose(Native, false, false, true), Choice::Unavailable);
+        assert_eq!(choose(NixStore, true, false, false), Choice::NixStore);
+    }
 }

@@ -183,6 +183,15 @@ fn registration(opts: &Options, log: &mut Log<'_>) {
         .unwrap_or_else(|| load::find_nix_store(&opts.root));
     match load::load(&opts.root, &opts.registration, opts.loader, &nix_store, now) {
         Ok(None) => log.say(step, format_args!("no {}, skipping", opts.registration)),
+        Ok(Some(l)) if l.loader == "none" => log.say(
+            step,
+            format_args!(
+                "{} paths in {}, but no loader here (no native loader on this architecture, no {}): the system has no Nix to use them, skipping",
+                l.paths,
+                opts.registration,
+                nix_store.display()
+            ),
+        ),
         Ok(Some(l)) if l.changed == 0 => log.say(
             step,
             format_args!(
