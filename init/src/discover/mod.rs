@@ -87,13 +87,7 @@ pub fn matches(spec: &RootSpec, dev: &BlockDev, seen: &Seen) -> bool {
         RootSpec::Uuid(u) => {
             id.is_some_and(|i| i.uuid.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(u)))
         }
-        RootSpec::PartLabel(l) => dev.parent.as_ref().is_some_and(|(disk, n)| {
-            seen.devs
-                .get(disk)
-                .and_then(|d| d.gpt.as_ref())
-                .and_then(|names| names.get((*n as usize).checked_sub(1)?))
-                .is_some_and(|name| name == l)
-        }),
+        RootSpec::PartLabel(l) => seen.partlabel(dev) == Some(l.as_str()),
     }
 }
 
@@ -188,9 +182,28 @@ impl Seen {
         }
         self.devs
             .values()
-            .map(|d| format!("  {}", d.describe()))
+            .map(|d| {
+                let mut line = format!("  {}", d.describe());
+                if d.gpt.is_some() {
+                    line.push_str(" (GPT)");
+                }
+                if let Some(name) = self.partlabel(d) {
+                    line.push_str(&format!(" partlabel={name}"));
+                }
+                line
+            })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// A partition's GPT name, from its disk's partition table.
+    pub fn partlabel(&self, dev: &BlockDev) -> Option<&str> {
+        let (disk, n) = dev.parent.as_ref()?;
+        let names = self.devs.get(disk)?.gpt.as_ref()?;
+        names
+            .get((*n as usize).checked_sub(1)?)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 }
 
@@ -377,6 +390,9 @@ mod tests {
         p1.parent = Some(("vda".into(), 1));
         let want = RootSpec::PartLabel("live".into());
         assert!(matches(&want, &p2, &seen));
+        seen.devs.insert("vda2".into(), p2.clone());
+        assert!(seen.list().contains("partlabel=live"), "{}", seen.list());
+        assert!(seen.list().contains("(GPT)"), "{}", seen.list());
         assert!(!matches(&want, &p1, &seen));
         let mut p0 = dev("vda9", None);
         p0.parent = Some(("vda".into(), 0));
