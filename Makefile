@@ -7,7 +7,7 @@ GUEST_TARGETS ?= x86_64-unknown-linux-musl i686-unknown-linux-musl aarch64-unkno
 GUEST_PKGS := -p nixlive-init -p nixlive-postboot -p nixlive-demo
 export SOURCE_DATE_EPOCH ?= 1700000000
 
-.PHONY: all deps build demo test lint bench clean
+.PHONY: all deps build demo test lint bench fuzz clean
 
 all: build
 
@@ -38,3 +38,14 @@ clean:
 # (never part of `make test`).
 bench: build
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench
+
+# Every parser of untrusted input under libFuzzer for FUZZ_SECONDS each.
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
+FUZZ_SECONDS ?= 10
+FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod superblock authorized_keys postboot_conf
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^Done|ERROR|panicked|SUMMARY' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz target $$t failed (crash input under fuzz/artifacts/$$t)"; exit 1; }; \
+	done

@@ -14,6 +14,7 @@ pub mod kmod;
 pub mod lines;
 pub mod manifest;
 pub mod registration;
+pub mod superblock;
 pub mod timeline;
 
 pub use cmdline::{Cmdline, RootSpec, SizeSpec, Timeout};

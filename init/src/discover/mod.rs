@@ -2,7 +2,7 @@
 //! netlink plus a scan of `/sys/class/block`), each probed once by reading
 //! its superblock, until one matches `root=` or the time budget is spent.
 
-pub mod probe;
+pub use nixlive_formats::superblock as probe;
 pub mod uevent;
 
 use crate::sys::DriveStatus;

@@ -1,5 +1,6 @@
-//! Superblock probes: pure functions from the first bytes of a block device
-//! to its filesystem type and label. No I/O here; fixtures are byte arrays.
+//! Superblock probes, used by init to find the medium: pure functions from
+//! the first bytes of a block device to its filesystem type, label and UUID,
+//! and a disk's GPT partition names. No I/O here; fixtures are byte arrays.
 
 /// How many bytes of a device the probes need (the ISO9660 primary volume
 /// descriptor sits in sector 16 of 2048 bytes).
