@@ -22,3 +22,12 @@ pub use initrd_conf::InitrdConf;
 pub use manifest::{ImageEntry, ImageFs, Manifest};
 pub use registration::Registration;
 pub use timeline::{Phase, Timeline};
+
+/// Files the programs hand each other during the boot.
+pub mod handoff {
+    /// SSH keys the builder packs into the initrd.
+    pub const INITRD_KEYS: &str = "/etc/nixlive/authorized_keys";
+    /// Where init leaves them for postboot: `/run` survives the switch of
+    /// root, the initrd's own files do not.
+    pub const RUN_KEYS: &str = "/run/nixlive/authorized_keys";
+}

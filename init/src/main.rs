@@ -229,6 +229,7 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
     {
         return Err(BootError::NoStage2(init));
     }
+    hand_over_keys();
     // The last phase recorded is the one before the exec; switch-root itself
     // takes well under a millisecond.
     let json = t.timeline.to_json();
@@ -241,6 +242,32 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
         log::warn!("writing {}: {e}, ignoring", nixlive_formats::timeline::PATH);
     }
     switch_root::switch_root(plan::NEW_ROOT, &init)
+}
+
+/// SSH keys packed into the initrd go to `/run` for postboot, since the
+/// initrd's files are deleted by the switch of root. Not fatal: postboot
+/// still has the other key sources.
+fn hand_over_keys() {
+    use nixlive_formats::handoff::{INITRD_KEYS, RUN_KEYS};
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(keys) = std::fs::read(INITRD_KEYS) else {
+        return;
+    };
+    let written = Path::new(RUN_KEYS)
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(RUN_KEYS)
+        })
+        .and_then(|mut f| f.write_all(&keys));
+    match written {
+        Ok(()) => log::info!("SSH keys from the initrd handed over in {RUN_KEYS}"),
+        Err(e) => log::warn!("copying {INITRD_KEYS} to {RUN_KEYS}: {e}, ignoring"),
+    }
 }
 
 /// Waits for the medium; returns its device node, its filesystem type and,

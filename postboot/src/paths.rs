@@ -22,7 +22,7 @@ pub const CMDLINE: &str = "/proc/cmdline";
 /// SSH keys the builder put in the initrd as `/etc/nixlive/authorized_keys`;
 /// init copies that file here before switching root (the initrd's contents
 /// are deleted then).
-pub const INITRD_KEYS: &str = "/run/nixlive/authorized_keys";
+pub const INITRD_KEYS: &str = nixlive_formats::handoff::RUN_KEYS;
 /// SSH keys on the boot medium (mounted at `/iso`).
 pub const MEDIUM_KEYS: &str = "/iso/nixlive/authorized_keys";
 /// Optional configuration (users for the keys, root password hash).
