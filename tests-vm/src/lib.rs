@@ -15,6 +15,7 @@
 
 pub mod arch;
 pub mod artifacts;
+pub mod boot_modes;
 pub mod checks;
 pub mod kvm;
 pub mod media;
