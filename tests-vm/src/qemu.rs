@@ -42,28 +42,7 @@ impl QemuCommand {
     /// `qemu-system-x86_64 -M pc` with 1 GiB, one CPU, the serial console on
     /// stdio, no display, no monitor, and exit instead of rebooting.
     pub fn x86_64(accel: Accel) -> QemuCommand {
-        let args = [
-            "-M",
-            "pc",
-            "-m",
-            "1024",
-            "-smp",
-            "1",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-accel",
-        ];
-        let mut cmd = QemuCommand {
-            program: "qemu-system-x86_64".into(),
-            args: args.iter().map(OsString::from).collect(),
-        };
-        cmd.args.push(accel.name().into());
-        cmd
+        crate::arch::Arch::X86_64.qemu(accel)
     }
 
     /// Boot from `iso` on the CD drive through the firmware (SeaBIOS and
