@@ -70,6 +70,9 @@ pub struct ImageArgs {
     /// squashfs compression.
     #[arg(long, value_enum, default_value = "zstd")]
     pub squashfs_compression: SquashComp,
+    /// What writes the squashfs images.
+    #[arg(long, value_enum, default_value = "mksquashfs")]
+    pub squashfs_backend: squashfs::Backend,
 }
 
 /// Options shared by `iso`, `medium` and `netboot`.
@@ -236,7 +239,7 @@ fn build_images(
     closure: &Closure,
     plans: &[ImagePlan],
     dir: &Path,
-    comp: SquashComp,
+    args: &ImageArgs,
     epoch: u64,
     work: &Path,
 ) -> Result<Vec<ImageEntry>> {
@@ -260,7 +263,15 @@ fn build_images(
             registration::render(&infos, HashFormat::ClosureInfo).as_bytes(),
         )?;
         let image = dir.join(&plan.name);
-        squashfs::make(&closure.store_dir, &plan.paths, &reg, &image, comp, epoch)?;
+        squashfs::make(
+            args.squashfs_backend,
+            &closure.store_dir,
+            &plan.paths,
+            &reg,
+            &image,
+            args.squashfs_compression,
+            epoch,
+        )?;
         let (size, sha256) = sha256_file(&image)?;
         entries.push(ImageEntry {
             name: plan.name.clone(),
@@ -281,14 +292,7 @@ fn images_and_manifest(
     work: &Path,
 ) -> Result<Manifest> {
     let plans = plan_images(&closure.infos, &c.images.images, IMAGE_NAME)?;
-    let entries = build_images(
-        closure,
-        &plans,
-        dir,
-        c.images.squashfs_compression,
-        epoch,
-        work,
-    )?;
+    let entries = build_images(closure, &plans, dir, &c.images, epoch, work)?;
     let manifest = Manifest {
         init: format!("{}/init", closure.system),
         registration: REGISTRATION.to_string(),

@@ -1,12 +1,24 @@
 //! Store images: a squashfs whose root holds the store paths and
 //! `nix-path-registration`, as NixOS lays out `nix-store.squashfs`. Made
-//! with `mksquashfs` (squashfs-tools 4.5 or newer), reproducibly: one
-//! timestamp, root-owned, no xattrs, fixed block size.
+//! with `mksquashfs` (squashfs-tools 4.5 or newer) or natively (the
+//! backhand crate, pure Rust apart from zstd's C library), reproducibly:
+//! one timestamp, root-owned, no xattrs, 1 MiB blocks.
 
 use crate::progress;
-use anyhow::{Context, Result, bail, ensure};
-use std::path::Path;
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Which program writes the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// squashfs-tools' mksquashfs.
+    Mksquashfs,
+    /// Written here (backhand); zstd or gzip.
+    Native,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SquashComp {
@@ -75,6 +87,115 @@ fn check_mksquashfs() -> Result<()> {
 /// Writes `out` holding `store_dir/<name>` for each name and the
 /// registration file `registration` (named `nix-path-registration` inside).
 pub fn make(
+    backend: Backend,
+    store_dir: &Path,
+    names: &[String],
+    registration: &Path,
+    out: &Path,
+    comp: SquashComp,
+    epoch: u64,
+) -> Result<()> {
+    match backend {
+        Backend::Mksquashfs => make_mksquashfs(store_dir, names, registration, out, comp, epoch),
+        Backend::Native => {
+            let spin = progress::spinner(&format!("writing {}", out.display()));
+            let r = make_native(store_dir, names, registration, out, comp, epoch);
+            spin.finish_and_clear();
+            r
+        }
+    }
+}
+
+fn make_native(
+    store_dir: &Path,
+    names: &[String],
+    registration: &Path,
+    out: &Path,
+    comp: SquashComp,
+    epoch: u64,
+) -> Result<()> {
+    use backhand::compression::Compressor;
+    use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
+    let t = u32::try_from(epoch)
+        .map_err(|_| anyhow!("SOURCE_DATE_EPOCH {epoch} does not fit squashfs' 32-bit times"))?;
+    let compressor = match comp {
+        SquashComp::Zstd => Compressor::Zstd,
+        SquashComp::Gzip => Compressor::Gzip,
+        other => bail!(
+            "the native squashfs writer does zstd and gzip, not {}; use --squashfs-backend mksquashfs",
+            other.name()
+        ),
+    };
+    let mut w = FilesystemWriter::default();
+    // backhand has no setter for the root directory's mtime: it stays 0
+    // (deterministic all the same; every other inode gets `t`).
+    w.set_time(t);
+    w.set_root_mode(0o755);
+    w.set_root_uid(0);
+    w.set_root_gid(0);
+    w.set_block_size(1 << 20);
+    w.set_compressor(
+        FilesystemCompressor::new(compressor, None).context("setting up the compressor")?,
+    );
+    let header = |mode: u32| NodeHeader {
+        permissions: (mode & 0o7777) as u16,
+        uid: 0,
+        gid: 0,
+        mtime: t,
+    };
+    // Depth first, entries sorted by name bytes: the same tree gives the
+    // same calls in the same order.
+    let mut todo: Vec<(PathBuf, PathBuf)> = names
+        .iter()
+        .rev()
+        .map(|n| (store_dir.join(n), PathBuf::from(n)))
+        .collect();
+    while let Some((src, dst)) = todo.pop() {
+        let meta =
+            fs::symlink_metadata(&src).with_context(|| format!("reading {}", src.display()))?;
+        let mode = meta.permissions().mode();
+        let ft = meta.file_type();
+        let r = if ft.is_symlink() {
+            let target =
+                fs::read_link(&src).with_context(|| format!("reading {}", src.display()))?;
+            w.push_symlink(target, &dst, header(0o777))
+        } else if ft.is_file() {
+            w.push_file_from_path(&src, &dst, header(mode))
+        } else if ft.is_dir() {
+            let mut kids: Vec<_> = fs::read_dir(&src)
+                .with_context(|| format!("listing {}", src.display()))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("listing {}", src.display()))?;
+            kids.sort_by(|a, b| {
+                use std::os::unix::ffi::OsStrExt;
+                b.as_bytes().cmp(a.as_bytes())
+            });
+            todo.extend(kids.into_iter().map(|k| (src.join(&k), dst.join(&k))));
+            w.push_dir(&dst, header(mode))
+        } else {
+            bail!(
+                "{}: not a file, directory or symlink; a store cannot hold it",
+                src.display()
+            );
+        };
+        r.with_context(|| format!("adding {} to {}", src.display(), out.display()))?;
+    }
+    let reg_mode = fs::metadata(registration)
+        .with_context(|| format!("reading {}", registration.display()))?
+        .permissions()
+        .mode();
+    w.push_file_from_path(registration, "nix-path-registration", header(reg_mode))
+        .context("adding nix-path-registration")?;
+    let f = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut bw = std::io::BufWriter::new(f);
+    w.write(&mut bw)
+        .with_context(|| format!("writing {}", out.display()))?;
+    std::io::Write::flush(&mut bw).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+fn make_mksquashfs(
     store_dir: &Path,
     names: &[String],
     registration: &Path,

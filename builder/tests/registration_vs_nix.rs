@@ -14,10 +14,9 @@ const NIXLIVE: &str = env!("CARGO_BIN_EXE_nixlive");
 
 fn run(cmd: &mut Command) -> Output {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| {
+    cmd.output().unwrap_or_else(|e| {
         panic!("cannot run {shown}: {e} (install nix-bin: scripts/install-deps.sh)")
-    });
-    out
+    })
 }
 
 fn ok(cmd: &mut Command) -> String {
@@ -132,10 +131,16 @@ fn registration_matches_nix_store_dump_db() {
         .args(&paths));
     assert_eq!(got, blank_derivers(&want));
     // The tree really has what the test is about.
-    assert!(got.contains("\n104857600\n") || got.lines().any(|l| l.parse::<u64>().is_ok_and(|n| n > 104_857_600)));
+    assert!(
+        got.contains("\n104857600\n")
+            || got
+                .lines()
+                .any(|l| l.parse::<u64>().is_ok_and(|n| n > 104_857_600))
+    );
     let self_ref = outs.iter().find(|o| o.ends_with("-varied")).unwrap();
     assert!(
-        got.contains(&format!("{self_ref}\n")) && want.matches(&format!("\n{self_ref}\n")).count() >= 3,
+        got.contains(&format!("{self_ref}\n"))
+            && want.matches(&format!("\n{self_ref}\n")).count() >= 3,
         "varied must refer to itself:\n{want}"
     );
 
@@ -153,7 +158,10 @@ fn registration_matches_nix_store_dump_db() {
 
 fn store_path(root: &Path, hash: char, name: &str) -> (String, std::path::PathBuf) {
     let base = format!("{}-{name}", hash.to_string().repeat(32));
-    (format!("/nix/store/{base}"), root.join("nix/store").join(base))
+    (
+        format!("/nix/store/{base}"),
+        root.join("nix/store").join(base),
+    )
 }
 
 #[test]

@@ -1,0 +1,349 @@
+//! Host tests of whole builds: reproducibility (two builds, in different
+//! directories at different times, give the same bytes), the closureInfo
+//! input, several images, and the netboot set. Uses the real tools
+//! (mksquashfs, xorriso, grub-mkimage, mtools); fails when they are missing.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const NIXLIVE: &str = env!("CARGO_BIN_EXE_nixlive");
+const EPOCH: &str = "1700000000";
+
+fn ok(cmd: &mut Command) -> String {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    sys: String,
+    lib: String,
+}
+
+fn hash(c: char) -> String {
+    c.to_string().repeat(32)
+}
+
+/// A kernel stand-in, a modules dir, an init, and a store of two paths
+/// (system -> lib).
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    fs::write(dir.join("vmlinuz"), vec![0x4d; 4096]).unwrap();
+    let m = dir.join("modules/6.1.0-test");
+    fs::create_dir_all(m.join("kernel/fs")).unwrap();
+    fs::write(m.join("kernel/fs/squashfs.ko"), b"\0firmware=none.bin\0").unwrap();
+    fs::write(m.join("kernel/fs/loop.ko"), b"L").unwrap();
+    fs::write(
+        m.join("modules.dep"),
+        "kernel/fs/squashfs.ko:\nkernel/fs/loop.ko:\n",
+    )
+    .unwrap();
+    fs::write(dir.join("init"), b"\x7fELF pretend").unwrap();
+    let store = dir.join("root/nix/store");
+    let lib = format!("{}-lib", hash('l'));
+    let sys = format!("{}-system", hash('s'));
+    fs::create_dir_all(store.join(&lib)).unwrap();
+    fs::write(store.join(&lib).join("libc.so"), b"library").unwrap();
+    fs::create_dir_all(store.join(&sys).join("bin")).unwrap();
+    fs::write(
+        store.join(&sys).join("init"),
+        format!("#!/nix/store/{lib}/bin/sh\n"),
+    )
+    .unwrap();
+    fs::set_permissions(
+        store.join(&sys).join("init"),
+        fs::Permissions::from_mode(0o555),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(format!("/nix/store/{lib}"), store.join(&sys).join("lib")).unwrap();
+    Fixture {
+        _tmp: tmp,
+        dir,
+        sys: format!("/nix/store/{sys}"),
+        lib: format!("/nix/store/{lib}"),
+    }
+}
+
+fn common(f: &Fixture, cmd: &mut Command) {
+    cmd.arg("--kernel")
+        .arg(f.dir.join("vmlinuz"))
+        .arg("--modules-dir")
+        .arg(f.dir.join("modules/6.1.0-test"))
+        .args(["--module", "squashfs", "--module-set", "base"])
+        .arg("--init")
+        .arg(f.dir.join("init"))
+        .arg("--store-root")
+        .arg(f.dir.join("root"))
+        .arg("--system")
+        .arg(&f.sys)
+        .env("SOURCE_DATE_EPOCH", EPOCH);
+}
+
+fn build_iso(f: &Fixture, out: &Path, extra: &[&str]) -> PathBuf {
+    let mut cmd = Command::new(NIXLIVE);
+    cmd.arg("iso");
+    common(f, &mut cmd);
+    cmd.args(["--label", "REPRO"])
+        .arg("--out")
+        .arg(out.join("live.iso"))
+        .arg("--medium-dir")
+        .arg(out.join("medium"))
+        .args(extra);
+    ok(&mut cmd);
+    out.join("medium")
+}
+
+fn same(a: &Path, b: &Path) {
+    let (x, y) = (fs::read(a).unwrap(), fs::read(b).unwrap());
+    assert!(
+        x == y,
+        "{} and {} differ ({} vs {} bytes)",
+        a.display(),
+        b.display(),
+        x.len(),
+        y.len()
+    );
+}
+
+#[test]
+fn two_builds_are_byte_identical() {
+    let f = fixture();
+    let (one, two) = (f.dir.join("one"), f.dir.join("elsewhere/two"));
+    build_iso(&f, &one, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    build_iso(&f, &two, &[]);
+    for p in [
+        "live.iso",
+        "medium/boot/initrd",
+        "medium/nix-store.squashfs",
+        "medium/boot/efi.img",
+        "medium/EFI/BOOT/BOOTX64.EFI",
+        "medium/nixlive.manifest",
+    ] {
+        same(&one.join(p), &two.join(p));
+    }
+    // The other initrd compressions, too.
+    for c in ["gzip", "xz"] {
+        let a = f.dir.join(format!("a.{c}"));
+        let b = f.dir.join(format!("b.{c}"));
+        for out in [&a, &b] {
+            ok(Command::new(NIXLIVE)
+                .arg("initrd")
+                .arg("--modules-dir")
+                .arg(f.dir.join("modules/6.1.0-test"))
+                .args(["--module", "loop", "--compression", c])
+                .arg("--init")
+                .arg(f.dir.join("init"))
+                .arg("--out")
+                .arg(out)
+                .env("SOURCE_DATE_EPOCH", EPOCH));
+        }
+        same(&a, &b);
+    }
+    // The volume ID is the label, and the ISO boots both ways.
+    let iso = fs::read(one.join("live.iso")).unwrap();
+    assert_eq!(&iso[0x8028..0x8028 + 5], b"REPRO");
+    assert_eq!(
+        &iso[0x1fe..0x200],
+        &[0x55, 0xaa],
+        "no MBR: not USB-bootable"
+    );
+    let report = ok(Command::new("xorriso")
+        .args(["-indev"])
+        .arg(one.join("live.iso"))
+        .args(["-report_el_torito", "plain"]));
+    assert!(
+        report.contains("BIOS") && report.contains("UEFI"),
+        "{report}"
+    );
+    let grub = fs::read_to_string(one.join("medium/boot/grub/grub.cfg")).unwrap();
+    let isolinux = fs::read_to_string(one.join("medium/isolinux/isolinux.cfg")).unwrap();
+    let params = format!("root=LABEL=REPRO init={}/init", f.sys);
+    assert!(grub.contains(&params) && isolinux.contains(&params));
+}
+
+#[test]
+fn closure_info_input_and_two_images() {
+    let f = fixture();
+    // A closureInfo as nixpkgs writes it (sha256:<base 32>, empty deriver).
+    let reg = ok(Command::new(NIXLIVE)
+        .args(["registration", "--format", "closure-info", "--root"])
+        .arg(f.dir.join("root"))
+        .args([&f.lib, &f.sys]));
+    let ci = f.dir.join("closure-info");
+    fs::create_dir_all(&ci).unwrap();
+    fs::write(ci.join("registration"), &reg).unwrap();
+    fs::write(ci.join("store-paths"), format!("{}\n{}\n", f.lib, f.sys)).unwrap();
+    assert!(reg.contains(&format!("{}\nsha256:", f.sys)));
+    assert!(reg.contains(&format!("1\n{}\n", f.lib)), "{reg}");
+
+    let out = f.dir.join("two");
+    let mut cmd = Command::new(NIXLIVE);
+    cmd.arg("medium");
+    common(&f, &mut cmd);
+    cmd.arg("--closure-info")
+        .arg(&ci)
+        .arg("--image")
+        .arg(format!("base.squashfs={}", f.lib))
+        .args(["--label", "TWO", "--no-uefi"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--hydra-dir")
+        .arg(out.join("..").join("hydra"));
+    let listed = ok(&mut cmd);
+    assert!(listed.contains("squashfs\t"), "{listed}");
+    let manifest = fs::read_to_string(out.join("nixlive.manifest")).unwrap();
+    let images: Vec<&str> = manifest
+        .lines()
+        .filter(|l| l.starts_with("image "))
+        .collect();
+    assert_eq!(images.len(), 2, "{manifest}");
+    assert!(images[0].starts_with("image nix-store.squashfs squashfs "));
+    assert!(images[1].starts_with("image base.squashfs squashfs "));
+    let list = |img: &str| {
+        ok(Command::new("unsquashfs")
+            .args(["-d", "", "-lc"])
+            .arg(out.join(img)))
+    };
+    let top = list("nix-store.squashfs");
+    let base = list("base.squashfs");
+    let sys_base = f.sys.rsplit('/').next().unwrap();
+    let lib_base = f.lib.rsplit('/').next().unwrap();
+    assert!(
+        top.contains(&format!("{sys_base}/init")) && !top.contains(lib_base),
+        "{top}"
+    );
+    assert!(
+        base.contains(&format!("{lib_base}/libc.so")) && !base.contains(sys_base),
+        "{base}"
+    );
+    // The top image's registration is the whole closure's, as given.
+    let got = ok(Command::new("unsquashfs")
+        .args(["-cat"])
+        .arg(out.join("nix-store.squashfs"))
+        .arg("nix-path-registration"));
+    assert_eq!(got, reg);
+    assert!(!out.join("EFI").exists());
+    let products =
+        fs::read_to_string(f.dir.join("hydra/nix-support/hydra-build-products")).unwrap();
+    assert!(products.contains("file initrd "), "{products}");
+}
+
+#[test]
+fn netboot_set() {
+    let f = fixture();
+    let out = f.dir.join("netboot");
+    let mut cmd = Command::new(NIXLIVE);
+    cmd.arg("netboot");
+    common(&f, &mut cmd);
+    cmd.args(["--append", "quiet"]).arg("--out").arg(&out);
+    ok(&mut cmd);
+    let cmdline = fs::read_to_string(out.join("cmdline")).unwrap();
+    assert_eq!(
+        cmdline.trim(),
+        format!(
+            "init={}/init console=tty0 console=ttyS0,115200 quiet",
+            f.sys
+        )
+    );
+    let ipxe = fs::read_to_string(out.join("netboot.ipxe")).unwrap();
+    assert!(ipxe.starts_with("#!ipxe\n"));
+    assert!(ipxe.contains(&format!("kernel bzImage initrd=initrd {}", cmdline.trim())));
+    assert!(!cmdline.contains("root="));
+    same(&out.join("bzImage"), &f.dir.join("vmlinuz"));
+    // The initrd: a zstd archive, then a plain one with the manifest and image.
+    let initrd = fs::read(out.join("initrd")).unwrap();
+    assert_eq!(&initrd[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+    let plain = initrd
+        .windows(6)
+        .position(|w| w == b"070701")
+        .expect("no uncompressed archive after the compressed one");
+    assert_eq!(plain % 4, 0);
+    let tail = &initrd[plain..];
+    let names = ok(Command::new("sh")
+        .arg("-c")
+        .arg("cpio -it --quiet")
+        .stdin(fs::File::open(write_tmp(&f.dir, tail)).unwrap()));
+    assert_eq!(names, "nix-store.squashfs\nnixlive.manifest\n");
+}
+
+fn write_tmp(dir: &Path, data: &[u8]) -> PathBuf {
+    let p = dir.join("tail.cpio");
+    fs::write(&p, data).unwrap();
+    p
+}
+
+#[test]
+fn native_squashfs_matches_mksquashfs_contents_and_is_reproducible() {
+    let f = fixture();
+    let build = |backend: &str, out: &Path| {
+        let mut cmd = Command::new(NIXLIVE);
+        cmd.arg("medium");
+        common(&f, &mut cmd);
+        cmd.args([
+            "--label",
+            "NATIVE",
+            "--no-uefi",
+            "--squashfs-backend",
+            backend,
+        ])
+        .arg("--out")
+        .arg(out);
+        ok(&mut cmd);
+        out.join("nix-store.squashfs")
+    };
+    let a = build("native", &f.dir.join("n1"));
+    let b = build("native", &f.dir.join("n2"));
+    let m = build("mksquashfs", &f.dir.join("m"));
+    same(&a, &b);
+    // Same tree, modes, owners, times and link targets (sizes of directory
+    // entries depend on the writer's table layout, so they are left out).
+    let listing = |img: &Path| {
+        ok(Command::new("unsquashfs").args(["-d", "", "-lln"]).arg(img))
+            .lines()
+            .map(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                if c.len() < 6 {
+                    return l.to_string();
+                }
+                let size = if c[0].starts_with('d') { "-" } else { c[2] };
+                format!(
+                    "{} {} {} {} {}",
+                    c[0],
+                    c[1],
+                    size,
+                    c[3..5].join(" "),
+                    c[5..].join(" ")
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // backhand cannot set the root directory's mtime (it stays 0).
+    let (la, lm) = (listing(&a), listing(&m));
+    assert!(la[0].ends_with("1970-01-01 00:00 ") && lm[0].ends_with("2023-11-14 22:13 "));
+    assert_eq!(la[1..], lm[1..]);
+    let cat = |img: &Path, p: &str| ok(Command::new("unsquashfs").arg("-cat").arg(img).arg(p));
+    assert_eq!(
+        cat(&a, "nix-path-registration"),
+        cat(&m, "nix-path-registration")
+    );
+    let sys_base = f.sys.rsplit('/').next().unwrap();
+    assert_eq!(
+        cat(&a, &format!("{sys_base}/init")),
+        cat(&m, &format!("{sys_base}/init"))
+    );
+}
