@@ -112,18 +112,21 @@ pub struct BootArgs {
     /// Directory of GRUB's x86_64-efi modules.
     #[arg(long, value_name = "DIR", default_value = "/usr/lib/grub/x86_64-efi")]
     pub grub_efi_dir: PathBuf,
+    /// ISOLINUX's boot image (package isolinux).
     #[arg(
         long,
         value_name = "FILE",
         default_value = "/usr/lib/ISOLINUX/isolinux.bin"
     )]
     pub isolinux_bin: PathBuf,
+    /// ISOLINUX's core module (package syslinux-common).
     #[arg(
         long,
         value_name = "FILE",
         default_value = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
     )]
     pub ldlinux_c32: PathBuf,
+    /// The hybrid MBR that makes the ISO bootable from a USB disk under BIOS.
     #[arg(
         long,
         value_name = "FILE",

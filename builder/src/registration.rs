@@ -45,7 +45,7 @@ pub enum RegError {
 /// How NAR hashes are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HashFormat {
-    /// `nix-store --dump-db`: lowercase hex without algorithm, deriver kept.
+    /// `nix-store --dump-db`: lowercase hex without algorithm.
     DumpDb,
     /// nixpkgs `closureInfo`: `sha256:<nix base-32>`, empty deriver.
     ClosureInfo,

@@ -247,11 +247,14 @@ fn closure_info_input_and_two_images() {
 fn netboot_set() {
     let f = fixture();
     let out = f.dir.join("netboot");
-    let mut cmd = Command::new(NIXLIVE);
-    cmd.arg("netboot");
-    common(&f, &mut cmd);
-    cmd.args(["--append", "quiet"]).arg("--out").arg(&out);
-    ok(&mut cmd);
+    for dir in [&out, &f.dir.join("netboot-again")] {
+        let mut cmd = Command::new(NIXLIVE);
+        cmd.arg("netboot");
+        common(&f, &mut cmd);
+        cmd.args(["--append", "quiet"]).arg("--out").arg(dir);
+        ok(&mut cmd);
+    }
+    same(&out.join("initrd"), &f.dir.join("netboot-again/initrd"));
     let cmdline = fs::read_to_string(out.join("cmdline")).unwrap();
     assert_eq!(
         cmdline.trim(),
