@@ -66,3 +66,5 @@ done
 
 # Kernels: Debian's, unpacked (not installed) into .cache/kernels/ARCH.
 for a in amd64 i386 arm64; do bash scripts/fetch-kernel.sh "$a"; done
+# GRUB for the aarch64 UEFI boot of the VM matrix.
+bash scripts/fetch-grub-efi.sh arm64

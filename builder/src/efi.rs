@@ -13,6 +13,40 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+/// The machine an EFI program is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EfiArch {
+    #[value(name = "x86_64")]
+    X86_64,
+    #[value(name = "aarch64")]
+    Aarch64,
+}
+
+impl EfiArch {
+    /// GRUB's platform name (`grub-mkimage -O`, module directory).
+    pub fn grub_target(self) -> &'static str {
+        match self {
+            EfiArch::X86_64 => "x86_64-efi",
+            EfiArch::Aarch64 => "arm64-efi",
+        }
+    }
+
+    /// The removable-media path firmware looks for, under `EFI/BOOT/`.
+    pub fn boot_file(self) -> &'static str {
+        match self {
+            EfiArch::X86_64 => "BOOTX64.EFI",
+            EfiArch::Aarch64 => "BOOTAA64.EFI",
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            EfiArch::X86_64 => "grub-efi-amd64-bin",
+            EfiArch::Aarch64 => "grub-efi-arm64-bin",
+        }
+    }
+}
+
 /// GRUB modules the EFI program needs to find and boot the medium.
 pub const GRUB_MODULES: &[&str] = &[
     "part_gpt",
@@ -63,17 +97,25 @@ pub fn grub_cfg(params: &str) -> String {
     )
 }
 
-/// Writes `BOOTX64.EFI` to `out`.
-pub fn make_grub_efi(grub_dir: &Path, label: &str, work: &Path, out: &Path) -> Result<()> {
+/// Writes the GRUB EFI program for `arch` to `out`.
+pub fn make_grub_efi(
+    arch: EfiArch,
+    grub_dir: &Path,
+    label: &str,
+    work: &Path,
+    out: &Path,
+) -> Result<()> {
     ensure!(
         grub_dir.join("linux.mod").is_file(),
-        "{} has no GRUB x86_64-efi modules (install grub-efi-amd64-bin, or pass --grub-efi-dir)",
-        grub_dir.display()
+        "{} has no GRUB {} modules (install {}, or pass --grub-efi-dir)",
+        grub_dir.display(),
+        arch.grub_target(),
+        arch.package()
     );
     let cfg = work.join("grub-early.cfg");
     fs::write(&cfg, early_cfg(label)).with_context(|| format!("writing {}", cfg.display()))?;
     let mut cmd = Command::new("grub-mkimage");
-    cmd.args(["-O", "x86_64-efi", "-p", "/boot/grub", "-d"])
+    cmd.args(["-O", arch.grub_target(), "-p", "/boot/grub", "-d"])
         .arg(grub_dir)
         .arg("-c")
         .arg(&cfg)
@@ -89,8 +131,8 @@ pub fn esp_kib(efi_len: u64) -> u64 {
     (efi_len + (1 << 20)).div_ceil(1 << 20) * 1024
 }
 
-/// Writes the FAT image `out` holding `EFI/BOOT/BOOTX64.EFI`.
-pub fn make_esp(efi: &Path, out: &Path, epoch: u64) -> Result<()> {
+/// Writes the FAT image `out` holding `efi` as `EFI/BOOT/<boot_file>`.
+pub fn make_esp(efi: &Path, boot_file: &str, out: &Path, epoch: u64) -> Result<()> {
     let len = fs::metadata(efi)
         .with_context(|| format!("stat {}", efi.display()))?
         .len();
@@ -124,7 +166,7 @@ pub fn make_esp(efi: &Path, out: &Path, epoch: u64) -> Result<()> {
         .arg("-i")
         .arg(out)
         .arg(efi)
-        .arg("::/EFI/BOOT/BOOTX64.EFI")
+        .arg(format!("::/EFI/BOOT/{boot_file}"))
         .env("SOURCE_DATE_EPOCH", &e)
         .env("MTOOLS_SKIP_CHECK", "1");
     run_tool(&mut cmd, "mcopy (mtools)")

@@ -109,9 +109,13 @@ pub struct BootArgs {
     /// Leave out UEFI boot (GRUB and the EFI system partition image).
     #[arg(long)]
     pub no_uefi: bool,
-    /// Directory of GRUB's x86_64-efi modules.
-    #[arg(long, value_name = "DIR", default_value = "/usr/lib/grub/x86_64-efi")]
-    pub grub_efi_dir: PathBuf,
+    /// The machine the EFI program is for (x86_64: BOOTX64.EFI, aarch64: BOOTAA64.EFI).
+    #[arg(long, value_enum, default_value_t = efi::EfiArch::X86_64)]
+    pub efi_arch: efi::EfiArch,
+    /// Directory of GRUB's EFI modules for --efi-arch [default:
+    /// /usr/lib/grub/x86_64-efi or /usr/lib/grub/arm64-efi].
+    #[arg(long, value_name = "DIR")]
+    pub grub_efi_dir: Option<PathBuf>,
     /// ISOLINUX's boot image (package isolinux).
     #[arg(
         long,
@@ -417,8 +421,13 @@ pub fn build_medium(c: &CommonArgs, b: &BootArgs, dir: &Path, outs: &mut Outputs
 
     // UEFI: GRUB on the medium and in the EFI system partition image.
     if !b.no_uefi {
-        let efi = work.path().join("BOOTX64.EFI");
-        efi::make_grub_efi(&b.grub_efi_dir, &b.label, work.path(), &efi)?;
+        let arch = b.efi_arch;
+        let efi = work.path().join(arch.boot_file());
+        let grub_dir = b
+            .grub_efi_dir
+            .clone()
+            .unwrap_or_else(|| Path::new("/usr/lib/grub").join(arch.grub_target()));
+        efi::make_grub_efi(arch, &grub_dir, &b.label, work.path(), &efi)?;
         write(
             &boot.join("grub/grub.cfg"),
             efi::grub_cfg(&params).as_bytes(),
@@ -426,8 +435,8 @@ pub fn build_medium(c: &CommonArgs, b: &BootArgs, dir: &Path, outs: &mut Outputs
         let efi_boot = dir.join("EFI/BOOT");
         fs::create_dir_all(&efi_boot)
             .with_context(|| format!("creating {}", efi_boot.display()))?;
-        copy(&efi, &efi_boot.join("BOOTX64.EFI"))?;
-        efi::make_esp(&efi, &boot.join("efi.img"), epoch)?;
+        copy(&efi, &efi_boot.join(arch.boot_file()))?;
+        efi::make_esp(&efi, arch.boot_file(), &boot.join("efi.img"), epoch)?;
         outs.add("efi-image", boot.join("efi.img"))?;
     }
     // xorriso takes an mtime of 0 for "unknown" and stamps the current time

@@ -82,6 +82,22 @@ impl Arch {
         }
     }
 
+    /// Builder flags for this machine's UEFI boot: aarch64 gets GRUB's
+    /// arm64-efi program (modules from `make deps`), i686 no EFI program
+    /// (32-bit UEFI PCs are not in the matrix), x86_64 the default.
+    pub fn efi_builder_args(self) -> Vec<OsString> {
+        match self {
+            Arch::X86_64 => Vec::new(),
+            Arch::I686 => vec!["--no-uefi".into()],
+            Arch::Aarch64 => vec![
+                "--efi-arch".into(),
+                "aarch64".into(),
+                "--grub-efi-dir".into(),
+                must_exist(workspace_root().join(".cache/grub/arm64-efi")).into(),
+            ],
+        }
+    }
+
     /// A bare VM of this architecture: 1 GiB, one CPU, serial on stdio,
     /// no display, exit instead of reboot.
     pub fn qemu(self, accel: Accel) -> QemuCommand {

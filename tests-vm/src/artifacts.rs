@@ -90,18 +90,22 @@ pub fn kernel(arch: &str) -> Kernel {
     }
 }
 
-/// What [`build_demo_iso`] produced.
+/// What [`build_demo`] produced.
 #[derive(Debug, Clone)]
 pub struct DemoIso {
     pub iso: PathBuf,
     /// The medium tree the ISO was made from (`boot/initrd`, images, manifest).
     pub medium: PathBuf,
+    /// The netboot set (`bzImage`, `initrd`, `netboot.ipxe`, `cmdline`), when asked for.
+    pub netboot: Option<PathBuf>,
     /// The store root holding the demo system.
     pub store_root: PathBuf,
     /// `/nix/store/<hash>-nixlive-demo-system`.
     pub system: String,
     pub label: String,
-    /// Wall time the two builder runs took.
+    /// The kernel the media boot.
+    pub kernel: PathBuf,
+    /// Wall time the builder runs took.
     pub build_time: Duration,
 }
 
@@ -111,8 +115,8 @@ impl DemoIso {
     }
 }
 
-/// Runs a builder command; the error carries the command and its output.
-fn run_builder(mut cmd: Command) -> Result<String, String> {
+/// Runs a command; the error carries the command and its output.
+pub fn run_command(mut cmd: Command) -> Result<String, String> {
     let shown = format!("{cmd:?}");
     let out = cmd.output().map_err(|e| format!("starting {shown}: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -133,8 +137,12 @@ pub struct DemoSpec {
     pub label: String,
     /// Kernel modules for the initrd (the builder adds their dependencies).
     pub modules: Vec<String>,
+    /// The builder's named module sets (`base`, `cd`, `usb`, ...).
+    pub module_sets: Vec<String>,
     /// Extra kernel parameters.
     pub append: String,
+    /// Also write the netboot set to `dir/netboot`.
+    pub netboot: bool,
 }
 
 impl DemoSpec {
@@ -149,7 +157,9 @@ impl DemoSpec {
             arch,
             label: label.to_string(),
             modules: arch.demo_modules().iter().map(|m| m.to_string()).collect(),
+            module_sets: Vec::new(),
             append,
+            netboot: false,
         }
     }
 }
@@ -163,17 +173,22 @@ pub fn build_demo_iso(dir: &Path, label: &str) -> Result<DemoIso, String> {
 
 /// [`build_demo_iso`] for any architecture, modules and extra parameters.
 pub fn build_demo(dir: &Path, spec: &DemoSpec) -> Result<DemoIso, String> {
+    build_demo_with(dir, spec, &|_, _| Ok(()))
+}
+
+/// [`build_demo`], with `extra(store_root, system)` run on the store root
+/// before the media are made (to add store paths of a test's own).
+pub fn build_demo_with(
+    dir: &Path,
+    spec: &DemoSpec,
+    extra: &dyn Fn(&Path, &str) -> Result<(), String>,
+) -> Result<DemoIso, String> {
     let label = spec.label.as_str();
+    let arch = spec.arch;
     let builder = programs_builder();
-    let p = Programs {
-        init: spec.arch.guest_program("nixlive-init"),
-        postboot: spec.arch.guest_program("nixlive-postboot"),
-        demo_init: spec.arch.guest_program("nixlive-demo-init"),
-        builder,
-    };
-    let k = kernel(spec.arch.debian());
+    let k = kernel(arch.debian());
     let started = Instant::now();
-    for sub in ["root", "medium"] {
+    for sub in ["root", "medium", "netboot"] {
         let d = dir.join(sub);
         if d.exists() {
             std::fs::remove_dir_all(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
@@ -184,59 +199,80 @@ pub fn build_demo(dir: &Path, spec: &DemoSpec) -> Result<DemoIso, String> {
     let medium = dir.join("medium");
     let iso = dir.join("demo.iso");
 
-    let mut cmd = Command::new(&p.builder);
+    let mut cmd = Command::new(&builder);
     cmd.arg("demo-system")
         .arg("--init")
-        .arg(&p.demo_init)
+        .arg(arch.guest_program("nixlive-demo-init"))
         .arg("--postboot")
-        .arg(&p.postboot)
+        .arg(arch.guest_program("nixlive-postboot"))
         .arg("--root")
         .arg(&store_root);
-    let out = run_builder(cmd)?;
+    let out = run_command(cmd)?;
     let system = out
         .lines()
         .map(str::trim)
         .rfind(|l| l.starts_with("/nix/store/"))
         .ok_or_else(|| format!("`nixlive demo-system` printed no store path:\n{out}"))?
         .to_string();
+    extra(&store_root, &system)?;
 
-    let mut cmd = Command::new(&p.builder);
-    cmd.arg("iso")
-        .arg("--kernel")
-        .arg(&k.vmlinuz)
-        .arg("--modules-dir")
-        .arg(&k.modules_dir);
-    for m in &spec.modules {
-        cmd.arg("--module").arg(m);
-    }
-    if !spec.append.is_empty() {
-        cmd.arg("--append").arg(&spec.append);
-    }
-    cmd.arg("--init")
-        .arg(&p.init)
-        .arg("--store-root")
-        .arg(&store_root)
-        .arg("--system")
-        .arg(&system)
+    // What the ISO and the netboot set share: kernel, initrd, closure.
+    let common = |sub: &str| {
+        let mut cmd = Command::new(&builder);
+        cmd.arg(sub)
+            .arg("--kernel")
+            .arg(&k.vmlinuz)
+            .arg("--modules-dir")
+            .arg(&k.modules_dir);
+        for m in &spec.modules {
+            cmd.arg("--module").arg(m);
+        }
+        if !spec.module_sets.is_empty() {
+            cmd.arg("--module-set").arg(spec.module_sets.join(","));
+        }
+        if !spec.append.is_empty() {
+            cmd.arg("--append").arg(&spec.append);
+        }
+        cmd.arg("--init")
+            .arg(arch.guest_program("nixlive-init"))
+            .arg("--store-root")
+            .arg(&store_root)
+            .arg("--system")
+            .arg(&system);
+        cmd
+    };
+    let mut cmd = common("iso");
+    cmd.args(arch.efi_builder_args())
         .arg("--label")
         .arg(label)
         .arg("--out")
         .arg(&iso)
         .arg("--medium-dir")
         .arg(&medium);
-    run_builder(cmd)?;
+    run_command(cmd)?;
     if !iso.is_file() {
         return Err(format!(
             "`nixlive iso` succeeded but {} does not exist",
             iso.display()
         ));
     }
+    let netboot = if spec.netboot {
+        let out = dir.join("netboot");
+        let mut cmd = common("netboot");
+        cmd.arg("--out").arg(&out);
+        run_command(cmd)?;
+        Some(out)
+    } else {
+        None
+    };
     Ok(DemoIso {
         iso,
         medium,
+        netboot,
         store_root,
         system,
         label: label.to_string(),
+        kernel: k.vmlinuz,
         build_time: started.elapsed(),
     })
 }

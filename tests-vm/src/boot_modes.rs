@@ -4,11 +4,11 @@
 //! media those boots need (an ISO whose initrd can reach CD and USB drives,
 //! and a netboot directory).
 
+use crate::arch::Arch;
 use crate::artifacts;
 use crate::qemu::{Accel, QemuCommand};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How the firmware reaches the medium.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,25 @@ pub fn ovmf() -> Ovmf {
     }
 }
 
+/// Debian's AAVMF (package `qemu-efi-aarch64`): UEFI for the aarch64 `virt`
+/// machine; panics naming the file when it is missing.
+pub fn aavmf() -> Ovmf {
+    let dir = Path::new("/usr/share/AAVMF");
+    let must = |n: &str| {
+        let p = dir.join(n);
+        assert!(
+            p.is_file(),
+            "missing UEFI firmware {} (install `qemu-efi-aarch64`: make deps)",
+            p.display()
+        );
+        p
+    };
+    Ovmf {
+        code: must("AAVMF_CODE.fd"),
+        vars: must("AAVMF_VARS.fd"),
+    }
+}
+
 /// The iPXE ROM for QEMU's e1000 NIC (package `ipxe-qemu`). The virtio ROMs
 /// of Debian 12's iPXE (2019) do not drive QEMU 10's virtio-net; e1000 works.
 pub fn ipxe_e1000_rom() -> PathBuf {
@@ -75,7 +94,19 @@ impl QemuCommand {
     /// variable store in `scratch` (each VM writes its own).
     pub fn with_ovmf(self, scratch: &Path) -> QemuCommand {
         let o = ovmf();
-        let vars = scratch.join("OVMF_VARS.fd");
+        self.with_pflash(&o, scratch)
+    }
+
+    /// The UEFI firmware of `arch` (OVMF on PCs, AAVMF on aarch64).
+    pub fn with_uefi(self, arch: Arch, scratch: &Path) -> QemuCommand {
+        match arch {
+            Arch::Aarch64 => self.with_pflash(&aavmf(), scratch),
+            Arch::X86_64 | Arch::I686 => self.with_ovmf(scratch),
+        }
+    }
+
+    fn with_pflash(self, o: &Ovmf, scratch: &Path) -> QemuCommand {
+        let vars = scratch.join("UEFI_VARS.fd");
         std::fs::copy(&o.vars, &vars)
             .unwrap_or_else(|e| panic!("copying {} to {}: {e}", o.vars.display(), vars.display()));
         let mut code = std::ffi::OsString::from("if=pflash,format=raw,unit=0,readonly=on,file=");
@@ -115,12 +146,18 @@ impl QemuCommand {
     /// network serves `dir` over TFTP and hands out `bootfile` by DHCP, and
     /// the e1000's iPXE ROM runs it.
     pub fn x86_64_netboot(dir: &Path, bootfile: &str, accel: Accel) -> QemuCommand {
+        QemuCommand::pc_netboot(Arch::X86_64, dir, bootfile, accel)
+    }
+
+    /// [`QemuCommand::x86_64_netboot`] for a PC of either width (the BIOS
+    /// iPXE ROM runs on both).
+    pub fn pc_netboot(arch: Arch, dir: &Path, bootfile: &str, accel: Accel) -> QemuCommand {
         let mut netdev = std::ffi::OsString::from("user,id=net0,tftp=");
         netdev.push(dir);
         netdev.push(format!(",bootfile={bootfile}"));
         let mut nic = std::ffi::OsString::from("e1000,netdev=net0,romfile=");
         nic.push(ipxe_e1000_rom());
-        QemuCommand::x86_64(accel)
+        arch.qemu(accel)
             .arg("-netdev")
             .arg(netdev)
             .arg("-device")
@@ -142,82 +179,22 @@ pub struct DemoMedia {
     pub build_time: Duration,
 }
 
-fn run(mut cmd: Command) -> Result<String, String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| format!("starting {shown}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        return Err(format!(
-            "{shown} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(stdout)
-}
-
 /// Builds, in `dir`, the demo system, a hybrid ISO (BIOS and UEFI) whose
 /// initrd reaches CD and USB drives (`--module-set base,cd,usb`), and the
-/// netboot set (`--module-set base`).
+/// netboot set with the same initrd contents.
 pub fn build_demo_media(dir: &Path, label: &str) -> Result<DemoMedia, String> {
-    let p = artifacts::programs();
-    let k = artifacts::kernel("amd64");
-    let started = Instant::now();
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let store_root = dir.join("root");
-    let mut cmd = Command::new(&p.builder);
-    cmd.arg("demo-system")
-        .arg("--init")
-        .arg(&p.demo_init)
-        .arg("--postboot")
-        .arg(&p.postboot)
-        .arg("--root")
-        .arg(&store_root);
-    let system = run(cmd)?
-        .lines()
-        .map(str::trim)
-        .rfind(|l| l.starts_with("/nix/store/"))
-        .ok_or("`nixlive demo-system` printed no store path")?
-        .to_string();
-    let common = |cmd: &mut Command, sets: &str| {
-        cmd.arg("--kernel")
-            .arg(&k.vmlinuz)
-            .arg("--modules-dir")
-            .arg(&k.modules_dir)
-            .arg("--module-set")
-            .arg(sets)
-            .arg("--init")
-            .arg(&p.init)
-            .arg("--store-root")
-            .arg(&store_root)
-            .arg("--system")
-            .arg(&system);
-    };
-    let iso = dir.join("live.iso");
-    let medium = dir.join("medium");
-    let mut cmd = Command::new(&p.builder);
-    cmd.arg("iso");
-    common(&mut cmd, "base,cd,usb");
-    cmd.arg("--label")
-        .arg(label)
-        .arg("--out")
-        .arg(&iso)
-        .arg("--medium-dir")
-        .arg(&medium);
-    run(cmd)?;
-    let netboot = dir.join("netboot");
-    let mut cmd = Command::new(&p.builder);
-    cmd.arg("netboot");
-    common(&mut cmd, "base");
-    cmd.arg("--out").arg(&netboot);
-    run(cmd)?;
+    let mut spec = artifacts::DemoSpec::new(crate::arch::Arch::X86_64, label);
+    spec.modules.clear();
+    spec.module_sets = vec!["base".into(), "cd".into(), "usb".into()];
+    spec.netboot = true;
+    let demo = artifacts::build_demo(dir, &spec)?;
     Ok(DemoMedia {
-        iso,
-        medium,
-        netboot,
-        system,
-        label: label.to_string(),
-        build_time: started.elapsed(),
+        netboot: demo.netboot.ok_or("the netboot set was not built")?,
+        iso: demo.iso,
+        medium: demo.medium,
+        system: demo.system,
+        label: demo.label,
+        build_time: demo.build_time,
     })
 }
 

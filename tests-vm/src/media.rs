@@ -49,19 +49,7 @@ pub struct Live {
 }
 
 /// Runs a command; the error carries the command and its output.
-pub fn run(mut cmd: Command) -> Result<String, String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| format!("starting {shown}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        return Err(format!(
-            "{shown} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(stdout)
-}
+pub use crate::artifacts::run_command as run;
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
     move |e| format!("{what}: {e}")
@@ -131,62 +119,20 @@ pub fn build_live(
     modules: &[&str],
     extra: &dyn Fn(&Path) -> Result<(), String>,
 ) -> Result<Live, String> {
-    let p = artifacts::programs();
-    let k = artifacts::kernel("amd64");
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let store_root = dir.join("root");
-    let mut cmd = Command::new(&p.builder);
-    cmd.arg("demo-system")
-        .arg("--init")
-        .arg(&p.demo_init)
-        .arg("--postboot")
-        .arg(&p.postboot)
-        .arg("--root")
-        .arg(&store_root);
-    let out = run(cmd)?;
-    let system = out
-        .lines()
-        .map(str::trim)
-        .rfind(|l| l.starts_with("/nix/store/"))
-        .ok_or_else(|| format!("`nixlive demo-system` printed no store path:\n{out}"))?
-        .to_string();
-    write_probe(&store_root, &system)?;
-    extra(&store_root)?;
-    let medium = dir.join("medium");
-    let initrd = dir.join("initrd");
-    let iso = dir.join("live.iso");
-    let mut cmd = Command::new(&p.builder);
-    cmd.arg("iso")
-        .arg("--kernel")
-        .arg(&k.vmlinuz)
-        .arg("--modules-dir")
-        .arg(&k.modules_dir);
-    for m in modules {
-        cmd.arg("--module").arg(m);
-    }
-    cmd.arg("--init")
-        .arg(&p.init)
-        .arg("--store-root")
-        .arg(&store_root)
-        .arg("--system")
-        .arg(&system)
-        .arg("--label")
-        .arg(label)
-        .arg("--out")
-        .arg(&iso)
-        .arg("--medium-dir")
-        .arg(&medium)
-        .arg("--initrd-out")
-        .arg(&initrd);
-    run(cmd)?;
+    let mut spec = artifacts::DemoSpec::new(crate::arch::Arch::X86_64, label);
+    spec.modules = modules.iter().map(|m| m.to_string()).collect();
+    let demo = artifacts::build_demo_with(dir, &spec, &|root, system| {
+        write_probe(root, system)?;
+        extra(root)
+    })?;
     Ok(Live {
         dir: dir.to_path_buf(),
-        medium,
-        initrd,
-        kernel: k.vmlinuz,
-        iso,
-        system,
-        label: label.to_string(),
+        initrd: demo.initrd(),
+        medium: demo.medium,
+        kernel: demo.kernel,
+        iso: demo.iso,
+        system: demo.system,
+        label: demo.label,
     })
 }
 
