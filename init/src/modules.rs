@@ -66,10 +66,11 @@ impl Loader {
                 continue;
             }
             let path = self.dir.join(f);
+            let started = std::time::Instant::now();
             match load(&path) {
                 Ok(true) => {
                     self.loaded += 1;
-                    log::debug!("loaded {}", path.display());
+                    log::debug!("loaded {} in {:?}", path.display(), started.elapsed());
                 }
                 Ok(false) => log::debug!("{} already loaded", path.display()),
                 Err(e) => log::warn!("loading module {}: {e}, ignoring", path.display()),
@@ -154,7 +155,10 @@ fn load(path: &Path) -> std::io::Result<bool> {
     } else {
         0
     };
-    match rustix::system::finit_module(&fd, c"", flags) {
+    // `async_probe`: the module's devices are probed in the background
+    // instead of finit_module waiting for them (an ATA controller's port
+    // resets take a second). Init waits for the medium by uevents anyway.
+    match rustix::system::finit_module(&fd, c"async_probe", flags) {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::EXIST) => Ok(false),
         Err(e) => Err(e.into()),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use nixlive_tests_vm::qemu::{QemuCommand, Vm};
 use nixlive_tests_vm::{arch::Arch, artifacts, boot_command_to_report, kvm};
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 const TIMEOUT: Duration = Duration::from_secs(240);
 const LABEL: &str = "NIXLIVE_BENCH";
 
