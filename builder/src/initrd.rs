@@ -201,6 +201,17 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
             notes.skipped.push(m.clone());
         }
     }
+    // Soft dependencies and mount-time requests (ext4's crc32c, vfat's code
+    // pages) are packed and loaded too; a kernel lacking them is fine.
+    let meta = |name: &str| fs::read_to_string(modules_dir.join(name)).unwrap_or_default();
+    let requested = modules::with_soft_deps(
+        &dep,
+        &builtin,
+        &modules::Aliases::parse(&meta("modules.alias")),
+        &modules::SoftDeps::parse(&meta("modules.softdep")),
+        &requested,
+    )
+    .with_context(|| format!("resolving modules in {}", modules_dir.display()))?;
     let closure = modules::closure(&dep, &builtin, &requested)
         .with_context(|| format!("resolving modules in {}", modules_dir.display()))?;
     notes.builtin = closure.builtin.clone();

@@ -57,6 +57,10 @@ pub struct InitrdArgs {
     /// e.g. keys or configuration (repeatable, in order).
     #[arg(long = "extra-cpio", value_name = "FILE")]
     pub extra_cpio: Vec<PathBuf>,
+    /// An authorized_keys file packed into the initrd; the post-boot agent
+    /// installs its keys for root (init hands it over in /run/nixlive).
+    #[arg(long = "authorized-keys", value_name = "FILE")]
+    pub authorized_keys: Option<PathBuf>,
 }
 
 /// How the store images are made.
@@ -197,7 +201,7 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 pub fn build_initrd(a: &InitrdArgs, epoch: u64, extra: Option<&[u8]>) -> Result<Vec<u8>> {
     let init = read(&a.init, "--init")?;
     let optional = initrd::module_set(&a.module_sets).context("--module-set")?;
-    let (archive, notes) = initrd::archive(&InitrdSpec {
+    let (mut archive, notes) = initrd::archive(&InitrdSpec {
         init: &init,
         modules_dir: &a.modules_dir,
         modules: &a.modules,
@@ -215,6 +219,19 @@ pub fn build_initrd(a: &InitrdArgs, epoch: u64, extra: Option<&[u8]>) -> Result<
     }
     for (fw, why) in &notes.missing_firmware {
         eprintln!("note: firmware {fw} named by a module: {why}; not packed");
+    }
+    if let Some(keys) = &a.authorized_keys {
+        let data = read(keys, "--authorized-keys")?;
+        ensure!(
+            std::str::from_utf8(&data).is_ok(),
+            "--authorized-keys {} is not text",
+            keys.display()
+        );
+        archive.add(
+            nixlive_formats::handoff::INITRD_KEYS,
+            0o600,
+            Kind::File(data),
+        )?;
     }
     let mut out = initrd::compress(&archive.to_bytes(mtime32(epoch)?), a.compression)?;
     if let Some(seg) = extra {

@@ -389,3 +389,146 @@ impl ModDep {
             .map(|(p, _)| p.as_str())
     }
 }
+
+/// `modules.softdep`: `softdep MODULE pre: A B post: C` lines, the modules
+/// modprobe loads around MODULE although modules.dep does not list them
+/// (ext4 wants `crypto-crc32c`). Names may be aliases.
+#[derive(Debug, Default, Clone)]
+pub struct SoftDeps {
+    entries: BTreeMap<String, (Vec<String>, Vec<String>)>,
+}
+
+impl SoftDeps {
+    /// Lenient like [`Aliases::parse`]: what is not understood is skipped.
+    pub fn parse(text: &str) -> SoftDeps {
+        let mut entries: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        for l in text.lines() {
+            let mut it = l.split_whitespace();
+            if it.next() != Some("softdep") {
+                continue;
+            }
+            let Some(module) = it.next() else { continue };
+            let e = entries.entry(module_name(module)).or_default();
+            // Names before any `pre:`/`post:` are ignored, as modprobe does.
+            let mut section = None;
+            for tok in it {
+                match tok {
+                    "pre:" => section = Some(true),
+                    "post:" => section = Some(false),
+                    name => match section {
+                        Some(true) => e.0.push(name.to_string()),
+                        Some(false) => e.1.push(name.to_string()),
+                        None => {}
+                    },
+                }
+            }
+        }
+        SoftDeps { entries }
+    }
+
+    /// The pre and post soft dependencies of `module`, as written.
+    pub fn of(&self, module: &str) -> (&[String], &[String]) {
+        self.entries
+            .get(&module_name(module))
+            .map_or((&[], &[]), |(pre, post)| (pre.as_slice(), post.as_slice()))
+    }
+}
+
+/// Modules a filesystem asks the kernel for at mount time
+/// (`request_module`), which neither modules.dep nor modules.softdep show:
+/// FAT needs its code page and character set (Debian's default iocharset
+/// is ascii).
+pub const MOUNT_TIME_REQUESTS: &[(&str, &[&str])] = &[
+    ("vfat", &["nls_cp437", "nls_ascii", "nls_iso8859_1"]),
+    ("msdos", &["nls_cp437", "nls_ascii"]),
+];
+
+/// `requested` grown by the soft dependencies and mount-time requests of
+/// every module in its closure, pre-dependencies first, until nothing new
+/// comes in. Names are resolved through `aliases`; what this kernel does
+/// not have as a module is left out (a soft dependency is optional).
+pub fn with_soft_deps(
+    dep: &ModDep,
+    builtin: &HashSet<String>,
+    aliases: &Aliases,
+    softdeps: &SoftDeps,
+    requested: &[String],
+) -> Result<Vec<String>, ModError> {
+    let resolve = |n: &str| -> Vec<String> {
+        if dep.entries.contains_key(&module_name(n)) {
+            vec![module_name(n)]
+        } else {
+            aliases
+                .lookup(n)
+                .into_iter()
+                .filter(|m| dep.entries.contains_key(m))
+                .collect()
+        }
+    };
+    let mut list: Vec<String> = requested.to_vec();
+    loop {
+        let c = closure(dep, builtin, &list)?;
+        let mut pre = Vec::new();
+        let mut post = Vec::new();
+        for f in &c.files {
+            let name = module_name(f);
+            let (p, q) = softdeps.of(&name);
+            pre.extend(p.iter().flat_map(|n| resolve(n)));
+            post.extend(q.iter().flat_map(|n| resolve(n)));
+            if let Some((_, extra)) = MOUNT_TIME_REQUESTS.iter().find(|(m, _)| *m == name) {
+                post.extend(extra.iter().flat_map(|n| resolve(n)));
+            }
+        }
+        let known: HashSet<String> = list.iter().map(|n| module_name(n)).collect();
+        let mut new_pre: Vec<String> = Vec::new();
+        for n in pre {
+            if !known.contains(&n) && !new_pre.contains(&n) {
+                new_pre.push(n);
+            }
+        }
+        let mut new_post: Vec<String> = Vec::new();
+        for n in post {
+            if !known.contains(&n) && !new_pre.contains(&n) && !new_post.contains(&n) {
+                new_post.push(n);
+            }
+        }
+        if new_pre.is_empty() && new_post.is_empty() {
+            return Ok(list);
+        }
+        new_pre.extend(list);
+        new_pre.extend(new_post);
+        list = new_pre;
+    }
+}
+
+#[cfg(test)]
+mod softdep_tests {
+    use super::*;
+
+    #[test]
+    fn ext4_brings_crc32c_first_and_vfat_its_code_pages() {
+        let dep = ModDep::parse(
+            "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko\n\
+             kernel/fs/jbd2/jbd2.ko:\n\
+             kernel/crypto/crc32c_generic.ko:\n\
+             kernel/fs/fat/vfat.ko: kernel/fs/fat/fat.ko\n\
+             kernel/fs/fat/fat.ko:\n\
+             kernel/fs/nls/nls_cp437.ko:\n\
+             kernel/fs/nls/nls_ascii.ko:\n",
+        )
+        .unwrap();
+        let aliases =
+            Aliases::parse("alias crypto-crc32c crc32c_generic\nalias crc32c crc32c_generic\n");
+        let soft = SoftDeps::parse(
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep ext4 pre: crypto-crc32c\n\
+             softdep jbd2 pre: crypto-crc32c\n\
+             softdep cifs gcm\n",
+        );
+        let got = with_soft_deps(&dep, &HashSet::new(), &aliases, &soft, &["ext4".into()]).unwrap();
+        assert_eq!(got, vec!["crc32c_generic", "ext4"]);
+        let got = with_soft_deps(&dep, &HashSet::new(), &aliases, &soft, &["vfat".into()]).unwrap();
+        assert_eq!(got, vec!["vfat", "nls_cp437", "nls_ascii"]);
+        assert_eq!(soft.of("cifs"), (&[][..], &[][..]));
+    }
+}

@@ -143,6 +143,8 @@ pub struct DemoSpec {
     pub append: String,
     /// Also write the netboot set to `dir/netboot`.
     pub netboot: bool,
+    /// An authorized_keys file to pack into the initrd.
+    pub authorized_keys: Option<PathBuf>,
 }
 
 impl DemoSpec {
@@ -160,6 +162,7 @@ impl DemoSpec {
             module_sets: Vec::new(),
             append,
             netboot: false,
+            authorized_keys: None,
         }
     }
 }
@@ -232,6 +235,9 @@ pub fn build_demo_with(
         }
         if !spec.append.is_empty() {
             cmd.arg("--append").arg(&spec.append);
+        }
+        if let Some(keys) = &spec.authorized_keys {
+            cmd.arg("--authorized-keys").arg(keys);
         }
         cmd.arg("--init")
             .arg(arch.guest_program("nixlive-init"))

@@ -13,6 +13,7 @@ use nixlive_tests_vm::run_to_report;
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI vmtest@nixlive";
+const INITRD_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHn0ZBqgYy8u9o0k7G4hI6pB2Yc9c0vKQ2bB1Xr8c2Qm initrd@nixlive";
 
 #[test]
 fn postboot_registers_store_sets_profile_installs_key() {
@@ -27,6 +28,14 @@ fn postboot_registers_store_sets_profile_installs_key() {
     } else {
         format!("{} {extra}", spec.append)
     };
+    // A second key comes through the initrd (builder --authorized-keys).
+    let keys_file = tmp.path().join("authorized_keys");
+    std::fs::write(
+        &keys_file,
+        format!("# packed by the builder\n{INITRD_KEY}\n"),
+    )
+    .unwrap();
+    spec.authorized_keys = Some(keys_file);
     let iso = artifacts::build_demo(tmp.path(), &spec).unwrap_or_else(|e| panic!("{e}"));
     let cfg = std::fs::read_to_string(iso.medium.join("isolinux/isolinux.cfg")).unwrap();
     assert!(cfg.contains(KEY), "the key is not on the boot line:\n{cfg}");
@@ -88,8 +97,9 @@ fn postboot_registers_store_sets_profile_installs_key() {
 
     // SSH: root's key file, private, root's.
     assert!(
-        out.contains("postboot: ssh: /root/.ssh/authorized_keys: added 1 key(s) (root; from kernel command line: 1)"),
-        "key not installed:\n{out}\n{ctx}"
+        out.contains("postboot: ssh: /root/.ssh/authorized_keys: added 2 key(s) (root; from kernel command line: 1")
+            && out.contains("/run/nixlive/authorized_keys: 1"),
+        "keys not installed from both the command line and the initrd:\n{out}\n{ctx}"
     );
     let dir = file("/root/.ssh");
     assert_eq!(
