@@ -1,8 +1,8 @@
 //! `nixlive demo-system`: assembles the demo stage-2 system as a store path
 //! under a root directory (see docs/contracts.md, "Demo system").
 
-use crate::nixbase32;
 use anyhow::{Context, Result};
+use nixlive_formats::nix32;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -19,7 +19,7 @@ pub fn hash_part(init: &[u8], postboot: &[u8]) -> String {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
-    nixbase32::encode(&nixbase32::compress(&h.finalize(), 20))
+    nix32::encode(&nix32::compress(&h.finalize(), 20))
 }
 
 fn write_exe(path: &Path, data: &[u8]) -> Result<()> {
@@ -54,7 +54,7 @@ mod tests {
     fn deterministic_hash() {
         let a = hash_part(b"i", b"p");
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(nixbase32::is_digit));
+        assert!(a.bytes().all(nix32::is_digit));
         assert_eq!(a, hash_part(b"i", b"p"));
         assert_ne!(a, hash_part(b"ip", b""));
     }

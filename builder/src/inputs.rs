@@ -4,8 +4,9 @@
 //! `closureInfo` or computed here (NAR hashes, sizes, references).
 
 use crate::progress;
-use crate::registration::{self, PathInfo};
+use crate::registration;
 use anyhow::{Context, Result, bail, ensure};
+use nixlive_formats::registration::{PathInfo, Registration};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -80,8 +81,16 @@ impl InputArgs {
         if let Some(ci) = &self.closure_info {
             let paths = parse_path_list(&read_text(&ci.join("store-paths"), "closureInfo")?);
             let reg_path = ci.join("registration");
-            let reg = registration::parse(&read_text(&reg_path, "closureInfo")?)
-                .with_context(|| reg_path.display().to_string())?;
+            let data = fs::read(&reg_path)
+                .with_context(|| format!("reading closureInfo {}", reg_path.display()))?;
+            let mut reg = Registration::parse(&data)
+                .with_context(|| reg_path.display().to_string())?
+                .paths;
+            reg.sort_by(|a, b| a.path.cmp(&b.path));
+            // The media carry no derivers (they are not computed either).
+            for p in &mut reg {
+                p.deriver = None;
+            }
             ensure!(
                 !paths.is_empty(),
                 "{} lists no store paths",
@@ -264,19 +273,11 @@ pub fn plan_images(infos: &[PathInfo], specs: &[ImageSpec], top: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registration::tests::info;
 
     const A: &str = "0123456789abcdfghijklmnpqrsvwxyz";
     const B: &str = "zyxwvsrqpnmlkjihgfdcba9876543210";
     const C: &str = "11111111111111111111111111111111";
-
-    fn info(p: &str, refs: &[&str]) -> PathInfo {
-        PathInfo {
-            path: format!("/nix/store/{p}"),
-            nar_hash: [0; 32],
-            nar_size: 0,
-            references: refs.iter().map(|r| format!("/nix/store/{r}")).collect(),
-        }
-    }
 
     #[test]
     fn image_specs() {

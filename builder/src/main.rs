@@ -9,7 +9,6 @@ mod inputs;
 mod iso;
 mod medium;
 mod nar;
-mod nixbase32;
 mod outputs;
 mod progress;
 mod registration;
@@ -54,7 +53,7 @@ enum Cmd {
         /// Hash format: dump-db (hex, as `nix-store --dump-db`) or
         /// closure-info (`sha256:<base 32>`, as nixpkgs' closureInfo).
         #[arg(long, value_enum, default_value = "dump-db")]
-        format: registration::HashFormat,
+        format: registration::HashFormatArg,
         /// The store paths (/nix/store/<hash>-<name> or <hash>-<name>); all
         /// paths under ROOT/nix/store when none are given.
         #[arg(value_name = "STOREPATH")]
@@ -159,7 +158,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 registration::resolve(&store, &paths)?
             };
             let infos = inputs::compute(&store, &names)?;
-            print!("{}", registration::render(&infos, format));
+            print!(
+                "{}",
+                nixlive_formats::registration::render(&infos, format.into())
+            );
         }
         Cmd::Iso {
             common,
@@ -258,7 +260,7 @@ mod tests {
         let Cmd::Registration { format, paths, .. } = c.cmd else {
             panic!("not registration")
         };
-        assert_eq!(format, registration::HashFormat::DumpDb);
+        assert_eq!(format, registration::HashFormatArg::DumpDb);
         assert_eq!(paths, ["/nix/store/a"]);
     }
 

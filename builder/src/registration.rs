@@ -3,27 +3,17 @@
 //! references, found the way Nix finds them, by scanning the NAR
 //! serialisation for the 32-character hash parts of the candidate paths.
 //!
-//! Format, per path (as NixOS's `closureInfo` writes it):
-//!
-//! ```text
-//! /nix/store/<hash>-<name>
-//! sha256:<nix base32 of the NAR's SHA-256>
-//! <NAR size in bytes>
-//!                                  (deriver: empty)
-//! <number of references>
-//! /nix/store/<reference>           (one per line, sorted)
-//! ```
+//! The format itself (parsing, rendering, the cycle check) is
+//! [`nixlive_formats::registration`]'s.
 
 use crate::nar::{self, NarError};
-use crate::nixbase32;
+use nixlive_formats::nix32;
+use nixlive_formats::registration::{self as format, HASH_PART_LEN as HASH_LEN, PathInfo};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
-use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-pub const HASH_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegError {
@@ -38,33 +28,23 @@ pub enum RegError {
     /// Nix's own words for it (`topoSort`).
     #[error("cycle detected in the references of `{path}` from `{from}`")]
     Cycle { path: String, from: String },
-    #[error("registration line {line}: {msg}")]
-    Parse { line: usize, msg: String },
 }
 
-/// How NAR hashes are written.
+/// How NAR hashes are written (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum HashFormat {
+pub enum HashFormatArg {
     /// `nix-store --dump-db`: lowercase hex without algorithm.
     DumpDb,
     /// nixpkgs `closureInfo`: `sha256:<nix base-32>`, empty deriver.
     ClosureInfo,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathInfo {
-    /// Full store path, e.g. `/nix/store/<hash>-name`.
-    pub path: String,
-    pub nar_hash: [u8; 32],
-    pub nar_size: u64,
-    /// Full store paths, sorted; may include the path itself.
-    pub references: Vec<String>,
-}
-
-impl PathInfo {
-    /// The base name `<hash>-<name>`.
-    pub fn base_name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
+impl From<HashFormatArg> for format::HashFormat {
+    fn from(f: HashFormatArg) -> Self {
+        match f {
+            HashFormatArg::DumpDb => format::HashFormat::DumpDb,
+            HashFormatArg::ClosureInfo => format::HashFormat::ClosureInfo,
+        }
     }
 }
 
@@ -74,7 +54,7 @@ pub fn hash_part(base_name: &str) -> Option<&str> {
     let b = base_name.as_bytes();
     if b.len() > HASH_LEN + 1
         && b[HASH_LEN] == b'-'
-        && b[..HASH_LEN].iter().all(|&c| nixbase32::is_digit(c))
+        && b[..HASH_LEN].iter().all(|&c| nix32::is_digit(c))
     {
         Some(&base_name[..HASH_LEN])
     } else {
@@ -110,7 +90,7 @@ impl RefScanner {
         let mut i = 0;
         'outer: while i + HASH_LEN <= buf.len() {
             for j in (0..HASH_LEN).rev() {
-                if !nixbase32::is_digit(buf[i + j]) {
+                if !nix32::is_digit(buf[i + j]) {
                     i += j + 1;
                     continue 'outer;
                 }
@@ -205,52 +185,13 @@ pub fn resolve(store_dir: &Path, args: &[String]) -> Result<Vec<String>, RegErro
 /// Fails on a reference cycle between two different paths, as Nix does
 /// (a path referring to itself is fine).
 pub fn check_cycles(infos: &[PathInfo]) -> Result<(), RegError> {
-    use std::collections::HashMap;
-    let index: HashMap<&str, usize> = infos
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.path.as_str(), i))
-        .collect();
-    // 0 = unvisited, 1 = on the stack, 2 = done.
-    let mut state = vec![0u8; infos.len()];
-    for start in 0..infos.len() {
-        if state[start] != 0 {
-            continue;
-        }
-        // Iterative DFS: (node, next reference to look at).
-        let mut stack = vec![(start, 0usize)];
-        state[start] = 1;
-        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-            let refs = &infos[node].references;
-            if *next == refs.len() {
-                state[node] = 2;
-                stack.pop();
-                continue;
-            }
-            let r = &refs[*next];
-            *next += 1;
-            let Some(&child) = index.get(r.as_str()) else {
-                continue;
-            };
-            if child == node {
-                continue;
-            }
-            match state[child] {
-                0 => {
-                    state[child] = 1;
-                    stack.push((child, 0));
-                }
-                1 => {
-                    return Err(RegError::Cycle {
-                        path: infos[child].path.clone(),
-                        from: infos[node].path.clone(),
-                    });
-                }
-                _ => {}
-            }
-        }
+    match format::find_cycle(infos) {
+        Some((node, k)) => Err(RegError::Cycle {
+            path: infos[node].references[k].clone(),
+            from: infos[node].path.clone(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The closure of `roots` (full store paths) over the references in
@@ -288,74 +229,6 @@ pub fn closure_of(infos: &[PathInfo], roots: &[String]) -> Result<Vec<String>, R
         .collect())
 }
 
-/// Parses `nix-store --load-db` text (as `closureInfo` or `--dump-db`
-/// writes it). Hashes may be `sha256:<base 32>`, `sha256:<hex>` or bare hex;
-/// derivers are read and dropped.
-pub fn parse(text: &str) -> Result<Vec<PathInfo>, RegError> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut i = 0;
-    let mut out = Vec::new();
-    let err = |line: usize, msg: String| RegError::Parse {
-        line: line + 1,
-        msg,
-    };
-    let get = |i: usize| -> Result<&str, RegError> {
-        lines
-            .get(i)
-            .copied()
-            .ok_or_else(|| err(i, "unexpected end of the registration".into()))
-    };
-    let store_path = |i: usize, s: &str| -> Result<String, RegError> {
-        match s.strip_prefix("/nix/store/") {
-            Some(b) if !b.contains('/') && hash_part(b).is_some() => Ok(s.to_string()),
-            _ => Err(err(i, format!("`{s}` is not a store path"))),
-        }
-    };
-    while i < lines.len() {
-        if lines[i].is_empty() && lines[i..].iter().all(|l| l.is_empty()) {
-            break;
-        }
-        let path = store_path(i, get(i)?)?;
-        let h = get(i + 1)?;
-        let nar_hash = parse_hash(h).ok_or_else(|| err(i + 1, format!("bad NAR hash `{h}`")))?;
-        let sz = get(i + 2)?;
-        let nar_size = sz
-            .parse::<u64>()
-            .map_err(|_| err(i + 2, format!("bad NAR size `{sz}`")))?;
-        let _deriver = get(i + 3)?;
-        let c = get(i + 4)?;
-        let count = c
-            .parse::<usize>()
-            .map_err(|_| err(i + 4, format!("bad reference count `{c}`")))?;
-        let mut references = Vec::with_capacity(count);
-        for k in 0..count {
-            references.push(store_path(i + 5 + k, get(i + 5 + k)?)?);
-        }
-        references.sort();
-        i += 5 + count;
-        out.push(PathInfo {
-            path,
-            nar_hash,
-            nar_size,
-            references,
-        });
-    }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
-}
-
-fn parse_hash(s: &str) -> Option<[u8; 32]> {
-    let h = s.strip_prefix("sha256:").unwrap_or(s);
-    let bytes = if h.len() == 64 {
-        (0..32)
-            .map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()?
-    } else {
-        nixbase32::decode(h, 32)?
-    };
-    bytes.try_into().ok()
-}
-
 /// Computes the path info of each of `names` (base names under `store_dir`),
 /// with references among the same set. `prefix` is the logical store
 /// directory, normally `/nix/store`.
@@ -391,45 +264,22 @@ pub fn compute_with(
             .map(|n| format!("{prefix}/{n}"))
             .collect();
         references.sort();
-        out.push(PathInfo {
-            path: format!("{prefix}/{name}"),
-            nar_hash: sink.hasher.finalize().into(),
-            nar_size: sink.size,
+        out.push(PathInfo::new(
+            format!("{prefix}/{name}"),
+            sink.hasher.finalize().into(),
+            sink.size,
             references,
-        });
+        ));
         done(name);
     }
     check_cycles(&out)?;
     Ok(out)
 }
 
-/// Renders the `nix-store --load-db` text. Derivers are unknown here and
-/// left empty.
-pub fn render(infos: &[PathInfo], format: HashFormat) -> String {
-    let mut s = String::new();
-    for i in infos {
-        // Writing to a String cannot fail.
-        let _ = writeln!(s, "{}", i.path);
-        let _ = match format {
-            HashFormat::ClosureInfo => writeln!(s, "sha256:{}", nixbase32::encode(&i.nar_hash)),
-            HashFormat::DumpDb => {
-                let hex: String = i.nar_hash.iter().map(|b| format!("{b:02x}")).collect();
-                writeln!(s, "{hex}")
-            }
-        };
-        let _ = writeln!(s, "{}", i.nar_size);
-        s.push('\n');
-        let _ = writeln!(s, "{}", i.references.len());
-        for r in &i.references {
-            let _ = writeln!(s, "{r}");
-        }
-    }
-    s
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use nixlive_formats::registration::{HashFormat, Registration, render};
 
     const A: &str = "0123456789abcdfghijklmnpqrsvwxyz";
     const B: &str = "zyxwvsrqpnmlkjihgfdcba9876543210";
@@ -491,9 +341,12 @@ mod tests {
         assert_eq!(infos[1].nar_size, nar.len() as u64);
         assert_eq!(infos[1].nar_hash, <[u8; 32]>::from(Sha256::digest(&nar)));
         let text = render(&infos, HashFormat::ClosureInfo);
-        assert_eq!(parse(&text).unwrap(), infos);
         let hex = render(&infos, HashFormat::DumpDb);
-        assert_eq!(parse(&hex).unwrap(), infos);
+        for t in [&text, &hex] {
+            let back = Registration::parse(t.as_bytes()).unwrap().paths;
+            assert_eq!(render(&back, HashFormat::ClosureInfo), text);
+            assert_eq!(back[0].nar_hash, infos[0].nar_hash);
+        }
         assert_eq!(hex.lines().nth(1).unwrap().len(), 64);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], format!("/nix/store/{a}"));
@@ -506,13 +359,14 @@ mod tests {
         assert_eq!(lines.len(), 11);
     }
 
-    fn info(p: &str, refs: &[&str]) -> PathInfo {
-        PathInfo {
-            path: format!("/nix/store/{p}"),
-            nar_hash: [0; 32],
-            nar_size: 0,
-            references: refs.iter().map(|r| format!("/nix/store/{r}")).collect(),
-        }
+    /// A path info with references, for tests.
+    pub(crate) fn info(p: &str, refs: &[&str]) -> PathInfo {
+        PathInfo::new(
+            format!("/nix/store/{p}"),
+            [0; 32],
+            0,
+            refs.iter().map(|r| format!("/nix/store/{r}")).collect(),
+        )
     }
 
     #[test]
@@ -583,21 +437,5 @@ mod tests {
             resolve(dir.path(), &[format!("{a}/x")]),
             Err(RegError::NotAStorePath(_))
         ));
-    }
-
-    #[test]
-    fn parse_errors_name_the_line() {
-        let e = parse(&format!("/nix/store/{A}-a\nsha256:zz\n1\n\n0\n")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "registration line 2: bad NAR hash `sha256:zz`"
-        );
-        let e = parse(&format!(
-            "/nix/store/{A}-a\n{}\n1\n\n2\n/nix/store/{B}-b\n",
-            "0".repeat(64)
-        ))
-        .unwrap_err();
-        assert!(e.to_string().contains("line 7"), "{e}");
-        assert!(parse("").unwrap().is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! The formats that nixlive's builder writes and its init and post-boot agent
 //! read: the kernel command line, the medium manifest, the initrd
-//! configuration and the stage-1 timeline.
+//! configuration, the stage-1 timeline, the Nix path registration and Nix's
+//! base 32.
 //!
 //! Purpose: one piece of code per format, pure functions over strings and
 //! bytes, so that every parser is unit-tested and fuzzed without root.
@@ -13,6 +14,7 @@ pub mod initrd_conf;
 pub mod kmod;
 pub mod lines;
 pub mod manifest;
+pub mod nix32;
 pub mod registration;
 pub mod superblock;
 pub mod timeline;

@@ -28,6 +28,8 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::nix32;
+
 /// The store directory every path must be in.
 pub const STORE_DIR: &str = "/nix/store";
 /// Length of the hash part of a store path's base name.
@@ -85,6 +87,24 @@ pub struct PathInfo {
 }
 
 impl PathInfo {
+    /// A path's info as computed rather than read from a file: no deriver,
+    /// `line` 0.
+    pub fn new(path: String, nar_hash: [u8; 32], nar_size: u64, references: Vec<String>) -> Self {
+        PathInfo {
+            path,
+            nar_hash,
+            nar_size,
+            deriver: None,
+            references,
+            line: 0,
+        }
+    }
+
+    /// The base name `<hash>-<name>`.
+    pub fn base_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+
     /// The hash as Nix keeps it in its database: `sha256:<base 16>`.
     pub fn nar_hash_base16(&self) -> String {
         format!("sha256:{}", hex(&self.nar_hash))
@@ -92,7 +112,7 @@ impl PathInfo {
 
     /// The hash as `closureInfo` writes it: `sha256:<nix base 32>`.
     pub fn nar_hash_base32(&self) -> String {
-        format!("sha256:{}", nix32_encode(&self.nar_hash))
+        format!("sha256:{}", nix32::encode(&self.nar_hash))
     }
 }
 
@@ -202,7 +222,21 @@ impl Registration {
                 }
             }
         }
-        check_cycles(&paths, &refs_at)?;
+        if let Some((node, k)) = find_cycle(&paths) {
+            let r = &paths[node].references[k];
+            let rn = refs_at[node]
+                .iter()
+                .find(|(name, _)| name == r)
+                .map_or(paths[node].line, |&(_, rn)| rn);
+            return Err(err(
+                rn,
+                Field::Reference,
+                format!(
+                    "{r} closes a reference cycle with {} (only a path's reference to itself is allowed)",
+                    paths[node].path
+                ),
+            ));
+        }
         Ok(Registration { paths })
     }
 
@@ -210,36 +244,53 @@ impl Registration {
     /// which [`Registration::parse`] reads back unchanged (apart from the
     /// hash encoding and reference order of the input).
     pub fn render(&self) -> String {
-        let mut s = String::new();
-        for p in &self.paths {
-            s.push_str(&p.path);
-            s.push('\n');
-            s.push_str(&p.nar_hash_base32());
-            s.push('\n');
-            s.push_str(&p.nar_size.to_string());
-            s.push('\n');
-            if let Some(d) = &p.deriver {
-                s.push_str(d);
-            }
-            s.push('\n');
-            s.push_str(&p.references.len().to_string());
-            s.push('\n');
-            for r in &p.references {
-                s.push_str(r);
-                s.push('\n');
-            }
-        }
-        s
+        render(&self.paths, HashFormat::ClosureInfo)
     }
 }
 
-/// Nix refuses (and rolls back) a registration whose references form a
-/// cycle between different paths (`topoSort` in `registerValidPaths`);
-/// self-references are fine. The error names the reference that closes it.
-fn check_cycles(
-    paths: &[PathInfo],
-    refs_at: &[Vec<(String, usize)>],
-) -> Result<(), RegistrationError> {
+/// How [`render`] writes NAR hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashFormat {
+    /// `nix-store --dump-db`: lowercase base 16 without the algorithm.
+    DumpDb,
+    /// nixpkgs `closureInfo`: `sha256:<nix base 32>`.
+    ClosureInfo,
+}
+
+/// Renders records in the `nix-store --load-db` format, the deriver line
+/// empty where it is unknown.
+pub fn render(paths: &[PathInfo], format: HashFormat) -> String {
+    let mut s = String::new();
+    for p in paths {
+        s.push_str(&p.path);
+        s.push('\n');
+        s.push_str(&match format {
+            HashFormat::ClosureInfo => p.nar_hash_base32(),
+            HashFormat::DumpDb => hex(&p.nar_hash),
+        });
+        s.push('\n');
+        s.push_str(&p.nar_size.to_string());
+        s.push('\n');
+        if let Some(d) = &p.deriver {
+            s.push_str(d);
+        }
+        s.push('\n');
+        s.push_str(&p.references.len().to_string());
+        s.push('\n');
+        for r in &p.references {
+            s.push_str(r);
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// A reference cycle between different paths, as `(node, k)`: the
+/// reference `paths[node].references[k]` closes it. Nix refuses (and rolls
+/// back) such a registration (`topoSort` in `registerValidPaths`);
+/// self-references are fine, and references to paths not in `paths` are
+/// passed over.
+pub fn find_cycle(paths: &[PathInfo]) -> Option<(usize, usize)> {
     let index: HashMap<&str, usize> = paths
         .iter()
         .enumerate()
@@ -251,10 +302,12 @@ fn check_cycles(
         if state[start] != 0 {
             continue;
         }
+        // Iterative DFS: (node, next reference to look at).
         let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
         state[start] = 1;
         while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-            let Some((r, rn)) = refs_at[node].get(*next) else {
+            let k = *next;
+            let Some(r) = paths[node].references.get(k) else {
                 state[node] = 2;
                 stack.pop();
                 continue;
@@ -271,21 +324,12 @@ fn check_cycles(
                     state[to] = 1;
                     stack.push((to, 0));
                 }
-                1 => {
-                    return Err(err(
-                        *rn,
-                        Field::Reference,
-                        format!(
-                            "{r} closes a reference cycle with {} (only a path's reference to itself is allowed)",
-                            paths[node].path
-                        ),
-                    ));
-                }
+                1 => return Some((node, k)),
                 _ => {}
             }
         }
     }
-    Ok(())
+    None
 }
 
 fn err(line: usize, field: Field, msg: impl Into<String>) -> RegistrationError {
@@ -339,7 +383,7 @@ pub fn check_store_path(p: &str) -> Result<(), String> {
     if b.len() < HASH_PART_LEN + 2 || b[HASH_PART_LEN] != b'-' {
         return Err(format!("{p:?}: base name is not <32-char hash>-<name>"));
     }
-    if let Some(c) = b[..HASH_PART_LEN].iter().find(|c| !is_nix32_digit(**c)) {
+    if let Some(c) = b[..HASH_PART_LEN].iter().find(|c| !nix32::is_digit(**c)) {
         return Err(format!(
             "{p:?}: {:?} is not a nix base-32 digit in the hash part",
             char::from(*c)
@@ -396,7 +440,7 @@ pub fn parse_sha256(s: &str) -> Result<[u8; 32], String> {
     };
     let bytes = match digest.len() {
         64 => hex_decode(digest).ok_or_else(|| format!("{s:?} is not valid base 16"))?,
-        52 => nix32_decode(digest).map_err(|m| format!("{s:?}: {m}"))?,
+        52 => nix32::decode(digest, 32).map_err(|m| format!("{s:?}: {m}"))?,
         44 => base64_decode(digest).ok_or_else(|| format!("{s:?} is not valid base 64"))?,
         0 => return Err("empty, a sha256 hash was expected".into()),
         n => {
@@ -411,57 +455,6 @@ pub fn parse_sha256(s: &str) -> Result<[u8; 32], String> {
 fn to32(s: &str, v: Vec<u8>) -> Result<[u8; 32], String> {
     <[u8; 32]>::try_from(v.as_slice())
         .map_err(|_| format!("{s:?} decodes to {} bytes, not 32", v.len()))
-}
-
-const NIX32: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
-
-fn is_nix32_digit(c: u8) -> bool {
-    NIX32.contains(&c)
-}
-
-/// Nix's base 32 (its own alphabet and bit order).
-pub fn nix32_encode(bytes: &[u8]) -> String {
-    let len = (bytes.len() * 8).div_ceil(5);
-    let mut s = String::with_capacity(len);
-    for n in (0..len).rev() {
-        let b = n * 5;
-        let (i, j) = (b / 8, b % 8);
-        let lo = u32::from(bytes[i]) >> j;
-        let hi = bytes.get(i + 1).map_or(0, |&x| u32::from(x) << (8 - j));
-        s.push(char::from(NIX32[((lo | hi) & 0x1f) as usize]));
-    }
-    s
-}
-
-/// Decodes Nix's base 32 into `len * 5 / 8` bytes; rejects set bits that do
-/// not fit (as Nix does).
-pub fn nix32_decode(s: &str) -> Result<Vec<u8>, String> {
-    let size = s.len() * 5 / 8;
-    let mut out = vec![0u8; size];
-    for (n, c) in s.bytes().rev().enumerate() {
-        let digit = NIX32
-            .iter()
-            .position(|&d| d == c)
-            .ok_or_else(|| format!("{:?} is not a nix base-32 digit", char::from(c)))?
-            as u16;
-        let b = n * 5;
-        let (i, j) = (b / 8, b % 8);
-        let v = digit << j;
-        if i >= size {
-            if v != 0 {
-                return Err("excess bits in the first digit".into());
-            }
-            continue;
-        }
-        out[i] |= (v & 0xff) as u8;
-        let carry = v >> 8;
-        if i + 1 < size {
-            out[i + 1] |= carry as u8;
-        } else if carry != 0 {
-            return Err("excess bits in the first digit".into());
-        }
-    }
-    Ok(out)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -565,7 +558,7 @@ mod tests {
     #[test]
     fn hash_forms() {
         let want = parse_sha256(&format!("sha256:{ABC16}")).unwrap();
-        assert_eq!(nix32_encode(&want), ABC32);
+        assert_eq!(nix32::encode(&want), ABC32);
         for s in [
             format!("sha256:{ABC32}"),
             format!("sha256:{ABC64}"),
@@ -627,6 +620,34 @@ mod tests {
         assert!(e.msg.contains("cycle"), "{e}");
         // Self-references only: fine.
         assert!(Registration::parse(good().as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn finds_cycles_and_renders_both_hash_forms() {
+        let c = "/nix/store/11111111111111111111111111111111-c";
+        let info = |p: &str, refs: &[&str]| {
+            PathInfo::new(
+                p.to_string(),
+                [0; 32],
+                1,
+                refs.iter().map(|r| r.to_string()).collect(),
+            )
+        };
+        assert_eq!(find_cycle(&[info(A, &[A, B]), info(B, &[B])]), None);
+        // Behind a path that is not part of it, and past an unknown one.
+        let paths = [
+            info(A, &[B]),
+            info(B, &[c]),
+            info(c, &["/nix/store/x", A, B]),
+        ];
+        assert_eq!(find_cycle(&paths), Some((2, 1)));
+        assert_eq!(paths[2].base_name(), &c[11..]);
+
+        let r = Registration::parse(good().as_bytes()).unwrap();
+        let dump = render(&r.paths, HashFormat::DumpDb);
+        assert_eq!(dump.lines().nth(1), Some(ABC16));
+        assert_eq!(render(&r.paths, HashFormat::ClosureInfo), r.render());
+        assert_eq!(Registration::parse(dump.as_bytes()).unwrap(), r);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use sha1::{Digest, Sha1};
 use thiserror::Error;
 
 use crate::paths;
-use nixlive_formats::registration::nix32_encode;
+use nixlive_formats::nix32;
 
 #[derive(Debug, Error)]
 #[error("{what} {path}")]
@@ -49,7 +49,7 @@ impl Outcome {
 
 /// The name of the indirect GC root for `link` (an absolute path).
 pub fn gcroot_name(link: &str) -> String {
-    nix32_encode(&Sha1::digest(link.as_bytes()))
+    nix32::encode(&Sha1::digest(link.as_bytes()))
 }
 
 /// Generation numbers and link names of `profile_name` in `dir`, sorted.

@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use nixlive_formats::nix32;
 use nixlive_formats::registration::{PathInfo, Registration};
 use sha2::{Digest, Sha256};
 
@@ -93,11 +94,10 @@ fn write_node(path: &Path, n: &Node) {
 
 /// A 32-character nix base-32 hash part derived from `i`.
 pub fn hash_part(seed: &str, i: usize) -> String {
-    const NIX32: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
     let d = Sha256::digest(format!("{seed}{i}").as_bytes());
     d.iter()
         .take(32)
-        .map(|b| char::from(NIX32[usize::from(b % 32)]))
+        .map(|b| char::from(nix32::ALPHABET[usize::from(b % 32)]))
         .collect()
 }
 

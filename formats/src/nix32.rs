@@ -11,43 +11,48 @@ pub fn encoded_len(n: usize) -> usize {
 
 pub fn encode(bytes: &[u8]) -> String {
     let len = encoded_len(bytes.len());
-    let mut out = String::with_capacity(len);
+    let mut s = String::with_capacity(len);
     for n in (0..len).rev() {
         let b = n * 5;
-        let i = b / 8;
-        let j = b % 8;
+        let (i, j) = (b / 8, b % 8);
         let lo = u16::from(bytes[i]) >> j;
-        let hi = if i + 1 < bytes.len() {
-            u16::from(bytes[i + 1]) << (8 - j)
-        } else {
-            0
-        };
-        out.push(char::from(ALPHABET[usize::from((lo | hi) & 0x1f)]));
+        let hi = bytes.get(i + 1).map_or(0, |&x| u16::from(x) << (8 - j));
+        s.push(char::from(ALPHABET[usize::from((lo | hi) & 0x1f)]));
     }
-    out
+    s
 }
 
-/// Decodes a Nix base-32 string into `n` bytes; `None` when a character is
-/// not a digit, the length is not `encoded_len(n)`, or bits overflow.
-pub fn decode(s: &str, n: usize) -> Option<Vec<u8>> {
+/// Decodes a Nix base-32 string into `n` bytes. Fails when the length is not
+/// `encoded_len(n)`, a character is not a digit, or the first digit has set
+/// bits beyond the `n` bytes (Nix rejects those too).
+pub fn decode(s: &str, n: usize) -> Result<Vec<u8>, String> {
     if s.len() != encoded_len(n) {
-        return None;
+        return Err(format!(
+            "{} digits, the encoding of {n} bytes has {}",
+            s.len(),
+            encoded_len(n)
+        ));
     }
     let mut out = vec![0u8; n];
     for (k, c) in s.bytes().rev().enumerate() {
-        let digit = ALPHABET.iter().position(|&a| a == c)? as u16;
+        let digit = ALPHABET
+            .iter()
+            .position(|&d| d == c)
+            .ok_or_else(|| format!("{:?} is not a nix base-32 digit", char::from(c)))?
+            as u16;
         let b = k * 5;
-        let i = b / 8;
-        let j = b % 8;
-        out[i] |= (digit << j) as u8;
-        let carry = digit >> (8 - j);
+        // With the length checked, `i < n` for every digit.
+        let (i, j) = (b / 8, b % 8);
+        let v = digit << j;
+        out[i] |= (v & 0xff) as u8;
+        let carry = v >> 8;
         if i + 1 < n {
             out[i + 1] |= carry as u8;
         } else if carry != 0 {
-            return None;
+            return Err("excess bits in the first digit".into());
         }
     }
-    Some(out)
+    Ok(out)
 }
 
 pub fn is_digit(b: u8) -> bool {
@@ -67,33 +72,39 @@ pub fn compress(digest: &[u8], len: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
+
+    /// SHA-256 of `abc`.
+    const ABC: [u8; 32] = [
+        186, 120, 22, 191, 143, 1, 207, 234, 65, 65, 64, 222, 93, 174, 34, 35, 176, 3, 97, 163,
+        150, 23, 122, 156, 180, 16, 255, 97, 242, 0, 21, 173,
+    ];
 
     #[test]
     fn matches_nix_vectors() {
         // `nix hash convert --to nix32 sha256:$(printf abc | sha256sum)`
-        let d = Sha256::digest(b"abc");
         assert_eq!(
-            encode(&d),
+            encode(&ABC),
             "1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s"
         );
         assert_eq!(encode(&[]), "");
         assert_eq!(encode(&[0x1f]), "0z");
-        assert_eq!(encode(&compress(&d, 20)).len(), 32);
+        assert_eq!(encode(&compress(&ABC, 20)).len(), 32);
     }
 
     #[test]
     fn decode_round_trips() {
-        let d = Sha256::digest(b"abc");
-        assert_eq!(decode(&encode(&d), 32).unwrap(), d.to_vec());
+        assert_eq!(decode(&encode(&ABC), 32).unwrap(), ABC.to_vec());
         for n in 0..40u8 {
             let v: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37).wrapping_add(n)).collect();
             assert_eq!(decode(&encode(&v), v.len()).unwrap(), v);
         }
-        assert!(decode("e", 1).is_none());
-        assert!(decode("0", 1).is_none());
+        assert!(decode("e", 1).is_err());
+        assert!(decode("0", 1).is_err());
         // 52 digits hold 260 bits; the top 4 must be zero for 32 bytes.
-        assert!(decode(&format!("z{}", &encode(&d)[1..]), 32).is_none());
+        let e = decode(&format!("z{}", &encode(&ABC)[1..]), 32).unwrap_err();
+        assert_eq!(e, "excess bits in the first digit");
+        let e = decode(&format!("e{}", &encode(&ABC)[1..]), 32).unwrap_err();
+        assert_eq!(e, "'e' is not a nix base-32 digit");
     }
 
     #[test]
@@ -101,5 +112,11 @@ mod tests {
         assert!(is_digit(b'0') && is_digit(b'z') && is_digit(b'd'));
         assert!(!is_digit(b'e') && !is_digit(b'o') && !is_digit(b'u') && !is_digit(b't'));
         assert!(!is_digit(b'A') && !is_digit(b'-'));
+    }
+
+    #[test]
+    fn compresses_as_nix() {
+        assert_eq!(compress(&[1, 2, 3, 4, 5], 2), [1 ^ 3 ^ 5, 2 ^ 4]);
+        assert_eq!(compress(&ABC, 32), ABC.to_vec());
     }
 }
