@@ -1,10 +1,11 @@
 //! The builder's media boot every way a PC boots them: the hybrid ISO from
 //! a CD drive and as a USB disk, under SeaBIOS and under OVMF (UEFI), and
 //! the netboot set through the NIC's iPXE ROM over TFTP. One set of media is
-//! built for all five; the VMs run one at a time (two shared cores, TCG).
+//! built for all five; the VMs run as the test threads do, two at a time on
+//! two cores (each VM has one CPU).
 
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use nixlive_tests_vm::boot_modes::{BootMode, DemoMedia, build_demo_media};
@@ -34,10 +35,7 @@ fn media() -> &'static DemoMedia {
     })
 }
 
-/// One VM at a time: the tests of this file run in parallel threads.
 fn boot(cmd: &QemuCommand) -> BootRun {
-    static ONE_VM: Mutex<()> = Mutex::new(());
-    let _guard = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let run = boot_command_to_report(cmd, TIMEOUT).unwrap();
     eprintln!(
         "report after {:.1?} (guest uptime {} ms), {} ({})",
