@@ -40,7 +40,7 @@ add_backports() {
   NEED_UPDATE=1
 }
 
-APT_PKGS=(kmod xorriso isolinux syslinux-common squashfs-tools cpio zstd busybox-static mtools dosfstools e2fsprogs nix-bin musl-tools grub-efi-amd64-bin gdisk)
+APT_PKGS=(kmod xz-utils xorriso isolinux syslinux-common squashfs-tools cpio zstd busybox-static mtools dosfstools e2fsprogs nix-bin musl-tools grub-efi-amd64-bin gdisk)
 QEMU_PKGS=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64)
 
 missing=()
