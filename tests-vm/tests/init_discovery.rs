@@ -309,3 +309,31 @@ fn missing_medium_lists_the_devices_seen() {
         ));
     }
 }
+
+/// `boot.panic_on_fail`: the explanation first, then a kernel panic (not a
+/// hang, not a prompt), so a fleet's watchdog or `panic=N` can act.
+#[test]
+fn panic_on_fail_explains_then_panics_the_kernel() {
+    let f = fixture();
+    let cmd = pc("root=LABEL=NO_SUCH_MEDIUM nixlive.timeout=2 boot.panic_on_fail")
+        .arg("-cdrom")
+        .arg(&f.live.iso);
+    let vm = Vm::spawn(&cmd, TIMEOUT).unwrap();
+    vm.wait_for_any(&["Kernel panic - not syncing"], TIMEOUT)
+        .unwrap();
+    let log = vm.serial_log().replace('\r', "");
+    let fail = |why: &str| -> ! { panic!("{}", vm.failure(why.to_string())) };
+    let explained = log
+        .find("timed out after 2 s waiting for the boot medium LABEL=NO_SUCH_MEDIUM")
+        .unwrap_or_else(|| fail("no explanation before the panic"));
+    let panicked = log.find("Kernel panic - not syncing").unwrap_or(0);
+    if explained > panicked {
+        fail("the kernel panicked before init explained why");
+    }
+    if !log.contains("boot.panic_on_fail is set: panicking the kernel.") {
+        fail("init did not say it panics on purpose");
+    }
+    if log.contains("Press Enter to reboot.") {
+        fail("init offered a reboot instead of panicking");
+    }
+}
