@@ -61,6 +61,11 @@ pub struct InitrdArgs {
     /// installs its keys for root (init hands it over in /run/nixlive).
     #[arg(long = "authorized-keys", value_name = "FILE")]
     pub authorized_keys: Option<PathBuf>,
+    /// A static shell (e.g. busybox) packed as /bin/sh, which init starts
+    /// on failure with boot.shell_on_fail and at the boot.debug1* stops.
+    /// Without one the initrd has no shell.
+    #[arg(long, value_name = "BIN")]
+    pub shell: Option<PathBuf>,
 }
 
 /// How the store images are made.
@@ -219,6 +224,15 @@ pub fn build_initrd(a: &InitrdArgs, epoch: u64, extra: Option<&[u8]>) -> Result<
     }
     for (fw, why) in &notes.missing_firmware {
         eprintln!("note: firmware {fw} named by a module: {why}; not packed");
+    }
+    if let Some(sh) = &a.shell {
+        let data = read(sh, "--shell")?;
+        ensure!(
+            data.starts_with(b"\x7fELF"),
+            "--shell {} is not an ELF program (a static one is needed: the initrd has no libraries)",
+            sh.display()
+        );
+        archive.add("/bin/sh", 0o755, Kind::File(data))?;
     }
     if let Some(keys) = &a.authorized_keys {
         let data = read(keys, "--authorized-keys")?;

@@ -337,3 +337,44 @@ fn panic_on_fail_explains_then_panics_the_kernel() {
         fail("init offered a reboot instead of panicking");
     }
 }
+
+/// `boot.shell_on_fail` with a shell packed (builder `--shell`): init
+/// explains, then starts it on the console.
+#[test]
+fn shell_on_fail_starts_the_packed_shell() {
+    let f = fixture();
+    let k = nixlive_tests_vm::artifacts::kernel("amd64");
+    let initrd = f.live.dir.join("initrd-with-shell");
+    let mut cmd = std::process::Command::new(nixlive_tests_vm::artifacts::programs_builder());
+    cmd.arg("initrd")
+        .arg("--modules-dir")
+        .arg(&k.modules_dir)
+        .arg("--module-set")
+        .arg("base")
+        .arg("--init")
+        .arg(nixlive_tests_vm::arch::Arch::X86_64.guest_program("nixlive-init"))
+        .arg("--shell")
+        .arg("/bin/busybox")
+        .arg("--out")
+        .arg(&initrd);
+    media::run(cmd).unwrap_or_else(|e| panic!("{e}"));
+    let live = media::Live {
+        initrd,
+        ..f.live.clone()
+    };
+    let cmd = QemuCommand::x86_64_direct(
+        &live,
+        "root=LABEL=NO_SUCH_MEDIUM nixlive.timeout=1 boot.shell_on_fail",
+        1024,
+        kvm::accel(),
+    );
+    let vm = Vm::spawn(&cmd, TIMEOUT).unwrap();
+    vm.wait_for_any(&["boot.shell_on_fail: starting /bin/sh"], TIMEOUT)
+        .unwrap();
+    // busybox's ash, interactive on the console, prompts as root.
+    vm.wait_for_any(&["/ # "], Duration::from_secs(30)).unwrap();
+    let log = vm.serial_log();
+    if !log.contains("timed out after 1 s waiting for the boot medium LABEL=NO_SUCH_MEDIUM") {
+        panic!("{}", vm.failure("no explanation before the shell"));
+    }
+}
