@@ -8,29 +8,12 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
+use common::{ok, run};
 
 const NIXLIVE: &str = env!("CARGO_BIN_EXE_nixlive");
-
-fn run(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {shown}: {e} (install nix-bin: scripts/install-deps.sh)")
-    })
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let shown = format!("{cmd:?}");
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{shown} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A static busybox as a store source, `bin/sh` and friends as links.
 fn busybox_dir(dir: &Path) {
