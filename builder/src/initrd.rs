@@ -7,9 +7,10 @@ use crate::cpio::{Archive, Kind};
 use anyhow::{Context, Result, anyhow, bail};
 use nixlive_formats::InitrdConf;
 use nixlive_formats::kmod::{self as modules, ModDep};
+use nixlive_formats::unpack::{self, Codec, plain_name};
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -97,22 +98,16 @@ pub fn firmware_names(module: &[u8]) -> Vec<String> {
     out.into_iter().collect()
 }
 
-/// A module file's bytes, decompressed when it is `.ko.zst`, `.ko.xz` or `.ko.gz`.
-fn decompressed_module(path: &Path, data: &[u8]) -> Result<Vec<u8>> {
-    let name = path.to_string_lossy();
-    if name.ends_with(".zst") {
-        zstd::stream::decode_all(data).with_context(|| format!("unpacking {name}"))
-    } else if name.ends_with(".gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(data)
-            .read_to_end(&mut out)
-            .with_context(|| format!("unpacking {name}"))?;
-        Ok(out)
-    } else if name.ends_with(".xz") {
-        pipe(Command::new("xz").args(["-dc"]), data, "xz -d")
-            .with_context(|| format!("unpacking {name}"))
-    } else {
-        Ok(data.to_vec())
+/// Modules and firmware are small; a larger result means a broken file.
+const UNPACK_LIMIT: usize = 1 << 30;
+
+/// A module or firmware file's bytes, decompressed when its name says it is
+/// compressed (`.xz`, `.zst`, `.gz`).
+fn decompressed(path: &Path, data: Vec<u8>) -> Result<Vec<u8>> {
+    match Codec::of_name(&path.to_string_lossy()) {
+        Some(codec) => unpack::unpack(codec, &data, UNPACK_LIMIT)
+            .with_context(|| format!("unpacking {}", path.display())),
+        None => Ok(data),
     }
 }
 
@@ -154,6 +149,27 @@ pub struct InitrdSpec<'a> {
     pub optional_modules: &'a [String],
     /// Where to look for firmware the modules name (first match wins).
     pub firmware_dirs: &'a [PathBuf],
+    /// Compressed firmware formats the kernel reads itself
+    /// ([`firmware_codecs`]); others are packed decompressed.
+    pub firmware_codecs: &'a [Codec],
+}
+
+/// The firmware compressions a kernel config (`.config` text) enables
+/// (`CONFIG_FW_LOADER_COMPRESS_XZ`, `_ZSTD`).
+pub fn firmware_codecs(config: &str) -> Vec<Codec> {
+    let on = |key: &str| config.lines().any(|l| l.trim() == format!("{key}=y"));
+    let mut out = Vec::new();
+    if on("CONFIG_FW_LOADER_COMPRESS") {
+        // Before 5.19 xz was the only choice and had no option of its own.
+        if on("CONFIG_FW_LOADER_COMPRESS_XZ") || !config.contains("CONFIG_FW_LOADER_COMPRESS_ZSTD")
+        {
+            out.push(Codec::Xz);
+        }
+        if on("CONFIG_FW_LOADER_COMPRESS_ZSTD") {
+            out.push(Codec::Zstd);
+        }
+    }
+    out
 }
 
 /// What [`archive`] found out on the way.
@@ -231,9 +247,15 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
     }
     // The kernel opens /dev/console for PID 1's stdio before init runs.
     a.add("/dev/console", 0o600, Kind::CharDev(5, 1))?;
+    // Modules go in decompressed: the initrd is compressed as a whole, and
+    // most kernels cannot decompress a module themselves.
     let conf = InitrdConf {
         kernel: version.clone(),
-        modules: closure.files.clone(),
+        modules: closure
+            .files
+            .iter()
+            .map(|f| plain_name(f).to_string())
+            .collect(),
     };
     a.add(
         nixlive_formats::initrd_conf::PATH,
@@ -245,15 +267,24 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
     let mut firmware = BTreeSet::new();
     for f in &closure.files {
         let path = modules_dir.join(f);
-        let data = read(&path, "module")?;
-        firmware.extend(firmware_names(&decompressed_module(&path, &data)?));
-        a.add(&format!("{mdir}/{f}"), 0o644, Kind::File(data))?;
+        let data = decompressed(&path, read(&path, "module")?)?;
+        firmware.extend(firmware_names(&data));
+        a.add(
+            &format!("{mdir}/{}", plain_name(f)),
+            0o644,
+            Kind::File(data),
+        )?;
     }
-    for meta in ["modules.dep", "modules.alias", "modules.builtin"] {
+    a.add(
+        &format!("{mdir}/modules.dep"),
+        0o644,
+        Kind::File(modules::plain_dep(&dep_text).into_bytes()),
+    )?;
+    for meta in ["modules.alias", "modules.builtin"] {
         let p = modules_dir.join(meta);
         match fs::read(&p) {
             Ok(data) => a.add(&format!("{mdir}/{meta}"), 0o644, Kind::File(data))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && meta != "modules.dep" => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 eprintln!("note: {} does not exist, not packed", p.display());
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
@@ -265,12 +296,16 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
                 let p = dir.join(format!("{name}{suffix}"));
                 if p.is_file() {
                     let data = read(&p, "firmware")?;
-                    a.add(
-                        &format!("/lib/firmware/{name}{suffix}"),
-                        0o644,
-                        Kind::File(data),
-                    )?;
-                    notes.firmware.push(format!("{name}{suffix}"));
+                    // Kept compressed only where the kernel reads it so.
+                    let codec = Codec::of_name(suffix);
+                    let (file, data) = match codec {
+                        Some(c) if !spec.firmware_codecs.contains(&c) => {
+                            (name.clone(), decompressed(&p, data)?)
+                        }
+                        _ => (format!("{name}{suffix}"), data),
+                    };
+                    a.add(&format!("/lib/firmware/{file}"), 0o644, Kind::File(data))?;
+                    notes.firmware.push(file);
                     continue 'fw;
                 }
             }
@@ -326,6 +361,7 @@ pub fn append_segment(initrd: &mut Vec<u8>, segment: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn fake_modules(d: &Path) -> PathBuf {
         let m = d.join("6.1.0-test");
@@ -358,6 +394,7 @@ mod tests {
             modules: &["a".into(), "ext4".into()],
             optional_modules: &["nothere".into(), "b_c".into()],
             firmware_dirs: std::slice::from_ref(&fw),
+            firmware_codecs: &[],
         };
         let (a, notes) = archive(&spec).unwrap();
         assert_eq!(notes.builtin, ["ext4"]);
@@ -397,6 +434,107 @@ mod tests {
         };
         let err = archive(&bad).unwrap_err();
         assert!(format!("{err:#}").contains("none/modules.dep"), "{err:#}");
+    }
+
+    /// `xz`/`zstd` as the kernel's `make modules_install` runs them.
+    fn squeeze(data: &[u8], prog: &str) -> Vec<u8> {
+        let args: &[&str] = match prog {
+            "xz" => &["--check=crc32", "--lzma2=dict=1MiB", "-c"],
+            _ => &["-19", "-q", "-c"],
+        };
+        pipe(Command::new(prog).args(args), data, prog).unwrap()
+    }
+
+    #[test]
+    fn compressed_modules_go_in_decompressed() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("6.1.0-xz");
+        fs::create_dir_all(m.join("kernel/fs")).unwrap();
+        let a = b"A\0firmware=x/fw.bin\0license=GPL\0".repeat(50);
+        let b = b"B module\0".repeat(50);
+        fs::write(m.join("kernel/fs/a.ko.xz"), squeeze(&a, "xz")).unwrap();
+        fs::write(m.join("kernel/fs/b.ko.zst"), squeeze(&b, "zstd")).unwrap();
+        fs::write(
+            m.join("modules.dep"),
+            "kernel/fs/a.ko.xz: kernel/fs/b.ko.zst\nkernel/fs/b.ko.zst:\n",
+        )
+        .unwrap();
+        let fw = d.path().join("fw");
+        fs::create_dir_all(fw.join("x")).unwrap();
+        fs::write(fw.join("x/fw.bin.xz"), squeeze(b"FIRMWARE", "xz")).unwrap();
+        let spec = InitrdSpec {
+            init: b"INIT",
+            modules_dir: &m,
+            modules: &["a".into()],
+            optional_modules: &[],
+            firmware_dirs: std::slice::from_ref(&fw),
+            firmware_codecs: &[],
+        };
+        let (archive, notes) = archive(&spec).unwrap();
+        assert_eq!(notes.firmware, ["x/fw.bin"]);
+        let bytes = archive.to_bytes(0);
+        let file = |name: &str| -> Vec<u8> {
+            // newc: the name (NUL-terminated) is padded to 4 bytes, then the data.
+            let at = bytes
+                .windows(name.len() + 1)
+                .position(|w| w == format!("{name}\0").as_bytes())
+                .unwrap_or_else(|| panic!("{name} not in the initrd"));
+            let header = at - 110;
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&bytes[header + 54..header + 62]).unwrap(),
+                16,
+            )
+            .unwrap();
+            let start = (at + name.len() + 1).next_multiple_of(4);
+            bytes[start..start + size].to_vec()
+        };
+        assert_eq!(file("lib/modules/6.1.0-xz/kernel/fs/a.ko"), a);
+        assert_eq!(file("lib/modules/6.1.0-xz/kernel/fs/b.ko"), b);
+        assert_eq!(file("lib/firmware/x/fw.bin"), b"FIRMWARE");
+        assert_eq!(
+            file("lib/modules/6.1.0-xz/modules.dep"),
+            b"kernel/fs/a.ko: kernel/fs/b.ko\nkernel/fs/b.ko:\n"
+        );
+        let conf = String::from_utf8(file("etc/nixlive/initrd.conf")).unwrap();
+        assert!(
+            conf.ends_with("module kernel/fs/b.ko\nmodule kernel/fs/a.ko\n"),
+            "{conf}"
+        );
+        assert!(!String::from_utf8_lossy(&bytes).contains(".ko.xz"));
+        // A kernel that reads xz firmware gets it as it is.
+        let (archive, notes) = super::archive(&InitrdSpec {
+            firmware_codecs: &[Codec::Xz],
+            ..spec
+        })
+        .unwrap();
+        assert_eq!(notes.firmware, ["x/fw.bin.xz"]);
+        drop(archive);
+        // A damaged module is an error that names it.
+        fs::write(m.join("kernel/fs/b.ko.zst"), b"not zstd").unwrap();
+        let e = super::archive(&spec).unwrap_err();
+        assert!(format!("{e:#}").contains("b.ko.zst"), "{e:#}");
+    }
+
+    #[test]
+    fn firmware_codecs_from_the_kernel_config() {
+        assert!(firmware_codecs("# CONFIG_FW_LOADER_COMPRESS is not set\n").is_empty());
+        assert_eq!(
+            firmware_codecs("CONFIG_FW_LOADER_COMPRESS=y\n"),
+            [Codec::Xz],
+            "before 5.19 compressed firmware meant xz"
+        );
+        assert_eq!(
+            firmware_codecs(
+                "CONFIG_FW_LOADER_COMPRESS=y\nCONFIG_FW_LOADER_COMPRESS_XZ=y\nCONFIG_FW_LOADER_COMPRESS_ZSTD=y\n"
+            ),
+            [Codec::Xz, Codec::Zstd]
+        );
+        assert_eq!(
+            firmware_codecs(
+                "CONFIG_FW_LOADER_COMPRESS=y\n# CONFIG_FW_LOADER_COMPRESS_XZ is not set\nCONFIG_FW_LOADER_COMPRESS_ZSTD=y\n"
+            ),
+            [Codec::Zstd]
+        );
     }
 
     #[test]

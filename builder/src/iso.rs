@@ -47,6 +47,11 @@ pub struct InitrdArgs {
         default_value = "/lib/firmware"
     )]
     pub firmware_dirs: Vec<PathBuf>,
+    /// The kernel's build configuration (`.config`); it tells whether the
+    /// kernel reads compressed firmware. Default: `MODULES_DIR/build/.config`
+    /// when it exists; without one, firmware is packed decompressed.
+    #[arg(long, value_name = "FILE")]
+    pub kernel_config: Option<PathBuf>,
     /// Static stage-1 init (nixlive-init), packed as /init.
     #[arg(long, value_name = "BIN")]
     pub init: PathBuf,
@@ -206,12 +211,24 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 pub fn build_initrd(a: &InitrdArgs, epoch: u64, extra: Option<&[u8]>) -> Result<Vec<u8>> {
     let init = read(&a.init, "--init")?;
     let optional = initrd::module_set(&a.module_sets).context("--module-set")?;
+    let config = match &a.kernel_config {
+        Some(f) => Some(
+            fs::read_to_string(f)
+                .with_context(|| format!("reading --kernel-config {}", f.display()))?,
+        ),
+        None => fs::read_to_string(a.modules_dir.join("build/.config")).ok(),
+    };
+    let firmware_codecs = config
+        .as_deref()
+        .map(initrd::firmware_codecs)
+        .unwrap_or_default();
     let (mut archive, notes) = initrd::archive(&InitrdSpec {
         init: &init,
         modules_dir: &a.modules_dir,
         modules: &a.modules,
         optional_modules: &optional,
         firmware_dirs: &a.firmware_dirs,
+        firmware_codecs: &firmware_codecs,
     })?;
     for b in &notes.builtin {
         eprintln!("note: module {b} is built into the kernel, not packed");

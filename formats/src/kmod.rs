@@ -65,6 +65,29 @@ impl ModDep {
     }
 }
 
+/// `modules.dep` with every module path named without its compression
+/// suffix (`a.ko.xz: b.ko.xz` becomes `a.ko: b.ko`), for an initrd that
+/// holds the modules decompressed. Comments and blank lines stay as they are.
+pub fn plain_dep(text: &str) -> String {
+    use crate::unpack::plain_name;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.split_once(':') {
+            Some((path, deps)) if !line.trim_start().starts_with('#') => {
+                out.push_str(plain_name(path.trim()));
+                out.push(':');
+                for d in deps.split_whitespace() {
+                    out.push(' ');
+                    out.push_str(plain_name(d));
+                }
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Names of built-in modules from `modules.builtin` (one path per line).
 pub fn parse_builtin(text: &str) -> HashSet<String> {
     text.lines()
@@ -530,5 +553,19 @@ mod softdep_tests {
         let got = with_soft_deps(&dep, &HashSet::new(), &aliases, &soft, &["vfat".into()]).unwrap();
         assert_eq!(got, vec!["vfat", "nls_cp437", "nls_ascii"]);
         assert_eq!(soft.of("cifs"), (&[][..], &[][..]));
+    }
+
+    #[test]
+    fn plain_dep_names_decompressed_files() {
+        let text = "kernel/fs/isofs/isofs.ko.xz: kernel/drivers/cdrom/cdrom.ko.xz\n\
+                    kernel/drivers/cdrom/cdrom.ko.xz:\n# note\nkernel/a.ko: kernel/b.ko.zst kernel/c.ko.gz\n";
+        let plain = plain_dep(text);
+        assert_eq!(
+            plain,
+            "kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko\n\
+             kernel/drivers/cdrom/cdrom.ko:\n# note\nkernel/a.ko: kernel/b.ko kernel/c.ko\n"
+        );
+        let d = ModDep::parse(&plain).unwrap();
+        assert_eq!(d.path_of("isofs"), Some("kernel/fs/isofs/isofs.ko"));
     }
 }

@@ -18,6 +18,7 @@ pub mod nix32;
 pub mod registration;
 pub mod superblock;
 pub mod timeline;
+pub mod unpack;
 
 pub use cmdline::{Cmdline, RootSpec, SizeSpec, Timeout};
 pub use initrd_conf::InitrdConf;
