@@ -40,7 +40,7 @@ add_backports() {
   NEED_UPDATE=1
 }
 
-APT_PKGS=(kmod xz-utils xorriso isolinux syslinux-common squashfs-tools cpio zstd busybox-static mtools dosfstools e2fsprogs nix-bin musl-tools grub-efi-amd64-bin gdisk)
+APT_PKGS=(kmod xz-utils xorriso isolinux syslinux-common squashfs-tools cpio zstd busybox-static mtools dosfstools e2fsprogs nix-bin musl-tools grub-efi-amd64-bin gdisk debootstrap)
 QEMU_PKGS=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64)
 
 missing=()
@@ -68,3 +68,5 @@ done
 for a in amd64 i386 arm64; do bash scripts/fetch-kernel.sh "$a"; done
 # GRUB for the aarch64 UEFI boot of the VM matrix.
 bash scripts/fetch-grub-efi.sh arm64
+# A Debian root with systemd for the systemd stage-2 VM test.
+bash scripts/fetch-debian-root.sh
