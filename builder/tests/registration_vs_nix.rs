@@ -4,11 +4,14 @@
 //! registration` must print the same for the same paths, computed from the
 //! files alone. Derivers are the one thing a tree cannot tell, so the
 //! deriver line is compared blank. Fails (never skips) without nix-store.
+//! Nix runs hermetically (nixlive-testkit): no nixbld group, no binary cache.
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
+
+use nixlive_testkit::nix::Nix;
 
 mod common;
 use common::{ok, run};
@@ -88,23 +91,17 @@ fn registration_matches_nix_store_dump_db() {
     busybox_dir(&d.join("bb"));
     fs::write(d.join("paths.nix"), EXPR).unwrap();
     let store = d.join("store");
-    let outs = ok(Command::new("nix-build")
-        .arg("--store")
-        .arg(&store)
+    let nix = Nix::new(d);
+    let outs = ok(nix
+        .on_store("nix-build", &store)
         .arg(d.join("paths.nix"))
-        .arg("--no-out-link")
-        .env("NIX_REMOTE", ""));
+        .arg("--no-out-link"));
     let outs: Vec<&str> = outs.lines().collect();
     assert_eq!(outs.len(), 6, "{outs:?}");
-    let closure = ok(Command::new("nix-store")
-        .arg("--store")
-        .arg(&store)
-        .arg("-qR")
-        .args(&outs));
+    let closure = ok(nix.on_store("nix-store", &store).arg("-qR").args(&outs));
     let paths: Vec<&str> = closure.lines().collect();
-    let want = ok(Command::new("nix-store")
-        .arg("--store")
-        .arg(&store)
+    let want = ok(nix
+        .on_store("nix-store", &store)
         .arg("--dump-db")
         .args(&paths));
     let got = ok(Command::new(NIXLIVE)
@@ -193,9 +190,8 @@ derivation { name = "cycle"; system = "x86_64-linux"; outputs = [ "out" "dev" ];
   args = [ "-c" "echo $dev > $out; echo $out > $dev" ]; }"#,
     )
     .unwrap();
-    let out = run(Command::new("nix-build")
-        .arg("--store")
-        .arg(d.join("store"))
+    let out = run(Nix::new(d)
+        .on_store("nix-build", &d.join("store"))
         .arg(d.join("cycle.nix"))
         .arg("--no-out-link"));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -11,8 +11,9 @@
 //! - Each malformed file of the corpus is refused with its line, and the
 //!   database stays byte for byte as it was.
 //!
-//! Nix runs against chroot stores (`--store DIR`), unprivileged. A missing
-//! Nix fails these tests; they never skip.
+//! Nix runs against chroot stores (`--store DIR`), hermetically
+//! (nixlive-testkit: no nixbld group, no binary cache, nothing of the
+//! machine's `/etc/nix`). A missing Nix fails these tests; they never skip.
 
 mod common;
 
@@ -208,13 +209,13 @@ fn nix_store_loader_through_postboot() {
     let text = write_registration(&ours, &reg);
     fs::create_dir_all(theirs.join("nix/store")).unwrap();
     nix_store_load_db(&theirs, &text);
-    let nix_store = nix_program("nix-store");
-    let home = tmp.path().join("home");
-    fs::create_dir_all(&home).unwrap();
+    let nix_store = nixlive_testkit::nix::program("nix-store");
+    // postboot passes its environment on to nix-store: the kit's, so that
+    // nix-store too is hermetic.
+    let env = hermetic_nix(&ours);
     let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_nixlive-postboot"))
-            .env_clear()
-            .env("HOME", &home)
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nixlive-postboot"));
+        env.configure(&mut cmd)
             .args(["--root", ours.to_str().unwrap(), "--loader", "nix-store"])
             .arg("--nix-store")
             .arg(&nix_store)

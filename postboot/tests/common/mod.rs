@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use nixlive_formats::nix32;
 use nixlive_formats::registration::{PathInfo, Registration};
+use nixlive_testkit::nix::Nix;
 use sha2::{Digest, Sha256};
 
 /// A file-system object to put in a store path.
@@ -236,31 +237,19 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// A Nix program of Debian's `nix-bin`; panics (the test fails, never
-/// skips) when it is not installed.
-pub fn nix_program(name: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{name} is not installed: these tests need Debian's nix-bin (`make test` installs it)")
+/// A Nix command against the chroot store `root`, run hermetically
+/// (nixlive-testkit: configuration, home and state in `ROOT.nix`, beside
+/// the store, never the machine's). Panics when nix-bin is not installed.
+pub fn nix(program: &str, root: &Path, args: &[&str]) -> Command {
+    let mut cmd = hermetic_nix(root).on_store(program, root);
+    cmd.args(args);
+    cmd
 }
 
-/// A Nix command against the chroot store `root`, with its own HOME.
-pub fn nix(program: &str, root: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(nix_program(program));
-    let home = root.with_extension("home");
-    fs::create_dir_all(&home).unwrap();
-    cmd.env_clear()
-        .env("HOME", &home)
-        .env("PATH", "/usr/bin:/bin")
-        .arg("--store")
-        .arg(root)
-        .args(args)
-        .stdin(Stdio::null());
-    cmd
+/// The hermetic Nix environment of the tests against the store `root`, for
+/// a program that runs Nix itself (postboot's `nix-store` loader).
+pub fn hermetic_nix(root: &Path) -> Nix {
+    Nix::new(&root.with_extension("nix"))
 }
 
 /// Runs `cmd`, panicking with its output when it fails.
@@ -286,17 +275,8 @@ pub fn nix_store_load_db(root: &Path, reg: &[u8]) {
 /// `nix path-info --json --all` of the store at `root`, each path's
 /// `registrationTime` removed, as a JSON value.
 pub fn path_info(root: &Path) -> serde_json::Value {
-    let out = ok(nix(
-        "nix",
-        root,
-        &[
-            "--extra-experimental-features",
-            "nix-command",
-            "path-info",
-            "--json",
-            "--all",
-        ],
-    ));
+    // (nix-command is enabled by the kit's nix.conf.)
+    let out = ok(nix("nix", root, &["path-info", "--json", "--all"]));
     let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let items: Vec<&mut serde_json::Value> = match &mut v {
         serde_json::Value::Array(a) => a.iter_mut().collect(),
