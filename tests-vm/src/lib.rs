@@ -9,6 +9,7 @@
 //! - [`qemu`]: running one VM with a serial log, timeouts and a killing `Drop`.
 //! - [`qmp`]: acting on a running VM (hotplug, eject) through QMP.
 //! - [`report`]: the pure parser of the guest report.
+//! - [`systemd`]: a stage 2 running Debian's systemd on the live-ISO fstab, and its report.
 //!
 //! Every run has a hard timeout and kills its VM; every failure carries the
 //! QEMU command line and the whole serial log.
@@ -22,6 +23,7 @@ pub mod media;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
+pub mod systemd;
 
 use std::path::Path;
 use std::time::Duration;
