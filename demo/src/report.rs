@@ -160,8 +160,8 @@ mod tests {
     const MOUNTINFO: &str = "\
 22 1 0:21 / / rw,relatime - tmpfs tmpfs rw,mode=755
 23 22 11:0 / /iso ro,relatime shared:1 - iso9660 /dev/sr0 ro,nojoliet,check=s,map=n,blocksize=2048
-24 22 7:0 / /nix/.ro-store/0 ro,relatime - squashfs /dev/loop0 ro,errors=continue
-25 22 0:22 / /nix/store rw,relatime - overlay overlay rw,lowerdir=/nix/.ro-store/0,upperdir=/nix/.rw-store/store,workdir=/nix/.rw-store/work
+24 22 7:0 / /nix/.ro-store ro,relatime - squashfs /dev/loop0 ro,errors=continue
+25 22 0:22 / /nix/store rw,relatime - overlay overlay rw,lowerdir=/nix/.ro-store,upperdir=/nix/.rw-store/store,workdir=/nix/.rw-store/work
 26 22 0:5 / /my\\040dir rw - devtmpfs devtmpfs rw,size=4k
 ";
 
@@ -179,7 +179,7 @@ mod tests {
             }
         );
         assert_eq!(m[3].fstype, "overlay");
-        assert!(m[3].options.contains("lowerdir=/nix/.ro-store/0"));
+        assert!(m[3].options.contains("lowerdir=/nix/.ro-store"));
         assert_eq!(m[4].point, "/my\\040dir");
     }
 

@@ -48,10 +48,36 @@ pub enum BootError {
         want: String,
         got: String,
     },
+    #[error("{0}")]
+    ModuleFailed(Box<ModuleFailure>),
+    #[error(
+        "the kernel cannot provide {what}, needed for {needed_for}, and the initrd has no module \
+         for it (looked for: {modules}): add it to the builder's --module or to nixlive.modules="
+    )]
+    NoModule {
+        what: String,
+        needed_for: String,
+        modules: String,
+    },
     #[error(
         "stage-2 init {0} does not exist in the new root (set init= or fix the manifest's init line)"
     )]
     NoStage2(String),
+}
+
+/// A module the boot needs that did not load.
+#[derive(Debug, Error)]
+#[error(
+    "the kernel cannot provide {what}, needed for {needed_for}: module {module} ({path}) \
+     did not load: {error}{hint}"
+)]
+pub struct ModuleFailure {
+    pub what: String,
+    pub needed_for: String,
+    pub module: String,
+    pub path: String,
+    pub error: String,
+    pub hint: String,
 }
 
 impl BootError {

@@ -56,6 +56,14 @@ fn run_one(s: &Step) -> std::io::Result<()> {
             }
             mount_data(source, target, fstype, flags, data)?;
         }
+        Step::Symlink { target, link } => {
+            match std::fs::remove_file(link) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            std::os::unix::fs::symlink(target, link)?;
+        }
         Step::LoopMount {
             image,
             target,

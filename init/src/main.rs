@@ -181,6 +181,7 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
             let (node, fstype, loop_fd) = t.phase("find-medium", || {
                 find_medium(cmdline, events.as_ref(), &mut |a| loader.modalias(a))
             })?;
+            loader.require_fs(&fstype, &format!("the medium {node}"))?;
             t.phase("mount-medium", || {
                 exec::run(&plan::plan_medium(&node, &fstype))
             })?;
@@ -206,6 +207,11 @@ fn boot(cmdline: &mut Cmdline) -> Result<std::convert::Infallible, BootError> {
     } else {
         images_dir.as_str()
     };
+    loader.require_loop("the store images")?;
+    for img in &manifest.images {
+        loader.require_fs(img.fs.as_str(), &format!("the store image {}", img.name))?;
+    }
+    loader.require_fs("overlay", "/nix/store")?;
     t.phase("mount-store", || {
         exec::run(&plan::plan_store(
             &manifest,

@@ -2,15 +2,54 @@
 //! named by `nixlive.modules=`, and coldplug: every device's `modalias`
 //! matched against `modules.alias` (what udev would do), for the devices
 //! present now and for those announced later by uevents.
+//!
+//! A compressed module (`.ko.xz`, `.ko.zst`, `.ko.gz`, from an initrd or
+//! extra cpio that was not made by this builder) goes to the kernel as it is
+//! when `/sys/module/compression` says the kernel decompresses that format,
+//! and is decompressed here otherwise. A module that fails to load is
+//! remembered: when the boot then needs what it provides (a filesystem, loop
+//! devices), that is a failure which names the module and why it failed.
 
+use crate::error::{BootError, ModuleFailure};
 use nixlive_formats::InitrdConf;
 use nixlive_formats::kmod::{self, Aliases, ModDep};
+use nixlive_formats::unpack::{self, Codec};
 use rustix::fs::{Mode, OFlags};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// `MODULE_INIT_COMPRESSED_FILE`: the kernel decompresses `.ko.xz`/`.ko.zst` itself.
 const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
+/// No kernel module comes near this; a larger one is a broken file.
+const MODULE_LIMIT: usize = 256 << 20;
+
+/// How one module file reaches the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `finit_module` of the file as it is.
+    Plain,
+    /// `finit_module` with `MODULE_INIT_COMPRESSED_FILE`.
+    Kernel(Codec),
+    /// Decompressed here, then `init_module`.
+    Own(Codec),
+}
+
+/// Decides how to load `file`, given what `/sys/module/compression` says
+/// (`None`: the file is absent, the kernel decompresses nothing).
+pub fn method(file: &str, kernel_decompresses: Option<&str>) -> Method {
+    match Codec::of_name(file) {
+        None => Method::Plain,
+        Some(c) if kernel_decompresses.map(str::trim) == Some(c.kernel_name()) => Method::Kernel(c),
+        Some(c) => Method::Own(c),
+    }
+}
+
+/// A module that did not load: its file and the error.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub path: String,
+    pub error: String,
+}
 
 pub struct Loader {
     dir: PathBuf,
@@ -19,6 +58,13 @@ pub struct Loader {
     /// Module files already tried (loaded, already present, or failed).
     tried: HashSet<String>,
     seen_aliases: HashSet<String>,
+    /// Modules that failed to load, by module name.
+    failed: BTreeMap<String, Failed>,
+    /// `/sys/module/compression`, read once.
+    kernel_decompresses: Option<String>,
+    /// The kernel the initrd's modules were built for, and the running one.
+    built_for: String,
+    running: String,
     pub loaded: usize,
 }
 
@@ -49,12 +95,17 @@ impl Loader {
         let aliases = std::fs::read_to_string(dir.join("modules.alias"))
             .map(|t| Aliases::parse(&t))
             .unwrap_or_default();
+        let kernel_decompresses = std::fs::read_to_string("/sys/module/compression").ok();
         Loader {
             dir,
             dep,
             aliases,
             tried: HashSet::new(),
             seen_aliases: HashSet::new(),
+            failed: BTreeMap::new(),
+            kernel_decompresses,
+            built_for: conf.kernel.clone(),
+            running,
             loaded: 0,
         }
     }
@@ -65,15 +116,32 @@ impl Loader {
             if !self.tried.insert(f.clone()) {
                 continue;
             }
-            let path = self.dir.join(f);
+            let path = present_variant(&self.dir.join(f));
+            let how = method(&path.to_string_lossy(), self.kernel_decompresses.as_deref());
             let started = std::time::Instant::now();
-            match load(&path) {
+            match load(&path, how) {
                 Ok(true) => {
                     self.loaded += 1;
-                    log::debug!("loaded {} in {:?}", path.display(), started.elapsed());
+                    log::debug!(
+                        "loaded {} ({how:?}) in {:?}",
+                        path.display(),
+                        started.elapsed()
+                    );
                 }
                 Ok(false) => log::debug!("{} already loaded", path.display()),
-                Err(e) => log::warn!("loading module {}: {e}, ignoring", path.display()),
+                Err(e) => {
+                    log::warn!(
+                        "module {} did not load: {e} (the boot fails if it needs this module)",
+                        path.display()
+                    );
+                    self.failed.insert(
+                        kmod::module_name(f),
+                        Failed {
+                            path: path.display().to_string(),
+                            error: e.to_string(),
+                        },
+                    );
+                }
             }
         }
     }
@@ -86,7 +154,7 @@ impl Loader {
             let present = self
                 .dep
                 .path_of(n)
-                .is_some_and(|p| self.dir.join(p).exists());
+                .is_some_and(|p| present_variant(&self.dir.join(p)).exists());
             if !present {
                 if explicit {
                     log::warn!("module {n} is not in this initrd (or is built in), ignoring");
@@ -145,24 +213,126 @@ fn collect_modaliases(dir: &Path, out: &mut Vec<String>, depth: usize) {
     }
 }
 
+/// `path`, or the compressed file of the same module that exists instead
+/// (modules.dep names `.ko`, an extra cpio may bring `.ko.xz`).
+fn present_variant(path: &Path) -> PathBuf {
+    if path.exists() {
+        return path.to_path_buf();
+    }
+    let plain = unpack::plain_name(&path.to_string_lossy()).to_string();
+    std::iter::once(plain.clone())
+        .chain(Codec::ALL.iter().map(|c| format!("{plain}{}", c.suffix())))
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
 /// Returns false when the module was already loaded.
-fn load(path: &Path) -> std::io::Result<bool> {
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let name = path.to_string_lossy();
-    let flags = if name.ends_with(".ko.xz") || name.ends_with(".ko.zst") || name.ends_with(".ko.gz")
-    {
-        MODULE_INIT_COMPRESSED_FILE
-    } else {
-        0
-    };
+fn load(path: &Path, how: Method) -> std::io::Result<bool> {
     // `async_probe`: the module's devices are probed in the background
-    // instead of finit_module waiting for them (an ATA controller's port
+    // instead of the load waiting for them (an ATA controller's port
     // resets take a second). Init waits for the medium by uevents anyway.
-    match rustix::system::finit_module(&fd, c"async_probe", flags) {
+    let params = c"async_probe";
+    let r = match how {
+        Method::Plain | Method::Kernel(_) => {
+            let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+            let flags = match how {
+                Method::Kernel(_) => MODULE_INIT_COMPRESSED_FILE,
+                _ => 0,
+            };
+            rustix::system::finit_module(&fd, params, flags)
+        }
+        Method::Own(codec) => {
+            let packed = std::fs::read(path)?;
+            let image = unpack::unpack(codec, &packed, MODULE_LIMIT)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            rustix::system::init_module(&image, params)
+        }
+    };
+    match r {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::EXIST) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+impl Loader {
+    /// Makes sure the kernel can mount `fstype` (`needed_for` says why the
+    /// boot needs it): loads the module that provides it if the kernel does
+    /// not know it yet; a module that failed to load is named, with why.
+    pub fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError> {
+        let known = || {
+            std::fs::read_to_string("/proc/filesystems")
+                .map(|t| filesystems_has(&t, fstype))
+                .unwrap_or(true)
+        };
+        let alias = format!("fs-{fstype}");
+        self.require(known, &alias, &format!("{fstype} filesystems"), needed_for)
+    }
+
+    /// Makes sure loop devices exist (the images are mounted through them).
+    pub fn require_loop(&mut self, needed_for: &str) -> Result<(), BootError> {
+        let known = || Path::new("/dev/loop-control").exists();
+        self.require(known, "devname:loop-control", "loop devices", needed_for)
+    }
+
+    fn require(
+        &mut self,
+        known: impl Fn() -> bool,
+        alias: &str,
+        what: &str,
+        needed_for: &str,
+    ) -> Result<(), BootError> {
+        if known() {
+            return Ok(());
+        }
+        let mut names = self.aliases.lookup(alias);
+        if names.is_empty() {
+            // modules.alias lists filesystems as `fs-NAME`; a kernel without
+            // it still names most modules after their filesystem.
+            names.push(kmod::module_name(alias.trim_start_matches("fs-")));
+        }
+        self.load_names(&names, false);
+        if known() {
+            return Ok(());
+        }
+        let failed = names
+            .iter()
+            .find_map(|n| self.failed.get(n).map(|f| (n.clone(), f.clone())));
+        Err(match failed {
+            Some((module, f)) => BootError::ModuleFailed(Box::new(ModuleFailure {
+                what: what.to_string(),
+                needed_for: needed_for.to_string(),
+                module,
+                path: f.path,
+                error: f.error,
+                hint: mismatch_hint(&self.built_for, &self.running),
+            })),
+            None => BootError::NoModule {
+                what: what.to_string(),
+                needed_for: needed_for.to_string(),
+                modules: names.join(" "),
+            },
+        })
+    }
+}
+
+/// What to say when the initrd's modules were made for another kernel.
+fn mismatch_hint(built_for: &str, running: &str) -> String {
+    if built_for == running {
+        String::new()
+    } else {
+        format!(
+            "; the initrd's modules are for kernel {built_for} but {running} is running: \
+             build the initrd with the --modules-dir of the kernel you boot"
+        )
+    }
+}
+
+/// Whether `/proc/filesystems` lists `fstype` (lines `nodev\tNAME` or `\tNAME`).
+fn filesystems_has(text: &str, fstype: &str) -> bool {
+    text.lines()
+        .any(|l| l.split_whitespace().last() == Some(fstype))
 }
 
 #[cfg(test)]
@@ -186,5 +356,113 @@ mod tests {
             vec!["pci:v00001AF4d00001001", "virtio:d00000002v00001AF4"]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn how_modules_are_loaded() {
+        assert_eq!(method("kernel/fs/isofs/isofs.ko", None), Method::Plain);
+        assert_eq!(method("a/loop.ko.xz", None), Method::Own(Codec::Xz));
+        assert_eq!(
+            method("a/loop.ko.xz", Some("xz\n")),
+            Method::Kernel(Codec::Xz)
+        );
+        // A kernel built for zstd modules cannot take an xz one.
+        assert_eq!(
+            method("a/loop.ko.xz", Some("zstd\n")),
+            Method::Own(Codec::Xz)
+        );
+        assert_eq!(
+            method("a/loop.ko.zst", Some("zstd\n")),
+            Method::Kernel(Codec::Zstd)
+        );
+        assert_eq!(method("a/loop.ko.gz", Some("xz")), Method::Own(Codec::Gzip));
+        assert_eq!(method("a/loop.ko", Some("xz")), Method::Plain);
+    }
+
+    #[test]
+    fn proc_filesystems() {
+        let t = "nodev\tsysfs\nnodev\ttmpfs\n\text4\n\tiso9660\nnodev\toverlay\n";
+        assert!(filesystems_has(t, "iso9660"));
+        assert!(filesystems_has(t, "overlay"));
+        assert!(!filesystems_has(t, "squashfs"));
+        assert!(!filesystems_has(t, "ext"));
+    }
+
+    #[test]
+    fn compressed_variant_is_found() {
+        let dir = tempfile_dir("variant");
+        std::fs::write(dir.join("isofs.ko.xz"), b"x").unwrap();
+        assert_eq!(
+            present_variant(&dir.join("isofs.ko")),
+            dir.join("isofs.ko.xz")
+        );
+        std::fs::write(dir.join("isofs.ko"), b"x").unwrap();
+        assert_eq!(present_variant(&dir.join("isofs.ko")), dir.join("isofs.ko"));
+        assert_eq!(
+            present_variant(&dir.join("isofs.ko.zst")),
+            dir.join("isofs.ko")
+        );
+        assert_eq!(present_variant(&dir.join("none.ko")), dir.join("none.ko"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_needed_module_that_failed_is_named() {
+        let mut l = Loader {
+            dir: PathBuf::from("/nonexistent-modules"),
+            dep: ModDep::default(),
+            aliases: Aliases::parse("alias fs-squashfs squashfs\n"),
+            tried: HashSet::new(),
+            seen_aliases: HashSet::new(),
+            failed: BTreeMap::new(),
+            kernel_decompresses: None,
+            built_for: "6.12.1".into(),
+            running: "6.1.0".into(),
+            loaded: 0,
+        };
+        // Injected: squashfs failed at load time, as a wrong-kernel module does.
+        l.failed.insert(
+            "squashfs".into(),
+            Failed {
+                path: "/lib/modules/6.12.1/kernel/fs/squashfs/squashfs.ko".into(),
+                error: "Exec format error (os error 8)".into(),
+            },
+        );
+        let e = l
+            .require(
+                || false,
+                "fs-squashfs",
+                "squashfs filesystems",
+                "the store images",
+            )
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "squashfs filesystems",
+            "the store images",
+            "squashfs.ko",
+            "Exec format error",
+            "for kernel 6.12.1 but 6.1.0 is running",
+        ] {
+            assert!(e.contains(part), "{part} missing: {e}");
+        }
+        let e = l
+            .require(
+                || false,
+                "fs-erofs",
+                "erofs filesystems",
+                "the store images",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("erofs") && e.contains("nixlive.modules="), "{e}");
+        assert!(l.require(|| true, "fs-erofs", "x", "y").is_ok());
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nixlive-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 }

@@ -20,6 +20,11 @@ pub enum Step {
         readonly: bool,
         data: String,
     },
+    /// `ln -sfn target link`.
+    Symlink {
+        target: String,
+        link: String,
+    },
     /// Attach `image` to a free loop device (read-only, autoclear) and mount it.
     LoopMount {
         image: String,
@@ -52,6 +57,7 @@ impl fmt::Display for Step {
                 }
                 write!(f, " {source} {target}")
             }
+            Step::Symlink { target, link } => write!(f, "ln -sfn {target} {link}"),
             Step::LoopMount {
                 image,
                 target,
@@ -93,7 +99,8 @@ pub fn plan_ram_images(dir: &str, size: u64) -> Vec<Step> {
     ]
 }
 
-/// The medium, read-only at `/iso` of the new root.
+/// The medium, read-only at `/iso` of the new root, and `/dev/root` naming
+/// its device, as NixOS's stage 1 leaves them for the live system's fstab.
 pub fn plan_medium(device: &str, fstype: &str) -> Vec<Step> {
     vec![
         mkdir(format!("{NEW_ROOT}/iso")),
@@ -104,7 +111,21 @@ pub fn plan_medium(device: &str, fstype: &str) -> Vec<Step> {
             readonly: true,
             data: String::new(),
         },
+        Step::Symlink {
+            target: device.into(),
+            link: "/dev/root".into(),
+        },
     ]
+}
+
+/// Where image `i` of `n` is mounted: `/nix/.ro-store` when it is the only
+/// one (NixOS's place, which its fstab names), else `/nix/.ro-store/<i>`.
+pub fn image_mount_point(i: usize, n: usize) -> String {
+    if n == 1 {
+        format!("{NEW_ROOT}/nix/.ro-store")
+    } else {
+        format!("{NEW_ROOT}/nix/.ro-store/{i}")
+    }
 }
 
 /// The images as lower layers (first = top), the rw tmpfs, and the overlay at
@@ -113,7 +134,7 @@ pub fn plan_store(manifest: &Manifest, images_dir: &str, ram: u64, size: SizeSpe
     let mut steps = Vec::new();
     let mut lowers = Vec::new();
     for (i, img) in manifest.images.iter().enumerate() {
-        let target = format!("{NEW_ROOT}/nix/.ro-store/{i}");
+        let target = image_mount_point(i, manifest.images.len());
         steps.push(mkdir(target.clone()));
         steps.push(Step::LoopMount {
             image: format!("{images_dir}/{}", img.name),
@@ -192,7 +213,28 @@ mod tests {
             vec![
                 "mkdir -p /mnt-root/iso",
                 "mount -t iso9660 -o ro /dev/sr0 /mnt-root/iso",
+                "ln -sfn /dev/sr0 /dev/root",
             ]
+        );
+    }
+
+    #[test]
+    fn one_image_where_nixos_mounts_it() {
+        let s = render(&plan_store(
+            &manifest(1),
+            "/mnt-root/iso",
+            1 << 30,
+            SizeSpec::Percent(50),
+        ));
+        assert_eq!(s[0], "mkdir -p /mnt-root/nix/.ro-store");
+        assert_eq!(
+            s[1],
+            "mount -t squashfs -o loop,ro /mnt-root/iso/img0.squashfs /mnt-root/nix/.ro-store"
+        );
+        assert!(
+            s.last()
+                .unwrap()
+                .contains("lowerdir=/mnt-root/nix/.ro-store,")
         );
     }
 

@@ -4,7 +4,8 @@
 use crate::report::Report;
 
 /// Checks what stage 1 must leave behind: `/` a tmpfs, the medium or the
-/// images mounted, `/nix/store` an overlay over `.ro-store/0`, postboot
+/// images mounted (one at `/nix/.ro-store`, several at `/nix/.ro-store/N`),
+/// `/nix/store` an overlay with the first image on top, postboot
 /// run, `/etc/NIXOS` present, the stage-1 timeline written. `arch` is the
 /// guest's `uname -m`. The error carries the whole report.
 pub fn live_system(r: &Report, arch: &str) -> Result<(), String> {
@@ -18,10 +19,25 @@ pub fn live_system(r: &Report, arch: &str) -> Result<(), String> {
         Some(m) => return fail(format!("/ is {}, want tmpfs", m.fstype)),
         None => return fail("no / mount".into()),
     }
-    match r.mount("/nix/.ro-store/0") {
+    // One image sits where NixOS's fstab expects it; several are numbered.
+    let images: Vec<&str> = r
+        .mounts
+        .iter()
+        .map(|m| m.point.as_str())
+        .filter(|p| *p == "/nix/.ro-store" || p.starts_with("/nix/.ro-store/"))
+        .collect();
+    let top = match images.as_slice() {
+        ["/nix/.ro-store"] => "/nix/.ro-store",
+        [] => return fail("no /nix/.ro-store mount".into()),
+        _ if images.contains(&"/nix/.ro-store") => {
+            return fail(format!("/nix/.ro-store and numbered images: {images:?}"));
+        }
+        _ => "/nix/.ro-store/0",
+    };
+    match r.mount(top) {
         Some(m) if m.fstype == "squashfs" || m.fstype == "erofs" => {}
-        Some(m) => return fail(format!("/nix/.ro-store/0 is {}", m.fstype)),
-        None => return fail("no /nix/.ro-store/0 mount".into()),
+        Some(m) => return fail(format!("{top} is {}", m.fstype)),
+        None => return fail(format!("no {top} mount among {images:?}")),
     }
     let Some(store) = r.mount("/nix/store") else {
         return fail("no /nix/store mount".into());
@@ -30,13 +46,9 @@ pub fn live_system(r: &Report, arch: &str) -> Result<(), String> {
         return fail(format!("/nix/store is {}, want overlay", store.fstype));
     }
     let lower = store.option("lowerdir").unwrap_or_default();
-    if !lower
-        .split(':')
-        .next()
-        .is_some_and(|l| l.ends_with(".ro-store/0"))
-    {
+    if !lower.split(':').next().is_some_and(|l| l.ends_with(top)) {
         return fail(format!(
-            "/nix/store's top lower layer is not .ro-store/0: {lower:?}"
+            "/nix/store's top lower layer is not {top}: {lower:?}"
         ));
     }
     if r.postboot_exit != 0 {

@@ -257,9 +257,9 @@ arch x86_64\r
 uptime_ms 2710\r
 mount / tmpfs tmpfs rw,mode=755\r
 mount /iso iso9660 /dev/sr0 ro,nojoliet,check=s,map=n,blocksize=2048\r
-mount /nix/.ro-store/0 squashfs /dev/loop0 ro,errors=continue\r
+mount /nix/.ro-store squashfs /dev/loop0 ro,errors=continue\r
 [    2.800000] random: crng init done\r
-mount /nix/store overlay overlay rw,lowerdir=/nix/.ro-store/0,upperdir=/nix/.rw-store/store,workdir=/nix/.rw-store/work\r
+mount /nix/store overlay overlay rw,lowerdir=/nix/.ro-store,upperdir=/nix/.rw-store/store,workdir=/nix/.rw-store/work\r
 mount /a\\040b tmpfs tmpfs rw\r
 postboot exit 0\r
 postboot out postboot: created /etc\r
@@ -279,7 +279,7 @@ NIXLIVE-REPORT-END\r
         assert_eq!(r.mounts.len(), 5);
         let store = r.mount("/nix/store").unwrap();
         assert_eq!(store.fstype, "overlay");
-        assert_eq!(store.option("lowerdir"), Some("/nix/.ro-store/0"));
+        assert_eq!(store.option("lowerdir"), Some("/nix/.ro-store"));
         assert_eq!(store.option("rw"), Some(""));
         assert_eq!(store.option("nope"), None);
         assert_eq!(r.mount("/a b").unwrap().fstype, "tmpfs");

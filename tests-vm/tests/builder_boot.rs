@@ -127,7 +127,7 @@ fn netboot_set_boots_through_ipxe() {
     checks::live_system(r, "x86_64").unwrap_or_else(|e| panic!("netboot: {e}"));
     // No medium: the image came inside the initrd and is attached in place.
     assert!(r.mount("/iso").is_none(), "netboot mounted a medium\n{ctx}");
-    let image = r.mount("/nix/.ro-store/0").unwrap();
+    let image = r.mount("/nix/.ro-store").unwrap();
     assert!(image.source.starts_with("/dev/loop"), "{ctx}");
     // The kernel got exactly the command line of the iPXE script, which
     // names no root device.

@@ -66,7 +66,7 @@ fn kernel_cmdline(log: &str) -> String {
 fn assert_netbooted(run: &BootRun) {
     let r = &run.report;
     assert!(r.mount("/iso").is_none(), "netboot mounted /iso\n{r:#?}");
-    let img = r.mount("/nix/.ro-store/0").expect("no image mount");
+    let img = r.mount("/nix/.ro-store").expect("no image mount");
     assert!(
         img.source.starts_with("/dev/loop"),
         "image on {}",
