@@ -122,11 +122,21 @@ impl Loader {
             match load(&path, how) {
                 Ok(true) => {
                     self.loaded += 1;
-                    log::debug!(
-                        "loaded {} ({how:?}) in {:?}",
-                        path.display(),
-                        started.elapsed()
-                    );
+                    let d = started.elapsed();
+                    match how {
+                        Method::Plain => log::debug!("loaded {} in {d:?}", path.display()),
+                        // Rare with this builder's initrds (they hold .ko files): say it.
+                        Method::Kernel(c) => log::info!(
+                            "loaded {} in {d:?}, decompressed by the kernel ({})",
+                            path.display(),
+                            c.kernel_name()
+                        ),
+                        Method::Own(c) => log::info!(
+                            "loaded {} in {d:?}, decompressed by init ({}; the kernel cannot)",
+                            path.display(),
+                            c.kernel_name()
+                        ),
+                    }
                 }
                 Ok(false) => log::debug!("{} already loaded", path.display()),
                 Err(e) => {

@@ -66,7 +66,9 @@ pub fn guest_programs() -> [PathBuf; 3] {
     ["nixlive-init", "nixlive-postboot", "nixlive-demo-init"].map(|n| must_exist(guest.join(n)))
 }
 
-/// A Debian kernel unpacked under `.cache/kernels/<arch>`.
+/// A Debian kernel unpacked under `.cache/kernels/<name>` (the Debian
+/// architecture, or a variant made by the scripts: `amd64-bpo`, `amd64-xz`,
+/// `amd64-zst`).
 #[derive(Debug, Clone)]
 pub struct Kernel {
     pub vmlinuz: PathBuf,
@@ -75,9 +77,9 @@ pub struct Kernel {
     pub modules_dir: PathBuf,
 }
 
-/// The kernel for Debian architecture `arch` (`amd64`, `i386`, `arm64`).
-pub fn kernel(arch: &str) -> Kernel {
-    let dir = workspace_root().join(".cache/kernels").join(arch);
+/// The kernel `.cache/kernels/<name>` (`amd64`, `i386`, `arm64`, or a variant).
+pub fn kernel(name: &str) -> Kernel {
+    let dir = workspace_root().join(".cache/kernels").join(name);
     let version_file = must_exist(dir.join("version"));
     let version = std::fs::read_to_string(&version_file)
         .unwrap_or_else(|e| panic!("reading {}: {e}; {HOW}", version_file.display()))
@@ -145,6 +147,10 @@ pub struct DemoSpec {
     pub netboot: bool,
     /// An authorized_keys file to pack into the initrd.
     pub authorized_keys: Option<PathBuf>,
+    /// The kernel: a directory under `.cache/kernels` (default: the
+    /// architecture's Debian kernel, e.g. `amd64`; `amd64-xz` is the same
+    /// kernel with an xz-compressed module tree, `amd64-bpo` the 6.12).
+    pub kernel: Option<String>,
 }
 
 impl DemoSpec {
@@ -163,6 +169,7 @@ impl DemoSpec {
             append,
             netboot: false,
             authorized_keys: None,
+            kernel: None,
         }
     }
 }
@@ -189,7 +196,7 @@ pub fn build_demo_with(
     let label = spec.label.as_str();
     let arch = spec.arch;
     let builder = programs_builder();
-    let k = kernel(arch.debian());
+    let k = kernel(spec.kernel.as_deref().unwrap_or(arch.debian()));
     let started = Instant::now();
     for sub in ["root", "medium", "netboot"] {
         let d = dir.join(sub);
