@@ -236,6 +236,8 @@ fn report_script(rootfs: &str) -> String {
 # file, then prints it on the serial console and powers off.
 out=/run/nixlive-systemd-report
 {{
+  # On a line of its own: the login prompt before it ends without one.
+  echo
   echo {BEGIN}
   echo "state $(systemctl is-system-running --wait)"
   echo "target $(systemctl is-active multi-user.target)"
@@ -446,13 +448,14 @@ impl Report {
 }
 
 /// Parses the report out of a serial log: the lines between the last
-/// [`BEGIN`] and the [`END`] after it, `\r` removed. Lines that start with
+/// [`BEGIN`] and the [`END`] after it, `\r` removed. [`BEGIN`] may end a
+/// line that something else (a login prompt) began. Lines that start with
 /// `[` are the kernel's or systemd's status lines and are skipped.
 pub fn parse(log: &str) -> Result<Report, String> {
     let lines: Vec<&str> = log.lines().map(|l| l.trim_end_matches('\r')).collect();
     let begin = lines
         .iter()
-        .rposition(|l| l.trim() == BEGIN)
+        .rposition(|l| l.trim_end().ends_with(BEGIN))
         .ok_or_else(|| format!("no {BEGIN} line"))?;
     let end = lines[begin..]
         .iter()
@@ -526,6 +529,11 @@ NIXLIVE-SYSTEMD-END\r
     #[test]
     fn a_good_report_has_no_problems() {
         let r = parse(GOOD).unwrap();
+        let after_prompt = GOOD.replace(
+            "\r\nNIXLIVE-SYSTEMD-BEGIN",
+            "\r\nnixlive login: NIXLIVE-SYSTEMD-BEGIN",
+        );
+        assert_eq!(parse(&after_prompt).unwrap(), r);
         assert_eq!(r.state, "running");
         assert_eq!(
             r.loops,
@@ -539,16 +547,15 @@ NIXLIVE-SYSTEMD-END\r
     }
 
     #[test]
-    fn stage1_layout_of_today_is_two_problems() {
+    fn the_old_stage1_layout_is_two_problems() {
+        // As it was seen: stage 1 mounted the image at /nix/.ro-store/0 and
+        // made no /dev/root; systemd mounted it again at /nix/.ro-store,
+        // mount(8) reusing the read-only loop device on the same file.
         let log = GOOD
             .replace(
                 "mount /nix/.ro-store squashfs /dev/loop0 ro\r\n",
                 "mount /nix/.ro-store/0 squashfs /dev/loop0 ro\r\n\
-                 mount /nix/.ro-store squashfs /dev/loop1 ro\r\n",
-            )
-            .replace(
-                "loop loop0 /iso/nix-store.squashfs\r\n",
-                "loop loop0 /iso/nix-store.squashfs\r\nloop loop1 /iso/nix-store.squashfs\r\n",
+                 mount /nix/.ro-store squashfs /dev/loop0 ro\r\n",
             )
             .replace("dev-root /dev/sr0", "dev-root /dev/root");
         let p = parse(&log).unwrap().problems();
