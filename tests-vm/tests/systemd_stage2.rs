@@ -48,12 +48,15 @@ fn systemd_boots_on_the_live_iso_fstab() {
     vm.wait_exit(POWER_OFF).unwrap();
     eprintln!(
         "systemd_stage2: report after {reported:.1?}, powered off after {:.1?}, {:.1?} in all; \
-         dev-root.device {}; {} journal warnings",
+         dev-root.device {}; {} journal warnings:",
         vm.elapsed(),
         started.elapsed(),
         report.dev_root_device,
         report.journal.len()
     );
+    for line in &report.journal {
+        eprintln!("  {line}");
+    }
 
     let problems = report.problems();
     assert!(
