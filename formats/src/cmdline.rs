@@ -67,8 +67,6 @@ pub struct Cmdline {
     pub debug1devices: bool,
     pub debug1mounts: bool,
     pub trace: bool,
-    pub loglevel: Option<u8>,
-    pub consoles: Vec<String>,
     pub timeout: Timeout,
     pub verify: bool,
     pub overlay_size: SizeSpec,
@@ -92,8 +90,6 @@ impl Default for Cmdline {
             debug1devices: false,
             debug1mounts: false,
             trace: false,
-            loglevel: None,
-            consoles: Vec::new(),
             timeout: Timeout::After(DEFAULT_TIMEOUT),
             verify: false,
             overlay_size: SizeSpec::Percent(50),
@@ -223,14 +219,14 @@ impl Cmdline {
                 }
                 _ => self.warn(key, val, "want an absolute path"),
             },
-            "loglevel" => match val.and_then(|v| v.parse::<u8>().ok()).filter(|l| *l <= 7) {
-                Some(l) => self.loglevel = Some(l),
-                None => self.warn(key, val, "want 0..7"),
-            },
-            "console" => match val {
-                Some(v) if !v.is_empty() => self.consoles.push(v.to_string()),
-                _ => self.warn(key, val, "want a console name"),
-            },
+            // The kernel acts on these two; they are only checked here, so
+            // that a bad value is warned about like any other known key's.
+            "loglevel" if val.and_then(|v| v.parse::<u8>().ok()).is_none_or(|l| l > 7) => {
+                self.warn(key, val, "want 0..7")
+            }
+            "console" if val.is_none_or(str::is_empty) => {
+                self.warn(key, val, "want a console name")
+            }
             "nixlive.timeout" => match val.and_then(|v| v.parse::<u64>().ok()) {
                 Some(0) => self.timeout = Timeout::Forever,
                 Some(s) => self.timeout = Timeout::After(Duration::from_secs(s)),
@@ -284,8 +280,6 @@ mod tests {
         );
         assert_eq!(c.root, Some(RootSpec::Label("nixos-24.05".into())));
         assert_eq!(c.init.as_deref(), Some("/nix/store/abc-sys/init"));
-        assert_eq!(c.consoles, vec!["ttyS0,115200", "tty0"]);
-        assert_eq!(c.loglevel, Some(4));
         assert!(c.copytoram && c.shell_on_fail && !c.panic_on_fail);
         assert_eq!(c.timeout, Timeout::Forever);
         assert_eq!(c.overlay_size, SizeSpec::Bytes(2 << 30));
@@ -318,7 +312,6 @@ mod tests {
         assert_eq!(c.warnings.len(), 6, "{:?}", c.warnings);
         assert_eq!(c.timeout, Timeout::After(DEFAULT_TIMEOUT));
         assert_eq!(c.overlay_size, SizeSpec::Percent(50));
-        assert_eq!(c.loglevel, None);
         assert!(!c.copytoram);
         assert!(c.warnings[0].contains("nixlive.timeout=soon"));
     }

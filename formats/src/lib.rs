@@ -1,7 +1,18 @@
 //! The formats that nixlive's builder writes and its init and post-boot agent
-//! read: the kernel command line, the medium manifest, the initrd
-//! configuration, the stage-1 timeline, the Nix path registration and Nix's
-//! base 32.
+//! read, and the encodings they share:
+//!
+//! - [`cmdline`]: the kernel command line;
+//! - [`manifest`]: the medium manifest; [`initrd_conf`]: the initrd's configuration;
+//! - [`registration`]: the Nix path registration (`nix-store --load-db`);
+//! - [`timeline`]: the stage-1 timeline (`/run/nixlive/stage1.json`);
+//! - [`report`]: the guest report the demo's stage 2 prints and the VM tests read;
+//! - [`kmod`]: `modules.dep`, `modules.alias`; [`superblock`]: filesystem probes;
+//!   [`unpack`]: xz/zstd/gzip decoders for modules and firmware;
+//! - [`paths`]: the paths the programs agree on (`/nix/store/nix-path-registration`, `/mnt-root`, ...);
+//! - encodings: [`hex`], [`base64`], [`nix32`] (Nix's base 32), [`digest`]
+//!   (SHA-256 as lowercase hex, of bytes or of any reader), [`size`]
+//!   (`1.5 KiB`); [`lines`] (the shared line format); [`error`] (printing an
+//!   error with its causes, each once).
 //!
 //! Purpose: one piece of code per format, pure functions over strings and
 //! bytes, so that every parser is unit-tested and fuzzed without root.
@@ -9,13 +20,20 @@
 //! Non-goals: no I/O, no syscalls, no allocation-heavy dependencies (this
 //! crate is linked into the static PID 1).
 
+pub mod base64;
 pub mod cmdline;
+pub mod digest;
+pub mod error;
+pub mod hex;
 pub mod initrd_conf;
 pub mod kmod;
 pub mod lines;
 pub mod manifest;
 pub mod nix32;
+pub mod paths;
 pub mod registration;
+pub mod report;
+pub mod size;
 pub mod superblock;
 pub mod timeline;
 pub mod unpack;
@@ -26,11 +44,7 @@ pub use manifest::{ImageEntry, ImageFs, Manifest};
 pub use registration::Registration;
 pub use timeline::{Phase, Timeline};
 
-/// Files the programs hand each other during the boot.
+/// Files the programs hand each other during the boot (defined in [`paths`]).
 pub mod handoff {
-    /// SSH keys the builder packs into the initrd.
-    pub const INITRD_KEYS: &str = "/etc/nixlive/authorized_keys";
-    /// Where init leaves them for postboot: `/run` survives the switch of
-    /// root, the initrd's own files do not.
-    pub const RUN_KEYS: &str = "/run/nixlive/authorized_keys";
+    pub use crate::paths::{INITRD_KEYS, RUN_KEYS};
 }

@@ -28,10 +28,10 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::nix32;
+use crate::{base64, hex, nix32};
 
 /// The store directory every path must be in.
-pub const STORE_DIR: &str = "/nix/store";
+pub const STORE_DIR: &str = crate::paths::STORE_DIR;
 /// Length of the hash part of a store path's base name.
 pub const HASH_PART_LEN: usize = 32;
 /// Longest name after the hash part that Nix accepts.
@@ -107,7 +107,7 @@ impl PathInfo {
 
     /// The hash as Nix keeps it in its database: `sha256:<base 16>`.
     pub fn nar_hash_base16(&self) -> String {
-        format!("sha256:{}", hex(&self.nar_hash))
+        format!("sha256:{}", hex::encode(&self.nar_hash))
     }
 
     /// The hash as `closureInfo` writes it: `sha256:<nix base 32>`.
@@ -266,7 +266,7 @@ pub fn render(paths: &[PathInfo], format: HashFormat) -> String {
         s.push('\n');
         s.push_str(&match format {
             HashFormat::ClosureInfo => p.nar_hash_base32(),
-            HashFormat::DumpDb => hex(&p.nar_hash),
+            HashFormat::DumpDb => hex::encode(&p.nar_hash),
         });
         s.push('\n');
         s.push_str(&p.nar_size.to_string());
@@ -428,7 +428,7 @@ pub fn parse_sha256(s: &str) -> Result<[u8; 32], String> {
     let digest = if let Some(rest) = s.strip_prefix("sha256:") {
         rest
     } else if let Some(rest) = s.strip_prefix("sha256-") {
-        return base64_decode(rest)
+        return base64::decode(rest)
             .ok_or_else(|| format!("{s:?}: SRI hash is not valid base 64"))
             .and_then(|v| to32(s, v));
     } else if let Some((algo, _)) = s.split_once([':', '-']) {
@@ -439,9 +439,9 @@ pub fn parse_sha256(s: &str) -> Result<[u8; 32], String> {
         s
     };
     let bytes = match digest.len() {
-        64 => hex_decode(digest).ok_or_else(|| format!("{s:?} is not valid base 16"))?,
+        64 => hex::decode(digest).ok_or_else(|| format!("{s:?} is not valid base 16"))?,
         52 => nix32::decode(digest, 32).map_err(|m| format!("{s:?}: {m}"))?,
-        44 => base64_decode(digest).ok_or_else(|| format!("{s:?} is not valid base 64"))?,
+        44 => base64::decode(digest).ok_or_else(|| format!("{s:?} is not valid base 64"))?,
         0 => return Err("empty, a sha256 hash was expected".into()),
         n => {
             return Err(format!(
@@ -455,70 +455,6 @@ pub fn parse_sha256(s: &str) -> Result<[u8; 32], String> {
 fn to32(s: &str, v: Vec<u8>) -> Result<[u8; 32], String> {
     <[u8; 32]>::try_from(v.as_slice())
         .map_err(|_| format!("{s:?} decodes to {} bytes, not 32", v.len()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(H[usize::from(b >> 4)]));
-        s.push(char::from(H[usize::from(b & 0xf)]));
-    }
-    s
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    let d = |c: u8| char::from(c).to_digit(16).map(|v| v as u8);
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Some(d(p[0])? << 4 | d(*p.get(1)?)?))
-        .collect()
-}
-
-/// Standard base 64 with `=` padding, canonical (unused bits zero).
-pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if b.is_empty() || !b.len().is_multiple_of(4) {
-        return None;
-    }
-    let pad = b.iter().rev().take_while(|&&c| c == b'=').count();
-    if pad > 2 {
-        return None;
-    }
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let body = &b[..b.len() - pad];
-    let mut out = Vec::with_capacity(b.len() / 4 * 3);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in body {
-        acc = (acc << 6) | val(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Leftover bits must be zero, and the padding must match them.
-    let want_pad = match body.len() % 4 {
-        0 => 0,
-        2 => 2,
-        3 => 1,
-        _ => return None,
-    };
-    if acc != 0 || pad != want_pad {
-        return None;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -573,9 +509,6 @@ mod tests {
         // A first digit with bits beyond 256.
         assert!(parse_sha256(&format!("sha256:z{}", &ABC32[1..])).is_err());
         assert!(parse_sha256(&format!("sha256:e{}", &ABC32[1..])).is_err());
-        assert!(base64_decode("YQ==").is_some());
-        assert!(base64_decode("YR==").is_none());
-        assert!(base64_decode("YQ=").is_none());
     }
 
     fn error_of(text: &str) -> RegistrationError {

@@ -56,7 +56,7 @@ pub fn ext(buf: &[u8]) -> Option<Identity> {
         "ext2"
     };
     let u = &sb[104..120];
-    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::encode(u);
     let uuid = format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],

@@ -5,7 +5,7 @@
 //!
 //! Pure: a line in, an [`AuthorizedKey`] or a [`KeyError`] out (fuzzable).
 
-use nixlive_formats::registration::base64_decode;
+use nixlive_formats::base64;
 use thiserror::Error;
 
 /// Key types postboot installs. DSA keys are refused (OpenSSH dropped them).
@@ -173,7 +173,7 @@ fn split_options(line: &str) -> Result<(&str, &str), KeyError> {
 /// Checks the key data: base64, first an SSH string equal to the type, and
 /// for the plain key types the fields that follow.
 fn check_blob(key_type: &str, blob: &str) -> Result<(), KeyError> {
-    let data = base64_decode(blob).ok_or_else(|| KeyError::BadBase64(key_type.to_string()))?;
+    let data = base64::decode(blob).ok_or_else(|| KeyError::BadBase64(key_type.to_string()))?;
     let malformed = || KeyError::Malformed(key_type.to_string());
     let mut r = Reader { data: &data };
     let inner = r.string().ok_or_else(malformed)?;
