@@ -43,7 +43,8 @@ bench: build
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_SECONDS ?= 10
 FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod superblock authorized_keys postboot_conf
-fuzz:
+# deps: libFuzzer is C++ (g++). cargo-fuzz is installed here when missing.
+fuzz: deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^Done|ERROR|panicked|SUMMARY' ; \

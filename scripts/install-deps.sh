@@ -40,8 +40,13 @@ add_backports() {
   NEED_UPDATE=1
 }
 
-APT_PKGS=(kmod xz-utils xorriso isolinux syslinux-common squashfs-tools cpio zstd busybox-static mtools dosfstools e2fsprogs nix-bin musl-tools grub-efi-amd64-bin gdisk debootstrap)
-QEMU_PKGS=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64)
+# gcc and libc6-dev: cargo's linker and the SQLite that postboot's native
+# loader compiles; g++: libFuzzer for `make fuzz`. (A bare machine may have
+# rustup without them.)
+APT_PKGS=(gcc g++ libc6-dev kmod xz-utils xorriso isolinux syslinux-common squashfs-tools cpio zstd busybox-static mtools dosfstools e2fsprogs nix-bin musl-tools grub-efi-amd64-bin gdisk debootstrap)
+# ipxe-qemu: the e1000 ROM the netboot VM tests boot from (named here, not
+# left to qemu-system-x86's dependencies).
+QEMU_PKGS=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 ipxe-qemu)
 
 missing=()
 for p in "${APT_PKGS[@]}" "${QEMU_PKGS[@]}"; do
