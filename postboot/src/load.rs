@@ -49,9 +49,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is malformed, nothing was registered: {source}")]
+    #[error("{path} is malformed, nothing was registered")]
     Parse {
         path: String,
+        #[source]
         source: RegistrationError,
     },
     #[error("the native loader is not built for this architecture; use --loader nix-store")]
@@ -75,27 +76,50 @@ pub enum LoadError {
     },
 }
 
-/// What was loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Loaded {
-    pub loader: &'static str,
-    pub paths: usize,
-    /// Paths that were new or differed (0: nothing to do).
-    pub changed: usize,
+/// A loader that ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Used {
+    Native,
+    NixStore,
 }
 
-/// Parses `<root>/<file>` and loads it. `Ok(None)`: there is no such file.
+impl Used {
+    /// As `--loader` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Used::Native => "native",
+            Used::NixStore => "nix-store",
+        }
+    }
+}
+
+/// What [`load`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// There is no registration file.
+    NoFile,
+    /// `auto` found no loader: the system has no Nix to use the `paths`.
+    NoLoader { paths: usize },
+    Loaded {
+        loader: Used,
+        paths: usize,
+        /// Paths that were new or differed (0: nothing to do).
+        changed: usize,
+    },
+}
+
+/// Parses `<root>/<file>` and loads it.
 pub fn load(
     root: &Path,
     file: &str,
     loader: Loader,
     nix_store: &Path,
     now: i64,
-) -> Result<Option<Loaded>, LoadError> {
+) -> Result<Outcome, LoadError> {
     let host = paths::under(root, file);
     let data = match std::fs::read(&host) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::NoFile),
         Err(source) => {
             return Err(LoadError::Read {
                 path: file.to_string(),
@@ -109,14 +133,12 @@ pub fn load(
     })?;
     let has_drv = reg.paths.iter().any(|p| p.path.ends_with(".drv"));
     match choose(loader, NATIVE_AVAILABLE, has_drv, nix_store.is_file()) {
-        Choice::Native => load_native(root, &reg, now).map(Some),
-        Choice::NixStore => load_nix_store(root, &reg, &data, nix_store).map(Some),
+        Choice::Native => load_native(root, &reg, now),
+        Choice::NixStore => load_nix_store(root, &reg, &data, nix_store),
         Choice::Unavailable => Err(LoadError::NativeUnavailable),
-        Choice::Skip => Ok(Some(Loaded {
-            loader: "none",
+        Choice::Skip => Ok(Outcome::NoLoader {
             paths: reg.paths.len(),
-            changed: 0,
-        })),
+        }),
     }
 }
 
@@ -144,22 +166,22 @@ pub fn choose(loader: Loader, native_built: bool, has_drv: bool, nix_store_found
 }
 
 #[cfg(target_arch = "x86_64")]
-fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Loaded, LoadError> {
+fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Outcome, LoadError> {
     let dir = paths::under(root, paths::NIX_DB_DIR);
     // A second run finds everything in place and writes nothing.
     let changed = crate::db::missing(&dir, reg)?;
     if changed > 0 {
         crate::db::load(&dir, reg, now)?;
     }
-    Ok(Loaded {
-        loader: "native",
+    Ok(Outcome::Loaded {
+        loader: Used::Native,
         paths: reg.paths.len(),
         changed,
     })
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn load_native(_: &Path, _: &Registration, _: i64) -> Result<Loaded, LoadError> {
+fn load_native(_: &Path, _: &Registration, _: i64) -> Result<Outcome, LoadError> {
     Err(LoadError::NativeUnavailable)
 }
 
@@ -168,7 +190,7 @@ fn load_nix_store(
     reg: &Registration,
     data: &[u8],
     nix_store: &Path,
-) -> Result<Loaded, LoadError> {
+) -> Result<Outcome, LoadError> {
     // Which paths are not valid yet (in chunks: one argument per path).
     let mut invalid = 0;
     for chunk in reg.paths.chunks(2000) {
@@ -181,8 +203,8 @@ fn load_nix_store(
     if invalid > 0 {
         run(nix_store, root, &["--load-db"], "--load-db", Some(data))?;
     }
-    Ok(Loaded {
-        loader: "nix-store",
+    Ok(Outcome::Loaded {
+        loader: Used::NixStore,
         paths: reg.paths.len(),
         changed: invalid,
     })
@@ -238,7 +260,9 @@ pub fn find_nix_store(root: &Path) -> PathBuf {
             .map(|d| d.join("nix-store"))
             .find(|p| p.is_file())
     });
-    in_path.unwrap_or_else(|| paths::under(root, "/run/current-system/sw/bin/nix-store"))
+    in_path.unwrap_or_else(|| {
+        paths::under(root, &format!("{}/sw/bin/nix-store", paths::CURRENT_SYSTEM))
+    })
 }
 
 #[cfg(test)]
@@ -255,5 +279,25 @@ mod tests {
         assert_eq!(choose(Auto, false, false, false), Choice::Skip);
         assert_eq!(choose(Native, false, false, true), Choice::Unavailable);
         assert_eq!(choose(NixStore, true, false, false), Choice::NixStore);
+    }
+
+    #[test]
+    fn a_malformed_file_names_its_line_once() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("reg"), "not a store path\n").unwrap();
+        let e = load(
+            root.path(),
+            "/reg",
+            Loader::Auto,
+            Path::new("/nonexistent"),
+            0,
+        )
+        .unwrap_err();
+        let shown = nixlive_formats::error::chain(&e);
+        assert!(
+            shown.starts_with("/reg is malformed, nothing was registered: line 1 ("),
+            "{shown}"
+        );
+        assert_eq!(shown.matches("line 1").count(), 1, "{shown}");
     }
 }

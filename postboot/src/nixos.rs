@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::paths;
+
 #[derive(Debug, Error)]
 #[error("{action} {path}")]
 pub struct MarkerError {
@@ -20,7 +22,7 @@ pub struct MarkerError {
 /// exist; `Ok(true)` if anything was created.
 pub fn ensure(root: &Path) -> Result<bool, MarkerError> {
     let etc = ensure_dir(&root.join("etc"), 0o755)?;
-    let marker = ensure_file(&root.join("etc/NIXOS"), 0o644)?;
+    let marker = ensure_file(&paths::under(root, paths::NIXOS_MARKER), 0o644)?;
     Ok(etc || marker)
 }
 

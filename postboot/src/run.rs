@@ -14,7 +14,7 @@ use nixlive_formats::Cmdline;
 use nixlive_formats::registration::check_store_path;
 
 use crate::config::Config;
-use crate::load::{self, Loader};
+use crate::load::{self, Loader, Outcome};
 use crate::users::PasswordOutcome;
 use crate::{nixos, paths, profile, ssh, users};
 
@@ -101,17 +101,8 @@ impl Log<'_> {
     }
 }
 
-/// An error and its sources, `: `-separated.
-pub fn chain(e: &dyn Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+/// An error and its sources, `: `-separated, each once.
+pub use nixlive_formats::error::chain;
 
 /// Runs every step; progress on `out`, errors and rejections on `err`.
 pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Summary {
@@ -182,28 +173,34 @@ fn registration(opts: &Options, log: &mut Log<'_>) {
         .clone()
         .unwrap_or_else(|| load::find_nix_store(&opts.root));
     match load::load(&opts.root, &opts.registration, opts.loader, &nix_store, now) {
-        Ok(None) => log.say(step, format_args!("no {}, skipping", opts.registration)),
-        Ok(Some(l)) if l.loader == "none" => log.say(
+        Ok(Outcome::NoFile) => log.say(step, format_args!("no {}, skipping", opts.registration)),
+        Ok(Outcome::NoLoader { paths }) => log.say(
             step,
             format_args!(
-                "{} paths in {}, but no loader here (no native loader on this architecture, no {}): the system has no Nix to use them, skipping",
-                l.paths,
+                "{paths} paths in {}, but no loader here (no native loader on this architecture, no {}): the system has no Nix to use them, skipping",
                 opts.registration,
                 nix_store.display()
             ),
         ),
-        Ok(Some(l)) if l.changed == 0 => log.say(
+        Ok(Outcome::Loaded {
+            paths, changed: 0, ..
+        }) => log.say(
             step,
             format_args!(
-                "all {} paths of {} already valid, nothing to do",
-                l.paths, opts.registration
+                "all {paths} paths of {} already valid, nothing to do",
+                opts.registration
             ),
         ),
-        Ok(Some(l)) => log.changed(
+        Ok(Outcome::Loaded {
+            loader,
+            paths,
+            changed,
+        }) => log.changed(
             step,
             format_args!(
-                "loaded {} paths ({} new or changed) from {} with the {} loader",
-                l.paths, l.changed, opts.registration, l.loader
+                "loaded {paths} paths ({changed} new or changed) from {} with the {} loader",
+                opts.registration,
+                loader.name()
             ),
         ),
         Err(e) => log.fail(step, &e),
@@ -370,13 +367,11 @@ fn root_password(root: &Path, config: &Config, log: &mut Log<'_>) {
             step,
             format_args!("root had an empty password; locked it (no hash configured)"),
         ),
-        Ok(PasswordOutcome::Unchanged(why)) => {
-            let what = if config.root_password_hash.is_some() {
-                "root's password hash already set"
-            } else if why == "already" {
-                "root has no usable password"
-            } else {
-                "no /etc/shadow, root has no usable password"
+        Ok(o @ (PasswordOutcome::AlreadyDone | PasswordOutcome::NoShadow)) => {
+            let what = match (config.root_password_hash.is_some(), o) {
+                (true, _) => "root's password hash already set",
+                (false, PasswordOutcome::NoShadow) => "no /etc/shadow, root has no usable password",
+                (false, _) => "root has no usable password",
             };
             log.say(step, format_args!("{what}, nothing to do"));
         }

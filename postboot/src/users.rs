@@ -114,11 +114,16 @@ pub fn lookup(root: &Path, names: &[String]) -> Result<Vec<User>, UserError> {
 }
 
 /// What [`set_root_password`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordOutcome {
+    /// Root's password field is now the configured hash.
     Set,
+    /// Root had an empty password field, now `!`.
     Locked,
-    Unchanged(&'static str),
+    /// Root's entry already was as wanted.
+    AlreadyDone,
+    /// There is no `/etc/shadow` and no hash to write one with.
+    NoShadow,
 }
 
 /// Root's shadow line with the password field replaced, or `None` when
@@ -143,12 +148,12 @@ pub fn shadow_with_root(text: &str, hash: Option<&str>) -> Option<(String, Passw
                 outcome = Some(o);
                 continue;
             }
-            outcome = Some(PasswordOutcome::Unchanged("already"));
+            outcome = Some(PasswordOutcome::AlreadyDone);
         }
         out.push_str(line);
     }
     match (outcome, hash) {
-        (Some(PasswordOutcome::Unchanged(_)), _) => None,
+        (Some(PasswordOutcome::AlreadyDone), _) => None,
         (Some(o), _) => Some((out, o)),
         (None, Some(h)) => {
             if !out.is_empty() && !out.ends_with('\n') {
@@ -172,7 +177,7 @@ pub fn set_root_password(root: &Path, hash: Option<&str>) -> Result<PasswordOutc
     let etc = match sys::open_dir(&root.join("etc")) {
         Ok(fd) => fd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && hash.is_none() => {
-            return Ok(PasswordOutcome::Unchanged("no /etc/shadow"));
+            return Ok(PasswordOutcome::NoShadow);
         }
         Err(e) => return Err(err(e)),
     };
@@ -182,11 +187,11 @@ pub fn set_root_password(root: &Path, hash: Option<&str>) -> Result<PasswordOutc
             let (mode, owner) = sys::stat_fd(fd).map_err(err)?;
             (String::from_utf8_lossy(data).into_owned(), mode, owner)
         }
-        None if hash.is_none() => return Ok(PasswordOutcome::Unchanged("no /etc/shadow")),
+        None if hash.is_none() => return Ok(PasswordOutcome::NoShadow),
         None => (String::new(), 0o640, Owner { uid: 0, gid: 0 }),
     };
     match shadow_with_root(&text, hash) {
-        None => Ok(PasswordOutcome::Unchanged("already")),
+        None => Ok(PasswordOutcome::AlreadyDone),
         Some((new, outcome)) => {
             sys::replace_file(&etc, "shadow", new.as_bytes(), mode, owner).map_err(err)?;
             Ok(outcome)

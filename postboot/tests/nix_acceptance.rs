@@ -405,8 +405,10 @@ fn malformed_corpus_is_refused_and_db_untouched() {
             ]);
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "{file}: {}", text(&out));
-            assert!(
-                err.contains(&format!("line {line} ({field})")),
+            // Named once: the parse error is the cause, not repeated in the message.
+            assert_eq!(
+                err.matches(&format!("line {line} ({field})")).count(),
+                1,
                 "{file}: {}",
                 text(&out)
             );
