@@ -25,28 +25,31 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod report;
-mod sys;
+use nixlive_formats::error::chain;
+use nixlive_formats::paths::{
+    NIX_DB, NIX_DB_SCHEMA, NIXOS_MARKER, STAGE1_TIMELINE, STORE_DIR, SYSTEM_PROFILE,
+};
+use nixlive_formats::report::{self, FileInfo, Inputs, Postboot};
 
-use report::{FileEntry, FileState, Inputs, Postboot};
+mod sys;
 
 /// Paths whose type, mode and owner the report shows.
 const FILES_OF_INTEREST: &[&str] = &[
-    "/etc/NIXOS",
+    NIXOS_MARKER,
     "/etc",
-    "/nix/store",
-    "/run/nixlive/stage1.json",
+    STORE_DIR,
+    STAGE1_TIMELINE,
     // What postboot makes: Nix's database, the system profile, SSH keys.
-    "/nix/var/nix/db/db.sqlite",
-    "/nix/var/nix/db/schema",
-    "/nix/var/nix/profiles/system",
+    NIX_DB,
+    NIX_DB_SCHEMA,
+    SYSTEM_PROFILE,
     "/nix/var/nix/profiles/system-1-link",
     "/root",
     "/root/.ssh",
     "/root/.ssh/authorized_keys",
 ];
 
-const STAGE1_JSON: &str = "/run/nixlive/stage1.json";
+const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
@@ -68,15 +71,15 @@ fn run() -> Result<String, String> {
     let uptime_ms = report::parse_uptime_ms(&uptime)
         .ok_or_else(|| format!("/proc/uptime: cannot parse {uptime:?}"))?;
     let postboot = run_postboot()?;
-    let mounts = report::parse_mountinfo(&read("/proc/self/mountinfo")?)?;
+    let mounts = mountinfo()?;
     let files = FILES_OF_INTEREST
         .iter()
         .map(|p| stat(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let stage1 = match fs::read_to_string(STAGE1_JSON) {
+    let stage1 = match fs::read_to_string(STAGE1_TIMELINE) {
         Ok(s) => Some(s),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("reading {STAGE1_JSON}: {e}")),
+        Err(e) => return Err(format!("reading {STAGE1_TIMELINE}: {e}")),
     };
     // Keep kernel messages from cutting report lines apart on the console;
     // emergencies (panics, "Power down") still get through.
@@ -98,13 +101,17 @@ fn read(path: &str) -> Result<String, String> {
     fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))
 }
 
+fn mountinfo() -> Result<Vec<report::Mount>, String> {
+    report::parse_mountinfo(&read(MOUNTINFO)?).map_err(|e| format!("{MOUNTINFO} {e}"))
+}
+
 /// Mounts `/proc`, `/sys`, `/dev`, `/run` where stage 1 did not leave them.
 fn ensure_api_filesystems() -> Result<(), String> {
-    if !Path::new("/proc/self/mountinfo").exists() {
+    if !Path::new(MOUNTINFO).exists() {
         mkdir("/proc")?;
-        sys::mount("proc", "/proc", "proc", true, "").map_err(|e| e.to_string())?;
+        sys::mount("proc", "/proc", "proc", true, "").map_err(|e| chain(&e))?;
     }
-    let mounts = report::parse_mountinfo(&read("/proc/self/mountinfo")?)?;
+    let mounts = mountinfo()?;
     for (target, fstype, noexec, data) in [
         ("/sys", "sysfs", true, ""),
         ("/dev", "devtmpfs", false, "mode=0755"),
@@ -112,7 +119,7 @@ fn ensure_api_filesystems() -> Result<(), String> {
     ] {
         if !mounts.iter().any(|m| m.point == target) {
             mkdir(target)?;
-            sys::mount(fstype, target, fstype, noexec, data).map_err(|e| e.to_string())?;
+            sys::mount(fstype, target, fstype, noexec, data).map_err(|e| chain(&e))?;
         }
     }
     Ok(())
@@ -152,8 +159,8 @@ fn run_postboot() -> Result<Postboot, String> {
     })
 }
 
-fn stat(path: &str) -> Result<FileEntry, String> {
-    let state = match fs::symlink_metadata(path) {
+fn stat(path: &str) -> Result<(String, Option<FileInfo>), String> {
+    let info = match fs::symlink_metadata(path) {
         Ok(m) => {
             let t = m.file_type();
             let kind = if t.is_file() {
@@ -171,20 +178,17 @@ fn stat(path: &str) -> Result<FileEntry, String> {
             } else {
                 "socket"
             };
-            FileState::Present {
-                kind,
-                mode: m.mode(),
+            Some(FileInfo {
+                kind: kind.to_string(),
+                mode: m.mode() & 0o7777,
                 uid: m.uid(),
                 gid: m.gid(),
-            }
+            })
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => FileState::Missing,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("inspecting {path}: {e}")),
     };
-    Ok(FileEntry {
-        path: path.to_string(),
-        state,
-    })
+    Ok((path.to_string(), info))
 }
 
 /// Writes to `/dev/console`, and to stdout too unless stdout is a terminal
@@ -212,7 +216,7 @@ fn emit(text: &str) {
 fn shutdown() -> ! {
     sys::sync();
     let err = sys::power_off();
-    emit(&report::render_error(&err.to_string()));
+    emit(&report::render_error(&chain(&err)));
     if std::process::id() == 1 {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));

@@ -6,7 +6,8 @@ use std::io;
 
 use rustix::mount::MountFlags;
 
-/// A failed syscall, naming what it was done to.
+/// A failed syscall, naming what it was done to; the kernel's answer is the
+/// source (print it with `nixlive_formats::error::chain`).
 #[derive(Debug)]
 pub struct SysError {
     pub what: String,
@@ -15,7 +16,7 @@ pub struct SysError {
 
 impl fmt::Display for SysError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.what, self.source)
+        f.write_str(&self.what)
     }
 }
 
