@@ -6,7 +6,7 @@
 //! grub-mkimage writes no timestamps, `mkfs.vfat --invariant` fixes the
 //! serial and times, and mtools takes its times from `SOURCE_DATE_EPOCH`.
 
-use crate::squashfs::run_tool;
+use crate::tool;
 use anyhow::{Context, Result, ensure};
 use std::fs;
 use std::path::Path;
@@ -122,7 +122,7 @@ pub fn make_grub_efi(
         .arg("-o")
         .arg(out)
         .args(GRUB_MODULES);
-    run_tool(&mut cmd, "grub-mkimage")
+    tool::run(&mut cmd, "grub-mkimage")
 }
 
 /// Size in KiB of an ESP that holds a file of `efi_len` bytes: the file,
@@ -153,14 +153,14 @@ pub fn make_esp(efi: &Path, boot_file: &str, out: &Path, epoch: u64) -> Result<(
         .arg(out)
         .arg(esp_kib(len).to_string())
         .env("SOURCE_DATE_EPOCH", &e);
-    run_tool(&mut cmd, "mkfs.vfat (dosfstools)")?;
+    tool::run(&mut cmd, "mkfs.vfat (dosfstools)")?;
     let mut cmd = Command::new("mmd");
     cmd.arg("-i")
         .arg(out)
         .args(["::/EFI", "::/EFI/BOOT"])
         .env("SOURCE_DATE_EPOCH", &e)
         .env("MTOOLS_SKIP_CHECK", "1");
-    run_tool(&mut cmd, "mmd (mtools)")?;
+    tool::run(&mut cmd, "mmd (mtools)")?;
     let mut cmd = Command::new("mcopy");
     cmd.arg("-m")
         .arg("-i")
@@ -169,7 +169,7 @@ pub fn make_esp(efi: &Path, boot_file: &str, out: &Path, epoch: u64) -> Result<(
         .arg(format!("::/EFI/BOOT/{boot_file}"))
         .env("SOURCE_DATE_EPOCH", &e)
         .env("MTOOLS_SKIP_CHECK", "1");
-    run_tool(&mut cmd, "mcopy (mtools)")
+    tool::run(&mut cmd, "mcopy (mtools)")
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! zstd, gzip or xz; extra cpio archives appended as they are.
 
 use crate::cpio::{Archive, Kind};
-use anyhow::{Context, Result, anyhow, bail};
+use crate::tool;
+use anyhow::{Context, Result, anyhow};
 use nixlive_formats::InitrdConf;
 use nixlive_formats::kmod::{self as modules, ModDep};
 use nixlive_formats::unpack::{self, Codec, plain_name};
@@ -12,7 +13,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
@@ -109,34 +110,6 @@ fn decompressed(path: &Path, data: Vec<u8>) -> Result<Vec<u8>> {
             .with_context(|| format!("unpacking {}", path.display())),
         None => Ok(data),
     }
-}
-
-/// Runs a filter program over `input`.
-fn pipe(cmd: &mut Command, input: &[u8], what: &str) -> Result<Vec<u8>> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {what}; is it installed?"))?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let data = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("running {what}"))?;
-    let wrote = writer
-        .join()
-        .map_err(|_| anyhow!("{what}: writer panicked"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    wrote.with_context(|| format!("feeding {what}"))?;
-    Ok(out.stdout)
 }
 
 /// What goes into an initrd.
@@ -333,7 +306,7 @@ pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>> {
         }
         // The kernel's xz decoder wants CRC32 checks and a bounded dictionary;
         // one thread keeps the output the same everywhere.
-        Compression::Xz => pipe(
+        Compression::Xz => tool::pipe(
             Command::new("xz").args([
                 "--format=xz",
                 "--check=crc32",
@@ -442,7 +415,7 @@ mod tests {
             "xz" => &["--check=crc32", "--lzma2=dict=1MiB", "-c"],
             _ => &["-19", "-q", "-c"],
         };
-        pipe(Command::new(prog).args(args), data, prog).unwrap()
+        tool::pipe(Command::new(prog).args(args), data, prog).unwrap()
     }
 
     #[test]
@@ -579,7 +552,10 @@ mod tests {
         // Stream flags: check type 1 = CRC32, which the kernel's decoder takes.
         assert_eq!(x[7], 1);
         assert_eq!(compress(&data, Compression::Xz).unwrap(), x);
-        assert_eq!(pipe(Command::new("xz").arg("-dc"), &x, "xz").unwrap(), data);
+        assert_eq!(
+            tool::pipe(Command::new("xz").arg("-dc"), &x, "xz").unwrap(),
+            data
+        );
     }
 
     #[test]

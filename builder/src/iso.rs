@@ -9,7 +9,8 @@ use crate::initrd::{self, Compression, InitrdSpec};
 use crate::inputs::{Closure, ImagePlan, ImageSpec, InputArgs, plan_images};
 use crate::medium;
 use crate::outputs::Outputs;
-use crate::squashfs::{self, SquashComp, run_tool};
+use crate::squashfs::{self, SquashComp};
+use crate::tool;
 use anyhow::{Context, Result, anyhow, ensure};
 use nixlive_formats::registration::{self, HashFormat, PathInfo};
 use nixlive_formats::{ImageEntry, ImageFs, Manifest};
@@ -524,10 +525,9 @@ pub fn make_iso(b: &BootArgs, tree: &Path, out: &Path) -> Result<()> {
         .args(["--set_all_file_dates", "set_to_mtime"])
         .arg(tree)
         .env("SOURCE_DATE_EPOCH", epoch.to_string());
-    let spin = crate::progress::spinner(&format!("making {}", out.display()));
-    let r = run_tool(&mut cmd, "xorriso");
-    spin.finish_and_clear();
-    r
+    crate::progress::during(&format!("making {}", out.display()), || {
+        tool::run(&mut cmd, "xorriso")
+    })
 }
 
 /// `nixlive iso`.

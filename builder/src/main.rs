@@ -13,6 +13,7 @@ mod outputs;
 mod progress;
 mod registration;
 mod squashfs;
+mod tool;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -29,3 +29,11 @@ pub fn spinner(what: &str) -> ProgressBar {
     s.enable_steady_tick(std::time::Duration::from_millis(120));
     s
 }
+
+/// Runs `f` under a [`spinner`] saying `what`, cleared when it returns.
+pub fn during<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let s = spinner(what);
+    let r = f();
+    s.finish_and_clear();
+    r
+}

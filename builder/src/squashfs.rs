@@ -4,7 +4,7 @@
 //! backhand crate, pure Rust apart from zstd's C library), reproducibly:
 //! one timestamp, root-owned, no xattrs, 1 MiB blocks.
 
-use crate::progress;
+use crate::{progress, tool};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -37,25 +37,6 @@ impl SquashComp {
             SquashComp::Lz4 => "lz4",
         }
     }
-}
-
-pub(crate) fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().with_context(|| {
-        format!(
-            "cannot run {what} ({:?}); is it installed?",
-            cmd.get_program()
-        )
-    })?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {:?}\n{}{}",
-            out.status,
-            cmd,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// `(major, minor)` of a `mksquashfs -version` banner.
@@ -97,12 +78,9 @@ pub fn make(
 ) -> Result<()> {
     match backend {
         Backend::Mksquashfs => make_mksquashfs(store_dir, names, registration, out, comp, epoch),
-        Backend::Native => {
-            let spin = progress::spinner(&format!("writing {}", out.display()));
-            let r = make_native(store_dir, names, registration, out, comp, epoch);
-            spin.finish_and_clear();
-            r
-        }
+        Backend::Native => progress::during(&format!("writing {}", out.display()), || {
+            make_native(store_dir, names, registration, out, comp, epoch)
+        }),
     }
 }
 
@@ -220,10 +198,9 @@ fn make_mksquashfs(
         .args(["-no-progress", "-quiet"])
         // mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times.
         .env_remove("SOURCE_DATE_EPOCH");
-    let spin = progress::spinner(&format!("making {}", out.display()));
-    let r = run_tool(&mut cmd, "mksquashfs");
-    spin.finish_and_clear();
-    r
+    progress::during(&format!("making {}", out.display()), || {
+        tool::run(&mut cmd, "mksquashfs")
+    })
 }
 
 #[cfg(test)]
