@@ -34,6 +34,8 @@ pub const END: &str = "NIXLIVE-REPORT-END";
 pub const ERROR: &str = "NIXLIVE-ERROR";
 /// The banner init prints on the console when the boot fails.
 pub const STAGE1_FAILED: &str = "*** nixlive: the live system could not start ***";
+/// Init's last line on a failed boot, unless it panics or starts a shell.
+pub const STAGE1_REBOOT_PROMPT: &str = "Press Enter to reboot.";
 
 /// The first word of each report line.
 pub mod key {

@@ -266,21 +266,10 @@ pub fn squashfs(dir: &Path, out: &Path) -> Result<(), String> {
 
 /// Lowercase hex sha256 of a file.
 pub fn sha256(path: &Path) -> Result<String, String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        use std::io::Read;
-        let n = f
-            .read(&mut buf)
-            .map_err(io(format!("reading {}", path.display())))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    let f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    nixlive_formats::digest::sha256_read(f)
+        .map(|sum| sum.hex)
+        .map_err(io(format!("reading {}", path.display())))
 }
 
 /// Adds `image` (a file already in the medium tree) as the last (bottom)

@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::report::FATAL_MARKERS;
+use crate::report::{FATAL_MARKERS, STAGE1_FAILED, STAGE1_REBOOT_PROMPT};
 
 /// How QEMU executes guest code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +264,17 @@ impl Vm {
             command_line: self.command_line.clone(),
             serial_log: out.serial.clone(),
             qemu_stderr: out.stderr.clone(),
+        }
+    }
+
+    /// Waits for init's failure screen (its banner, the message, the offer
+    /// to reboot) and returns what follows the banner, `\r` removed.
+    pub fn wait_for_stage1_failure(&self, timeout: Duration) -> Result<String, Failure> {
+        self.wait_for_any(&[STAGE1_REBOOT_PROMPT], timeout)?;
+        let log = self.serial_log().replace('\r', "");
+        match log.split_once(STAGE1_FAILED) {
+            Some((_, after)) => Ok(after.to_string()),
+            None => Err(self.failure("no failure banner on the console")),
         }
     }
 

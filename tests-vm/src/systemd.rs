@@ -38,7 +38,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::artifacts;
-use crate::report::Mount;
+use nixlive_formats::report::{self, Mount};
 
 pub const BEGIN: &str = "NIXLIVE-SYSTEMD-BEGIN";
 pub const END: &str = "NIXLIVE-SYSTEMD-END";
@@ -120,8 +120,7 @@ pub fn debian_root() -> PathBuf {
 /// well-formed store path).
 pub fn store_path(name: &str) -> String {
     use nixlive_formats::nix32;
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("nixlive-tests-vm:{name}").as_bytes());
+    let digest = nixlive_formats::digest::sha256(format!("nixlive-tests-vm:{name}").as_bytes());
     format!(
         "/nix/store/{}-{name}",
         nix32::encode(&nix32::compress(&digest, 20))
@@ -473,18 +472,8 @@ pub fn parse(log: &str) -> Result<Report, String> {
             "state" => r.state = rest.trim().to_string(),
             "target" => r.target = rest.trim().to_string(),
             "failed" => r.failed.push(rest.trim().to_string()),
-            "mount" => {
-                let f: Vec<&str> = rest.split(' ').collect();
-                let [point, fstype, source, options] = f[..] else {
-                    return Err(bad());
-                };
-                r.mounts.push(Mount {
-                    point: point.to_string(),
-                    fstype: fstype.to_string(),
-                    source: source.to_string(),
-                    options: options.to_string(),
-                });
-            }
+            // The guest report's mount lines, made the same way (awk over mountinfo).
+            report::key::MOUNT => r.mounts.push(Mount::from_report(rest).ok_or_else(bad)?),
             "loop" => {
                 let (dev, file) = rest.split_once(' ').ok_or_else(bad)?;
                 r.loops.push((dev.to_string(), file.to_string()));

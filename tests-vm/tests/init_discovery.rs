@@ -276,14 +276,10 @@ fn missing_medium_lists_the_devices_seen() {
         .arg(&f.live.iso)
         .virtio_disk(&f.ext4);
     let vm = Vm::spawn(&cmd, TIMEOUT).unwrap();
-    vm.wait_for_any(&["Press Enter to reboot."], TIMEOUT)
-        .unwrap();
-    let log = vm.serial_log().replace('\r', "");
+    let console = vm
+        .wait_for_stage1_failure(TIMEOUT)
+        .unwrap_or_else(|f| panic!("{f}"));
     let fail = |why: &str| -> ! { panic!("{}", vm.failure(why.to_string())) };
-    let console = log
-        .split("*** nixlive: the live system could not start ***")
-        .nth(1)
-        .unwrap_or_else(|| fail("no failure banner on the console"));
     for want in [
         "timed out after 5 s waiting for the boot medium LABEL=NO_SUCH_MEDIUM",
         "block devices seen:",
@@ -300,6 +296,7 @@ fn missing_medium_lists_the_devices_seen() {
             fail(&format!("{dev} is not listed"));
         }
     }
+    let log = vm.serial_log().replace('\r', "");
     let waited = media::init_stamp(&log, "boot failed").unwrap()
         - media::init_stamp(&log, "waiting for the medium").unwrap();
     eprintln!("init gave up {waited:.2} s after it began to wait (timeout 5 s)");
@@ -333,7 +330,7 @@ fn panic_on_fail_explains_then_panics_the_kernel() {
     if !log.contains("boot.panic_on_fail is set: panicking the kernel.") {
         fail("init did not say it panics on purpose");
     }
-    if log.contains("Press Enter to reboot.") {
+    if log.contains(nixlive_tests_vm::report::STAGE1_REBOOT_PROMPT) {
         fail("init offered a reboot instead of panicking");
     }
 }
