@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NarError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: io::Error },
     #[error("{path}: not a regular file, directory or symlink; NAR cannot hold it")]
     Unsupported { path: PathBuf },
-    #[error("writing the NAR of {path}: {source}")]
+    #[error("writing the NAR of {path}")]
     Write { path: PathBuf, source: io::Error },
 }
 

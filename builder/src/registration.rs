@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegError {
-    #[error("cannot list store directory {path}: {source}")]
+    #[error("cannot list store directory {path}")]
     List { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Nar(#[from] NarError),
@@ -25,6 +25,8 @@ pub enum RegError {
     NotAStorePath(String),
     #[error("store path {path} does not exist under {store}")]
     Missing { path: String, store: PathBuf },
+    #[error("store path {0} does not exist under the closure")]
+    NotInClosure(String),
     /// Nix's own words for it (`topoSort`).
     #[error("cycle detected in the references of `{path}` from `{from}`")]
     Cycle { path: String, from: String },
@@ -208,10 +210,7 @@ pub fn closure_of(infos: &[PathInfo], roots: &[String]) -> Result<Vec<String>, R
             format!("/nix/store/{r}")
         };
         if !by_path.contains_key(full.as_str()) {
-            return Err(RegError::Missing {
-                path: r.clone(),
-                store: PathBuf::from("the closure"),
-            });
+            return Err(RegError::NotInClosure(r.clone()));
         }
         todo.push(full);
     }
@@ -357,6 +356,19 @@ pub(crate) mod tests {
         assert_eq!(lines[6], format!("/nix/store/{b}"));
         assert_eq!(lines[10], "0");
         assert_eq!(lines.len(), 11);
+    }
+
+    #[test]
+    fn causes_are_printed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = anyhow::Error::from(list_store(&dir.path().join("none")).unwrap_err());
+        let text = format!("{e:#}");
+        assert!(text.starts_with("cannot list store directory "), "{text}");
+        assert_eq!(text.matches("os error 2").count(), 1, "{text}");
+        let a = format!("{A}-a");
+        let e = compute(dir.path(), "/nix/store", &[a]).unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(text.matches("os error 2").count(), 1, "{text}");
     }
 
     /// A path info with references, for tests.
