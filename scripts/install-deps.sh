@@ -70,7 +70,10 @@ for t in x86_64-unknown-linux-musl i686-unknown-linux-musl aarch64-unknown-linux
 done
 
 # Kernels: Debian's, unpacked (not installed) into .cache/kernels/ARCH.
-for a in amd64 i386 arm64; do bash scripts/fetch-kernel.sh "$a"; done
+# amd64-bpo: bookworm-backports' 6.12 (.ko.xz modules it decompresses itself).
+for a in amd64 i386 arm64 amd64-bpo; do bash scripts/fetch-kernel.sh "$a"; done
+# Debian's 6.1 with its module tree compressed as NixOS ships it (xz, zstd).
+for c in xz zst; do bash scripts/compress-modules.sh amd64 "$c"; done
 # GRUB for the aarch64 UEFI boot of the VM matrix.
 bash scripts/fetch-grub-efi.sh arm64
 # A Debian root with systemd for the systemd stage-2 VM test.

@@ -4,7 +4,8 @@
 //! (`CONFIG_MODULE_DECOMPRESS` is off in most released kernels).
 //!
 //! Pure-Rust decoders, so that the static PID 1 needs no C library for
-//! them; every output is bounded, since a module file is untrusted input.
+//! them, chosen small (they are in every initrd); every output is bounded,
+//! since a module file is untrusted input.
 
 use thiserror::Error;
 
@@ -60,62 +61,141 @@ pub enum UnpackError {
     TooLarge { limit: usize },
 }
 
-/// A writer that refuses to grow past `limit` bytes.
-#[cfg(feature = "unpack")]
-struct Bounded {
-    out: Vec<u8>,
-    limit: usize,
-    over: bool,
-}
-
-#[cfg(feature = "unpack")]
-impl std::io::Write for Bounded {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.out.len() + buf.len() > self.limit {
-            self.over = true;
-            return Err(std::io::Error::other("output limit"));
-        }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Decompresses `data`, refusing output over `limit` bytes.
 #[cfg(feature = "unpack")]
 pub fn unpack(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, UnpackError> {
-    use std::io::Write;
-    let mut out = Bounded {
-        out: Vec::with_capacity(data.len().saturating_mul(3).min(limit)),
-        limit,
-        over: false,
-    };
     let corrupt = |why: String| UnpackError::Corrupt {
         codec: codec.kernel_name(),
         why,
     };
-    let result = match codec {
-        Codec::Xz => lzma_rs::xz_decompress(&mut &data[..], &mut out).map_err(|e| e.to_string()),
-        Codec::Zstd => ruzstd::decoding::StreamingDecoder::new(&mut &data[..])
-            .map_err(|e| e.to_string())
-            .and_then(|mut d| copy(&mut d, &mut out)),
-        Codec::Gzip => copy(&mut flate2::read::MultiGzDecoder::new(data), &mut out),
-    };
-    match result {
-        _ if out.over => Err(UnpackError::TooLarge { limit }),
-        Err(why) => Err(corrupt(why)),
-        Ok(()) => {
-            out.flush().ok();
-            Ok(out.out)
+    let mut out = Vec::with_capacity(data.len().saturating_mul(3).min(limit));
+    match codec {
+        Codec::Xz => unxz(data, &mut out, limit),
+        Codec::Zstd => unzstd(data, &mut out, limit),
+        Codec::Gzip => gunzip(data, &mut out, limit),
+    }
+    .map_err(|e| match e {
+        Stop::Limit => UnpackError::TooLarge { limit },
+        Stop::Corrupt(why) => corrupt(why),
+    })?;
+    Ok(out)
+}
+
+#[cfg(feature = "unpack")]
+enum Stop {
+    Limit,
+    Corrupt(String),
+}
+
+/// Appends `chunk` to `out` unless that passes `limit`.
+#[cfg(feature = "unpack")]
+fn append(out: &mut Vec<u8>, chunk: &[u8], limit: usize) -> Result<(), Stop> {
+    if out.len() + chunk.len() > limit {
+        return Err(Stop::Limit);
+    }
+    out.extend_from_slice(chunk);
+    Ok(())
+}
+
+/// xz through a port of the kernel's own decoder (xz-embedded): small,
+/// and it takes every stream the kernel's module tools write.
+#[cfg(feature = "unpack")]
+fn unxz(mut data: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Stop> {
+    use xz4rust::{XzDecoder, XzNextBlockResult};
+    // Modules use a 1 MiB dictionary; the decoder grows it as a stream asks.
+    let mut dec = XzDecoder::in_heap_with_alloc_dict_size(1 << 20, 64 << 20);
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let r = dec
+            .decode(data, &mut buf)
+            .map_err(|e| Stop::Corrupt(format!("{e:?}")))?;
+        data = &data[r.input_consumed()..];
+        append(out, &buf[..r.output_produced()], limit)?;
+        match r {
+            XzNextBlockResult::EndOfStream(..) => return Ok(()),
+            XzNextBlockResult::NeedMoreData(..) if !r.made_progress() => {
+                return Err(Stop::Corrupt("the stream ends early".into()));
+            }
+            XzNextBlockResult::NeedMoreData(..) => {}
         }
     }
 }
 
 #[cfg(feature = "unpack")]
-fn copy(r: &mut dyn std::io::Read, w: &mut Bounded) -> Result<(), String> {
-    std::io::copy(r, w).map(|_| ()).map_err(|e| e.to_string())
+fn unzstd(data: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Stop> {
+    use std::io::Read;
+    let mut input = data;
+    let mut dec = ruzstd::decoding::StreamingDecoder::new(&mut input)
+        .map_err(|e| Stop::Corrupt(e.to_string()))?;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = dec
+            .read(&mut buf)
+            .map_err(|e| Stop::Corrupt(e.to_string()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        append(out, &buf[..n], limit)?;
+    }
+}
+
+/// gzip (RFC 1952): the header, raw deflate through miniz_oxide, and the
+/// CRC-32 and length the trailer carries.
+#[cfg(feature = "unpack")]
+fn gunzip(data: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Stop> {
+    let bad = |why: &str| Stop::Corrupt(why.to_string());
+    if data.len() < 18 || data[..3] != [0x1f, 0x8b, 8] {
+        return Err(bad("no gzip header"));
+    }
+    let flags = data[3];
+    let mut pos = 10;
+    if flags & 4 != 0 {
+        let xlen = u16::from_le_bytes([data[pos], data[pos + 1]]) as usize;
+        pos += 2 + xlen;
+    }
+    for bit in [8, 16] {
+        if flags & bit != 0 {
+            let nul = data
+                .get(pos..)
+                .and_then(|d| d.iter().position(|&b| b == 0))
+                .ok_or_else(|| bad("unterminated header field"))?;
+            pos += nul + 1;
+        }
+    }
+    if flags & 2 != 0 {
+        pos += 2;
+    }
+    let body = data
+        .get(pos..data.len() - 8)
+        .ok_or_else(|| bad("header runs past the end"))?;
+    let plain =
+        miniz_oxide::inflate::decompress_to_vec_with_limit(body, limit).map_err(|e| {
+            match e.status {
+                miniz_oxide::inflate::TINFLStatus::HasMoreOutput => Stop::Limit,
+                s => Stop::Corrupt(format!("{s:?}")),
+            }
+        })?;
+    let trailer = &data[data.len() - 8..];
+    let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    let size = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
+    if crc32(&plain) != crc || plain.len() as u32 != size {
+        return Err(bad("CRC-32 or length does not match the trailer"));
+    }
+    append(out, &plain, limit)
+}
+
+/// CRC-32 (IEEE), bit by bit: gzip modules are rare, and a table would
+/// cost the static init 1 to 16 KiB.
+#[cfg(feature = "unpack")]
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
 }
 
 #[cfg(test)]
@@ -175,6 +255,27 @@ mod tests {
             assert!(unpack(codec, &bad, 1 << 20).is_err(), "{codec:?}");
             assert!(unpack(codec, b"", 1 << 20).is_err(), "{codec:?}");
         }
+    }
+
+    #[cfg(feature = "unpack")]
+    #[test]
+    fn gzip_header_fields_and_trailer() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        let plain = PLAIN.repeat(64);
+        let g = reference(Codec::Gzip);
+        // The same deflate body behind a header with a name and a comment.
+        let mut named = g[..10].to_vec();
+        named[3] |= 8 | 16;
+        named.extend_from_slice(b"loop.ko\0made by hand\0");
+        named.extend_from_slice(&g[10..]);
+        assert_eq!(unpack(Codec::Gzip, &named, 1 << 20).unwrap(), plain);
+        // A trailer that does not match is refused.
+        let mut wrong = g.clone();
+        let n = wrong.len();
+        wrong[n - 8] ^= 1;
+        assert!(unpack(Codec::Gzip, &wrong, 1 << 20).is_err());
+        // Truncated inside the header fields.
+        assert!(unpack(Codec::Gzip, &named[..14], 1 << 20).is_err());
     }
 
     #[test]
