@@ -6,7 +6,7 @@
 //! grub-mkimage writes no timestamps, `mkfs.vfat --invariant` fixes the
 //! serial and times, and mtools takes its times from `SOURCE_DATE_EPOCH`.
 
-use crate::tool;
+use crate::{files, tool};
 use anyhow::{Context, Result, ensure};
 use std::fs;
 use std::path::Path;
@@ -136,9 +136,7 @@ pub fn make_esp(efi: &Path, boot_file: &str, out: &Path, epoch: u64) -> Result<(
     let len = fs::metadata(efi)
         .with_context(|| format!("stat {}", efi.display()))?
         .len();
-    if out.exists() {
-        fs::remove_file(out).with_context(|| format!("removing old {}", out.display()))?;
-    }
+    files::remove_old(out)?;
     let epoch = epoch.max(FAT_EPOCH_MIN);
     let f = fs::File::options()
         .write(true)

@@ -4,6 +4,7 @@
 //! zstd, gzip or xz; extra cpio archives appended as they are.
 
 use crate::cpio::{Archive, Kind};
+use crate::files::read;
 use crate::tool;
 use anyhow::{Context, Result, anyhow};
 use nixlive_formats::InitrdConf;
@@ -288,10 +289,6 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
             .push((name, "not found in the firmware directories".into()));
     }
     Ok((a, notes))
-}
-
-fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
-    fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
 pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>> {

@@ -3,6 +3,7 @@
 //! of a plain directory tree; and its registration, taken from the
 //! `closureInfo` or computed here (NAR hashes, sizes, references).
 
+use crate::files::read_text;
 use crate::progress;
 use crate::registration;
 use anyhow::{Context, Result, bail, ensure};
@@ -50,10 +51,6 @@ pub fn parse_path_list(text: &str) -> Vec<String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect()
-}
-
-fn read_text(p: &Path, what: &str) -> Result<String> {
-    fs::read_to_string(p).with_context(|| format!("reading {what} {}", p.display()))
 }
 
 impl InputArgs {

@@ -5,21 +5,23 @@
 
 use crate::cpio::{Archive, Kind};
 use crate::efi;
+use crate::epoch::{mtime32, source_date_epoch, tree_time};
+use crate::files::{
+    copy, create_dir, create_parent, read, remove_old, set_mtimes, sha256_file, write,
+};
 use crate::initrd::{self, Compression, InitrdSpec};
 use crate::inputs::{Closure, ImagePlan, ImageSpec, InputArgs, plan_images};
 use crate::medium;
 use crate::outputs::Outputs;
 use crate::squashfs::{self, SquashComp};
 use crate::tool;
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, ensure};
 use nixlive_formats::registration::{self, HashFormat, PathInfo};
 use nixlive_formats::{ImageEntry, ImageFs, Manifest};
-use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 pub const IMAGE_NAME: &str = "nix-store.squashfs";
 pub const REGISTRATION: &str = "/nix/store/nix-path-registration";
@@ -154,59 +156,6 @@ pub struct BootArgs {
     pub isohdpfx: PathBuf,
 }
 
-/// `SOURCE_DATE_EPOCH`, or 0 when unset.
-pub fn source_date_epoch() -> Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Err(std::env::VarError::NotPresent) => Ok(0),
-        Err(e) => Err(anyhow!("SOURCE_DATE_EPOCH: {e}")),
-        Ok(s) => s
-            .trim()
-            .parse::<u64>()
-            .with_context(|| format!("SOURCE_DATE_EPOCH `{s}` is not a number of seconds")),
-    }
-}
-
-fn mtime32(epoch: u64) -> Result<u32> {
-    u32::try_from(epoch)
-        .map_err(|_| anyhow!("SOURCE_DATE_EPOCH {epoch} does not fit the initrd's 32-bit mtime"))
-}
-
-pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((size, hex))
-}
-
-fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
-    fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
-}
-
-fn write(path: &Path, data: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    fs::write(path, data).with_context(|| format!("writing {}", path.display()))
-}
-
-fn copy(from: &Path, to: &Path) -> Result<()> {
-    fs::copy(from, to)
-        .map(|_| ())
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))
-}
-
 /// The compressed initrd: the main archive, then `extra` (an uncompressed
 /// archive such as the netboot images, if any), then each --extra-cpio.
 pub fn build_initrd(a: &InitrdArgs, epoch: u64, extra: Option<&[u8]>) -> Result<Vec<u8>> {
@@ -312,7 +261,7 @@ fn build_images(
                 .collect()
         };
         let reg_dir = work.join(format!("reg-{i}"));
-        fs::create_dir_all(&reg_dir).with_context(|| format!("creating {}", reg_dir.display()))?;
+        create_dir(&reg_dir)?;
         let reg = reg_dir.join("nix-path-registration");
         write(
             &reg,
@@ -361,27 +310,10 @@ fn images_and_manifest(
     Ok(manifest)
 }
 
-/// Sets the mtime of every file and directory under `root` (and `root`).
-fn set_mtimes(root: &Path, t: SystemTime) -> Result<()> {
-    let meta = fs::symlink_metadata(root).with_context(|| format!("stat {}", root.display()))?;
-    if meta.is_dir() {
-        for e in fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
-            let e = e.with_context(|| format!("listing {}", root.display()))?;
-            set_mtimes(&e.path(), t)?;
-        }
-    }
-    if !meta.file_type().is_symlink() {
-        let f = fs::File::open(root).with_context(|| format!("opening {}", root.display()))?;
-        f.set_modified(t)
-            .with_context(|| format!("setting mtime of {}", root.display()))?;
-    }
-    Ok(())
-}
-
 /// Empties a reused medium directory of what an earlier build put there, and
 /// refuses one that holds anything else.
 fn prepare_medium_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_dir(dir)?;
     let mut names = Vec::new();
     for e in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         names.push(
@@ -460,7 +392,7 @@ pub fn build_medium(c: &CommonArgs, b: &BootArgs, dir: &Path, outs: &mut Outputs
 
     // BIOS: ISOLINUX.
     let iso_dir = dir.join("isolinux");
-    fs::create_dir_all(&iso_dir).with_context(|| format!("creating {}", iso_dir.display()))?;
+    create_dir(&iso_dir)?;
     copy(&b.isolinux_bin, &iso_dir.join("isolinux.bin"))?;
     copy(&b.ldlinux_c32, &iso_dir.join("ldlinux.c32"))?;
     write(
@@ -482,31 +414,20 @@ pub fn build_medium(c: &CommonArgs, b: &BootArgs, dir: &Path, outs: &mut Outputs
             efi::grub_cfg(&params).as_bytes(),
         )?;
         let efi_boot = dir.join("EFI/BOOT");
-        fs::create_dir_all(&efi_boot)
-            .with_context(|| format!("creating {}", efi_boot.display()))?;
+        create_dir(&efi_boot)?;
         copy(&efi, &efi_boot.join(arch.boot_file()))?;
         efi::make_esp(&efi, arch.boot_file(), &boot.join("efi.img"), epoch)?;
         outs.add("efi-image", boot.join("efi.img"))?;
     }
-    // xorriso takes an mtime of 0 for "unknown" and stamps the current time
-    // into some records then: give the tree at least 1 s past the epoch.
-    set_mtimes(
-        dir,
-        (SystemTime::UNIX_EPOCH + Duration::from_secs(epoch))
-            .max(SystemTime::UNIX_EPOCH + Duration::from_secs(1)),
-    )?;
+    set_mtimes(dir, tree_time(epoch))?;
     Ok(())
 }
 
 /// Makes the hybrid ISO `out` from a medium tree.
 pub fn make_iso(b: &BootArgs, tree: &Path, out: &Path) -> Result<()> {
     let epoch = source_date_epoch()?;
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    if out.exists() {
-        fs::remove_file(out).with_context(|| format!("removing old {}", out.display()))?;
-    }
+    create_parent(out)?;
+    remove_old(out)?;
     let date = medium::xorriso_date(epoch);
     let mut cmd = Command::new("xorriso");
     cmd.args(["-as", "mkisofs", "-o"])
@@ -582,7 +503,7 @@ pub fn netboot(c: &CommonArgs, out: &Path) -> Result<Outputs> {
         .tempdir()
         .context("creating a temporary directory")?;
     let images = work.path().join("images");
-    fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
+    create_dir(&images)?;
     let manifest = images_and_manifest(c, &closure, &images, epoch, work.path())?;
 
     // The images segment: stored, not compressed again (squashfs already
@@ -603,7 +524,7 @@ pub fn netboot(c: &CommonArgs, out: &Path) -> Result<Outputs> {
     }
     let main = build_initrd(&c.initrd, epoch, None)?;
     let mtime = mtime32(epoch)?;
-    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    create_dir(out)?;
     let initrd_path = out.join("initrd");
     {
         let f = fs::File::create(&initrd_path)

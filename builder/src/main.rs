@@ -4,6 +4,8 @@
 mod cpio;
 mod demo_system;
 mod efi;
+mod epoch;
+mod files;
 mod initrd;
 mod inputs;
 mod iso;
