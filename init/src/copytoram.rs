@@ -2,7 +2,8 @@
 //! Deciding (does it fit?) is pure; copying shows a progress line and
 //! verifies each image's sha256 against the manifest.
 
-use sha2::{Digest, Sha256};
+use crate::error::BootError;
+use nixlive_formats::digest;
 use std::io::{Read, Write};
 use std::time::Instant;
 
@@ -36,11 +37,12 @@ pub fn decide(total: u64, available: u64) -> Result<u64, String> {
     }
 }
 
-/// `copying to RAM: 45% (123 MiB of 273 MiB, 40.2 MB/s)`.
-pub fn progress_line(done: u64, total: u64, secs: f64) -> String {
+/// `copying to RAM: 45% (123 MiB of 273 MiB, 40.2 MB/s)`: `done` of
+/// `total`, at `copied` bytes in `secs`.
+pub fn progress_line(done: u64, total: u64, copied: u64, secs: f64) -> String {
     let pct = (done * 100).checked_div(total).unwrap_or(100);
     let rate = if secs > 0.0 {
-        done as f64 / 1e6 / secs
+        copied as f64 / 1e6 / secs
     } else {
         0.0
     };
@@ -51,21 +53,21 @@ pub fn progress_line(done: u64, total: u64, secs: f64) -> String {
     )
 }
 
-/// Copies `src` to `dst`, hashing on the way; writes progress to `console`.
-/// Returns the lowercase hex sha256 of what was copied.
+/// Copies `src` to `dst`, hashing on the way, with a progress line on
+/// `console` (`done_before` of `total` bytes were copied before this file).
+/// Returns the lowercase hex SHA-256 of what was copied.
 pub fn copy_verified(
     src: &str,
     dst: &str,
     done_before: u64,
     total: u64,
-    start: Instant,
     console: &mut dyn Write,
 ) -> std::io::Result<String> {
+    let start = Instant::now();
     let mut input = std::fs::File::open(src)?;
     let mut out = std::fs::File::create(dst)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = digest::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut done = done_before;
     let mut last_pct = u64::MAX;
     loop {
         let n = match input.read(&mut buf) {
@@ -76,40 +78,43 @@ pub fn copy_verified(
         };
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])?;
-        done += n as u64;
+        let done = done_before + hasher.len();
         let pct = done * 100 / total.max(1);
         if pct != last_pct {
             last_pct = pct;
             // not fatal: the progress line is a courtesy.
+            let secs = start.elapsed().as_secs_f64();
             let _ = write!(
                 console,
                 "\r{}",
-                progress_line(done, total, start.elapsed().as_secs_f64())
+                progress_line(done, total, hasher.len(), secs)
             );
         }
     }
     out.sync_all()?;
-    Ok(hex(&hasher.finalize()))
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// sha256 of a file, for `nixlive.verify` without copying.
-pub fn sha256_file(path: &str) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    if done_before + hasher.len() >= total {
+        let _ = writeln!(console);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(hasher.finish_hex())
+}
+
+/// One image of a `copytoram`: copied, then checked against the manifest.
+pub fn copy_image(
+    from: &str,
+    to: &str,
+    sha256: &str,
+    done: u64,
+    total: u64,
+) -> Result<(), BootError> {
+    let got =
+        copy_verified(from, to, done, total, &mut crate::console::writer()).map_err(|source| {
+            BootError::Sys {
+                call: "copy",
+                path: format!("{from} to {to}"),
+                source,
+            }
+        })?;
+    crate::verify::check(from, sha256, &got)
 }
 
 #[cfg(test)]
@@ -136,10 +141,10 @@ mod tests {
     #[test]
     fn progress() {
         assert_eq!(
-            progress_line(50 << 20, 100 << 20, 2.0),
+            progress_line(50 << 20, 100 << 20, 50 << 20, 2.0),
             "copying to RAM:  50% (50 MiB of 100 MiB, 26.2 MB/s)"
         );
-        assert!(progress_line(0, 0, 0.0).contains("100%"));
+        assert!(progress_line(0, 0, 0, 0.0).contains("100%"));
     }
 
     #[test]
@@ -155,7 +160,6 @@ mod tests {
             dst.to_str().unwrap(),
             0,
             3,
-            Instant::now(),
             &mut console,
         )
         .unwrap();
@@ -164,8 +168,18 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(std::fs::read(&dst).unwrap(), b"abc");
-        assert!(String::from_utf8(console).unwrap().contains("100%"));
-        assert_eq!(sha256_file(src.to_str().unwrap()).unwrap(), h);
+        let shown = String::from_utf8(console).unwrap();
+        assert!(shown.contains("100%") && shown.ends_with('\n'), "{shown:?}");
+        // A changed image is found while copying.
+        let e = copy_image(
+            src.to_str().unwrap(),
+            dst.to_str().unwrap(),
+            &"0".repeat(64),
+            0,
+            3,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

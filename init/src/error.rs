@@ -1,13 +1,25 @@
-//! Init's error type: every variant names the thing it is about.
+//! Init's error type: every variant names the thing it is about (the
+//! syscall and its path, the step, the device, the module), and keeps the
+//! cause as its `source`, printed once by [`nixlive_formats::error::chain`].
 
 use std::io;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum BootError {
-    #[error("{what}")]
-    Io {
-        what: String,
+    /// A syscall (or a std call that is one) on a path.
+    #[error("{call} {path}")]
+    Sys {
+        call: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A step of the plan, as its shell equivalent, with what to try.
+    #[error("{step}{hint}")]
+    Step {
+        step: String,
+        hint: &'static str,
         #[source]
         source: io::Error,
     },
@@ -28,7 +40,7 @@ pub enum BootError {
         /// What to check, for this kind of `root=`.
         check: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Manifest {
         path: String,
         #[source]
@@ -81,28 +93,9 @@ pub struct ModuleFailure {
 }
 
 impl BootError {
-    pub fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> BootError {
-        let what = what.into();
-        move |source| BootError::Io { what, source }
+    /// `map_err(BootError::sys("mkdir", path))`.
+    pub fn sys(call: &'static str, path: impl Into<String>) -> impl FnOnce(io::Error) -> BootError {
+        let path = path.into();
+        move |source| BootError::Sys { call, path, source }
     }
-}
-
-impl From<rustix::io::Errno> for Box<BootError> {
-    fn from(e: rustix::io::Errno) -> Self {
-        Box::new(BootError::Io {
-            what: "system call".into(),
-            source: e.into(),
-        })
-    }
-}
-
-/// The error and its sources, one per line, for the console.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        s.push_str(&format!(": {src}"));
-        cur = src.source();
-    }
-    s
 }

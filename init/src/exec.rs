@@ -1,27 +1,159 @@
-//! Doing what [`crate::plan`] decided: each step is logged as its shell
-//! equivalent, then performed with direct syscalls.
+//! Doing what [`crate::plan`] decided. [`Runner::run`] logs each step as
+//! its shell equivalent and performs it through an [`Executor`]: [`Real`]
+//! makes the syscalls; the tests' recording executor writes them down.
+//! When a step fails, what the same run mounted or attached is undone, in
+//! reverse, so a failure leaves the initramfs as it was before the run.
 
 use crate::error::BootError;
-use crate::plan::Step;
+use crate::plan::{Flags, Handle, Source, Step};
 use crate::sys;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountFlags, mount};
+use std::collections::HashMap;
 use std::ffi::CString;
+use std::io;
 
-pub fn run(steps: &[Step]) -> Result<(), BootError> {
-    for s in steps {
-        log::info!("{s}");
-        run_one(s).map_err(|e| {
-            let what = format!("{s}{}", hint(s, &e));
-            BootError::Io { what, source: e }
-        })?;
-    }
-    Ok(())
+/// The primitive operations a plan is made of.
+pub trait Executor {
+    fn mkdir(&mut self, path: &str) -> io::Result<()>;
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        flags: Flags,
+        data: &str,
+    ) -> io::Result<()>;
+    /// Attaches `file` read-only to a free loop device; returns its node.
+    fn attach_loop(&mut self, file: &str) -> io::Result<String>;
+    /// Lets go of a loop device attached here that no mount holds.
+    fn detach_loop(&mut self, node: &str);
+    fn symlink(&mut self, target: &str, link: &str) -> io::Result<()>;
+    fn unmount(&mut self, target: &str) -> io::Result<()>;
+    fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()>;
+    fn verify(&mut self, path: &str, sha256: &str) -> Result<(), BootError>;
+    /// Copies one image into RAM, checking its SHA-256 (`done` of `total`
+    /// bytes were copied before, for the progress line).
+    fn copy_to_ram(
+        &mut self,
+        from: &str,
+        to: &str,
+        sha256: &str,
+        done: u64,
+        total: u64,
+    ) -> Result<(), BootError>;
+    /// Only returns on failure.
+    fn switch_root(&mut self, new_root: &str, init: &str) -> BootError;
 }
 
-/// What to try when a mount fails for a reason the kernel only logs.
-pub fn hint(s: &Step, e: &std::io::Error) -> &'static str {
+/// Runs plans, remembering the loop devices their handles name.
+#[derive(Default)]
+pub struct Runner {
+    loops: HashMap<Handle, String>,
+}
+
+/// What undoes a step that succeeded, should a later one in its run fail.
+enum Undo {
+    Unmount(String),
+    Detach(Handle),
+}
+
+impl Runner {
+    /// Runs `steps` in order; on the first failure, undoes what this run did.
+    pub fn run(&mut self, steps: &[Step], ex: &mut dyn Executor) -> Result<(), BootError> {
+        let mut undo = Vec::new();
+        for s in steps {
+            log::info!("{s}");
+            match self.one(s, ex) {
+                Ok(u) => undo.extend(u),
+                Err(e) => {
+                    self.undo(undo, ex);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The node of a loop device the plan attached, or the path itself.
+    pub fn resolve(&self, source: &Source) -> String {
+        match source {
+            Source::Path(p) => p.clone(),
+            Source::Loop(h) => self
+                .loops
+                .get(h)
+                .cloned()
+                .unwrap_or_else(|| format!("${h}")),
+        }
+    }
+
+    fn one(&mut self, s: &Step, ex: &mut dyn Executor) -> Result<Option<Undo>, BootError> {
+        let failed = |e: io::Error| BootError::Step {
+            step: s.to_string(),
+            hint: hint(s, &e),
+            source: e,
+        };
+        match s {
+            Step::Mkdir { path } => ex.mkdir(path).map_err(failed)?,
+            Step::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => {
+                let node = self.resolve(source);
+                ex.mount(&node, target, fstype, *flags, data)
+                    .map_err(failed)?;
+                if let Source::Loop(h) = source {
+                    log::info!("${h} is {node}");
+                }
+                return Ok(Some(Undo::Unmount(target.clone())));
+            }
+            Step::AttachLoop { file, handle } => {
+                let node = ex.attach_loop(file).map_err(failed)?;
+                self.loops.insert(handle.clone(), node);
+                return Ok(Some(Undo::Detach(handle.clone())));
+            }
+            Step::Symlink { target, link } => {
+                ex.symlink(&self.resolve(target), link).map_err(failed)?
+            }
+            Step::Unmount { target } => ex.unmount(target).map_err(failed)?,
+            Step::Move { from, to } => ex.move_mount(from, to).map_err(failed)?,
+            Step::Verify { path, sha256 } => ex.verify(path, sha256)?,
+            Step::CopyToRam {
+                from,
+                to,
+                sha256,
+                done,
+                total,
+            } => ex.copy_to_ram(from, to, sha256, *done, *total)?,
+            Step::SwitchRoot { new_root, init } => return Err(ex.switch_root(new_root, init)),
+        }
+        Ok(None)
+    }
+
+    fn undo(&mut self, undo: Vec<Undo>, ex: &mut dyn Executor) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Unmount(target) => match ex.unmount(&target) {
+                    Ok(()) => log::info!("undone: umount {target}"),
+                    Err(e) => log::warn!("undoing: umount {target}: {e}, leaving it"),
+                },
+                Undo::Detach(h) => {
+                    if let Some(node) = self.loops.remove(&h) {
+                        ex.detach_loop(&node);
+                        log::info!("undone: ${h} ({node}) detached");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What to try when a step fails for a reason the kernel only logs.
+pub fn hint(s: &Step, e: &io::Error) -> &'static str {
     let Step::Mount { fstype, .. } = s else {
         return "";
     };
@@ -38,45 +170,100 @@ pub fn hint(s: &Step, e: &std::io::Error) -> &'static str {
     }
 }
 
-fn run_one(s: &Step) -> std::io::Result<()> {
-    match s {
-        Step::Mkdir { path } => {
-            std::fs::create_dir_all(path)?;
-        }
-        Step::Mount {
-            source,
-            target,
-            fstype,
-            readonly,
-            data,
-        } => {
-            let mut flags = MountFlags::empty();
-            if *readonly {
-                flags |= MountFlags::RDONLY;
+/// The executor that makes the syscalls.
+#[derive(Default)]
+pub struct Real {
+    /// Open loop devices, by node: with autoclear, the last close of an
+    /// unmounted loop device detaches it, so each stays open until mounted.
+    loops: HashMap<String, OwnedFd>,
+}
+
+impl Executor for Real {
+    fn mkdir(&mut self, path: &str) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        flags: Flags,
+        data: &str,
+    ) -> io::Result<()> {
+        let mut f = MountFlags::empty();
+        for (on, flag) in [
+            (flags.ro, MountFlags::RDONLY),
+            (flags.nosuid, MountFlags::NOSUID),
+            (flags.nodev, MountFlags::NODEV),
+            (flags.noexec, MountFlags::NOEXEC),
+        ] {
+            if on {
+                f |= flag;
             }
-            mount_data(source, target, fstype, flags, data)?;
         }
-        Step::Symlink { target, link } => {
-            match std::fs::remove_file(link) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+        match mount_data(source, target, fstype, f, data) {
+            // The kernel may have mounted an API filesystem already.
+            Err(rustix::io::Errno::BUSY) if ["/proc", "/sys", "/dev", "/run"].contains(&target) => {
             }
-            std::os::unix::fs::symlink(target, link)?;
+            r => r?,
         }
-        Step::LoopMount {
-            image,
-            target,
-            fstype,
-        } => {
-            // Keep the loop fd open until mounted: with autoclear, the last
-            // close of an unmounted loop device detaches it.
-            let (node, _dev) = attach_loop(image)?;
-            mount_data(&node, target, fstype, MountFlags::RDONLY, "")?;
-            log::info!("{image} is {node}");
+        // The mount holds the loop device now.
+        self.loops.remove(source);
+        Ok(())
+    }
+
+    fn attach_loop(&mut self, file: &str) -> io::Result<String> {
+        let (node, fd) = attach_loop(file)?;
+        self.loops.insert(node.clone(), fd);
+        Ok(node)
+    }
+
+    fn detach_loop(&mut self, node: &str) {
+        self.loops.remove(node);
+    }
+
+    fn symlink(&mut self, target: &str, link: &str) -> io::Result<()> {
+        match std::fs::remove_file(link) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::os::unix::fs::symlink(target, link)
+    }
+
+    fn unmount(&mut self, target: &str) -> io::Result<()> {
+        match rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()) {
+            // Not mounted: nothing to let go of.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => Ok(()),
+            r => Ok(r?),
         }
     }
-    Ok(())
+
+    fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()> {
+        Ok(rustix::mount::mount_move(from, to)?)
+    }
+
+    fn verify(&mut self, path: &str, sha256: &str) -> Result<(), BootError> {
+        crate::verify::verify_file(path, sha256)
+    }
+
+    fn copy_to_ram(
+        &mut self,
+        from: &str,
+        to: &str,
+        sha256: &str,
+        done: u64,
+        total: u64,
+    ) -> Result<(), BootError> {
+        crate::copytoram::copy_image(from, to, sha256, done, total)
+    }
+
+    fn switch_root(&mut self, new_root: &str, init: &str) -> BootError {
+        match crate::switch_root::switch_root(new_root, init) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
 }
 
 /// `mount(2)` with the options string as data (none when empty).
@@ -95,7 +282,7 @@ pub fn mount_data(
 /// Binds `image` read-only to a free loop device with `LOOP_CONFIGURE`
 /// (autoclear: the device frees itself when unmounted). Returns its node and
 /// the open device, which must stay open until the device is in use.
-pub fn attach_loop(image: &str) -> std::io::Result<(String, OwnedFd)> {
+fn attach_loop(image: &str) -> io::Result<(String, OwnedFd)> {
     let backing = rustix::fs::open(image, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     let ctl = rustix::fs::open(
         "/dev/loop-control",
@@ -123,7 +310,7 @@ pub fn attach_loop(image: &str) -> std::io::Result<(String, OwnedFd)> {
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| std::io::Error::other("no free loop device")))
+    Err(last.unwrap_or_else(|| io::Error::other("no free loop device")))
 }
 
 #[cfg(test)]
@@ -133,18 +320,17 @@ mod tests {
     #[test]
     fn hints_name_the_missing_module() {
         let m = |fstype: &str| Step::Mount {
-            source: "/dev/sda".into(),
+            source: Source::Path("/dev/sda".into()),
             target: "/mnt-root/iso".into(),
             fstype: fstype.into(),
-            readonly: true,
+            flags: Flags::default(),
             data: String::new(),
         };
-        let einval = std::io::Error::from_raw_os_error(libc::EINVAL);
-        let enodev = std::io::Error::from_raw_os_error(libc::ENODEV);
+        let einval = io::Error::from_raw_os_error(libc::EINVAL);
+        let enodev = io::Error::from_raw_os_error(libc::ENODEV);
         assert!(hint(&m("vfat"), &einval).contains("nls_cp437"));
-        assert!(hint(&m("ext4"), &enodev).contains("nixlive.modules="));
-        assert_eq!(hint(&m("ext4"), &einval), "");
-        let mkdir = Step::Mkdir { path: "/x".into() };
-        assert_eq!(hint(&mkdir, &enodev), "");
+        assert!(hint(&m("ext4"), &einval).is_empty());
+        assert!(hint(&m("exfat"), &enodev).contains("nixlive.modules="));
+        assert!(hint(&Step::Mkdir { path: "/x".into() }, &enodev).is_empty());
     }
 }

@@ -1,12 +1,67 @@
-//! Deciding what to mount, as data: pure functions from the parsed command
-//! line, manifest and probe results to a list of [`Step`]s, each of which
-//! prints like the shell command that would do it. [`crate::exec`] runs them.
+//! Deciding the boot, as data: pure functions from the command line and
+//! what was found (the medium, the manifest, the memory) to [`Step`]s, each
+//! of which prints like the shell command that would do it. [`crate::exec`]
+//! runs them through an [`crate::exec::Executor`].
+//!
+//! The boot is planned in three parts, because each needs what the one
+//! before it found: [`api_mounts`] (nothing found yet), [`medium`] (the
+//! device or ISO file discovery found), [`plan`] (the manifest read from the
+//! medium): the images, the store, and the switch into stage 2. Every path
+//! inside the new root comes from [`nixlive_formats::paths`].
 
-use nixlive_formats::{Manifest, SizeSpec};
+use nixlive_formats::paths::{self, NEW_ROOT, in_new_root};
+use nixlive_formats::{Cmdline, ImageEntry, Manifest};
 use std::fmt;
 
-/// Where the new root is assembled inside the initramfs.
-pub const NEW_ROOT: &str = "/mnt-root";
+/// A loop device, by the name the plan gives it; the executor learns its
+/// node (`/dev/loopN`) when it attaches it.
+pub type Handle = String;
+
+/// Where a mount comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A device node, or a pseudo filesystem's name (`tmpfs`, `proc`).
+    Path(String),
+    /// A loop device attached earlier in the plan.
+    Loop(Handle),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Path(p) => f.write_str(p),
+            Source::Loop(h) => write!(f, "${h}"),
+        }
+    }
+}
+
+/// Mount flags, as `mount -o` spells them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub ro: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+impl Flags {
+    const RO: Flags = Flags {
+        ro: true,
+        nosuid: false,
+        nodev: false,
+        noexec: false,
+    };
+    fn names(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.ro, "ro"),
+            (self.nosuid, "nosuid"),
+            (self.nodev, "nodev"),
+            (self.noexec, "noexec"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -14,22 +69,49 @@ pub enum Step {
         path: String,
     },
     Mount {
-        source: String,
+        source: Source,
         target: String,
         fstype: String,
-        readonly: bool,
+        flags: Flags,
         data: String,
     },
-    /// `ln -sfn target link`.
+    /// Attach `file` read-only (autoclear) to a free loop device, named
+    /// `handle` from then on. A mount of it may come later.
+    AttachLoop {
+        file: String,
+        handle: Handle,
+    },
+    /// `ln -sfn target link`; `target` may be a loop device.
     Symlink {
-        target: String,
+        target: Source,
         link: String,
     },
-    /// Attach `image` to a free loop device (read-only, autoclear) and mount it.
-    LoopMount {
-        image: String,
+    Unmount {
         target: String,
-        fstype: String,
+    },
+    /// `mount --move`.
+    Move {
+        from: String,
+        to: String,
+    },
+    /// Check `path`'s SHA-256 against the manifest's (empty: none known).
+    Verify {
+        path: String,
+        sha256: String,
+    },
+    /// Copy an image into RAM, checking its SHA-256 on the way; `done` and
+    /// `total` (bytes, over all images) are for the progress line.
+    CopyToRam {
+        from: String,
+        to: String,
+        sha256: String,
+        done: u64,
+        total: u64,
+    },
+    /// Free the initramfs, move the new root onto `/`, chroot, exec `init`.
+    SwitchRoot {
+        new_root: String,
+        init: String,
     },
 }
 
@@ -41,13 +123,10 @@ impl fmt::Display for Step {
                 source,
                 target,
                 fstype,
-                readonly,
+                flags,
                 data,
             } => {
-                let mut opts: Vec<&str> = Vec::new();
-                if *readonly {
-                    opts.push("ro");
-                }
+                let mut opts: Vec<&str> = flags.names().collect();
                 if !data.is_empty() {
                     opts.push(data);
                 }
@@ -57,215 +136,606 @@ impl fmt::Display for Step {
                 }
                 write!(f, " {source} {target}")
             }
+            Step::AttachLoop { file, handle } => {
+                write!(f, "{handle}=$(losetup --read-only --find --show {file})")
+            }
             Step::Symlink { target, link } => write!(f, "ln -sfn {target} {link}"),
-            Step::LoopMount {
-                image,
-                target,
-                fstype,
-            } => write!(f, "mount -t {fstype} -o loop,ro {image} {target}"),
+            Step::Unmount { target } => write!(f, "umount {target}"),
+            Step::Move { from, to } => write!(f, "mount --move {from} {to}"),
+            Step::Verify { path, .. } => write!(f, "sha256sum --check {path}"),
+            Step::CopyToRam { from, to, .. } => write!(f, "cp {from} {to}"),
+            Step::SwitchRoot { new_root, init } => write!(f, "switch_root {new_root} {init}"),
         }
     }
 }
 
-fn mkdir(path: String) -> Step {
-    Step::Mkdir { path }
+fn mkdir(path: impl Into<String>) -> Step {
+    Step::Mkdir { path: path.into() }
 }
 
-/// The new root: a tmpfs.
-pub fn plan_root() -> Vec<Step> {
-    vec![
-        mkdir(NEW_ROOT.into()),
-        Step::Mount {
-            source: "tmpfs".into(),
-            target: NEW_ROOT.into(),
-            fstype: "tmpfs".into(),
-            readonly: false,
-            data: "mode=0755".into(),
-        },
-    ]
-}
-
-/// The tmpfs that `copytoram` copies the images into.
-pub fn plan_ram_images(dir: &str, size: u64) -> Vec<Step> {
-    vec![
-        mkdir(dir.into()),
-        Step::Mount {
-            source: "tmpfs".into(),
-            target: dir.into(),
-            fstype: "tmpfs".into(),
-            readonly: false,
-            data: format!("mode=0755,size={size}"),
-        },
-    ]
-}
-
-/// The medium, read-only at `/iso` of the new root, and `/dev/root` naming
-/// its device, as NixOS's stage 1 leaves them for the live system's fstab.
-pub fn plan_medium(device: &str, fstype: &str) -> Vec<Step> {
-    vec![
-        mkdir(format!("{NEW_ROOT}/iso")),
-        Step::Mount {
-            source: device.into(),
-            target: format!("{NEW_ROOT}/iso"),
-            fstype: fstype.into(),
-            readonly: true,
-            data: String::new(),
-        },
-        Step::Symlink {
-            target: device.into(),
-            link: "/dev/root".into(),
-        },
-    ]
-}
-
-/// Where image `i` of `n` is mounted: `/nix/.ro-store` when it is the only
-/// one (NixOS's place, which its fstab names), else `/nix/.ro-store/<i>`.
-pub fn image_mount_point(i: usize, n: usize) -> String {
-    if n == 1 {
-        format!("{NEW_ROOT}/nix/.ro-store")
-    } else {
-        format!("{NEW_ROOT}/nix/.ro-store/{i}")
+fn mount(source: &str, target: &str, fstype: &str, flags: Flags, data: &str) -> Step {
+    Step::Mount {
+        source: Source::Path(source.into()),
+        target: target.into(),
+        fstype: fstype.into(),
+        flags,
+        data: data.into(),
     }
 }
 
-/// The images as lower layers (first = top), the rw tmpfs, and the overlay at
-/// `/nix/store`. `images_dir` is where the manifest's image names are relative to.
-pub fn plan_store(manifest: &Manifest, images_dir: &str, ram: u64, size: SizeSpec) -> Vec<Step> {
+/// The filesystems every later step needs, and the tmpfs of the new root.
+pub fn api_mounts() -> Vec<Step> {
+    let api = Flags {
+        nosuid: true,
+        nodev: true,
+        noexec: true,
+        ..Flags::default()
+    };
+    let nosuid = Flags {
+        nosuid: true,
+        ..Flags::default()
+    };
+    let run = Flags {
+        nodev: true,
+        ..nosuid
+    };
+    vec![
+        mkdir("/proc"),
+        mount("proc", "/proc", "proc", api, ""),
+        mkdir("/sys"),
+        mount("sysfs", "/sys", "sysfs", api, ""),
+        mkdir("/dev"),
+        mount("devtmpfs", "/dev", "devtmpfs", nosuid, "mode=0755"),
+        mkdir("/run"),
+        mount("tmpfs", "/run", "tmpfs", run, "mode=0755"),
+        mkdir(NEW_ROOT),
+        mount("tmpfs", NEW_ROOT, "tmpfs", Flags::default(), "mode=0755"),
+    ]
+}
+
+/// What discovery found the images on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Netboot: the manifest and images sit in the initrd itself.
+    Initrd,
+    /// A block device holding the medium's filesystem.
+    Device { node: String, fstype: String },
+    /// An ISO file on a filesystem discovery left mounted at `host_dir`.
+    IsoFile { host_dir: String, file: String },
+}
+
+/// The medium's handle when it is a loop device (`findiso=`).
+pub const MEDIUM_LOOP: &str = "medium";
+/// Where a findiso host filesystem is mounted inside the new root.
+pub const FINDISO_HOST: &str = "/findiso";
+
+/// Mounts the medium read-only at `/iso` and points `/dev/root` at its
+/// device, as NixOS's stage 1 leaves them for the live system's fstab.
+pub fn medium(found: &Found) -> Vec<Step> {
+    let iso = in_new_root(paths::MEDIUM);
+    let (mut steps, source, fstype) = match found {
+        Found::Initrd => return Vec::new(),
+        Found::Device { node, fstype } => (Vec::new(), Source::Path(node.clone()), fstype),
+        Found::IsoFile { host_dir, file } => (
+            vec![Step::AttachLoop {
+                file: format!("{host_dir}{file}"),
+                handle: MEDIUM_LOOP.into(),
+            }],
+            Source::Loop(MEDIUM_LOOP.into()),
+            &"iso9660".to_string(),
+        ),
+    };
+    steps.push(mkdir(iso.clone()));
+    steps.push(Step::Mount {
+        source: source.clone(),
+        target: iso,
+        fstype: fstype.clone(),
+        flags: Flags::RO,
+        data: String::new(),
+    });
+    steps.push(Step::Symlink {
+        target: source,
+        link: "/dev/root".into(),
+    });
+    steps
+}
+
+/// What the rest of the plan depends on.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    pub found: Found,
+    pub manifest: Manifest,
+    /// `MemAvailable` and the machine's whole RAM, in bytes.
+    pub mem_available: u64,
+    pub ram: u64,
+}
+
+/// Where the images come from, once decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// In place: on the medium, or in the initrd (netboot).
+    InPlace { dir: String },
+    /// Copied into a tmpfs of this size (`copytoram`), the medium released.
+    Ram { size: u64 },
+}
+
+/// The boot after the medium is mounted: the decisions and their steps.
+#[derive(Debug, Clone)]
+pub struct BootPlan {
+    pub images: ImageSource,
+    /// Why `copytoram` was not done, to tell the user (`None`: not asked, or done).
+    pub copy_refused: Option<String>,
+    /// Every image is checked against its SHA-256 (`nixlive.verify`, or
+    /// while copying to RAM).
+    pub verify: bool,
+    /// The stage-2 init, as the new root sees it.
+    pub init: String,
+    /// Copying to RAM (empty unless [`ImageSource::Ram`]); it may fail and
+    /// be undone, after which [`BootPlan::fallback`] replaces `store`.
+    pub copy: Vec<Step>,
+    /// Verification, the images, the overlay store, releasing the medium.
+    pub store: Vec<Step>,
+    /// The store from the medium, in case copying to RAM fails.
+    pub fallback: Option<Vec<Step>>,
+    /// Moving the API filesystems and switching root.
+    pub switch: Vec<Step>,
+}
+
+/// The directory the images are in: the initrd's root for netboot, else the medium.
+pub fn images_dir(found: &Found) -> String {
+    match found {
+        Found::Initrd => String::new(),
+        _ => in_new_root(paths::MEDIUM),
+    }
+}
+
+/// The stage-2 init: `init=` or the manifest's.
+pub fn stage2_init(cmdline: &Cmdline, manifest: &Manifest) -> String {
+    cmdline
+        .init
+        .clone()
+        .unwrap_or_else(|| manifest.init.clone())
+}
+
+/// Decides where the images come from, whether they are verified, and the
+/// steps from the images to the exec of stage 2.
+pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
+    let m = &p.manifest;
+    let dir = images_dir(&p.found);
+    let total: u64 = m.images.iter().fold(0, |a, i| a.saturating_add(i.size));
+    let copy = match (cmdline.copytoram, &p.found) {
+        (false, _) => Ok(None),
+        // Netboot images are in RAM already.
+        (true, Found::Initrd) => Err("copytoram: netboot images are in RAM already".to_string()),
+        (true, _) => crate::copytoram::decide(total, p.mem_available).map(Some),
+    };
+    let (copy_refused, ram_size) = match copy {
+        Ok(size) => (None, size),
+        Err(why) => (Some(why), None),
+    };
+    let overlay = overlay_size(cmdline, p.ram);
+    let in_place = store_steps(m, &dir, cmdline.verify, overlay, None);
+    let (images, copy, store, fallback) = match ram_size {
+        Some(size) => {
+            let ram_dir = in_new_root(paths::RAM_IMAGES);
+            (
+                ImageSource::Ram { size },
+                copy_steps(m, &dir, &ram_dir, size, total),
+                store_steps(m, &ram_dir, false, overlay, Some(&p.found)),
+                Some(in_place),
+            )
+        }
+        None => (ImageSource::InPlace { dir }, Vec::new(), in_place, None),
+    };
+    let init = stage2_init(cmdline, m);
+    BootPlan {
+        images,
+        copy_refused,
+        verify: cmdline.verify || ram_size.is_some(),
+        switch: switch_steps(&init),
+        init,
+        copy,
+        store,
+        fallback,
+    }
+}
+
+fn overlay_size(cmdline: &Cmdline, ram: u64) -> u64 {
+    cmdline.overlay_size.bytes(ram)
+}
+
+/// The tmpfs for the images and a verified copy of each.
+fn copy_steps(m: &Manifest, from: &str, to: &str, size: u64, total: u64) -> Vec<Step> {
+    let mut steps = vec![
+        mkdir(to),
+        mount(
+            "tmpfs",
+            to,
+            "tmpfs",
+            Flags::default(),
+            &format!("mode=0755,size={size}"),
+        ),
+    ];
+    let mut done = 0;
+    for img in &m.images {
+        steps.push(Step::CopyToRam {
+            from: format!("{from}/{}", img.name),
+            to: format!("{to}/{}", img.name),
+            sha256: img.sha256.clone(),
+            done,
+            total,
+        });
+        done = done.saturating_add(img.size);
+    }
+    steps
+}
+
+/// The images as lower layers (first = top), the rw tmpfs, the overlay at
+/// `/nix/store`; after a copy to RAM, the medium (`release`) is let go.
+fn store_steps(
+    m: &Manifest,
+    dir: &str,
+    verify: bool,
+    overlay: u64,
+    release: Option<&Found>,
+) -> Vec<Step> {
     let mut steps = Vec::new();
+    if verify {
+        steps.extend(m.images.iter().map(|img| Step::Verify {
+            path: format!("{dir}/{}", img.name),
+            sha256: img.sha256.clone(),
+        }));
+    }
     let mut lowers = Vec::new();
-    for (i, img) in manifest.images.iter().enumerate() {
-        let target = image_mount_point(i, manifest.images.len());
-        steps.push(mkdir(target.clone()));
-        steps.push(Step::LoopMount {
-            image: format!("{images_dir}/{}", img.name),
+    for (i, img) in m.images.iter().enumerate() {
+        lowers.push(image_steps(&mut steps, dir, img, i, m.images.len()));
+    }
+    let rw = in_new_root(paths::RW_STORE);
+    let store = in_new_root(paths::STORE_DIR);
+    steps.extend([
+        mkdir(rw.clone()),
+        mount(
+            "tmpfs",
+            &rw,
+            "tmpfs",
+            Flags::default(),
+            &format!("mode=0755,size={overlay}"),
+        ),
+        mkdir(format!("{rw}/store")),
+        mkdir(format!("{rw}/work")),
+        mkdir(store.clone()),
+        mount(
+            "overlay",
+            &store,
+            "overlay",
+            Flags::default(),
+            &format!(
+                "lowerdir={},upperdir={rw}/store,workdir={rw}/work",
+                lowers.join(":")
+            ),
+        ),
+    ]);
+    if let Some(found) = release {
+        steps.extend(release_steps(found));
+    }
+    steps
+}
+
+/// Attach and mount image `i` of `n`; returns its mount point.
+fn image_steps(steps: &mut Vec<Step>, dir: &str, img: &ImageEntry, i: usize, n: usize) -> String {
+    let target = in_new_root(&paths::image_mount(i, n));
+    let handle = format!("image{i}");
+    steps.extend([
+        mkdir(target.clone()),
+        Step::AttachLoop {
+            file: format!("{dir}/{}", img.name),
+            handle: handle.clone(),
+        },
+        Step::Mount {
+            source: Source::Loop(handle),
             target: target.clone(),
             fstype: img.fs.as_str().into(),
+            flags: Flags::RO,
+            data: String::new(),
+        },
+    ]);
+    target
+}
+
+/// After `copytoram`: the medium (and a findiso host) can go.
+fn release_steps(found: &Found) -> Vec<Step> {
+    let mut steps = vec![Step::Unmount {
+        target: in_new_root(paths::MEDIUM),
+    }];
+    if let Found::IsoFile { host_dir, .. } = found {
+        steps.push(Step::Unmount {
+            target: host_dir.clone(),
         });
-        lowers.push(target);
     }
-    let rw = format!("{NEW_ROOT}/nix/.rw-store");
-    steps.push(mkdir(rw.clone()));
-    steps.push(Step::Mount {
-        source: "tmpfs".into(),
-        target: rw.clone(),
-        fstype: "tmpfs".into(),
-        readonly: false,
-        data: format!("mode=0755,size={}", size.bytes(ram)),
-    });
-    steps.push(mkdir(format!("{rw}/store")));
-    steps.push(mkdir(format!("{rw}/work")));
-    steps.push(mkdir(format!("{NEW_ROOT}/nix/store")));
-    steps.push(Step::Mount {
-        source: "overlay".into(),
-        target: format!("{NEW_ROOT}/nix/store"),
-        fstype: "overlay".into(),
-        readonly: false,
-        data: format!(
-            "lowerdir={},upperdir={rw}/store,workdir={rw}/work",
-            lowers.join(":")
-        ),
+    steps
+}
+
+/// Moves the API filesystems into the new root and switches to it.
+fn switch_steps(init: &str) -> Vec<Step> {
+    let mut steps: Vec<Step> = ["/dev", "/proc", "/sys", "/run"]
+        .into_iter()
+        .flat_map(|d| {
+            [
+                mkdir(in_new_root(d)),
+                Step::Move {
+                    from: d.into(),
+                    to: in_new_root(d),
+                },
+            ]
+        })
+        .collect();
+    steps.push(Step::SwitchRoot {
+        new_root: NEW_ROOT.into(),
+        init: init.into(),
     });
     steps
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
-    use nixlive_formats::{ImageEntry, ImageFs};
+    use nixlive_formats::{ImageFs, SizeSpec};
 
-    fn manifest(n: usize) -> Manifest {
+    pub fn manifest(n: usize) -> Manifest {
         Manifest {
             init: "/nix/store/a-sys/init".into(),
-            registration: "/nix/store/nix-path-registration".into(),
+            registration: paths::REGISTRATION.into(),
             images: (0..n)
                 .map(|i| ImageEntry {
                     name: format!("img{i}.squashfs"),
                     fs: ImageFs::Squashfs,
-                    size: 1,
-                    sha256: "0".repeat(64),
+                    size: 100 << 20,
+                    sha256: format!("{i}").repeat(64),
                 })
                 .collect(),
         }
     }
 
-    fn render(steps: &[Step]) -> Vec<String> {
+    pub fn cd() -> Found {
+        Found::Device {
+            node: "/dev/sr0".into(),
+            fstype: "iso9660".into(),
+        }
+    }
+
+    pub fn probed(found: Found, n: usize) -> Probed {
+        Probed {
+            found,
+            manifest: manifest(n),
+            mem_available: 4 << 30,
+            ram: 1 << 30,
+        }
+    }
+
+    pub fn render(steps: &[Step]) -> Vec<String> {
         steps.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
-    fn root_and_medium() {
+    fn api_mounts_with_their_flags() {
         assert_eq!(
-            render(&plan_root()),
-            vec![
+            render(&api_mounts()),
+            [
+                "mkdir -p /proc",
+                "mount -t proc -o nosuid,nodev,noexec proc /proc",
+                "mkdir -p /sys",
+                "mount -t sysfs -o nosuid,nodev,noexec sysfs /sys",
+                "mkdir -p /dev",
+                "mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev",
+                "mkdir -p /run",
+                "mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run",
                 "mkdir -p /mnt-root",
-                "mount -t tmpfs -o mode=0755 tmpfs /mnt-root"
+                "mount -t tmpfs -o mode=0755 tmpfs /mnt-root",
             ]
         );
+    }
+
+    #[test]
+    fn medium_from_a_device_and_from_an_iso_file() {
         assert_eq!(
-            render(&plan_ram_images("/mnt-root/nix/.images", 1000)),
-            vec![
-                "mkdir -p /mnt-root/nix/.images",
-                "mount -t tmpfs -o mode=0755,size=1000 tmpfs /mnt-root/nix/.images"
-            ]
-        );
-        assert_eq!(
-            render(&plan_medium("/dev/sr0", "iso9660")),
-            vec![
+            render(&medium(&cd())),
+            [
                 "mkdir -p /mnt-root/iso",
                 "mount -t iso9660 -o ro /dev/sr0 /mnt-root/iso",
                 "ln -sfn /dev/sr0 /dev/root",
             ]
         );
+        let iso = Found::IsoFile {
+            host_dir: "/mnt-root/findiso".into(),
+            file: "/isos/nixos.iso".into(),
+        };
+        assert_eq!(
+            render(&medium(&iso)),
+            [
+                "medium=$(losetup --read-only --find --show /mnt-root/findiso/isos/nixos.iso)",
+                "mkdir -p /mnt-root/iso",
+                "mount -t iso9660 -o ro $medium /mnt-root/iso",
+                "ln -sfn $medium /dev/root",
+            ]
+        );
+        assert!(medium(&Found::Initrd).is_empty());
     }
 
     #[test]
     fn one_image_where_nixos_mounts_it() {
-        let s = render(&plan_store(
-            &manifest(1),
-            "/mnt-root/iso",
-            1 << 30,
-            SizeSpec::Percent(50),
-        ));
-        assert_eq!(s[0], "mkdir -p /mnt-root/nix/.ro-store");
+        let p = plan(&Cmdline::default(), &probed(cd(), 1));
         assert_eq!(
-            s[1],
-            "mount -t squashfs -o loop,ro /mnt-root/iso/img0.squashfs /mnt-root/nix/.ro-store"
-        );
-        assert!(
-            s.last()
-                .unwrap()
-                .contains("lowerdir=/mnt-root/nix/.ro-store,")
-        );
-    }
-
-    #[test]
-    fn store_with_two_images_first_on_top() {
-        let s = plan_store(
-            &manifest(2),
-            "/mnt-root/iso",
-            1 << 30,
-            SizeSpec::Percent(50),
-        );
-        assert_eq!(
-            render(&s),
-            vec![
-                "mkdir -p /mnt-root/nix/.ro-store/0",
-                "mount -t squashfs -o loop,ro /mnt-root/iso/img0.squashfs /mnt-root/nix/.ro-store/0",
-                "mkdir -p /mnt-root/nix/.ro-store/1",
-                "mount -t squashfs -o loop,ro /mnt-root/iso/img1.squashfs /mnt-root/nix/.ro-store/1",
+            render(&p.store),
+            [
+                "mkdir -p /mnt-root/nix/.ro-store",
+                "image0=$(losetup --read-only --find --show /mnt-root/iso/img0.squashfs)",
+                "mount -t squashfs -o ro $image0 /mnt-root/nix/.ro-store",
                 "mkdir -p /mnt-root/nix/.rw-store",
                 "mount -t tmpfs -o mode=0755,size=536870900 tmpfs /mnt-root/nix/.rw-store",
                 "mkdir -p /mnt-root/nix/.rw-store/store",
                 "mkdir -p /mnt-root/nix/.rw-store/work",
                 "mkdir -p /mnt-root/nix/store",
-                "mount -t overlay -o lowerdir=/mnt-root/nix/.ro-store/0:/mnt-root/nix/.ro-store/1,upperdir=/mnt-root/nix/.rw-store/store,workdir=/mnt-root/nix/.rw-store/work overlay /mnt-root/nix/store",
+                "mount -t overlay -o lowerdir=/mnt-root/nix/.ro-store,upperdir=/mnt-root/nix/.rw-store/store,workdir=/mnt-root/nix/.rw-store/work overlay /mnt-root/nix/store",
+            ]
+        );
+        assert_eq!(
+            p.images,
+            ImageSource::InPlace {
+                dir: "/mnt-root/iso".into()
+            }
+        );
+        assert!(p.copy.is_empty() && p.fallback.is_none() && !p.verify);
+        assert_eq!(
+            render(&p.switch),
+            [
+                "mkdir -p /mnt-root/dev",
+                "mount --move /dev /mnt-root/dev",
+                "mkdir -p /mnt-root/proc",
+                "mount --move /proc /mnt-root/proc",
+                "mkdir -p /mnt-root/sys",
+                "mount --move /sys /mnt-root/sys",
+                "mkdir -p /mnt-root/run",
+                "mount --move /run /mnt-root/run",
+                "switch_root /mnt-root /nix/store/a-sys/init",
             ]
         );
     }
 
     #[test]
+    fn two_images_first_on_top() {
+        let p = plan(&Cmdline::default(), &probed(cd(), 2));
+        let s = render(&p.store);
+        assert_eq!(s[0], "mkdir -p /mnt-root/nix/.ro-store/0");
+        assert_eq!(s[3], "mkdir -p /mnt-root/nix/.ro-store/1");
+        assert!(s[4].contains("--show /mnt-root/iso/img1.squashfs"), "{s:?}");
+        assert_eq!(
+            s[5],
+            "mount -t squashfs -o ro $image1 /mnt-root/nix/.ro-store/1"
+        );
+        assert!(
+            s.last()
+                .unwrap()
+                .contains("lowerdir=/mnt-root/nix/.ro-store/0:/mnt-root/nix/.ro-store/1,")
+        );
+    }
+
+    #[test]
+    fn netboot_images_in_place_and_never_copied() {
+        let c = Cmdline {
+            copytoram: true,
+            ..Default::default()
+        };
+        let p = plan(&c, &probed(Found::Initrd, 1));
+        assert_eq!(p.images, ImageSource::InPlace { dir: String::new() });
+        assert!(p.copy.is_empty());
+        assert!(p.copy_refused.unwrap().contains("netboot"));
+        assert!(render(&p.store)[1].ends_with("--show /img0.squashfs)"));
+    }
+
+    #[test]
+    fn copytoram_copies_verifies_and_releases_the_medium() {
+        let c = Cmdline {
+            copytoram: true,
+            ..Default::default()
+        };
+        let p = plan(&c, &probed(cd(), 2));
+        assert!(matches!(p.images, ImageSource::Ram { .. }) && p.verify);
+        let copy = render(&p.copy);
+        assert_eq!(copy[0], "mkdir -p /mnt-root/nix/.images");
+        assert_eq!(
+            copy[1],
+            "mount -t tmpfs -o mode=0755,size=211582976 tmpfs /mnt-root/nix/.images"
+        );
+        assert_eq!(
+            copy[2],
+            "cp /mnt-root/iso/img0.squashfs /mnt-root/nix/.images/img0.squashfs"
+        );
+        let Step::CopyToRam { done, total, .. } = &p.copy[3] else {
+            panic!("{copy:?}")
+        };
+        assert_eq!((*done, *total), (100 << 20, 200 << 20));
+        let store = render(&p.store);
+        assert!(store[1].contains("--show /mnt-root/nix/.images/img0.squashfs"));
+        assert!(
+            !store.iter().any(|s| s.starts_with("sha256sum")),
+            "copying verified already"
+        );
+        assert_eq!(store.last().unwrap(), "umount /mnt-root/iso");
+        let iso = Found::IsoFile {
+            host_dir: "/mnt-root/findiso".into(),
+            file: "/nixos.iso".into(),
+        };
+        let store = render(&plan(&c, &probed(iso, 1)).store);
+        assert_eq!(
+            store[store.len() - 2..],
+            ["umount /mnt-root/iso", "umount /mnt-root/findiso"]
+        );
+        // Should the copy fail, the medium stays and serves the images.
+        let fallback = render(p.fallback.as_ref().unwrap());
+        assert!(fallback[1].contains("--show /mnt-root/iso/img0.squashfs"));
+        assert!(!fallback.iter().any(|s| s.starts_with("umount")));
+    }
+
+    #[test]
+    fn copytoram_refused_on_a_small_machine() {
+        let c = Cmdline {
+            copytoram: true,
+            ..Default::default()
+        };
+        let mut p = probed(cd(), 2);
+        p.mem_available = 300 << 20;
+        let p = plan(&c, &p);
+        assert_eq!(
+            p.images,
+            ImageSource::InPlace {
+                dir: "/mnt-root/iso".into()
+            }
+        );
+        assert!(p.copy.is_empty() && !p.verify);
+        assert!(
+            p.copy_refused
+                .unwrap()
+                .contains("booting from the medium instead")
+        );
+    }
+
+    #[test]
+    fn verify_checks_every_image_first() {
+        let c = Cmdline {
+            verify: true,
+            ..Default::default()
+        };
+        let p = plan(&c, &probed(cd(), 2));
+        assert!(p.verify);
+        assert_eq!(
+            render(&p.store)[..2],
+            [
+                "sha256sum --check /mnt-root/iso/img0.squashfs",
+                "sha256sum --check /mnt-root/iso/img1.squashfs"
+            ]
+        );
+    }
+
+    #[test]
+    fn init_from_the_command_line_or_the_manifest() {
+        let mut c = Cmdline::default();
+        assert_eq!(plan(&c, &probed(cd(), 1)).init, "/nix/store/a-sys/init");
+        c.init = Some("/bin/probe".into());
+        let p = plan(&c, &probed(cd(), 1));
+        assert_eq!(p.init, "/bin/probe");
+        assert_eq!(
+            p.switch.last().unwrap().to_string(),
+            "switch_root /mnt-root /bin/probe"
+        );
+    }
+
+    #[test]
     fn overlay_size_in_bytes() {
-        let s = plan_store(&manifest(1), "/x", 1 << 30, SizeSpec::Bytes(4096));
-        assert!(s.iter().any(|st| st.to_string().contains("size=4096")));
+        let c = Cmdline {
+            overlay_size: SizeSpec::Bytes(4096),
+            ..Default::default()
+        };
+        let p = plan(&c, &probed(cd(), 1));
+        assert!(render(&p.store).iter().any(|s| s.contains("size=4096")));
     }
 }

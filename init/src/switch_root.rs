@@ -1,6 +1,7 @@
-//! Switching into the new root the way util-linux's switch_root does it:
-//! move the API filesystems, free the initramfs (without crossing into other
-//! filesystems), move the new root onto `/`, chroot, exec stage 2.
+//! Switching into the new root the way util-linux's switch_root does it,
+//! once the plan has moved the API filesystems into it: free the initramfs
+//! (without crossing into other filesystems), move the new root onto `/`,
+//! chroot, exec stage 2.
 
 use crate::error::BootError;
 use rustix::mount::mount_move;
@@ -9,28 +10,23 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
+/// Switches into `new_root` (the API filesystems are in it already) and
+/// executes `init` there; returns only on failure.
 pub fn switch_root(new_root: &str, init: &str) -> Result<Infallible, BootError> {
-    for d in ["/dev", "/proc", "/sys", "/run"] {
-        let target = format!("{new_root}{d}");
-        std::fs::create_dir_all(&target).map_err(BootError::io(format!("creating {target}")))?;
-        mount_move(d, target.as_str())
-            .map_err(|e| BootError::io(format!("moving {d} to {target}"))(e.into()))?;
-    }
-    std::env::set_current_dir(new_root).map_err(BootError::io(format!("chdir {new_root}")))?;
+    std::env::set_current_dir(new_root).map_err(BootError::sys("chdir", new_root))?;
     // not fatal: a leftover file in the initramfs only costs memory.
-    let root_dev = std::fs::symlink_metadata("/").map(|m| m.dev());
-    match root_dev {
+    match std::fs::symlink_metadata("/").map(|m| m.dev()) {
         Ok(dev) => remove_tree(Path::new("/"), dev, Path::new(new_root)),
         Err(e) => log::warn!("cannot stat the initramfs root ({e}); not freeing it, ignoring"),
     }
-    mount_move(".", "/")
-        .map_err(|e| BootError::io(format!("moving {new_root} onto /"))(e.into()))?;
-    rustix::process::chroot(".").map_err(|e| BootError::io("chroot .")(e.into()))?;
-    std::env::set_current_dir("/").map_err(BootError::io("chdir / in the new root"))?;
+    mount_move(".", "/").map_err(|e| BootError::sys("mount --move . /, in", new_root)(e.into()))?;
+    rustix::process::chroot(".").map_err(|e| BootError::sys("chroot", new_root)(e.into()))?;
+    std::env::set_current_dir("/").map_err(BootError::sys("chdir", "/ in the new root"))?;
     log::info!("executing stage 2: {init}");
     let err = std::process::Command::new(init).env_clear().exec();
-    Err(BootError::Io {
-        what: format!("executing {init}"),
+    Err(BootError::Sys {
+        call: "execve",
+        path: init.to_string(),
         source: err,
     })
 }

@@ -48,7 +48,7 @@ impl BlockDev {
         // that could not be read.
         let size = match &self.probe {
             Some(Err(_)) | None => "-".to_string(),
-            Some(Ok(_)) => human_size(self.size_bytes),
+            Some(Ok(_)) => nixlive_formats::size::human(self.size_bytes),
         };
         format!(
             "{:<12} {:>10} {}{}",
@@ -57,21 +57,6 @@ impl BlockDev {
             if self.partition { "partition " } else { "" },
             what
         )
-    }
-}
-
-pub fn human_size(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
     }
 }
 
@@ -269,15 +254,42 @@ pub fn wait_for(
     events: Option<&uevent::Uevents>,
     budget: Option<std::time::Duration>,
 ) -> Found {
-    use std::time::{Duration, Instant};
-    const RETRY: Duration = Duration::from_millis(250);
+    use std::time::Instant;
     let start = Instant::now();
     let mut seen = Seen::default();
     loop {
+        let unreadable = seen.refresh(sys) && retry_unreadable;
+        // Matched after the whole scan, so partitions see their disk's GPT.
+        if let Some(d) = seen.devs.values().find(|d| accept(d, &seen)) {
+            return Found::Device(d.clone());
+        }
+        let elapsed = start.elapsed();
+        let left = match budget {
+            Some(b) if elapsed >= b => return Found::TimedOut(seen),
+            Some(b) => Some(b - elapsed),
+            None => None,
+        };
+        let pause = if unreadable {
+            Some(left.map_or(RETRY, |l| l.min(RETRY)))
+        } else {
+            left
+        };
+        wait_for_events(events, pause, on_modalias);
+    }
+}
+
+/// How soon an unreadable device is tried again (the kernel sends no event
+/// when a CD drive has spun up), and how often to rescan without uevents.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Seen {
+    /// Scans the block devices and probes each one not yet read; returns
+    /// whether one of them could not be read.
+    fn refresh(&mut self, sys: &Path) -> bool {
         let mut unreadable = false;
         for sb in scan(sys) {
             let size = sb.size_bytes;
-            let entry = seen
+            let entry = self
                 .devs
                 .entry(sb.name.clone())
                 .or_insert_with(|| BlockDev {
@@ -305,43 +317,32 @@ pub fn wait_for(
                 entry.gpt = gpt;
                 log::debug!("probed {}", entry.describe());
             }
-            if matches!(entry.probe, Some(Err(_))) && retry_unreadable {
-                unreadable = true;
+            unreadable |= matches!(entry.probe, Some(Err(_)));
+        }
+        unreadable
+    }
+}
+
+/// Sleeps until the kernel announces a device (or `pause` ends), handing
+/// each announced modalias to `on_modalias`: a new device may need its
+/// driver before its disk appears.
+fn wait_for_events(
+    events: Option<&uevent::Uevents>,
+    pause: Option<std::time::Duration>,
+    on_modalias: &mut dyn FnMut(&str),
+) {
+    match events.map(|ev| ev.wait(pause)) {
+        Some(Ok(events)) => {
+            for a in events.iter().filter_map(|e| e.modalias.as_deref()) {
+                on_modalias(a);
             }
         }
-        // Matched after the whole scan, so partitions see their disk's GPT.
-        if let Some(d) = seen.devs.values().find(|d| accept(d, &seen)) {
-            return Found::Device(d.clone());
+        Some(Err(e)) => {
+            log::warn!("reading uevents failed ({e}); rescanning every {RETRY:?}");
+            std::thread::sleep(RETRY);
         }
-        let elapsed = start.elapsed();
-        let left = match budget {
-            Some(b) if elapsed >= b => return Found::TimedOut(seen),
-            Some(b) => Some(b - elapsed),
-            None => None,
-        };
-        let pause = if unreadable {
-            Some(left.map_or(RETRY, |l| l.min(RETRY)))
-        } else {
-            left
-        };
-        match events {
-            Some(ev) => match ev.wait(pause) {
-                Ok(events) => {
-                    // A new device may need its driver before its disk appears.
-                    for e in events {
-                        if let Some(a) = &e.modalias {
-                            on_modalias(a);
-                        }
-                    }
-                }
-                Err(e) => {
-                    log::warn!("reading uevents failed ({e}); rescanning every {RETRY:?}");
-                    std::thread::sleep(RETRY);
-                }
-            },
-            // Without the netlink socket, the fallback is a slow rescan.
-            None => std::thread::sleep(pause.map_or(RETRY, |p| p.min(RETRY))),
-        }
+        // Without the netlink socket, the fallback is a slow rescan.
+        None => std::thread::sleep(pause.map_or(RETRY, |p| p.min(RETRY))),
     }
 }
 

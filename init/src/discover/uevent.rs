@@ -56,7 +56,6 @@ impl Uevents {
 /// What init needs of one uevent.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Uevent {
-    pub block: bool,
     pub modalias: Option<String>,
 }
 
@@ -64,9 +63,7 @@ pub struct Uevent {
 pub fn parse(msg: &[u8]) -> Uevent {
     let mut ev = Uevent::default();
     for kv in msg.split(|b| *b == 0) {
-        if kv == b"SUBSYSTEM=block" {
-            ev.block = true;
-        } else if let Some(a) = kv.strip_prefix(b"MODALIAS=") {
+        if let Some(a) = kv.strip_prefix(b"MODALIAS=") {
             ev.modalias = Some(String::from_utf8_lossy(a).into_owned());
         }
     }
@@ -80,11 +77,10 @@ mod tests {
     #[test]
     fn events() {
         let b = parse(b"add@/devices/x/block/sr0\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=sr0\0");
-        assert!(b.block && b.modalias.is_none());
+        assert!(b.modalias.is_none());
         let m = parse(
             b"add@/devices/pci0/0000:00:05.0\0ACTION=add\0SUBSYSTEM=pci\0MODALIAS=pci:v00001AF4d00001001\0",
         );
-        assert!(!m.block);
         assert_eq!(m.modalias.as_deref(), Some("pci:v00001AF4d00001001"));
         assert_eq!(parse(b""), Uevent::default());
     }

@@ -1,0 +1,250 @@
+//! The boot, in order: API filesystems, command line, modules, the medium,
+//! the manifest, the plan, the store, stage 2. Each phase is logged with its
+//! uptime and recorded in the stage-1 timeline. Deciding is in
+//! [`crate::plan`]; the steps run through an [`Executor`].
+
+use crate::error::BootError;
+use crate::exec::{Executor, Runner};
+use crate::modules::Loader;
+use crate::plan::{self, BootPlan, Found, ImageSource, Probed};
+use crate::{console, copytoram, discover, failure, kmsg, medium};
+use nixlive_formats::paths::{self, in_new_root};
+use nixlive_formats::{Cmdline, InitrdConf, Manifest, Phase, Timeline, initrd_conf};
+use std::convert::Infallible;
+use std::path::Path;
+
+/// Records each phase's start and duration for the timeline.
+#[derive(Default)]
+pub struct Timer {
+    timeline: Timeline,
+}
+
+impl Timer {
+    pub fn phase<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
+        let start = kmsg::uptime();
+        log::info!("phase {name}: start");
+        let r = f();
+        let d = kmsg::uptime().saturating_sub(start);
+        log::info!("phase {name}: done in {} ms", d.as_millis());
+        self.timeline.phases.push(Phase {
+            name: name.to_string(),
+            start_ms: start.as_millis() as u64,
+            duration_ms: d.as_millis() as u64,
+        });
+        r
+    }
+}
+
+/// Boots into stage 2; returns only with the reason it could not.
+pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, BootError> {
+    let mut t = Timer::default();
+    let mut runner = Runner::default();
+    t.phase("mount-api-filesystems", || {
+        runner.run(&plan::api_mounts(), ex)
+    })?;
+    console_to_stdio();
+    *cmdline = read_cmdline()?;
+    stop_point(cmdline.debug1, "boot.debug1");
+    // Listen before loading drivers so no device announcement is missed.
+    let events = discover::uevent::Uevents::open()
+        .inspect_err(|e| log::warn!("cannot open the uevent socket ({e}); rescanning instead"))
+        .ok();
+    let mut loader = t.phase("load-modules", || load_modules(cmdline));
+    stop_point(cmdline.debug1devices, "boot.debug1devices");
+    let found = if medium::in_initrd(cmdline, Path::new("/")) {
+        log::info!("netboot: the images are inside the initrd");
+        Found::Initrd
+    } else {
+        let mut modalias = |a: &str| loader.modalias(a);
+        t.phase("find-medium", || {
+            medium::find(cmdline, events.as_ref(), &mut modalias)
+        })?
+    };
+    if let Found::Device { node, fstype } = &found {
+        loader.require_fs(fstype, &format!("the medium {node}"))?;
+    }
+    t.phase("mount-medium", || runner.run(&plan::medium(&found), ex))?;
+    let manifest = medium::read_manifest(&plan::images_dir(&found), cmdline)?;
+    require_store(&mut loader, &manifest)?;
+    let bp = plan::plan(cmdline, &probe(found, manifest));
+    mount_store(&mut t, &mut runner, ex, &bp)?;
+    stop_point(cmdline.debug1mounts, "boot.debug1mounts");
+    stage2_exists(&bp.init)?;
+    hand_over_keys();
+    write_timeline(&t.timeline);
+    // switch-root itself takes well under a millisecond: no phase of its own.
+    match runner.run(&bp.switch, ex) {
+        Ok(()) => Err(BootError::NoStage2(bp.init)),
+        Err(e) => Err(e),
+    }
+}
+
+/// stdin, stdout and stderr on the console, and the log to `/dev/kmsg`.
+fn console_to_stdio() {
+    use rustix::fs::{Mode, OFlags};
+    // The kernel could not give us a console if the initrd has no /dev/console.
+    if let Ok(c) = rustix::fs::open("/dev/console", OFlags::RDWR | OFlags::NOCTTY, Mode::empty()) {
+        // not fatal: without them we still log to /dev/kmsg.
+        let _ = rustix::stdio::dup2_stdin(&c);
+        let _ = rustix::stdio::dup2_stdout(&c);
+        let _ = rustix::stdio::dup2_stderr(&c);
+    }
+    kmsg::attach();
+}
+
+fn read_cmdline() -> Result<Cmdline, BootError> {
+    let line = std::fs::read_to_string(paths::PROC_CMDLINE)
+        .map_err(BootError::sys("read", paths::PROC_CMDLINE))?;
+    let cmdline = Cmdline::parse(&line);
+    for w in &cmdline.warnings {
+        log::warn!("kernel command line: {w}");
+    }
+    if cmdline.trace {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+    Ok(cmdline)
+}
+
+/// The builder's list, `nixlive.modules=`, then coldplug.
+fn load_modules(cmdline: &Cmdline) -> Loader {
+    let conf = std::fs::read_to_string(initrd_conf::PATH)
+        .map_err(|e| e.to_string())
+        .and_then(|text| InitrdConf::parse(&text).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| {
+            log::warn!("{}: {e}; loading only coldplug matches", initrd_conf::PATH);
+            let running = rustix::system::uname()
+                .release()
+                .to_string_lossy()
+                .into_owned();
+            InitrdConf {
+                kernel: running,
+                modules: Vec::new(),
+            }
+        });
+    let mut loader = Loader::new(Path::new("/"), &conf);
+    loader.load_files(&conf.modules);
+    loader.load_names(&cmdline.modules, true);
+    loader.coldplug(Path::new("/sys"));
+    log::info!("loaded {} modules", loader.loaded);
+    loader
+}
+
+/// Loop devices and the filesystems of the images and the overlay.
+fn require_store(loader: &mut Loader, m: &Manifest) -> Result<(), BootError> {
+    loader.require_loop("the store images")?;
+    for img in &m.images {
+        loader.require_fs(img.fs.as_str(), &format!("the store image {}", img.name))?;
+    }
+    loader.require_fs("overlay", paths::STORE_DIR)
+}
+
+fn probe(found: Found, manifest: Manifest) -> Probed {
+    let si = rustix::system::sysinfo();
+    Probed {
+        found,
+        manifest,
+        mem_available: std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|t| copytoram::mem_available(&t))
+            .unwrap_or(0),
+        ram: si.totalram as u64 * u64::from(si.mem_unit),
+    }
+}
+
+/// Copies to RAM if planned (falling back to the medium when the copy
+/// fails), then verifies and mounts the images and the store.
+pub(crate) fn mount_store(
+    t: &mut Timer,
+    runner: &mut Runner,
+    ex: &mut dyn Executor,
+    bp: &BootPlan,
+) -> Result<(), BootError> {
+    if let Some(why) = &bp.copy_refused {
+        log::warn!("{why}");
+        console::say(&format!("{why}\n"));
+    }
+    if bp.verify {
+        log::info!("every image is checked against the manifest's SHA-256");
+    }
+    let mut store = &bp.store;
+    if let ImageSource::Ram { size } = bp.images {
+        match t.phase("copy-to-ram", || runner.run(&bp.copy, ex)) {
+            Ok(()) => log::info!(
+                "copied the images to a {} MiB tmpfs, digests verified",
+                size >> 20
+            ),
+            Err(e) => {
+                let why = nixlive_formats::error::chain(&e);
+                log::warn!("copytoram failed, booting from the medium instead: {why}");
+                console::say(&format!(
+                    "copytoram failed ({why}); booting from the medium instead\n"
+                ));
+                store = bp.fallback.as_ref().unwrap_or(&bp.store);
+            }
+        }
+    }
+    // With nixlive.verify, checking the images is the first part of it.
+    t.phase("mount-store", || runner.run(store, ex))?;
+    if store
+        .iter()
+        .any(|s| matches!(s, plan::Step::Unmount { .. }))
+    {
+        // not fatal: an empty directory left behind costs nothing.
+        let _ = std::fs::remove_dir(in_new_root(paths::MEDIUM));
+        console::say("The boot medium is no longer needed and can be removed.\n");
+    }
+    Ok(())
+}
+
+/// A symlink (as NixOS's init is) may point into the store: check the target.
+fn stage2_exists(init: &str) -> Result<(), BootError> {
+    let p = in_new_root(init);
+    if std::fs::metadata(&p).is_err() && std::fs::symlink_metadata(&p).is_err() {
+        return Err(BootError::NoStage2(init.to_string()));
+    }
+    Ok(())
+}
+
+/// SSH keys packed into the initrd go to `/run` for postboot, since the
+/// initrd's files are deleted by the switch of root. Not fatal: postboot
+/// still has the other key sources.
+fn hand_over_keys() {
+    use paths::{INITRD_KEYS, RUN_KEYS};
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(keys) = std::fs::read(INITRD_KEYS) else {
+        return;
+    };
+    let written = Path::new(RUN_KEYS)
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(RUN_KEYS)
+        })
+        .and_then(|mut f| f.write_all(&keys));
+    match written {
+        Ok(()) => log::info!("SSH keys from the initrd handed over in {RUN_KEYS}"),
+        Err(e) => log::warn!("copying {INITRD_KEYS} to {RUN_KEYS}: {e}, ignoring"),
+    }
+}
+
+fn write_timeline(timeline: &Timeline) {
+    let path = paths::STAGE1_TIMELINE;
+    let dir = Path::new(path).parent().unwrap_or(Path::new("/run"));
+    if let Err(e) =
+        std::fs::create_dir_all(dir).and_then(|()| std::fs::write(path, timeline.to_json()))
+    {
+        log::warn!("writing {path}: {e}, ignoring");
+    }
+}
+
+/// `boot.debug1*`: stop here (a shell if the initrd has one, else wait for Enter).
+fn stop_point(on: bool, name: &str) {
+    if on {
+        failure::pause(name);
+    }
+}

@@ -1,0 +1,220 @@
+//! Where the images are: in the initrd (netboot), on the medium `root=`
+//! names, or in an ISO file `findiso=` names; and the manifest that lists
+//! them. Waiting and probing are in [`crate::discover`]; this turns the
+//! command line into what to wait for and the outcome into a [`Found`].
+
+use crate::discover::{self, BlockDev, Seen};
+use crate::error::BootError;
+use crate::findiso;
+use crate::plan::{FINDISO_HOST, Found};
+use nixlive_formats::paths::{self, in_new_root};
+use nixlive_formats::{Cmdline, ImageEntry, ImageFs, Manifest, RootSpec, Timeout, manifest};
+use std::path::Path;
+use std::time::Duration;
+
+/// Decides whether a device is the one wanted.
+type Accept = Box<dyn FnMut(&BlockDev, &Seen) -> bool>;
+
+/// Netboot: no `root=`, no `findiso=`, and the builder put the manifest
+/// into the initrd itself (`initrd_root` is `/` at boot).
+pub fn in_initrd(cmdline: &Cmdline, initrd_root: &Path) -> bool {
+    cmdline.root.is_none()
+        && cmdline.findiso.is_none()
+        && initrd_root.join(manifest::DEFAULT_PATH).exists()
+}
+
+/// Waits for the medium (or the filesystem holding the ISO file) within
+/// `nixlive.timeout`; `on_modalias` loads drivers for devices that appear.
+pub fn find(
+    cmdline: &Cmdline,
+    events: Option<&discover::uevent::Uevents>,
+    on_modalias: &mut dyn FnMut(&str),
+) -> Result<Found, BootError> {
+    let budget = match cmdline.timeout {
+        Timeout::Forever => None,
+        Timeout::After(d) => Some(d),
+    };
+    let says = budget.map_or("no timeout".to_string(), |d| {
+        format!("timeout {} s", d.as_secs())
+    });
+    let (wanted, retry, mut accept): (String, bool, Accept) =
+        match (&cmdline.findiso, &cmdline.root) {
+            (Some(iso), _) => {
+                log::info!("looking for the ISO file {iso} on every filesystem ({says})");
+                (
+                    format!("file {iso}"),
+                    true,
+                    Box::new(holds_iso(iso.clone())),
+                )
+            }
+            (None, Some(spec)) => {
+                log::info!("waiting for the medium {spec} ({says})");
+                let retry = !matches!(spec, RootSpec::Device(_));
+                let wanted = spec.to_string();
+                let spec = spec.clone();
+                let accept = move |d: &BlockDev, seen: &Seen| discover::matches(&spec, d, seen);
+                (wanted, retry, Box::new(accept))
+            }
+            (None, None) => return Err(BootError::NoRoot),
+        };
+    let sys = Path::new("/sys");
+    match discover::wait_for(&mut *accept, retry, on_modalias, sys, events, budget) {
+        discover::Found::Device(d) => Ok(found(cmdline, &d)),
+        discover::Found::TimedOut(seen) => Err(BootError::MediumNotFound {
+            check: discover::what_to_check(cmdline),
+            wanted,
+            secs: budget.unwrap_or(Duration::ZERO).as_secs(),
+            seen: seen.list(),
+        }),
+    }
+}
+
+/// `findiso=`: a device whose filesystem holds the file; it stays mounted.
+fn holds_iso(iso: String) -> impl FnMut(&BlockDev, &Seen) -> bool {
+    let mut tried = std::collections::HashSet::new();
+    let host = in_new_root(FINDISO_HOST);
+    move |d, _| match &d.probe {
+        Some(Ok(Some(id))) if tried.insert(d.name.clone()) => {
+            findiso::holds(&d.node(), id.fstype, &host, &iso)
+        }
+        _ => false,
+    }
+}
+
+fn found(cmdline: &Cmdline, d: &BlockDev) -> Found {
+    match &cmdline.findiso {
+        Some(iso) => {
+            log::info!("found {iso} on {}", d.describe());
+            Found::IsoFile {
+                host_dir: in_new_root(FINDISO_HOST),
+                file: iso.clone(),
+            }
+        }
+        None => {
+            log::info!("found the medium: {}", d.describe());
+            let fstype = match &d.probe {
+                Some(Ok(Some(id))) => id.fstype,
+                _ => "iso9660",
+            };
+            Found::Device {
+                node: d.node(),
+                fstype: fstype.to_string(),
+            }
+        }
+    }
+}
+
+/// The manifest in `dir` (or at `nixlive.manifest=`); a medium with only
+/// the stock `nix-store.squashfs` boots with a manifest made up for it.
+pub fn read_manifest(dir: &str, cmdline: &Cmdline) -> Result<Manifest, BootError> {
+    let rel = cmdline
+        .manifest
+        .clone()
+        .unwrap_or_else(|| format!("/{}", manifest::DEFAULT_PATH));
+    let path = format!("{dir}{rel}");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let m = Manifest::parse(&text).map_err(|source| BootError::Manifest {
+                path: path.clone(),
+                source,
+            })?;
+            log::info!(
+                "manifest {path}: {} image(s), init {}",
+                m.images.len(),
+                m.init
+            );
+            Ok(m)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => stock(dir, &rel, cmdline),
+        Err(e) => Err(BootError::sys("read", path)(e)),
+    }
+}
+
+/// NixOS's own ISO layout: one image, no digests, stage 2 from `init=`.
+fn stock(dir: &str, rel: &str, cmdline: &Cmdline) -> Result<Manifest, BootError> {
+    let stock = format!("{dir}/{}", manifest::STOCK_IMAGE);
+    let size = std::fs::metadata(&stock)
+        .map(|m| m.len())
+        .map_err(|_| BootError::NoManifest {
+            medium: if dir.is_empty() {
+                "/".into()
+            } else {
+                dir.to_string()
+            },
+            manifest: rel.to_string(),
+            stock: manifest::STOCK_IMAGE.to_string(),
+        })?;
+    log::info!("no manifest at {dir}{rel}; booting the stock layout {stock}");
+    Ok(Manifest {
+        init: cmdline.init.clone().unwrap_or_else(|| "/init".into()),
+        registration: paths::REGISTRATION.into(),
+        images: vec![ImageEntry {
+            name: manifest::STOCK_IMAGE.into(),
+            fs: ImageFs::Squashfs,
+            size,
+            sha256: String::new(),
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("nixlive-medium-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn manifest_stock_layout_or_neither() {
+        let d = tmp("stock");
+        let dir = d.to_str().unwrap();
+        let c = Cmdline::default();
+        let e = read_manifest(dir, &c).unwrap_err().to_string();
+        assert!(
+            e.contains("neither /nixlive.manifest nor the stock image"),
+            "{e}"
+        );
+        std::fs::write(d.join("nix-store.squashfs"), b"12345").unwrap();
+        let m = read_manifest(dir, &c).unwrap();
+        assert_eq!((m.images[0].size, m.init.as_str()), (5, "/init"));
+        assert!(m.images[0].sha256.is_empty());
+        std::fs::write(d.join("nixlive.manifest"), "nixlive-manifest 1\nbogus\n").unwrap();
+        let e = read_manifest(dir, &c).unwrap_err();
+        let shown = nixlive_formats::error::chain(&e);
+        assert!(
+            shown.starts_with(&format!("{dir}/nixlive.manifest: line")),
+            "{shown}"
+        );
+        assert_eq!(
+            shown.matches("line").count(),
+            1,
+            "the cause is printed once: {shown}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn netboot_only_without_root_and_with_a_manifest_in_the_initrd() {
+        let d = tmp("initrd");
+        let mut c = Cmdline::default();
+        assert!(!in_initrd(&c, &d));
+        std::fs::write(d.join("nixlive.manifest"), "").unwrap();
+        assert!(in_initrd(&c, &d));
+        c.findiso = Some("/x.iso".into());
+        assert!(!in_initrd(&c, &d));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn no_root_is_explained() {
+        let mut none = |_: &str| {};
+        let e = find(&Cmdline::default(), None, &mut none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no root=") && e.contains("root=LABEL="), "{e}");
+    }
+}

@@ -1,0 +1,435 @@
+//! A recording [`Executor`] for the unit tests: it writes down every
+//! primitive operation a plan makes, in order, and fails the one a test
+//! names, so that each boot mode's exact sequence and each failure's undo
+//! are checked without root.
+
+use crate::error::BootError;
+use crate::exec::{Executor, Runner};
+use crate::plan::{self, Flags, Found, Probed, Step};
+use nixlive_formats::Cmdline;
+use std::io;
+
+#[derive(Default)]
+pub struct Recording {
+    pub calls: Vec<String>,
+    /// The first call containing this text fails (once).
+    fail_on: Option<String>,
+    loops: u32,
+}
+
+impl Recording {
+    pub fn failing_on(needle: &str) -> Recording {
+        Recording {
+            fail_on: Some(needle.to_string()),
+            ..Recording::default()
+        }
+    }
+
+    fn call(&mut self, c: String) -> io::Result<()> {
+        let fail = self.fail_on.as_deref().is_some_and(|n| c.contains(n));
+        self.calls.push(c);
+        if fail {
+            self.fail_on = None;
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+}
+
+impl Executor for Recording {
+    fn mkdir(&mut self, path: &str) -> io::Result<()> {
+        self.call(format!("mkdir {path}"))
+    }
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        flags: Flags,
+        data: &str,
+    ) -> io::Result<()> {
+        self.call(format!("mount {fstype} {source} {target} {flags:?} {data}"))
+    }
+    fn attach_loop(&mut self, file: &str) -> io::Result<String> {
+        let node = format!("/dev/loop{}", self.loops);
+        self.call(format!("attach {file} {node}"))?;
+        self.loops += 1;
+        Ok(node)
+    }
+    fn detach_loop(&mut self, node: &str) {
+        self.calls.push(format!("detach {node}"));
+    }
+    fn symlink(&mut self, target: &str, link: &str) -> io::Result<()> {
+        self.call(format!("symlink {target} {link}"))
+    }
+    fn unmount(&mut self, target: &str) -> io::Result<()> {
+        self.call(format!("umount {target}"))
+    }
+    fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()> {
+        self.call(format!("move {from} {to}"))
+    }
+    fn verify(&mut self, path: &str, sha256: &str) -> Result<(), BootError> {
+        self.call(format!("verify {path}"))
+            .map_err(|_| crate::verify::check(path, sha256, "bad").unwrap_err())
+    }
+    fn copy_to_ram(
+        &mut self,
+        from: &str,
+        to: &str,
+        _: &str,
+        _: u64,
+        _: u64,
+    ) -> Result<(), BootError> {
+        self.call(format!("copy {from} {to}"))
+            .map_err(BootError::sys("copy", from))
+    }
+    fn switch_root(&mut self, new_root: &str, init: &str) -> BootError {
+        let _ = self.call(format!("switch_root {new_root} {init}"));
+        BootError::NoStage2(init.into())
+    }
+}
+
+/// Runs the whole boot's steps for `found` and `cmdline` as `boot::run`
+/// orders them; returns the calls and the error, if any.
+fn boot(cmdline: &Cmdline, p: Probed, mut ex: Recording) -> (Vec<String>, Option<String>) {
+    let mut r = Runner::default();
+    let bp = plan::plan(cmdline, &p);
+    let result = (|| {
+        r.run(&plan::api_mounts(), &mut ex)?;
+        r.run(&plan::medium(&p.found), &mut ex)?;
+        if !bp.copy.is_empty() {
+            r.run(&bp.copy, &mut ex)?;
+        }
+        r.run(&bp.store, &mut ex)?;
+        r.run(&bp.switch, &mut ex)
+    })();
+    (
+        ex.calls,
+        result.err().map(|e| nixlive_formats::error::chain(&e)),
+    )
+}
+
+/// The calls from the medium on (the API mounts are the same everywhere).
+fn after_api(calls: &[String]) -> Vec<&str> {
+    let n = plan::api_mounts().len();
+    calls[n..].iter().map(String::as_str).collect()
+}
+
+fn has(calls: &[String], call: &str) -> bool {
+    calls.iter().any(|c| c == call)
+}
+
+use crate::plan::tests::{cd, probed};
+
+#[test]
+fn cd_boot_in_full() {
+    let (calls, err) = boot(&Cmdline::default(), probed(cd(), 1), Recording::default());
+    assert_eq!(
+        err.as_deref(),
+        Some(
+            "stage-2 init /nix/store/a-sys/init does not exist in the new root (set init= or fix the manifest's init line)"
+        )
+    );
+    assert_eq!(
+        calls[..2],
+        [
+            "mkdir /proc",
+            "mount proc proc /proc Flags { ro: false, nosuid: true, nodev: true, noexec: true } "
+        ]
+    );
+    assert_eq!(
+        after_api(&calls),
+        [
+            "mkdir /mnt-root/iso",
+            "mount iso9660 /dev/sr0 /mnt-root/iso Flags { ro: true, nosuid: false, nodev: false, noexec: false } ",
+            "symlink /dev/sr0 /dev/root",
+            "mkdir /mnt-root/nix/.ro-store",
+            "attach /mnt-root/iso/img0.squashfs /dev/loop0",
+            "mount squashfs /dev/loop0 /mnt-root/nix/.ro-store Flags { ro: true, nosuid: false, nodev: false, noexec: false } ",
+            "mkdir /mnt-root/nix/.rw-store",
+            "mount tmpfs tmpfs /mnt-root/nix/.rw-store Flags { ro: false, nosuid: false, nodev: false, noexec: false } mode=0755,size=536870900",
+            "mkdir /mnt-root/nix/.rw-store/store",
+            "mkdir /mnt-root/nix/.rw-store/work",
+            "mkdir /mnt-root/nix/store",
+            "mount overlay overlay /mnt-root/nix/store Flags { ro: false, nosuid: false, nodev: false, noexec: false } lowerdir=/mnt-root/nix/.ro-store,upperdir=/mnt-root/nix/.rw-store/store,workdir=/mnt-root/nix/.rw-store/work",
+            "mkdir /mnt-root/dev",
+            "move /dev /mnt-root/dev",
+            "mkdir /mnt-root/proc",
+            "move /proc /mnt-root/proc",
+            "mkdir /mnt-root/sys",
+            "move /sys /mnt-root/sys",
+            "mkdir /mnt-root/run",
+            "move /run /mnt-root/run",
+            "switch_root /mnt-root /nix/store/a-sys/init",
+        ]
+    );
+}
+
+#[test]
+fn usb_stick_by_its_partition() {
+    let usb = Found::Device {
+        node: "/dev/sda1".into(),
+        fstype: "vfat".into(),
+    };
+    let (calls, _) = boot(&Cmdline::default(), probed(usb, 1), Recording::default());
+    let c = after_api(&calls);
+    assert!(c[1].starts_with("mount vfat /dev/sda1 /mnt-root/iso Flags { ro: true"));
+    assert_eq!(c[2], "symlink /dev/sda1 /dev/root");
+}
+
+#[test]
+fn findiso_loop_mounts_the_file_and_names_it_root() {
+    let iso = Found::IsoFile {
+        host_dir: "/mnt-root/findiso".into(),
+        file: "/isos/nixos.iso".into(),
+    };
+    let (calls, _) = boot(&Cmdline::default(), probed(iso, 1), Recording::default());
+    let c = after_api(&calls);
+    assert_eq!(c[0], "attach /mnt-root/findiso/isos/nixos.iso /dev/loop0");
+    assert!(c[2].starts_with("mount iso9660 /dev/loop0 /mnt-root/iso Flags { ro: true"));
+    assert_eq!(c[3], "symlink /dev/loop0 /dev/root");
+    assert_eq!(c[5], "attach /mnt-root/iso/img0.squashfs /dev/loop1");
+}
+
+#[test]
+fn netboot_attaches_the_images_where_they_are() {
+    let (calls, _) = boot(
+        &Cmdline::default(),
+        probed(Found::Initrd, 1),
+        Recording::default(),
+    );
+    let c = after_api(&calls);
+    assert_eq!(
+        c[..2],
+        [
+            "mkdir /mnt-root/nix/.ro-store",
+            "attach /img0.squashfs /dev/loop0"
+        ]
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("/mnt-root/iso") || c.contains("/dev/root"))
+    );
+}
+
+#[test]
+fn two_layers_first_on_top() {
+    let (calls, _) = boot(&Cmdline::default(), probed(cd(), 2), Recording::default());
+    assert!(has(&calls, "attach /mnt-root/iso/img1.squashfs /dev/loop1"));
+    let overlay = calls
+        .iter()
+        .find(|c| c.starts_with("mount overlay"))
+        .unwrap();
+    assert!(overlay.contains("lowerdir=/mnt-root/nix/.ro-store/0:/mnt-root/nix/.ro-store/1,"));
+}
+
+#[test]
+fn copytoram_copies_then_lets_the_medium_go() {
+    let c = Cmdline {
+        copytoram: true,
+        ..Default::default()
+    };
+    let (calls, _) = boot(&c, probed(cd(), 2), Recording::default());
+    let c = after_api(&calls);
+    assert_eq!(c[3], "mkdir /mnt-root/nix/.images");
+    assert_eq!(
+        c[5],
+        "copy /mnt-root/iso/img0.squashfs /mnt-root/nix/.images/img0.squashfs"
+    );
+    assert_eq!(
+        c[6],
+        "copy /mnt-root/iso/img1.squashfs /mnt-root/nix/.images/img1.squashfs"
+    );
+    assert_eq!(
+        c[8],
+        "attach /mnt-root/nix/.images/img0.squashfs /dev/loop0"
+    );
+    let overlay = c
+        .iter()
+        .position(|x| x.starts_with("mount overlay"))
+        .unwrap();
+    assert_eq!(c[overlay + 1], "umount /mnt-root/iso");
+    assert!(c[overlay + 2].starts_with("mkdir /mnt-root/dev"));
+}
+
+#[test]
+fn copytoram_refused_boots_from_the_medium() {
+    let c = Cmdline {
+        copytoram: true,
+        ..Default::default()
+    };
+    let mut p = probed(cd(), 1);
+    p.mem_available = 128 << 20;
+    let (calls, _) = boot(&c, p, Recording::default());
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("copy") || c.starts_with("umount"))
+    );
+    assert!(has(&calls, "attach /mnt-root/iso/img0.squashfs /dev/loop0"));
+}
+
+#[test]
+fn stock_layout_verifies_nothing_it_cannot() {
+    let c = Cmdline {
+        verify: true,
+        ..Default::default()
+    };
+    let mut p = probed(cd(), 1);
+    p.manifest.images[0].name = "nix-store.squashfs".into();
+    p.manifest.images[0].sha256 = String::new();
+    let bp = plan::plan(&c, &p);
+    assert_eq!(
+        bp.store[0],
+        Step::Verify {
+            path: "/mnt-root/iso/nix-store.squashfs".into(),
+            sha256: String::new()
+        }
+    );
+    assert!(crate::verify::check("/x", "", "anything").is_ok());
+}
+
+#[test]
+fn a_failing_overlay_undoes_the_images_and_tmpfs() {
+    let (calls, err) = boot(
+        &Cmdline::default(),
+        probed(cd(), 2),
+        Recording::failing_on("mount overlay"),
+    );
+    let err = err.unwrap();
+    assert!(err.starts_with("mount -t overlay -o lowerdir="), "{err}");
+    assert!(
+        err.ends_with("overlay /mnt-root/nix/store: Input/output error (os error 5)"),
+        "{err}"
+    );
+    let failed = calls
+        .iter()
+        .position(|c| c.starts_with("mount overlay"))
+        .unwrap();
+    assert_eq!(
+        calls[failed + 1..],
+        [
+            "umount /mnt-root/nix/.rw-store",
+            "umount /mnt-root/nix/.ro-store/1",
+            "detach /dev/loop1",
+            "umount /mnt-root/nix/.ro-store/0",
+            "detach /dev/loop0",
+        ]
+    );
+    // The medium was mounted by an earlier run: it stays for the shell.
+    assert!(!has(&calls, "umount /mnt-root/iso"));
+}
+
+#[test]
+fn a_failing_loop_attach_undoes_the_image_before_it() {
+    let (calls, err) = boot(
+        &Cmdline::default(),
+        probed(cd(), 2),
+        Recording::failing_on("attach /mnt-root/iso/img1"),
+    );
+    assert!(
+        err.unwrap()
+            .starts_with("image1=$(losetup --read-only --find --show /mnt-root/iso/img1.squashfs)")
+    );
+    let n = calls.len();
+    assert_eq!(
+        calls[n - 2..],
+        ["umount /mnt-root/nix/.ro-store/0", "detach /dev/loop0"]
+    );
+}
+
+#[test]
+fn a_failing_findiso_mount_lets_the_loop_device_go() {
+    let iso = Found::IsoFile {
+        host_dir: "/mnt-root/findiso".into(),
+        file: "/nixos.iso".into(),
+    };
+    let (calls, err) = boot(
+        &Cmdline::default(),
+        probed(iso, 1),
+        Recording::failing_on("mount iso9660"),
+    );
+    assert!(err.unwrap().contains("$medium /mnt-root/iso"));
+    assert_eq!(calls.last().unwrap(), "detach /dev/loop0");
+}
+
+#[test]
+fn a_changed_image_stops_before_anything_is_mounted() {
+    let c = Cmdline {
+        verify: true,
+        ..Default::default()
+    };
+    let (calls, err) = boot(
+        &c,
+        probed(cd(), 2),
+        Recording::failing_on("verify /mnt-root/iso/img1"),
+    );
+    let err = err.unwrap();
+    assert!(
+        err.contains("/mnt-root/iso/img1.squashfs: sha256 is bad") && err.contains("damaged"),
+        "{err}"
+    );
+    assert_eq!(
+        after_api(&calls)[3..],
+        [
+            "verify /mnt-root/iso/img0.squashfs",
+            "verify /mnt-root/iso/img1.squashfs"
+        ]
+    );
+}
+
+#[test]
+fn a_failing_copy_undoes_the_ram_tmpfs_and_falls_back_to_the_medium() {
+    let c = Cmdline {
+        copytoram: true,
+        ..Default::default()
+    };
+    let p = probed(cd(), 1);
+    let bp = plan::plan(&c, &p);
+    let mut ex = Recording::failing_on("copy ");
+    let mut r = Runner::default();
+    r.run(&plan::medium(&p.found), &mut ex).unwrap();
+    let mut t = crate::boot::Timer::default();
+    crate::boot::mount_store(&mut t, &mut r, &mut ex, &bp).unwrap();
+    let c: Vec<&str> = ex.calls.iter().map(String::as_str).collect();
+    assert_eq!(
+        c[5..7],
+        [
+            "copy /mnt-root/iso/img0.squashfs /mnt-root/nix/.images/img0.squashfs",
+            "umount /mnt-root/nix/.images"
+        ]
+    );
+    assert_eq!(c[8], "attach /mnt-root/iso/img0.squashfs /dev/loop0");
+    assert!(
+        !c.contains(&"umount /mnt-root/iso"),
+        "the medium serves the images: {c:?}"
+    );
+}
+
+#[test]
+fn a_failing_api_mount_names_it() {
+    let mut ex = Recording::failing_on("mount sysfs");
+    let e = Runner::default()
+        .run(&plan::api_mounts(), &mut ex)
+        .unwrap_err();
+    assert_eq!(
+        nixlive_formats::error::chain(&e),
+        "mount -t sysfs -o nosuid,nodev,noexec sysfs /sys: Input/output error (os error 5)"
+    );
+    assert_eq!(ex.calls.last().unwrap(), "umount /proc");
+}
+
+#[test]
+fn a_failing_move_stops_the_switch() {
+    let (calls, err) = boot(
+        &Cmdline::default(),
+        probed(cd(), 1),
+        Recording::failing_on("move /sys"),
+    );
+    assert_eq!(
+        err.unwrap(),
+        "mount --move /sys /mnt-root/sys: Input/output error (os error 5)"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("switch_root")));
+}
