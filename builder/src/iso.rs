@@ -3,29 +3,23 @@
 //! hybrid ISO, and the netboot set. Every step is reproducible: the same
 //! inputs and `SOURCE_DATE_EPOCH` give the same bytes.
 
-use crate::cpio::{Archive, Kind};
+use crate::cpio::{self, Archive};
 use crate::efi;
 use crate::epoch::{mtime32, source_date_epoch, tree_time};
-use crate::files::{
-    copy, create_dir, create_parent, read, remove_old, set_mtimes, sha256_file, write,
-};
+use crate::files::{copy, create_dir, create_parent, read, remove_old, set_mtimes, write};
+use crate::images::{self, ImageArgs, ImageFormat};
 use crate::initrd::{self, Compression, InitrdSpec};
-use crate::inputs::{Closure, ImagePlan, ImageSpec, InputArgs, plan_images};
+use crate::inputs::InputArgs;
 use crate::medium;
-use crate::outputs::Outputs;
-use crate::squashfs::{self, SquashComp};
+use crate::outputs::{Kind, Outputs};
 use crate::tool;
 use anyhow::{Context, Result, ensure};
-use nixlive_formats::registration::{self, HashFormat, PathInfo};
-use nixlive_formats::{ImageEntry, ImageFs, Manifest};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const IMAGE_NAME: &str = "nix-store.squashfs";
-pub const REGISTRATION: &str = "/nix/store/nix-path-registration";
-/// What the medium tree holds besides `*.squashfs` images; anything else in
+/// What the medium tree holds besides its images; anything else in
 /// a reused --medium-dir is an error.
 const MEDIUM_ENTRIES: [&str; 4] = ["nixlive.manifest", "boot", "isolinux", "EFI"];
 
@@ -74,22 +68,6 @@ pub struct InitrdArgs {
     /// Without one the initrd has no shell.
     #[arg(long, value_name = "BIN")]
     pub shell: Option<PathBuf>,
-}
-
-/// How the store images are made.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ImageArgs {
-    /// Put the closure of these store paths into a lower image NAME
-    /// (repeatable; the first given is the bottom layer); what no --image
-    /// takes goes into nix-store.squashfs, the top layer.
-    #[arg(long = "image", value_name = "NAME=STOREPATH[,STOREPATH]")]
-    pub images: Vec<ImageSpec>,
-    /// squashfs compression.
-    #[arg(long, value_enum, default_value = "zstd")]
-    pub squashfs_compression: SquashComp,
-    /// What writes the squashfs images.
-    #[arg(long, value_enum, default_value = "mksquashfs")]
-    pub squashfs_backend: squashfs::Backend,
 }
 
 /// Options shared by `iso`, `medium` and `netboot`.
@@ -199,7 +177,7 @@ pub fn build_initrd(a: &InitrdArgs, epoch: u64, extra: Option<&[u8]>) -> Result<
             "--shell {} is not an ELF program (a static one is needed: the initrd has no libraries)",
             sh.display()
         );
-        archive.add("/bin/sh", 0o755, Kind::File(data))?;
+        archive.add("/bin/sh", 0o755, cpio::Kind::File(data))?;
     }
     if let Some(keys) = &a.authorized_keys {
         let data = read(keys, "--authorized-keys")?;
@@ -211,7 +189,7 @@ pub fn build_initrd(a: &InitrdArgs, epoch: u64, extra: Option<&[u8]>) -> Result<
         archive.add(
             nixlive_formats::handoff::INITRD_KEYS,
             0o600,
-            Kind::File(data),
+            cpio::Kind::File(data),
         )?;
     }
     let mut out = initrd::compress(&archive.to_bytes(mtime32(epoch)?), a.compression)?;
@@ -236,80 +214,6 @@ fn compressed_magic(b: &[u8]) -> bool {
         || b.starts_with(b"\xfd7zXZ\0")
 }
 
-/// Writes the images of `plans` into `dir` and returns their manifest
-/// entries (same order). The top image's registration covers the whole
-/// closure (it hides the lower ones' in the overlay); a lower image's
-/// covers its own paths.
-fn build_images(
-    closure: &Closure,
-    plans: &[ImagePlan],
-    dir: &Path,
-    args: &ImageArgs,
-    epoch: u64,
-    work: &Path,
-) -> Result<Vec<ImageEntry>> {
-    let mut entries = Vec::new();
-    for (i, plan) in plans.iter().enumerate() {
-        let infos: Vec<PathInfo> = if i == 0 {
-            closure.infos.clone()
-        } else {
-            closure
-                .infos
-                .iter()
-                .filter(|p| plan.paths.iter().any(|n| n == p.base_name()))
-                .cloned()
-                .collect()
-        };
-        let reg_dir = work.join(format!("reg-{i}"));
-        create_dir(&reg_dir)?;
-        let reg = reg_dir.join("nix-path-registration");
-        write(
-            &reg,
-            registration::render(&infos, HashFormat::ClosureInfo).as_bytes(),
-        )?;
-        let image = dir.join(&plan.name);
-        squashfs::make(
-            args.squashfs_backend,
-            &closure.store_dir,
-            &plan.paths,
-            &reg,
-            &image,
-            args.squashfs_compression,
-            epoch,
-        )?;
-        let (size, sha256) = sha256_file(&image)?;
-        entries.push(ImageEntry {
-            name: plan.name.clone(),
-            fs: ImageFs::Squashfs,
-            size,
-            sha256,
-        });
-    }
-    Ok(entries)
-}
-
-/// Images and manifest in `dir`; returns the manifest.
-fn images_and_manifest(
-    c: &CommonArgs,
-    closure: &Closure,
-    dir: &Path,
-    epoch: u64,
-    work: &Path,
-) -> Result<Manifest> {
-    let plans = plan_images(&closure.infos, &c.images.images, IMAGE_NAME)?;
-    let entries = build_images(closure, &plans, dir, &c.images, epoch, work)?;
-    let manifest = Manifest {
-        init: format!("{}/init", closure.system),
-        registration: REGISTRATION.to_string(),
-        images: entries,
-    };
-    write(
-        &dir.join(nixlive_formats::manifest::DEFAULT_PATH),
-        manifest.to_string().as_bytes(),
-    )?;
-    Ok(manifest)
-}
-
 /// Empties a reused medium directory of what an earlier build put there, and
 /// refuses one that holds anything else.
 fn prepare_medium_dir(dir: &Path) -> Result<()> {
@@ -323,7 +227,7 @@ fn prepare_medium_dir(dir: &Path) -> Result<()> {
     }
     let ours = |n: &std::ffi::OsString| {
         MEDIUM_ENTRIES.iter().any(|m| n.as_os_str() == *m)
-            || n.to_str().is_some_and(|s| s.ends_with(".squashfs"))
+            || n.to_str().is_some_and(ImageFormat::is_image_name)
     };
     let foreign: Vec<_> = names.iter().filter(|n| !ours(n)).collect();
     ensure!(
@@ -378,15 +282,15 @@ pub fn build_medium(c: &CommonArgs, b: &BootArgs, dir: &Path, outs: &mut Outputs
     let boot = dir.join("boot");
     write(&boot.join("initrd"), &initrd)?;
     copy(&c.kernel, &boot.join("vmlinuz"))?;
-    outs.add("kernel", boot.join("vmlinuz"))?;
-    outs.add("initrd", boot.join("initrd"))?;
+    outs.add(Kind::Kernel, boot.join("vmlinuz"))?;
+    outs.add(Kind::Initrd, boot.join("initrd"))?;
 
-    let manifest = images_and_manifest(c, &closure, dir, epoch, work.path())?;
+    let manifest = images::write_all(&c.images, &closure, dir, epoch, work.path())?;
     for i in &manifest.images {
-        outs.add("squashfs", dir.join(&i.name))?;
+        outs.add(Kind::Image(c.images.format()), dir.join(&i.name))?;
     }
     outs.add(
-        "manifest",
+        Kind::Manifest,
         dir.join(nixlive_formats::manifest::DEFAULT_PATH),
     )?;
 
@@ -417,7 +321,7 @@ pub fn build_medium(c: &CommonArgs, b: &BootArgs, dir: &Path, outs: &mut Outputs
         create_dir(&efi_boot)?;
         copy(&efi, &efi_boot.join(arch.boot_file()))?;
         efi::make_esp(&efi, arch.boot_file(), &boot.join("efi.img"), epoch)?;
-        outs.add("efi-image", boot.join("efi.img"))?;
+        outs.add(Kind::EfiImage, boot.join("efi.img"))?;
     }
     set_mtimes(dir, tree_time(epoch))?;
     Ok(())
@@ -476,13 +380,13 @@ pub fn iso(
     make_iso(b, &dir, out)?;
     if let Some(io) = initrd_out {
         copy(&dir.join("boot/initrd"), io)?;
-        outs.add("initrd", io.to_path_buf())?;
+        outs.add(Kind::Initrd, io.to_path_buf())?;
     }
     // Without --medium-dir the tree goes away: only the ISO is an output.
     if medium_dir.is_some() {
         outs.extend(tree_outs);
     }
-    outs.add("iso", out.to_path_buf())?;
+    outs.add(Kind::Iso, out.to_path_buf())?;
     Ok(outs)
 }
 
@@ -504,7 +408,7 @@ pub fn netboot(c: &CommonArgs, out: &Path) -> Result<Outputs> {
         .context("creating a temporary directory")?;
     let images = work.path().join("images");
     create_dir(&images)?;
-    let manifest = images_and_manifest(c, &closure, &images, epoch, work.path())?;
+    let manifest = images::write_all(&c.images, &closure, &images, epoch, work.path())?;
 
     // The images segment: stored, not compressed again (squashfs already
     // is), so the kernel only copies it and init attaches the files in place.
@@ -513,13 +417,13 @@ pub fn netboot(c: &CommonArgs, out: &Path) -> Result<Outputs> {
     seg.add(
         &format!("/{}", nixlive_formats::manifest::DEFAULT_PATH),
         0o444,
-        Kind::File(read(&mpath, "manifest")?),
+        cpio::Kind::File(read(&mpath, "manifest")?),
     )?;
     for i in &manifest.images {
         seg.add(
             &format!("/{}", i.name),
             0o444,
-            Kind::HostFile(images.join(&i.name), i.size),
+            cpio::Kind::HostFile(images.join(&i.name), i.size),
         )?;
     }
     let main = build_initrd(&c.initrd, epoch, None)?;
@@ -546,10 +450,10 @@ pub fn netboot(c: &CommonArgs, out: &Path) -> Result<Outputs> {
         medium::ipxe_script("bzImage", "initrd", &params).as_bytes(),
     )?;
     let mut outs = Outputs::default();
-    outs.add("kernel", kernel)?;
-    outs.add("initrd", initrd_path)?;
-    outs.add("ipxe", out.join("netboot.ipxe"))?;
-    outs.add("cmdline", out.join("cmdline"))?;
+    outs.add(Kind::Kernel, kernel)?;
+    outs.add(Kind::Initrd, initrd_path)?;
+    outs.add(Kind::Ipxe, out.join("netboot.ipxe"))?;
+    outs.add(Kind::Cmdline, out.join("cmdline"))?;
     Ok(outs)
 }
 
@@ -559,7 +463,7 @@ pub fn initrd_only(a: &InitrdArgs, out: &Path) -> Result<Outputs> {
     let data = build_initrd(a, epoch, None)?;
     write(out, &data)?;
     let mut outs = Outputs::default();
-    outs.add("initrd", out.to_path_buf())?;
+    outs.add(Kind::Initrd, out.to_path_buf())?;
     Ok(outs)
 }
 

@@ -6,6 +6,7 @@ mod demo_system;
 mod efi;
 mod epoch;
 mod files;
+mod images;
 mod initrd;
 mod inputs;
 mod iso;
@@ -14,10 +15,8 @@ mod nar;
 mod outputs;
 mod progress;
 mod registration;
-mod squashfs;
 mod tool;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,37 +107,6 @@ enum Cmd {
     },
 }
 
-fn human(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-fn report(outs: &outputs::Outputs, common: Option<&iso::CommonArgs>) -> anyhow::Result<()> {
-    for o in &outs.list {
-        eprintln!("{:>9}  {:>10}  {}", o.kind, human(o.size), o.path.display());
-    }
-    if let Some(c) = common {
-        if let Some(d) = &c.hydra_dir {
-            outs.write_hydra(d)?;
-        }
-        if let Some(j) = &c.outputs_json {
-            std::fs::write(j, outs.json()).with_context(|| format!("writing {}", j.display()))?;
-        }
-    }
-    print!("{}", outs.tsv());
-    Ok(())
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::DemoSystem {
@@ -180,20 +148,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 medium_dir.as_deref(),
                 initrd_out.as_deref(),
             )?;
-            report(&outs, Some(&common))?;
+            outs.report(common.hydra_dir.as_deref(), common.outputs_json.as_deref())?;
         }
         Cmd::Medium { common, boot, out } => {
             let mut outs = outputs::Outputs::default();
             iso::build_medium(&common, &boot, &out, &mut outs)?;
-            report(&outs, Some(&common))?;
+            outs.report(common.hydra_dir.as_deref(), common.outputs_json.as_deref())?;
         }
         Cmd::Netboot { common, out } => {
             let outs = iso::netboot(&common, &out)?;
-            report(&outs, Some(&common))?;
+            outs.report(common.hydra_dir.as_deref(), common.outputs_json.as_deref())?;
         }
         Cmd::Initrd { initrd, out } => {
             let outs = iso::initrd_only(&initrd, &out)?;
-            report(&outs, None)?;
+            outs.report(None, None)?;
         }
     }
     Ok(())
@@ -265,11 +233,5 @@ mod tests {
         };
         assert_eq!(format, registration::HashFormatArg::DumpDb);
         assert_eq!(paths, ["/nix/store/a"]);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human(10), "10 B");
-        assert_eq!(human(1536), "1.5 KiB");
     }
 }

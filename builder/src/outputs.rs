@@ -1,14 +1,53 @@
 //! The list of what a build produced: printed as `KIND<TAB>SIZE<TAB>PATH`
 //! lines, written as JSON, and as Hydra's `nix-support/hydra-build-products`
 //! (`file KIND PATH`).
+//!
+//! Non-goals: no checksums here (the manifest has the images'), no
+//! description of what a file is for beyond its kind.
 
+use crate::images::ImageFormat;
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// What an output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Kernel,
+    Initrd,
+    Image(ImageFormat),
+    Manifest,
+    EfiImage,
+    Iso,
+    Ipxe,
+    Cmdline,
+}
+
+impl Kind {
+    /// The name in the listings (Hydra's product subtype).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Kernel => "kernel",
+            Kind::Initrd => "initrd",
+            Kind::Image(f) => f.spec().output_kind,
+            Kind::Manifest => "manifest",
+            Kind::EfiImage => "efi-image",
+            Kind::Iso => "iso",
+            Kind::Ipxe => "ipxe",
+            Kind::Cmdline => "cmdline",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
-    pub kind: String,
+    pub kind: Kind,
     pub path: PathBuf,
     pub size: u64,
 }
@@ -20,15 +59,11 @@ pub struct Outputs {
 
 impl Outputs {
     /// Records `path` (which must exist) as an output of kind `kind`.
-    pub fn add(&mut self, kind: &str, path: PathBuf) -> Result<()> {
+    pub fn add(&mut self, kind: Kind, path: PathBuf) -> Result<()> {
         let size = fs::metadata(&path)
             .with_context(|| format!("stat {}", path.display()))?
             .len();
-        self.list.push(Output {
-            kind: kind.to_string(),
-            path,
-            size,
-        });
+        self.list.push(Output { kind, path, size });
         Ok(())
     }
 
@@ -58,7 +93,7 @@ impl Outputs {
             .iter()
             .map(|o| {
                 serde_json::json!({
-                    "kind": o.kind,
+                    "kind": o.kind.as_str(),
                     "path": o.path.display().to_string(),
                     "size": o.size,
                 })
@@ -69,6 +104,23 @@ impl Outputs {
         s
     }
 
+    /// Reports the outputs: a table on standard error, `KIND<TAB>SIZE<TAB>PATH`
+    /// lines on standard output, and the Hydra products and JSON list where
+    /// asked for.
+    pub fn report(&self, hydra_dir: Option<&Path>, json: Option<&Path>) -> Result<()> {
+        for o in &self.list {
+            eprintln!("{:>9}  {:>10}  {}", o.kind, human(o.size), o.path.display());
+        }
+        if let Some(d) = hydra_dir {
+            self.write_hydra(d)?;
+        }
+        if let Some(j) = json {
+            fs::write(j, self.json()).with_context(|| format!("writing {}", j.display()))?;
+        }
+        print!("{}", self.tsv());
+        Ok(())
+    }
+
     /// Writes `DIR/nix-support/hydra-build-products`.
     pub fn write_hydra(&self, dir: &Path) -> Result<PathBuf> {
         let ns = dir.join("nix-support");
@@ -76,6 +128,22 @@ impl Outputs {
         let p = ns.join("hydra-build-products");
         fs::write(&p, self.hydra_products()).with_context(|| format!("writing {}", p.display()))?;
         Ok(p)
+    }
+}
+
+/// A size for people: `10 B`, `1.5 KiB`.
+fn human(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -89,13 +157,19 @@ mod tests {
         let f = d.path().join("live.iso");
         fs::write(&f, b"1234").unwrap();
         let mut o = Outputs::default();
-        o.add("iso", f.clone()).unwrap();
+        o.add(Kind::Iso, f.clone()).unwrap();
         assert_eq!(o.tsv(), format!("iso\t4\t{}\n", f.display()));
         assert_eq!(o.hydra_products(), format!("file iso {}\n", f.display()));
         let j: serde_json::Value = serde_json::from_str(&o.json()).unwrap();
         assert_eq!(j[0]["size"], 4);
         let p = o.write_hydra(d.path()).unwrap();
         assert!(p.ends_with("nix-support/hydra-build-products"));
-        assert!(o.add("x", d.path().join("missing")).is_err());
+        assert!(o.add(Kind::Kernel, d.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human(10), "10 B");
+        assert_eq!(human(1536), "1.5 KiB");
     }
 }

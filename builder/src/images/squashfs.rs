@@ -1,15 +1,38 @@
-//! Store images: a squashfs whose root holds the store paths and
-//! `nix-path-registration`, as NixOS lays out `nix-store.squashfs`. Made
-//! with `mksquashfs` (squashfs-tools 4.5 or newer) or natively (the
+//! The squashfs image format: a squashfs whose root holds the store paths
+//! and `nix-path-registration`, as NixOS lays out `nix-store.squashfs`.
+//! Made with `mksquashfs` (squashfs-tools 4.5 or newer) or natively (the
 //! backhand crate, pure Rust apart from zstd's C library), reproducibly:
 //! one timestamp, root-owned, no xattrs, 1 MiB blocks.
+//!
+//! Non-goals: no reading of squashfs (init and the kernel do that), no
+//! options beyond compression and the writer.
 
+use super::{Contents, FormatSpec, REGISTRATION_NAME};
 use crate::{progress, tool};
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use backhand::{FilesystemWriter, NodeHeader};
+use nixlive_formats::ImageFs;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub const SPEC: FormatSpec = FormatSpec {
+    ext: "squashfs",
+    fs: ImageFs::Squashfs,
+    output_kind: "squashfs",
+};
+
+/// The squashfs options (part of `ImageArgs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// squashfs compression.
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub squashfs_compression: SquashComp,
+    /// What writes the squashfs images.
+    #[arg(long, value_enum, default_value = "mksquashfs")]
+    pub squashfs_backend: Backend,
+}
 
 /// Which program writes the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +62,17 @@ impl SquashComp {
     }
 }
 
+/// Writes the image `out` holding `contents`.
+pub fn write(opts: &Options, contents: &Contents<'_>, out: &Path, epoch: u64) -> Result<()> {
+    let comp = opts.squashfs_compression;
+    match opts.squashfs_backend {
+        Backend::Mksquashfs => mksquashfs(contents, out, comp, epoch),
+        Backend::Native => progress::during(&format!("writing {}", out.display()), || {
+            native(contents, out, comp, epoch)
+        }),
+    }
+}
+
 /// `(major, minor)` of a `mksquashfs -version` banner.
 pub fn parse_version(text: &str) -> (u32, u32) {
     let ver = text
@@ -65,37 +99,58 @@ fn check_mksquashfs() -> Result<()> {
     Ok(())
 }
 
-/// Writes `out` holding `store_dir/<name>` for each name and the
-/// registration file `registration` (named `nix-path-registration` inside).
-pub fn make(
-    backend: Backend,
-    store_dir: &Path,
-    names: &[String],
-    registration: &Path,
-    out: &Path,
-    comp: SquashComp,
-    epoch: u64,
-) -> Result<()> {
-    match backend {
-        Backend::Mksquashfs => make_mksquashfs(store_dir, names, registration, out, comp, epoch),
-        Backend::Native => progress::during(&format!("writing {}", out.display()), || {
-            make_native(store_dir, names, registration, out, comp, epoch)
-        }),
+fn mksquashfs(c: &Contents<'_>, out: &Path, comp: SquashComp, epoch: u64) -> Result<()> {
+    check_mksquashfs()?;
+    ensure!(
+        c.registration.file_name().and_then(|n| n.to_str()) == Some(REGISTRATION_NAME),
+        "internal: the registration file must be called {REGISTRATION_NAME}"
+    );
+    let mut cmd = Command::new("mksquashfs");
+    for n in c.names {
+        cmd.arg(c.store_dir.join(n));
     }
+    cmd.arg(c.registration).arg(out);
+    let e = epoch.to_string();
+    cmd.args(["-comp", comp.name(), "-b", "1048576", "-noappend"])
+        .args(["-no-xattrs", "-all-root", "-root-mode", "0755"])
+        .args(["-mkfs-time", &e, "-all-time", &e])
+        .args(["-no-progress", "-quiet"])
+        // mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times.
+        .env_remove("SOURCE_DATE_EPOCH");
+    progress::during(&format!("making {}", out.display()), || {
+        tool::run(&mut cmd, "mksquashfs")
+    })
 }
 
-fn make_native(
-    store_dir: &Path,
-    names: &[String],
-    registration: &Path,
-    out: &Path,
-    comp: SquashComp,
-    epoch: u64,
-) -> Result<()> {
-    use backhand::compression::Compressor;
-    use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
+/// The native writer: one mtime, root-owned, 1 MiB blocks.
+fn native(c: &Contents<'_>, out: &Path, comp: SquashComp, epoch: u64) -> Result<()> {
     let t = u32::try_from(epoch)
         .map_err(|_| anyhow!("SOURCE_DATE_EPOCH {epoch} does not fit squashfs' 32-bit times"))?;
+    let mut w = native_writer(comp, t)?;
+    let header = |mode: u32| NodeHeader {
+        permissions: (mode & 0o7777) as u16,
+        uid: 0,
+        gid: 0,
+        mtime: t,
+    };
+    add_trees(&mut w, c, out, &header)?;
+    let reg_mode = fs::metadata(c.registration)
+        .with_context(|| format!("reading {}", c.registration.display()))?
+        .permissions()
+        .mode();
+    w.push_file_from_path(c.registration, REGISTRATION_NAME, header(reg_mode))
+        .with_context(|| format!("adding {REGISTRATION_NAME}"))?;
+    let f = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut bw = std::io::BufWriter::new(f);
+    w.write(&mut bw)
+        .with_context(|| format!("writing {}", out.display()))?;
+    std::io::Write::flush(&mut bw).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+fn native_writer(comp: SquashComp, t: u32) -> Result<FilesystemWriter<'static, 'static, 'static>> {
+    use backhand::FilesystemCompressor;
+    use backhand::compression::Compressor;
     let compressor = match comp {
         SquashComp::Zstd => Compressor::Zstd,
         SquashComp::Gzip => Compressor::Gzip,
@@ -115,18 +170,22 @@ fn make_native(
     w.set_compressor(
         FilesystemCompressor::new(compressor, None).context("setting up the compressor")?,
     );
-    let header = |mode: u32| NodeHeader {
-        permissions: (mode & 0o7777) as u16,
-        uid: 0,
-        gid: 0,
-        mtime: t,
-    };
-    // Depth first, entries sorted by name bytes: the same tree gives the
-    // same calls in the same order.
-    let mut todo: Vec<(PathBuf, PathBuf)> = names
+    Ok(w)
+}
+
+/// Adds the store paths, depth first, entries sorted by name bytes: the
+/// same tree gives the same calls in the same order.
+fn add_trees(
+    w: &mut FilesystemWriter<'_, '_, '_>,
+    c: &Contents<'_>,
+    out: &Path,
+    header: &dyn Fn(u32) -> NodeHeader,
+) -> Result<()> {
+    let mut todo: Vec<(PathBuf, PathBuf)> = c
+        .names
         .iter()
         .rev()
-        .map(|n| (store_dir.join(n), PathBuf::from(n)))
+        .map(|n| (c.store_dir.join(n), PathBuf::from(n)))
         .collect();
     while let Some((src, dst)) = todo.pop() {
         let meta =
@@ -140,16 +199,8 @@ fn make_native(
         } else if ft.is_file() {
             w.push_file_from_path(&src, &dst, header(mode))
         } else if ft.is_dir() {
-            let mut kids: Vec<_> = fs::read_dir(&src)
-                .with_context(|| format!("listing {}", src.display()))?
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("listing {}", src.display()))?;
-            kids.sort_by(|a, b| {
-                use std::os::unix::ffi::OsStrExt;
-                b.as_bytes().cmp(a.as_bytes())
-            });
-            todo.extend(kids.into_iter().map(|k| (src.join(&k), dst.join(&k))));
+            let kids = sorted_entries(&src)?;
+            todo.extend(kids.iter().rev().map(|k| (src.join(k), dst.join(k))));
             w.push_dir(&dst, header(mode))
         } else {
             bail!(
@@ -159,48 +210,19 @@ fn make_native(
         };
         r.with_context(|| format!("adding {} to {}", src.display(), out.display()))?;
     }
-    let reg_mode = fs::metadata(registration)
-        .with_context(|| format!("reading {}", registration.display()))?
-        .permissions()
-        .mode();
-    w.push_file_from_path(registration, "nix-path-registration", header(reg_mode))
-        .context("adding nix-path-registration")?;
-    let f = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut bw = std::io::BufWriter::new(f);
-    w.write(&mut bw)
-        .with_context(|| format!("writing {}", out.display()))?;
-    std::io::Write::flush(&mut bw).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
 
-fn make_mksquashfs(
-    store_dir: &Path,
-    names: &[String],
-    registration: &Path,
-    out: &Path,
-    comp: SquashComp,
-    epoch: u64,
-) -> Result<()> {
-    check_mksquashfs()?;
-    ensure!(
-        registration.file_name().and_then(|n| n.to_str()) == Some("nix-path-registration"),
-        "internal: the registration file must be called nix-path-registration"
-    );
-    let mut cmd = Command::new("mksquashfs");
-    for n in names {
-        cmd.arg(store_dir.join(n));
-    }
-    cmd.arg(registration).arg(out);
-    let e = epoch.to_string();
-    cmd.args(["-comp", comp.name(), "-b", "1048576", "-noappend"])
-        .args(["-no-xattrs", "-all-root", "-root-mode", "0755"])
-        .args(["-mkfs-time", &e, "-all-time", &e])
-        .args(["-no-progress", "-quiet"])
-        // mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times.
-        .env_remove("SOURCE_DATE_EPOCH");
-    progress::during(&format!("making {}", out.display()), || {
-        tool::run(&mut cmd, "mksquashfs")
-    })
+/// The names in `dir`, sorted by their bytes.
+fn sorted_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut kids: Vec<_> = fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("listing {}", dir.display()))?;
+    kids.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(kids)
 }
 
 #[cfg(test)]

@@ -1,0 +1,176 @@
+//! The store images: the closure split into layers ([`plan`]), each written
+//! in an image format with its registration, and the manifest that lists
+//! them for init.
+//!
+//! The format is a seam: [`ImageFormat`] names the formats, and each has a
+//! module that owns its file extension, manifest type, output kind, options
+//! and writer (`squashfs.rs`). Adding erofs is an `erofs.rs` with `SPEC`,
+//! `Options` and `write`, and a variant here (then an option that picks
+//! it, in [`ImageArgs`]).
+//!
+//! Non-goals: no reading back of images, no deduplication across layers
+//! (a path lives in one image).
+
+pub mod plan;
+pub mod squashfs;
+
+use crate::files::{sha256_file, write};
+use crate::inputs::Closure;
+use anyhow::Result;
+use nixlive_formats::registration::{self, HashFormat, PathInfo};
+use nixlive_formats::{ImageEntry, ImageFs, Manifest};
+use plan::{ImagePlan, ImageSpec, plan_images};
+use std::path::Path;
+
+/// Where the registration is inside the booted system's store.
+pub const REGISTRATION: &str = "/nix/store/nix-path-registration";
+/// The registration's file name in an image's root.
+pub const REGISTRATION_NAME: &str = "nix-path-registration";
+
+/// The filesystems store images are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Squashfs,
+}
+
+/// What an image format says about itself (its module's `SPEC`).
+#[derive(Debug)]
+pub struct FormatSpec {
+    /// The extension of its image files: the top image is
+    /// `nix-store.<ext>`, and a reused medium directory may hold `*.<ext>`.
+    pub ext: &'static str,
+    /// Its type in the manifest.
+    pub fs: ImageFs,
+    /// Its kind in the list of outputs.
+    pub output_kind: &'static str,
+}
+
+/// What goes into one image.
+#[derive(Debug)]
+pub struct Contents<'a> {
+    /// `<store root>/nix/store`.
+    pub store_dir: &'a Path,
+    /// Base names of the store paths, sorted.
+    pub names: &'a [String],
+    /// The registration file, named [`REGISTRATION_NAME`].
+    pub registration: &'a Path,
+}
+
+impl ImageFormat {
+    pub const ALL: [ImageFormat; 1] = [ImageFormat::Squashfs];
+
+    pub fn spec(self) -> &'static FormatSpec {
+        match self {
+            ImageFormat::Squashfs => &squashfs::SPEC,
+        }
+    }
+
+    /// The top layer's file name.
+    pub fn top_image(self) -> String {
+        format!("nix-store.{}", self.spec().ext)
+    }
+
+    /// Whether `name` is the name of an image file of some format.
+    pub fn is_image_name(name: &str) -> bool {
+        ImageFormat::ALL
+            .iter()
+            .any(|f| name.ends_with(&format!(".{}", f.spec().ext)))
+    }
+
+    fn write(self, args: &ImageArgs, c: &Contents<'_>, out: &Path, epoch: u64) -> Result<()> {
+        match self {
+            ImageFormat::Squashfs => squashfs::write(&args.squashfs, c, out, epoch),
+        }
+    }
+}
+
+/// How the store images are made.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageArgs {
+    /// Put the closure of these store paths into a lower image NAME
+    /// (repeatable; the first given is the bottom layer); what no --image
+    /// takes goes into nix-store.squashfs, the top layer.
+    #[arg(long = "image", value_name = "NAME=STOREPATH[,STOREPATH]")]
+    pub images: Vec<ImageSpec>,
+    #[command(flatten)]
+    pub squashfs: squashfs::Options,
+}
+
+impl ImageArgs {
+    /// The format the images are written in (squashfs is the only one yet).
+    pub fn format(&self) -> ImageFormat {
+        ImageFormat::Squashfs
+    }
+}
+
+/// Writes the images of `closure` and the manifest into `dir`; `work` holds
+/// the registration files. Returns the manifest.
+pub fn write_all(
+    args: &ImageArgs,
+    closure: &Closure,
+    dir: &Path,
+    epoch: u64,
+    work: &Path,
+) -> Result<Manifest> {
+    let format = args.format();
+    let plans = plan_images(&closure.infos, &args.images, &format.top_image())?;
+    let mut images = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let reg = work.join(format!("reg-{i}")).join(REGISTRATION_NAME);
+        write(&reg, render_registration(closure, plan, i == 0).as_bytes())?;
+        let contents = Contents {
+            store_dir: &closure.store_dir,
+            names: &plan.paths,
+            registration: &reg,
+        };
+        let image = dir.join(&plan.name);
+        format.write(args, &contents, &image, epoch)?;
+        let (size, sha256) = sha256_file(&image)?;
+        images.push(ImageEntry {
+            name: plan.name.clone(),
+            fs: format.spec().fs,
+            size,
+            sha256,
+        });
+    }
+    let manifest = Manifest {
+        init: format!("{}/init", closure.system),
+        registration: REGISTRATION.to_string(),
+        images,
+    };
+    write(
+        &dir.join(nixlive_formats::manifest::DEFAULT_PATH),
+        manifest.to_string().as_bytes(),
+    )?;
+    Ok(manifest)
+}
+
+/// An image's registration: the top image's covers the whole closure (it
+/// hides the lower ones' in the overlay); a lower image's covers its own
+/// paths.
+fn render_registration(closure: &Closure, plan: &ImagePlan, top: bool) -> String {
+    let infos: Vec<PathInfo> = if top {
+        closure.infos.clone()
+    } else {
+        closure
+            .infos
+            .iter()
+            .filter(|p| plan.paths.iter().any(|n| n == p.base_name()))
+            .cloned()
+            .collect()
+    };
+    registration::render(&infos, HashFormat::ClosureInfo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names() {
+        assert_eq!(ImageFormat::Squashfs.top_image(), "nix-store.squashfs");
+        assert!(ImageFormat::is_image_name("base.squashfs"));
+        assert!(!ImageFormat::is_image_name("squashfs"));
+        assert!(!ImageFormat::is_image_name("notes.txt"));
+    }
+}
