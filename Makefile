@@ -42,7 +42,7 @@ bench: build
 # Every parser of untrusted input under libFuzzer for FUZZ_SECONDS each.
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_SECONDS ?= 10
-FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod superblock authorized_keys postboot_conf
+FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod superblock authorized_keys postboot_conf report encodings
 # deps: libFuzzer is C++ (g++). cargo-fuzz is installed here when missing.
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
