@@ -21,8 +21,8 @@ pub struct MarkerError {
 /// Makes sure `<root>/etc` (0755) and `<root>/etc/NIXOS` (0644, empty)
 /// exist; `Ok(true)` if anything was created.
 pub fn ensure(root: &Path) -> Result<bool, MarkerError> {
-    let etc = ensure_dir(&root.join("etc"), 0o755)?;
-    let marker = ensure_file(&paths::under(root, paths::NIXOS_MARKER), 0o644)?;
+    let etc = make(&root.join("etc"), Kind::Dir, 0o755)?;
+    let marker = make(&paths::under(root, paths::NIXOS_MARKER), Kind::File, 0o644)?;
     Ok(etc || marker)
 }
 
@@ -33,46 +33,44 @@ fn not_a(kind: &str) -> io::Error {
     )
 }
 
-fn ensure_dir(path: &Path, mode: u32) -> Result<bool, MarkerError> {
-    let err = |action, source| MarkerError {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Ok(false),
-        Ok(_) => Err(err("creating directory", not_a("directory"))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            DirBuilder::new()
-                .mode(mode)
-                .create(path)
-                .map_err(|e| err("creating directory", e))?;
-            // The umask may have narrowed the mode.
-            fs::set_permissions(path, fs::Permissions::from_mode(mode))
-                .map_err(|e| err("setting mode of", e))?;
-            Ok(true)
-        }
-        Err(e) => Err(err("inspecting", e)),
-    }
+/// What [`make`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
 }
 
-fn ensure_file(path: &Path, mode: u32) -> Result<bool, MarkerError> {
+/// Makes `path` a directory or an empty regular file with `mode`, unless
+/// one is there; `Ok(true)` if it was created. Anything else in its place
+/// is an error.
+fn make(path: &Path, kind: Kind, mode: u32) -> Result<bool, MarkerError> {
     let err = |action, source| MarkerError {
         action,
         path: path.to_path_buf(),
         source,
     };
+    let (creating, name) = match kind {
+        Kind::Dir => ("creating directory", "directory"),
+        Kind::File => ("creating", "regular file"),
+    };
     match fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() => Ok(false),
-        Ok(_) => Err(err("creating", not_a("regular file"))),
+        Ok(m) if (kind == Kind::Dir && m.is_dir()) || (kind == Kind::File && m.is_file()) => {
+            Ok(false)
+        }
+        Ok(_) => Err(err(creating, not_a(name))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // create_new (O_CREAT|O_EXCL) never follows a symlink planted there.
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(path)
-                .map_err(|e| err("creating", e))?;
+            match kind {
+                Kind::Dir => DirBuilder::new().mode(mode).create(path),
+                // create_new (O_CREAT|O_EXCL) never follows a symlink planted there.
+                Kind::File => OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(path)
+                    .map(drop),
+            }
+            .map_err(|e| err(creating, e))?;
+            // The umask may have narrowed the mode.
             fs::set_permissions(path, fs::Permissions::from_mode(mode))
                 .map_err(|e| err("setting mode of", e))?;
             Ok(true)

@@ -338,22 +338,20 @@ pub struct Booted {
 impl Booted {
     /// The probe's `file` lines: path -> contents.
     pub fn probe_files(&self) -> std::collections::BTreeMap<String, String> {
-        self.probe
-            .iter()
-            .filter_map(|l| l.strip_prefix("file "))
-            .filter_map(|l| l.split_once(' '))
-            .map(|(p, c)| (p.to_string(), c.to_string()))
-            .collect()
+        self.probe_pairs("file").collect()
     }
 
     /// Loop devices and their backing files, from the probe.
     pub fn probe_loops(&self) -> Vec<(String, String)> {
+        self.probe_pairs("loop").collect()
+    }
+
+    /// The probe's `KEY A B...` lines as `(A, "B...")`.
+    fn probe_pairs<'a>(&'a self, key: &'a str) -> impl Iterator<Item = (String, String)> + 'a {
         self.probe
             .iter()
-            .filter_map(|l| l.strip_prefix("loop "))
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, f)| (n.to_string(), f.to_string()))
-            .collect()
+            .filter_map(move |l| l.strip_prefix(key)?.strip_prefix(' ')?.split_once(' '))
+            .map(|(a, b)| (a.to_string(), b.to_string()))
     }
 
     /// The `nixlive[...]` lines init logged.
