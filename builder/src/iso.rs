@@ -3,12 +3,12 @@
 //! hybrid ISO, and the netboot set. Every step is reproducible: the same
 //! inputs and `SOURCE_DATE_EPOCH` give the same bytes.
 
-use crate::cpio::{self, Archive};
 use crate::efi;
 use crate::epoch::{mtime32, source_date_epoch, tree_time};
 use crate::files::{copy, create_dir, create_parent, read, remove_old, set_mtimes, write};
 use crate::images::{self, ImageArgs, ImageFormat};
-use crate::initrd::{self, Compression, InitrdSpec};
+use crate::initrd::cpio::{self, Archive};
+use crate::initrd::{self, InitrdArgs};
 use crate::inputs::InputArgs;
 use crate::medium;
 use crate::outputs::{Kind, Outputs};
@@ -22,53 +22,6 @@ use std::process::Command;
 /// What the medium tree holds besides its images; anything else in
 /// a reused --medium-dir is an error.
 const MEDIUM_ENTRIES: [&str; 4] = ["nixlive.manifest", "boot", "isolinux", "EFI"];
-
-/// How the initrd is made.
-#[derive(Debug, Clone, clap::Args)]
-pub struct InitrdArgs {
-    /// The kernel's /lib/modules/VERSION directory (with modules.dep).
-    #[arg(long, value_name = "DIR")]
-    pub modules_dir: PathBuf,
-    /// Module to load in the initrd, with its dependencies (repeatable); it
-    /// must exist.
-    #[arg(long = "module", value_name = "NAME")]
-    pub modules: Vec<String>,
-    /// Named module sets (repeatable or comma-separated): base, cd, sata,
-    /// usb, virtio, nvme, mmc, fs. Names the kernel lacks are skipped.
-    #[arg(long = "module-set", value_name = "SET[,SET]")]
-    pub module_sets: Vec<String>,
-    /// Where firmware named by the modules is looked up (repeatable).
-    #[arg(
-        long = "firmware-dir",
-        value_name = "DIR",
-        default_value = "/lib/firmware"
-    )]
-    pub firmware_dirs: Vec<PathBuf>,
-    /// The kernel's build configuration (`.config`); it tells whether the
-    /// kernel reads compressed firmware. Default: `MODULES_DIR/build/.config`
-    /// when it exists; without one, firmware is packed decompressed.
-    #[arg(long, value_name = "FILE")]
-    pub kernel_config: Option<PathBuf>,
-    /// Static stage-1 init (nixlive-init), packed as /init.
-    #[arg(long, value_name = "BIN")]
-    pub init: PathBuf,
-    /// Initrd compression.
-    #[arg(long, value_enum, default_value = "zstd")]
-    pub compression: Compression,
-    /// A cpio archive (compressed or not) appended to the initrd as it is,
-    /// e.g. keys or configuration (repeatable, in order).
-    #[arg(long = "extra-cpio", value_name = "FILE")]
-    pub extra_cpio: Vec<PathBuf>,
-    /// An authorized_keys file packed into the initrd; the post-boot agent
-    /// installs its keys for root (init hands it over in /run/nixlive).
-    #[arg(long = "authorized-keys", value_name = "FILE")]
-    pub authorized_keys: Option<PathBuf>,
-    /// A static shell (e.g. busybox) packed as /bin/sh, which init starts
-    /// on failure with boot.shell_on_fail and at the boot.debug1* stops.
-    /// Without one the initrd has no shell.
-    #[arg(long, value_name = "BIN")]
-    pub shell: Option<PathBuf>,
-}
 
 /// Options shared by `iso`, `medium` and `netboot`.
 #[derive(Debug, Clone, clap::Args)]
@@ -132,86 +85,6 @@ pub struct BootArgs {
         default_value = "/usr/lib/ISOLINUX/isohdpfx.bin"
     )]
     pub isohdpfx: PathBuf,
-}
-
-/// The compressed initrd: the main archive, then `extra` (an uncompressed
-/// archive such as the netboot images, if any), then each --extra-cpio.
-pub fn build_initrd(a: &InitrdArgs, epoch: u64, extra: Option<&[u8]>) -> Result<Vec<u8>> {
-    let init = read(&a.init, "--init")?;
-    let optional = initrd::module_set(&a.module_sets).context("--module-set")?;
-    let config = match &a.kernel_config {
-        Some(f) => Some(
-            fs::read_to_string(f)
-                .with_context(|| format!("reading --kernel-config {}", f.display()))?,
-        ),
-        None => fs::read_to_string(a.modules_dir.join("build/.config")).ok(),
-    };
-    let firmware_codecs = config
-        .as_deref()
-        .map(initrd::firmware_codecs)
-        .unwrap_or_default();
-    let (mut archive, notes) = initrd::archive(&InitrdSpec {
-        init: &init,
-        modules_dir: &a.modules_dir,
-        modules: &a.modules,
-        optional_modules: &optional,
-        firmware_dirs: &a.firmware_dirs,
-        firmware_codecs: &firmware_codecs,
-    })?;
-    for b in &notes.builtin {
-        eprintln!("note: module {b} is built into the kernel, not packed");
-    }
-    if !notes.skipped.is_empty() {
-        eprintln!(
-            "note: module sets name modules this kernel lacks, skipped: {}",
-            notes.skipped.join(" ")
-        );
-    }
-    for (fw, why) in &notes.missing_firmware {
-        eprintln!("note: firmware {fw} named by a module: {why}; not packed");
-    }
-    if let Some(sh) = &a.shell {
-        let data = read(sh, "--shell")?;
-        ensure!(
-            data.starts_with(b"\x7fELF"),
-            "--shell {} is not an ELF program (a static one is needed: the initrd has no libraries)",
-            sh.display()
-        );
-        archive.add("/bin/sh", 0o755, cpio::Kind::File(data))?;
-    }
-    if let Some(keys) = &a.authorized_keys {
-        let data = read(keys, "--authorized-keys")?;
-        ensure!(
-            std::str::from_utf8(&data).is_ok(),
-            "--authorized-keys {} is not text",
-            keys.display()
-        );
-        archive.add(
-            nixlive_formats::handoff::INITRD_KEYS,
-            0o600,
-            cpio::Kind::File(data),
-        )?;
-    }
-    let mut out = initrd::compress(&archive.to_bytes(mtime32(epoch)?), a.compression)?;
-    if let Some(seg) = extra {
-        initrd::append_segment(&mut out, seg);
-    }
-    for f in &a.extra_cpio {
-        let seg = read(f, "--extra-cpio")?;
-        ensure!(
-            seg.starts_with(b"070701") || compressed_magic(&seg),
-            "--extra-cpio {} is neither a newc cpio archive nor gzip/zstd/xz compressed",
-            f.display()
-        );
-        initrd::append_segment(&mut out, &seg);
-    }
-    Ok(out)
-}
-
-fn compressed_magic(b: &[u8]) -> bool {
-    b.starts_with(&[0x1f, 0x8b])
-        || b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || b.starts_with(b"\xfd7zXZ\0")
 }
 
 /// Empties a reused medium directory of what an earlier build put there, and
@@ -278,7 +151,7 @@ pub fn build_medium(c: &CommonArgs, b: &BootArgs, dir: &Path, outs: &mut Outputs
         .context("creating a temporary directory")?;
     prepare_medium_dir(dir)?;
 
-    let initrd = build_initrd(&c.initrd, epoch, None)?;
+    let initrd = initrd::build(&c.initrd, epoch)?;
     let boot = dir.join("boot");
     write(&boot.join("initrd"), &initrd)?;
     copy(&c.kernel, &boot.join("vmlinuz"))?;
@@ -426,7 +299,7 @@ pub fn netboot(c: &CommonArgs, out: &Path) -> Result<Outputs> {
             cpio::Kind::HostFile(images.join(&i.name), i.size),
         )?;
     }
-    let main = build_initrd(&c.initrd, epoch, None)?;
+    let main = initrd::build(&c.initrd, epoch)?;
     let mtime = mtime32(epoch)?;
     create_dir(out)?;
     let initrd_path = out.join("initrd");
@@ -460,7 +333,7 @@ pub fn netboot(c: &CommonArgs, out: &Path) -> Result<Outputs> {
 /// `nixlive initrd`: the initrd alone.
 pub fn initrd_only(a: &InitrdArgs, out: &Path) -> Result<Outputs> {
     let epoch = source_date_epoch()?;
-    let data = build_initrd(a, epoch, None)?;
+    let data = initrd::build(a, epoch)?;
     write(out, &data)?;
     let mut outs = Outputs::default();
     outs.add(Kind::Initrd, out.to_path_buf())?;
@@ -470,13 +343,6 @@ pub fn initrd_only(a: &InitrdArgs, out: &Path) -> Result<Outputs> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn extra_cpio_kinds() {
-        assert!(compressed_magic(&[0x1f, 0x8b, 8]));
-        assert!(compressed_magic(b"\xfd7zXZ\0.."));
-        assert!(!compressed_magic(b"hello"));
-    }
 
     #[test]
     fn medium_dir_is_reused_only_when_ours() {

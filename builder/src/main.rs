@@ -1,7 +1,6 @@
 //! `nixlive`: builds nixlive boot media on the build host, unprivileged and
 //! reproducibly (same inputs and `SOURCE_DATE_EPOCH`, same bytes).
 
-mod cpio;
 mod demo_system;
 mod efi;
 mod epoch;
@@ -101,7 +100,7 @@ enum Cmd {
     /// Write the initrd alone (no store images).
     Initrd {
         #[command(flatten)]
-        initrd: iso::InitrdArgs,
+        initrd: initrd::InitrdArgs,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },

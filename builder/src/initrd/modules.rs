@@ -1,28 +1,20 @@
-//! The initrd: a cpio newc archive with the static init, the closure of the
-//! requested kernel modules, the firmware those modules name, the initrd
-//! configuration, and (for netboot) the manifest and images; compressed with
-//! zstd, gzip or xz; extra cpio archives appended as they are.
+//! What goes into the initrd's main archive: the static init, the closure
+//! of the requested kernel modules (decompressed, `modules.dep` renamed to
+//! match), the named module sets, the firmware those modules name, and the
+//! initrd configuration that tells init what to load.
+//!
+//! Non-goals: no module loading or ordering policy (init's, from the
+//! configuration), no compression (the archive is compressed as a whole).
 
-use crate::cpio::{Archive, Kind};
+use super::cpio::{Archive, Kind};
 use crate::files::read;
-use crate::tool;
 use anyhow::{Context, Result, anyhow};
 use nixlive_formats::InitrdConf;
 use nixlive_formats::kmod::{self as modules, ModDep};
 use nixlive_formats::unpack::{self, Codec, plain_name};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compression {
-    Zstd,
-    Gzip,
-    Xz,
-    None,
-}
 
 /// Named groups of modules for common boot devices, so that callers need
 /// not know the kernel's driver names. Names a kernel lacks are skipped.
@@ -152,62 +144,149 @@ pub struct Notes {
     pub builtin: Vec<String>,
     pub skipped: Vec<String>,
     pub firmware: Vec<String>,
-    pub missing_firmware: Vec<(String, String)>,
+    /// Firmware named by a module but found in no firmware directory.
+    pub missing_firmware: Vec<String>,
 }
 
-/// Builds the initrd's cpio archive (uncompressed).
+/// Builds the initrd's cpio archive (uncompressed): init, the directories
+/// init needs, the modules with their metadata and configuration, and the
+/// firmware they name.
 pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
-    let modules_dir = spec.modules_dir;
-    let version = modules_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .filter(|v| !v.is_empty() && !v.contains(char::is_whitespace))
-        .ok_or_else(|| {
-            anyhow!(
-                "--modules-dir {} must be a /lib/modules/VERSION directory",
-                modules_dir.display()
-            )
-        })?
-        .to_string();
-    let dep_path = modules_dir.join("modules.dep");
-    let dep_text = String::from_utf8(read(&dep_path, "modules.dep")?)
-        .with_context(|| format!("{} is not UTF-8", dep_path.display()))?;
-    let dep = ModDep::parse(&dep_text).with_context(|| dep_path.display().to_string())?;
-    let builtin_path = modules_dir.join("modules.builtin");
-    let builtin = match fs::read_to_string(&builtin_path) {
-        Ok(t) => modules::parse_builtin(&t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", builtin_path.display())),
-    };
+    let db = ModuleDb::load(spec.modules_dir)?;
     let mut notes = Notes::default();
-    let mut requested: Vec<String> = spec.modules.to_vec();
-    for m in spec.optional_modules {
-        let name = modules::module_name(m);
-        if dep.path_of(&name).is_some() || builtin.contains(&name) {
-            if !requested.iter().any(|r| modules::module_name(r) == name) {
-                requested.push(m.clone());
-            }
-        } else {
-            notes.skipped.push(m.clone());
-        }
-    }
-    // Soft dependencies and mount-time requests (ext4's crc32c, vfat's code
-    // pages) are packed and loaded too; a kernel lacking them is fine.
-    let meta = |name: &str| fs::read_to_string(modules_dir.join(name)).unwrap_or_default();
-    let requested = modules::with_soft_deps(
-        &dep,
-        &builtin,
-        &modules::Aliases::parse(&meta("modules.alias")),
-        &modules::SoftDeps::parse(&meta("modules.softdep")),
-        &requested,
-    )
-    .with_context(|| format!("resolving modules in {}", modules_dir.display()))?;
-    let closure = modules::closure(&dep, &builtin, &requested)
-        .with_context(|| format!("resolving modules in {}", modules_dir.display()))?;
-    notes.builtin = closure.builtin.clone();
-
+    let closure = db.resolve(spec, &mut notes)?;
     let mut a = Archive::new();
-    a.add("/init", 0o755, Kind::File(spec.init.to_vec()))?;
+    add_skeleton(&mut a, spec.init)?;
+    let conf = InitrdConf {
+        kernel: db.version.clone(),
+        modules: closure
+            .files
+            .iter()
+            .map(|f| plain_name(f).to_string())
+            .collect(),
+    };
+    a.add(
+        nixlive_formats::initrd_conf::PATH,
+        0o644,
+        Kind::File(conf.to_string().into_bytes()),
+    )?;
+    let firmware = db.add_modules(&mut a, &closure.files)?;
+    add_firmware(&mut a, spec, firmware, &mut notes)?;
+    Ok((a, notes))
+}
+
+/// A kernel's module database: a /lib/modules/VERSION directory.
+struct ModuleDb<'a> {
+    dir: &'a Path,
+    version: String,
+    dep_text: String,
+    dep: ModDep,
+    builtin: HashSet<String>,
+}
+
+impl<'a> ModuleDb<'a> {
+    fn load(dir: &'a Path) -> Result<ModuleDb<'a>> {
+        let version = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|v| !v.is_empty() && !v.contains(char::is_whitespace))
+            .ok_or_else(|| {
+                anyhow!(
+                    "--modules-dir {} must be a /lib/modules/VERSION directory",
+                    dir.display()
+                )
+            })?
+            .to_string();
+        let dep_path = dir.join("modules.dep");
+        let dep_text = String::from_utf8(read(&dep_path, "modules.dep")?)
+            .with_context(|| format!("{} is not UTF-8", dep_path.display()))?;
+        let dep = ModDep::parse(&dep_text).with_context(|| dep_path.display().to_string())?;
+        let builtin_path = dir.join("modules.builtin");
+        let builtin = match fs::read_to_string(&builtin_path) {
+            Ok(t) => modules::parse_builtin(&t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", builtin_path.display())),
+        };
+        Ok(ModuleDb {
+            dir,
+            version,
+            dep_text,
+            dep,
+            builtin,
+        })
+    }
+
+    /// The module files to pack: the requested modules, the optional ones
+    /// this kernel has, their soft dependencies and mount-time requests
+    /// (ext4's crc32c, vfat's code pages), and all their dependencies.
+    fn resolve(&self, spec: &InitrdSpec<'_>, notes: &mut Notes) -> Result<modules::Closure> {
+        let mut requested: Vec<String> = spec.modules.to_vec();
+        for m in spec.optional_modules {
+            let name = modules::module_name(m);
+            if self.dep.path_of(&name).is_some() || self.builtin.contains(&name) {
+                if !requested.iter().any(|r| modules::module_name(r) == name) {
+                    requested.push(m.clone());
+                }
+            } else {
+                notes.skipped.push(m.clone());
+            }
+        }
+        // Soft dependencies are packed and loaded too; a kernel lacking
+        // them is fine.
+        let meta = |name: &str| fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        let requested = modules::with_soft_deps(
+            &self.dep,
+            &self.builtin,
+            &modules::Aliases::parse(&meta("modules.alias")),
+            &modules::SoftDeps::parse(&meta("modules.softdep")),
+            &requested,
+        )
+        .with_context(|| format!("resolving modules in {}", self.dir.display()))?;
+        let closure = modules::closure(&self.dep, &self.builtin, &requested)
+            .with_context(|| format!("resolving modules in {}", self.dir.display()))?;
+        notes.builtin = closure.builtin.clone();
+        Ok(closure)
+    }
+
+    /// Adds the module files (decompressed: the initrd is compressed as a
+    /// whole, and most kernels cannot decompress a module themselves) and
+    /// modules.dep, .alias and .builtin; returns the firmware they name.
+    fn add_modules(&self, a: &mut Archive, files: &[String]) -> Result<BTreeSet<String>> {
+        let mdir = format!("/lib/modules/{}", self.version);
+        a.add(&mdir, 0o755, Kind::Dir)?;
+        let mut firmware = BTreeSet::new();
+        for f in files {
+            let path = self.dir.join(f);
+            let data = decompressed(&path, read(&path, "module")?)?;
+            firmware.extend(firmware_names(&data));
+            a.add(
+                &format!("{mdir}/{}", plain_name(f)),
+                0o644,
+                Kind::File(data),
+            )?;
+        }
+        a.add(
+            &format!("{mdir}/modules.dep"),
+            0o644,
+            Kind::File(modules::plain_dep(&self.dep_text).into_bytes()),
+        )?;
+        for meta in ["modules.alias", "modules.builtin"] {
+            let p = self.dir.join(meta);
+            match fs::read(&p) {
+                Ok(data) => a.add(&format!("{mdir}/{meta}"), 0o644, Kind::File(data))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    eprintln!("note: {} does not exist, not packed", p.display());
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+            }
+        }
+        Ok(firmware)
+    }
+}
+
+/// `/init` and the directories init mounts on or writes to.
+fn add_skeleton(a: &mut Archive, init: &[u8]) -> Result<()> {
+    a.add("/init", 0o755, Kind::File(init.to_vec()))?;
     for d in [
         "/dev",
         "/proc",
@@ -221,117 +300,45 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
     }
     // The kernel opens /dev/console for PID 1's stdio before init runs.
     a.add("/dev/console", 0o600, Kind::CharDev(5, 1))?;
-    // Modules go in decompressed: the initrd is compressed as a whole, and
-    // most kernels cannot decompress a module themselves.
-    let conf = InitrdConf {
-        kernel: version.clone(),
-        modules: closure
-            .files
-            .iter()
-            .map(|f| plain_name(f).to_string())
-            .collect(),
-    };
-    a.add(
-        nixlive_formats::initrd_conf::PATH,
-        0o644,
-        Kind::File(conf.to_string().into_bytes()),
-    )?;
-    let mdir = format!("/lib/modules/{version}");
-    a.add(&mdir, 0o755, Kind::Dir)?;
-    let mut firmware = BTreeSet::new();
-    for f in &closure.files {
-        let path = modules_dir.join(f);
-        let data = decompressed(&path, read(&path, "module")?)?;
-        firmware.extend(firmware_names(&data));
-        a.add(
-            &format!("{mdir}/{}", plain_name(f)),
-            0o644,
-            Kind::File(data),
-        )?;
-    }
-    a.add(
-        &format!("{mdir}/modules.dep"),
-        0o644,
-        Kind::File(modules::plain_dep(&dep_text).into_bytes()),
-    )?;
-    for meta in ["modules.alias", "modules.builtin"] {
-        let p = modules_dir.join(meta);
-        match fs::read(&p) {
-            Ok(data) => a.add(&format!("{mdir}/{meta}"), 0o644, Kind::File(data))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("note: {} does not exist, not packed", p.display());
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
-        }
-    }
-    'fw: for name in firmware {
+    Ok(())
+}
+
+/// Adds each firmware file found in the firmware directories (first match
+/// wins), kept compressed only where the kernel reads it so.
+fn add_firmware(
+    a: &mut Archive,
+    spec: &InitrdSpec<'_>,
+    names: BTreeSet<String>,
+    notes: &mut Notes,
+) -> Result<()> {
+    'fw: for name in names {
         for dir in spec.firmware_dirs {
             for suffix in ["", ".zst", ".xz"] {
                 let p = dir.join(format!("{name}{suffix}"));
-                if p.is_file() {
-                    let data = read(&p, "firmware")?;
-                    // Kept compressed only where the kernel reads it so.
-                    let codec = Codec::of_name(suffix);
-                    let (file, data) = match codec {
-                        Some(c) if !spec.firmware_codecs.contains(&c) => {
-                            (name.clone(), decompressed(&p, data)?)
-                        }
-                        _ => (format!("{name}{suffix}"), data),
-                    };
-                    a.add(&format!("/lib/firmware/{file}"), 0o644, Kind::File(data))?;
-                    notes.firmware.push(file);
-                    continue 'fw;
+                if !p.is_file() {
+                    continue;
                 }
+                let data = read(&p, "firmware")?;
+                let (file, data) = match Codec::of_name(suffix) {
+                    Some(c) if !spec.firmware_codecs.contains(&c) => {
+                        (name.clone(), decompressed(&p, data)?)
+                    }
+                    _ => (format!("{name}{suffix}"), data),
+                };
+                a.add(&format!("/lib/firmware/{file}"), 0o644, Kind::File(data))?;
+                notes.firmware.push(file);
+                continue 'fw;
             }
         }
-        notes
-            .missing_firmware
-            .push((name, "not found in the firmware directories".into()));
+        notes.missing_firmware.push(name);
     }
-    Ok((a, notes))
-}
-
-pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>> {
-    match c {
-        Compression::Zstd => zstd::stream::encode_all(data, 19).context("zstd compression"),
-        Compression::Gzip => {
-            let mut e = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(Vec::new(), flate2::Compression::best());
-            e.write_all(data).context("gzip compression")?;
-            e.finish().context("gzip compression")
-        }
-        // The kernel's xz decoder wants CRC32 checks and a bounded dictionary;
-        // one thread keeps the output the same everywhere.
-        Compression::Xz => tool::pipe(
-            Command::new("xz").args([
-                "--format=xz",
-                "--check=crc32",
-                "--lzma2=preset=6,dict=1MiB",
-                "--threads=1",
-                "-c",
-            ]),
-            data,
-            "xz",
-        ),
-        Compression::None => Ok(data.to_vec()),
-    }
-}
-
-/// Appends `segment` to an initrd, first padding it to a multiple of 4
-/// bytes (the kernel skips zero bytes between archives, and an uncompressed
-/// archive must start 4-aligned).
-pub fn append_segment(initrd: &mut Vec<u8>, segment: &[u8]) {
-    while !initrd.len().is_multiple_of(4) {
-        initrd.push(0);
-    }
-    initrd.extend_from_slice(segment);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::process::Command;
 
     fn fake_modules(d: &Path) -> PathBuf {
         let m = d.join("6.1.0-test");
@@ -370,7 +377,7 @@ mod tests {
         assert_eq!(notes.builtin, ["ext4"]);
         assert_eq!(notes.skipped, ["nothere"]);
         assert_eq!(notes.firmware, ["x/fw.bin"]);
-        assert_eq!(notes.missing_firmware[0].0, "missing.bin");
+        assert_eq!(notes.missing_firmware, ["missing.bin"]);
         let bytes = a.to_bytes(0);
         let text = String::from_utf8_lossy(&bytes);
         for p in [
@@ -412,7 +419,7 @@ mod tests {
             "xz" => &["--check=crc32", "--lzma2=dict=1MiB", "-c"],
             _ => &["-19", "-q", "-c"],
         };
-        tool::pipe(Command::new(prog).args(args), data, prog).unwrap()
+        crate::tool::pipe(Command::new(prog).args(args), data, prog).unwrap()
     }
 
     #[test]
@@ -528,37 +535,5 @@ mod tests {
             e.to_string().contains("floppy") && e.to_string().contains("usb"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn compression_round_trips() {
-        let data = b"hello initrd ".repeat(1000);
-        let z = compress(&data, Compression::Zstd).unwrap();
-        assert_eq!(&z[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
-        assert_eq!(zstd::stream::decode_all(&z[..]).unwrap(), data);
-        let g = compress(&data, Compression::Gzip).unwrap();
-        assert_eq!(&g[..2], &[0x1f, 0x8b]);
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&g[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, data);
-        assert_eq!(compress(&data, Compression::Gzip).unwrap(), g);
-        let x = compress(&data, Compression::Xz).unwrap();
-        assert_eq!(&x[..6], b"\xfd7zXZ\0");
-        // Stream flags: check type 1 = CRC32, which the kernel's decoder takes.
-        assert_eq!(x[7], 1);
-        assert_eq!(compress(&data, Compression::Xz).unwrap(), x);
-        assert_eq!(
-            tool::pipe(Command::new("xz").arg("-dc"), &x, "xz").unwrap(),
-            data
-        );
-    }
-
-    #[test]
-    fn segments_are_aligned() {
-        let mut v = vec![1, 2, 3, 4, 5];
-        append_segment(&mut v, b"0707");
-        assert_eq!(v, [1, 2, 3, 4, 5, 0, 0, 0, b'0', b'7', b'0', b'7']);
     }
 }
