@@ -38,6 +38,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::artifacts;
+use nixlive_formats::manifest::STOCK_IMAGE;
+use nixlive_formats::paths::{MEDIUM, RO_STORE, STORE_DIR};
 use nixlive_formats::report::{self, Mount};
 
 pub const BEGIN: &str = "NIXLIVE-SYSTEMD-BEGIN";
@@ -400,7 +402,7 @@ impl Report {
         if !self.failed.is_empty() {
             p.push(format!("failed units: {:?}", self.failed));
         }
-        let ro = self.mounts_at("/nix/.ro-store");
+        let ro = self.mounts_at(RO_STORE);
         let squashfs: Vec<&Mount> = self
             .mounts
             .iter()
@@ -409,11 +411,11 @@ impl Report {
         let image_loops: Vec<_> = self
             .loops
             .iter()
-            .filter(|(_, f)| f.ends_with("/nix-store.squashfs"))
+            .filter(|(_, f)| f.ends_with(&format!("/{STOCK_IMAGE}")))
             .collect();
         if ro.len() != 1 || squashfs.len() != 1 || image_loops.len() != 1 {
             p.push(format!(
-                "/nix/.ro-store is not mounted exactly once: {} mount(s) there, squashfs mounts {:?}, \
+                "{RO_STORE} is not mounted exactly once: {} mount(s) there, squashfs mounts {:?}, \
                  loop devices on the image {image_loops:?}",
                 ro.len(),
                 squashfs
@@ -422,14 +424,14 @@ impl Report {
                     .collect::<Vec<_>>(),
             ));
         } else if ro[0].fstype != "squashfs" {
-            p.push(format!("/nix/.ro-store is {}, not squashfs", ro[0].fstype));
+            p.push(format!("{RO_STORE} is {}, not squashfs", ro[0].fstype));
         }
-        match self.mounts_at("/iso").last() {
-            None => p.push("/iso is not mounted".into()),
+        match self.mounts_at(MEDIUM).last() {
+            None => p.push(format!("{MEDIUM} is not mounted")),
             Some(iso) => {
                 if !self.dev_root.starts_with("/dev/sr") || self.dev_root != iso.source {
                     p.push(format!(
-                        "/dev/root resolves to {:?}, not the medium ({} on /iso)",
+                        "/dev/root resolves to {:?}, not the medium ({} on {MEDIUM})",
                         self.dev_root, iso.source
                     ));
                 }
@@ -438,9 +440,9 @@ impl Report {
         if self.iso_mount != "active" {
             p.push(format!("iso.mount is {:?}, not active", self.iso_mount));
         }
-        match self.mounts_at("/nix/store").last() {
+        match self.mounts_at(STORE_DIR).last() {
             Some(m) if m.fstype == "overlay" => {}
-            other => p.push(format!("/nix/store is not an overlay: {other:?}")),
+            other => p.push(format!("{STORE_DIR} is not an overlay: {other:?}")),
         }
         p
     }

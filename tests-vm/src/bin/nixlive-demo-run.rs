@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use nixlive_formats::paths;
 use nixlive_tests_vm::{artifacts, boot_to_report};
 
 const LABEL: &str = "NIXLIVE_DEMO";
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
     for m in r
         .mounts
         .iter()
-        .filter(|m| m.point.starts_with("/nix") || m.point == "/iso" || m.point == "/")
+        .filter(|m| m.point.starts_with("/nix") || m.point == paths::MEDIUM || m.point == "/")
     {
         println!(
             "  {:<20} {:<9} {:<12} {}",
