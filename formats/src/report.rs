@@ -17,7 +17,7 @@
 //!
 //! Mount points and sources carry mountinfo's octal escapes (`\040` for a
 //! space) on the wire, so each stays one word; a [`Mount`] holds them
-//! decoded. File systems types and options stay as the kernel prints them.
+//! decoded. Filesystem types and options stay as the kernel prints them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
