@@ -67,6 +67,9 @@ pub struct Cmdline {
     pub debug1devices: bool,
     pub debug1mounts: bool,
     pub trace: bool,
+    /// `nixlive.test_panic`: init panics on purpose once the command line
+    /// is read, to show (and test) that a panic ends in the failure policy.
+    pub test_panic: bool,
     pub timeout: Timeout,
     pub verify: bool,
     pub overlay_size: SizeSpec,
@@ -90,6 +93,7 @@ impl Default for Cmdline {
             debug1devices: false,
             debug1mounts: false,
             trace: false,
+            test_panic: false,
             timeout: Timeout::After(DEFAULT_TIMEOUT),
             verify: false,
             overlay_size: SizeSpec::Percent(50),
@@ -204,6 +208,7 @@ impl Cmdline {
             "boot.debug1mounts" => flag(self, |c| c.debug1mounts = true),
             "boot.trace" => flag(self, |c| c.trace = true),
             "nixlive.verify" => flag(self, |c| c.verify = true),
+            "nixlive.test_panic" => flag(self, |c| c.test_panic = true),
             "root" => match val.and_then(parse_root) {
                 Some(r) => self.root = Some(r),
                 None => self.warn(key, val, "want LABEL=, UUID=, PARTLABEL= or /dev/..."),
@@ -325,5 +330,13 @@ mod tests {
         assert_eq!(parse_size("G"), None);
         assert_eq!(parse_size("99999999999T"), None);
         assert_eq!(SizeSpec::Percent(50).bytes(1000), 500);
+    }
+
+    #[test]
+    fn test_panic_is_a_flag() {
+        assert!(Cmdline::parse("nixlive.test_panic").test_panic);
+        assert!(!Cmdline::parse("").test_panic);
+        let c = Cmdline::parse("nixlive.test_panic=1");
+        assert!(!c.test_panic && c.warnings.len() == 1, "{c:?}");
     }
 }

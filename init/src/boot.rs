@@ -44,6 +44,10 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     })?;
     console_to_stdio();
     *cmdline = read_cmdline()?;
+    failure::remember(cmdline);
+    if cmdline.test_panic {
+        panic!("nixlive.test_panic is set: panicking on purpose");
+    }
     stop_point(cmdline.debug1, "boot.debug1");
     // Listen before loading drivers so no device announcement is missed.
     let events = discover::uevent::Uevents::open()

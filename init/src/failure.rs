@@ -4,10 +4,42 @@
 
 use nixlive_formats::Cmdline;
 use std::io::{BufRead, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The command line, once read, for a failure that has no other way to it
+/// (a panic).
+static CMDLINE: Mutex<Option<Cmdline>> = Mutex::new(None);
+/// Set while the failure policy runs: a panic inside it must not start it again.
+static FAILING: AtomicBool = AtomicBool::new(false);
+
+/// Remembers the command line for [`on_panic`].
+pub fn remember(cmdline: &Cmdline) {
+    *CMDLINE.lock().unwrap_or_else(|p| p.into_inner()) = Some(cmdline.clone());
+}
+
+/// The panic hook: a panic anywhere in init ends in the failure policy (the
+/// message, `boot.shell_on_fail`, `boot.panic_on_fail`, reboot on Enter),
+/// never in the death of PID 1 (which the kernel could only report as
+/// "Attempted to kill init").
+pub fn on_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let msg = format!("nixlive-init panicked: {info}");
+    if FAILING.load(Ordering::SeqCst) {
+        log::error!("{msg} (while handling a failure)");
+        freeze();
+    }
+    let cmdline = CMDLINE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default();
+    fail(&msg, &cmdline)
+}
 
 const SHELLS: [&str; 2] = ["/bin/sh", "/bin/ash"];
 
 pub fn fail(msg: &str, cmdline: &Cmdline) -> ! {
+    FAILING.store(true, Ordering::SeqCst);
     log::error!("boot failed: {msg}");
     let mut console = std::fs::OpenOptions::new()
         .read(true)
@@ -38,10 +70,7 @@ pub fn fail(msg: &str, cmdline: &Cmdline) -> ! {
                 say(&format!(
                     "boot.shell_on_fail: starting {sh}; exit it to reboot.\n"
                 ));
-                match std::process::Command::new(sh).status() {
-                    Ok(st) => log::info!("{sh} exited ({st})"),
-                    Err(e) => log::error!("starting {sh}: {e}"),
-                }
+                run_shell(sh, "");
             }
             None => say("boot.shell_on_fail is set, but this initrd has no shell.\n"),
         }
@@ -74,10 +103,7 @@ pub fn pause(name: &str) {
         if let Ok(c) = console.as_mut() {
             let _ = writeln!(c, "{name}: starting {sh}; exit it to continue booting.");
         }
-        match std::process::Command::new(sh).status() {
-            Ok(st) => log::info!("{sh} exited ({st}); continuing"),
-            Err(e) => log::error!("starting {sh}: {e}; continuing"),
-        }
+        run_shell(sh, "; continuing");
         return;
     }
     if let Ok(c) = console.as_mut() {
@@ -87,6 +113,28 @@ pub fn pause(name: &str) {
         );
         let mut line = String::new();
         let _ = std::io::BufReader::new(c).read_line(&mut line);
+    }
+}
+
+/// Runs the shell until it exits, then reaps what it left behind: PID 1
+/// inherits every orphan, and a zombie would stay until stage 2 otherwise.
+fn run_shell(sh: &str, then: &str) {
+    match std::process::Command::new(sh).status() {
+        Ok(st) => log::info!("{sh} exited ({st}){then}"),
+        Err(e) => log::error!("starting {sh}: {e}{then}"),
+    }
+    reap_orphans();
+}
+
+/// Reaps every child that has ended, without waiting for the others.
+pub fn reap_orphans() {
+    use rustix::process::{WaitOptions, waitpid};
+    let mut reaped = 0;
+    while let Ok(Some(_)) = waitpid(None, WaitOptions::NOHANG) {
+        reaped += 1;
+    }
+    if reaped > 0 {
+        log::info!("reaped {reaped} orphaned process(es)");
     }
 }
 

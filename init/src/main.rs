@@ -44,11 +44,8 @@ mod verify;
 use nixlive_formats::Cmdline;
 
 fn main() {
-    std::panic::set_hook(Box::new(|info| {
-        // panic = "abort": log first, then the kernel reports PID 1's death.
-        log::error!("nixlive-init panicked: {info}");
-        eprintln!("nixlive-init panicked: {info}");
-    }));
+    // panic = "abort" would end PID 1 after the hook: the hook never returns.
+    std::panic::set_hook(Box::new(failure::on_panic));
     kmsg::init(log::LevelFilter::Info);
     let mut cmdline = Cmdline::default();
     let err = match boot::run(&mut cmdline, &mut exec::Real::default()) {

@@ -142,6 +142,9 @@ impl Shared {
 /// A running VM. Dropping it kills QEMU and waits for it.
 pub struct Vm {
     child: Arc<Mutex<Child>>,
+    /// QEMU's standard input: what is written there reaches the guest's
+    /// serial console (`-serial stdio`).
+    stdin: Mutex<Option<std::process::ChildStdin>>,
     shared: Arc<Shared>,
     command_line: String,
     started: Instant,
@@ -189,7 +192,7 @@ impl Vm {
         let command_line = cmd.command_line();
         let mut child = Command::new(&cmd.program)
             .args(&cmd.args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -213,6 +216,7 @@ impl Vm {
         if let Some(stderr) = child.stderr.take() {
             threads.push(reader(stderr, shared.clone(), false));
         }
+        let stdin = Mutex::new(child.stdin.take());
         let child = Arc::new(Mutex::new(child));
         let (stop, stopped) = mpsc::channel::<()>();
         {
@@ -233,6 +237,7 @@ impl Vm {
         let started = Instant::now();
         Ok(Vm {
             child,
+            stdin,
             shared,
             command_line,
             started,
@@ -254,6 +259,17 @@ impl Vm {
     /// Everything the guest wrote to its serial console so far.
     pub fn serial_log(&self) -> String {
         self.shared.lock().serial.clone()
+    }
+
+    /// Types `text` on the guest's serial console (as a person at it would).
+    pub fn type_text(&self, text: &str) -> Result<(), Failure> {
+        use std::io::Write;
+        let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        let written = match stdin.as_mut() {
+            Some(s) => s.write_all(text.as_bytes()).and_then(|()| s.flush()),
+            None => Err(std::io::Error::other("QEMU's standard input is closed")),
+        };
+        written.map_err(|e| self.failure(format!("typing {text:?} on the serial console: {e}")))
     }
 
     /// A [`Failure`] carrying this VM's command line and logs.
