@@ -93,7 +93,11 @@ fn a_panic_ends_in_the_failure_policy_not_in_the_death_of_init() {
     vm.wait_for_any(&["SHELL-42"], Duration::from_secs(30))
         .unwrap_or_else(|f| panic!("{f}"));
     let after = vm.serial_log();
-    let tail = after.rsplit("SHELL-42").next().unwrap_or_default().to_string();
+    let tail = after
+        .rsplit("SHELL-42")
+        .next()
+        .unwrap_or_default()
+        .to_string();
     vm.wait_for_any(&[report::STAGE1_REBOOT_PROMPT], Duration::from_secs(30))
         .unwrap_or_else(|f| panic!("{f}"));
     if vm.serial_log().contains("Attempted to kill init") || tail.contains("Kernel panic") {
