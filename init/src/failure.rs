@@ -2,7 +2,7 @@
 //! exits (that would panic the kernel with no explanation); it says what went
 //! wrong and what to try, then does what the command line asked for.
 
-use nixlive_formats::Cmdline;
+use nixlive_formats::{Cmdline, report};
 use std::io::{BufRead, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,9 +54,7 @@ pub fn fail(msg: &str, cmdline: &Cmdline) -> ! {
             eprint!("{s}");
         }
     };
-    say(&format!(
-        "\n\n*** nixlive: the live system could not start ***\n\n{msg}\n\n"
-    ));
+    say(&format!("\n\n{}\n\n{msg}\n\n", report::STAGE1_FAILED));
     if cmdline.panic_on_fail {
         say("boot.panic_on_fail is set: panicking the kernel.\n");
         // The sysrq crash is a kernel panic without PID 1 having to exit.
@@ -79,7 +77,7 @@ pub fn fail(msg: &str, cmdline: &Cmdline) -> ! {
             "Add boot.shell_on_fail to the kernel command line for a shell, or boot.panic_on_fail to panic.\n",
         );
     }
-    say("Press Enter to reboot.\n");
+    say(&format!("{}\n", report::STAGE1_REBOOT_PROMPT));
     let mut line = String::new();
     let read = std::fs::File::open("/dev/console")
         .map(|c| std::io::BufReader::new(c).read_line(&mut line));
