@@ -32,24 +32,6 @@ pub enum RegError {
     Cycle { path: String, from: String },
 }
 
-/// How NAR hashes are written (`--format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum HashFormatArg {
-    /// `nix-store --dump-db`: lowercase hex without algorithm.
-    DumpDb,
-    /// nixpkgs `closureInfo`: `sha256:<nix base-32>`, empty deriver.
-    ClosureInfo,
-}
-
-impl From<HashFormatArg> for format::HashFormat {
-    fn from(f: HashFormatArg) -> Self {
-        match f {
-            HashFormatArg::DumpDb => format::HashFormat::DumpDb,
-            HashFormatArg::ClosureInfo => format::HashFormat::ClosureInfo,
-        }
-    }
-}
-
 /// The hash part of a store path base name `<32 nix32 chars>-<name>`, or
 /// `None` when the name is not a store path's.
 pub fn hash_part(base_name: &str) -> Option<&str> {

@@ -5,8 +5,14 @@
 //! partition on USB). Both come out byte-identical for the same inputs:
 //! grub-mkimage writes no timestamps, `mkfs.vfat --invariant` fixes the
 //! serial and times, and mtools takes its times from `SOURCE_DATE_EPOCH`.
+//!
+//! Non-goals: no Secure Boot (no shim, no signing), no EFI stub booting
+//! without GRUB.
 
-use crate::{files, tool};
+use super::BootArgs;
+use crate::files::{self, copy, create_dir, write};
+use crate::outputs::{Kind, Outputs};
+use crate::tool;
 use anyhow::{Context, Result, ensure};
 use std::fs;
 use std::path::Path;
@@ -95,6 +101,32 @@ pub fn grub_cfg(params: &str) -> String {
          \x20 initrd /boot/initrd\n\
          }}\n"
     )
+}
+
+/// UEFI boot for the medium tree `dir`: GRUB as `EFI/BOOT/<boot file>`, its
+/// `boot/grub/grub.cfg`, and the EFI system partition image `boot/efi.img`.
+pub fn install(
+    b: &BootArgs,
+    dir: &Path,
+    params: &str,
+    work: &Path,
+    epoch: u64,
+    outs: &mut Outputs,
+) -> Result<()> {
+    let arch = b.efi_arch;
+    let boot = dir.join("boot");
+    let efi = work.join(arch.boot_file());
+    let grub_dir = b
+        .grub_efi_dir
+        .clone()
+        .unwrap_or_else(|| Path::new("/usr/lib/grub").join(arch.grub_target()));
+    make_grub_efi(arch, &grub_dir, &b.label, work, &efi)?;
+    write(&boot.join("grub/grub.cfg"), grub_cfg(params).as_bytes())?;
+    let efi_boot = dir.join("EFI/BOOT");
+    create_dir(&efi_boot)?;
+    copy(&efi, &efi_boot.join(arch.boot_file()))?;
+    make_esp(&efi, arch.boot_file(), &boot.join("efi.img"), epoch)?;
+    outs.add(Kind::EfiImage, boot.join("efi.img"))
 }
 
 /// Writes the GRUB EFI program for `arch` to `out`.

@@ -1,14 +1,37 @@
 //! `nixlive demo-system`: assembles the demo stage-2 system as a store path
-//! under a root directory (see docs/contracts.md, "Demo system").
+//! under a root directory (see docs/contracts.md, "Demo system"): its
+//! `init` and `bin/nixlive-postboot`, named by a hash of both programs.
+//!
+//! Non-goals: no other contents (a real system comes from Nix), no
+//! registration (the media compute it like any store path's).
 
 use anyhow::{Context, Result};
 use nixlive_formats::nix32;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const NAME: &str = "nixlive-demo-system";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Static stage-2 init (nixlive-demo-init).
+    #[arg(long, value_name = "BIN")]
+    pub init: PathBuf,
+    /// Static nixlive-postboot.
+    #[arg(long, value_name = "BIN")]
+    pub postboot: PathBuf,
+    /// Directory that gets nix/store/<hash>-nixlive-demo-system.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+/// Creates the store path and prints it.
+pub fn run(a: &Args) -> Result<()> {
+    println!("{}", create(&a.init, &a.postboot, &a.root)?);
+    Ok(())
+}
 
 /// The store path's hash part: 20 XOR-folded bytes of a SHA-256 over the
 /// name and both programs, in Nix's base 32 (32 characters).
@@ -32,7 +55,7 @@ fn write_exe(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// Creates the store path and returns it (`/nix/store/<hash>-nixlive-demo-system`).
-pub fn run(init: &Path, postboot: &Path, root: &Path) -> Result<String> {
+pub fn create(init: &Path, postboot: &Path, root: &Path) -> Result<String> {
     let init_data = fs::read(init).with_context(|| format!("reading --init {}", init.display()))?;
     let pb_data =
         fs::read(postboot).with_context(|| format!("reading --postboot {}", postboot.display()))?;
@@ -65,7 +88,7 @@ mod tests {
         fs::write(d.path().join("i"), b"init").unwrap();
         fs::write(d.path().join("p"), b"pb").unwrap();
         let root = d.path().join("root");
-        let sp = run(&d.path().join("i"), &d.path().join("p"), &root).unwrap();
+        let sp = create(&d.path().join("i"), &d.path().join("p"), &root).unwrap();
         assert!(sp.starts_with("/nix/store/") && sp.ends_with("-nixlive-demo-system"));
         let dir = root.join(sp.trim_start_matches('/'));
         let m = fs::metadata(dir.join("init")).unwrap();
@@ -73,10 +96,10 @@ mod tests {
         assert_eq!(fs::read(dir.join("bin/nixlive-postboot")).unwrap(), b"pb");
         // Running again over the read-only files works and gives the same path.
         assert_eq!(
-            run(&d.path().join("i"), &d.path().join("p"), &root).unwrap(),
+            create(&d.path().join("i"), &d.path().join("p"), &root).unwrap(),
             sp
         );
-        let err = run(&d.path().join("nope"), &d.path().join("p"), &root).unwrap_err();
+        let err = create(&d.path().join("nope"), &d.path().join("p"), &root).unwrap_err();
         assert!(format!("{err:#}").contains("nope"));
     }
 }

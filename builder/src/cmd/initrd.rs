@@ -1,0 +1,27 @@
+//! `nixlive initrd`: the initrd stage alone (no store images), e.g. for a
+//! system whose images come from elsewhere.
+//!
+//! Non-goals: no images or manifest inside (that is `netboot`).
+
+use crate::epoch::source_date_epoch;
+use crate::files::write;
+use crate::initrd::{self, InitrdArgs};
+use crate::outputs::{Kind, Outputs};
+use anyhow::Result;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub initrd: InitrdArgs,
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn run(a: &Args) -> Result<()> {
+    let epoch = source_date_epoch()?;
+    write(&a.out, &initrd::build(&a.initrd, epoch)?)?;
+    let mut outs = Outputs::default();
+    outs.add(Kind::Initrd, a.out.clone())?;
+    outs.report(None, None)
+}

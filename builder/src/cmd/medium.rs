@@ -1,0 +1,25 @@
+//! `nixlive medium`: the medium tree alone (what the ISO holds), for
+//! copying onto a USB stick whose filesystem is labelled --label.
+//!
+//! Non-goals: no formatting or labelling of the stick itself.
+
+use crate::medium::{self, BootArgs};
+use crate::pipeline::CommonArgs;
+use anyhow::Result;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub boot: BootArgs,
+    /// The tree's directory (created, or emptied of an earlier build).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+pub fn run(a: &Args) -> Result<()> {
+    let outs = medium::build(&a.common, &a.boot, &a.out)?;
+    a.common.report(&outs)
+}

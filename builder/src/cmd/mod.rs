@@ -1,0 +1,11 @@
+//! The commands, one module each: its arguments and what it runs. `iso`,
+//! `medium` and `netboot` run the shared pipeline ([`crate::pipeline`]);
+//! `initrd` runs its stage alone; `registration` and `demo-system` are
+//! tools around the store.
+
+pub mod demo_system;
+pub mod initrd;
+pub mod iso;
+pub mod medium;
+pub mod netboot;
+pub mod registration;

@@ -1,0 +1,102 @@
+//! The pipeline the media commands share: closure → images → initrd →
+//! medium → container (the ISO, or the netboot set). [`Build`] carries what
+//! every stage needs: the options, the build's timestamp, the loaded
+//! closure and a scratch directory; each command runs the stages it needs.
+//!
+//! Non-goals: no caching between runs, no stages running in parallel.
+
+use crate::images::{self, ImageArgs};
+use crate::initrd::{self, InitrdArgs};
+use crate::inputs::{Closure, InputArgs};
+use anyhow::{Context, Result, ensure};
+use nixlive_formats::Manifest;
+use std::path::{Path, PathBuf};
+
+/// Options shared by `iso`, `medium` and `netboot`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Kernel image (bzImage).
+    #[arg(long, value_name = "FILE")]
+    pub kernel: PathBuf,
+    #[command(flatten)]
+    pub initrd: InitrdArgs,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    /// Extra kernel parameters.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub append: String,
+    /// Write `nix-support/hydra-build-products` under this directory.
+    #[arg(long, value_name = "DIR")]
+    pub hydra_dir: Option<PathBuf>,
+    /// Write the list of outputs as JSON here (also printed, one per line,
+    /// as `KIND<TAB>SIZE<TAB>PATH` on standard output).
+    #[arg(long, value_name = "FILE")]
+    pub outputs_json: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    pub fn check_kernel(&self) -> Result<()> {
+        ensure!(
+            self.kernel.is_file(),
+            "--kernel {} is not a file",
+            self.kernel.display()
+        );
+        Ok(())
+    }
+
+    /// Reports `outs` (see [`crate::outputs::Outputs::report`]) with the
+    /// Hydra products and JSON list asked for.
+    pub fn report(&self, outs: &crate::outputs::Outputs) -> Result<()> {
+        outs.report(self.hydra_dir.as_deref(), self.outputs_json.as_deref())
+    }
+}
+
+/// One build under way.
+pub struct Build<'a> {
+    pub args: &'a CommonArgs,
+    /// `SOURCE_DATE_EPOCH`.
+    pub epoch: u64,
+    pub closure: Closure,
+    work: tempfile::TempDir,
+}
+
+impl<'a> Build<'a> {
+    /// The closure stage: loads the closure (and its registration), and
+    /// makes a scratch directory named `scratch.XXXXXX`.
+    pub fn start(args: &'a CommonArgs, epoch: u64, scratch: &str) -> Result<Build<'a>> {
+        let closure = args.inputs.load()?;
+        let work = tempfile::Builder::new()
+            .prefix(scratch)
+            .tempdir()
+            .context("creating a temporary directory")?;
+        Ok(Build {
+            args,
+            epoch,
+            closure,
+            work,
+        })
+    }
+
+    /// The scratch directory, removed when the build is dropped.
+    pub fn work(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// The images stage: the store images and their manifest, in `dir`.
+    pub fn images(&self, dir: &Path) -> Result<Manifest> {
+        images::write_all(
+            &self.args.images,
+            &self.closure,
+            dir,
+            self.epoch,
+            self.work(),
+        )
+    }
+
+    /// The initrd stage: the compressed initrd.
+    pub fn initrd(&self) -> Result<Vec<u8>> {
+        initrd::build(&self.args.initrd, self.epoch)
+    }
+}
