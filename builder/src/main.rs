@@ -3,22 +3,20 @@
 //!
 //! The commands live in `cmd/`, one module each; the media commands share
 //! the pipeline in `pipeline.rs` (closure → images → initrd → medium →
-//! container), whose stages are `inputs.rs`, `images/`, `initrd/` and
+//! container), whose stages are `closure/`, `images/`, `initrd/` and
 //! `medium/`.
 
+mod closure;
 mod cmd;
 mod cmdline;
 mod epoch;
 mod files;
 mod images;
 mod initrd;
-mod inputs;
 mod medium;
-mod nar;
 mod outputs;
 mod pipeline;
 mod progress;
-mod registration;
 mod tool;
 
 use clap::{Parser, Subcommand};

@@ -5,9 +5,9 @@
 //!
 //! Non-goals: no caching between runs, no stages running in parallel.
 
+use crate::closure::{Closure, InputArgs};
 use crate::images::{self, ImageArgs};
 use crate::initrd::{self, InitrdArgs};
-use crate::inputs::{Closure, InputArgs};
 use anyhow::{Context, Result, ensure};
 use nixlive_formats::Manifest;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! Non-goals: no database writing (postboot loads the registration), no
 //! derivers or signatures.
 
-use crate::{inputs, registration};
+use crate::closure::{self, registration};
 use anyhow::Result;
 use nixlive_formats::registration::{HashFormat, render};
 use std::path::PathBuf;
@@ -44,13 +44,13 @@ impl From<HashFormatArg> for HashFormat {
 }
 
 pub fn run(a: &Args) -> Result<()> {
-    let store = a.root.join("nix/store");
+    let store = closure::store_dir(&a.root);
     let names = if a.paths.is_empty() {
         registration::list_store(&store)?
     } else {
         registration::resolve(&store, &a.paths)?
     };
-    let infos = inputs::compute(&store, &names)?;
+    let infos = closure::compute(&store, &names)?;
     print!("{}", render(&infos, a.format.into()));
     Ok(())
 }

@@ -14,8 +14,8 @@
 pub mod plan;
 pub mod squashfs;
 
+use crate::closure::Closure;
 use crate::files::{sha256_file, write};
-use crate::inputs::Closure;
 use anyhow::Result;
 use nixlive_formats::registration::{self, HashFormat, PathInfo};
 use nixlive_formats::{ImageEntry, ImageFs, Manifest};

@@ -5,7 +5,7 @@
 //! Non-goals: no balancing of sizes, no sharing of a path between images
 //! (the overlay shows each path from one layer).
 
-use crate::registration;
+use crate::closure::registration;
 use anyhow::{Context, Result, ensure};
 use nixlive_formats::registration::PathInfo;
 use std::collections::BTreeSet;
@@ -106,7 +106,7 @@ pub fn plan_images(infos: &[PathInfo], specs: &[ImageSpec], top: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registration::tests::info;
+    use crate::closure::registration::tests::info;
 
     const A: &str = "0123456789abcdfghijklmnpqrsvwxyz";
     const B: &str = "zyxwvsrqpnmlkjihgfdcba9876543210";

@@ -4,6 +4,8 @@
 //! Every token is a string: a little-endian u64 length, the bytes, zero
 //! padding to a multiple of 8. Directory entries are sorted by name bytes;
 //! a regular file is executable when its owner-execute bit is set.
+//!
+//! Non-goals: no NAR reading or unpacking, no compression.
 
 use std::fs;
 use std::io::{self, Read, Write};

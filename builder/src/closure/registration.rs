@@ -5,9 +5,12 @@
 //!
 //! The format itself (parsing, rendering, the cycle check) is
 //! [`nixlive_formats::registration`]'s.
+//!
+//! Non-goals: no signatures, no content-addressed paths, no derivers.
 
-use crate::nar::{self, NarError};
+use super::nar::{self, NarError};
 use nixlive_formats::nix32;
+use nixlive_formats::paths::STORE_DIR;
 use nixlive_formats::registration::{self as format, HASH_PART_LEN as HASH_LEN, PathInfo};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
@@ -21,7 +24,7 @@ pub enum RegError {
     List { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Nar(#[from] NarError),
-    #[error("`{0}` is not a store path (/nix/store/<32 base-32 chars>-<name>)")]
+    #[error("`{0}` is not a store path ({STORE_DIR}/<32 base-32 chars>-<name>)")]
     NotAStorePath(String),
     #[error("store path {path} does not exist under {store}")]
     Missing { path: String, store: PathBuf },
@@ -146,10 +149,7 @@ pub fn resolve(store_dir: &Path, args: &[String]) -> Result<Vec<String>, RegErro
     let mut seen = HashSet::new();
     let mut names = Vec::new();
     for a in args {
-        let base = a
-            .strip_prefix("/nix/store/")
-            .unwrap_or(a)
-            .trim_end_matches('/');
+        let base = super::strip_store(a).unwrap_or(a).trim_end_matches('/');
         if base.contains('/') || hash_part(base).is_none() {
             return Err(RegError::NotAStorePath(a.clone()));
         }
@@ -189,7 +189,7 @@ pub fn closure_of(infos: &[PathInfo], roots: &[String]) -> Result<Vec<String>, R
         let full = if r.starts_with('/') {
             r.clone()
         } else {
-            format!("/nix/store/{r}")
+            format!("{STORE_DIR}/{r}")
         };
         if !by_path.contains_key(full.as_str()) {
             return Err(RegError::NotInClosure(r.clone()));
@@ -211,18 +211,9 @@ pub fn closure_of(infos: &[PathInfo], roots: &[String]) -> Result<Vec<String>, R
 }
 
 /// Computes the path info of each of `names` (base names under `store_dir`),
-/// with references among the same set. `prefix` is the logical store
-/// directory, normally `/nix/store`.
-#[cfg(test)]
-pub fn compute(
-    store_dir: &Path,
-    prefix: &str,
-    names: &[String],
-) -> Result<Vec<PathInfo>, RegError> {
-    compute_with(store_dir, prefix, names, &mut |_| {})
-}
-
-/// [`compute`], calling `done` with each base name when it is hashed.
+/// with references among the same set, calling `done` with each base name
+/// when it is hashed. `prefix` is the logical store directory, normally
+/// `/nix/store`.
 pub fn compute_with(
     store_dir: &Path,
     prefix: &str,
@@ -261,6 +252,14 @@ pub fn compute_with(
 pub(crate) mod tests {
     use super::*;
     use nixlive_formats::registration::{HashFormat, Registration, render};
+
+    fn compute(
+        store_dir: &Path,
+        prefix: &str,
+        names: &[String],
+    ) -> Result<Vec<PathInfo>, RegError> {
+        compute_with(store_dir, prefix, names, &mut |_| {})
+    }
 
     const A: &str = "0123456789abcdfghijklmnpqrsvwxyz";
     const B: &str = "zyxwvsrqpnmlkjihgfdcba9876543210";
