@@ -24,7 +24,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Strict: the first bad line is the error.
     pub fn parse(text: &str) -> Result<Config, LineError> {
+        let (c, mut bad) = Config::parse_entries(text)?;
+        if bad.is_empty() {
+            Ok(c)
+        } else {
+            Err(bad.remove(0))
+        }
+    }
+
+    /// The entries that are good, and one error per bad entry (an invalid
+    /// or repeated user name, a bad hash, an unknown key), so that one bad
+    /// entry costs only itself. A file that is not this format at all (no
+    /// magic line, a blank line, a missing final newline) is the error.
+    pub fn parse_entries(text: &str) -> Result<(Config, Vec<LineError>), LineError> {
         let records = lines::records(text)?;
         let mut it = records.into_iter();
         match it.next() {
@@ -38,32 +52,32 @@ impl Config {
             None => return Err(LineError::new(1, format!("no \"{MAGIC} {VERSION}\" line"))),
         }
         let mut c = Config::default();
+        let mut bad = Vec::new();
         for (n, f) in it {
-            match f.as_slice() {
-                ["ssh-user", name] => {
-                    check_user_name(name).map_err(|m| LineError::new(n, m))?;
+            let entry = match f.as_slice() {
+                ["ssh-user", name] => check_user_name(name).and_then(|()| {
                     if c.ssh_users.iter().any(|u| u == name) {
-                        return Err(LineError::new(n, format!("user {name} listed twice")));
+                        return Err(format!("user {name} listed twice"));
                     }
                     c.ssh_users.push(name.to_string());
-                }
+                    Ok(())
+                }),
                 ["root-password-hash", hash] => {
                     if c.root_password_hash.is_some() {
-                        return Err(LineError::new(n, "root-password-hash given twice"));
+                        Err("root-password-hash given twice".into())
+                    } else {
+                        check_password_hash(hash)
+                            .map(|()| c.root_password_hash = Some(hash.to_string()))
                     }
-                    check_password_hash(hash).map_err(|m| LineError::new(n, m))?;
-                    c.root_password_hash = Some(hash.to_string());
                 }
-                [key, ..] => {
-                    return Err(LineError::new(
-                        n,
-                        format!("unknown key {key:?} or wrong number of fields"),
-                    ));
-                }
+                [key, ..] => Err(format!("unknown key {key:?} or wrong number of fields")),
                 [] => unreachable!("records() never yields an empty line"),
+            };
+            if let Err(m) = entry {
+                bad.push(LineError::new(n, m));
             }
         }
-        Ok(c)
+        Ok((c, bad))
     }
 }
 
@@ -129,5 +143,21 @@ mod tests {
             let e = Config::parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_bad_entry_costs_only_itself() {
+        let (c, bad) = Config::parse_entries(
+            "nixlive-postboot 1\nssh-user alice\nssh-user b@d\nshell /bin/sh\nssh-user alice\nroot-password-hash $6$s$h\nssh-user bob\n",
+        )
+        .unwrap();
+        assert_eq!(c.ssh_users, vec!["alice", "bob"]);
+        assert_eq!(c.root_password_hash.as_deref(), Some("$6$s$h"));
+        assert_eq!(
+            bad.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        // Not this format at all: the whole file is the error.
+        assert!(Config::parse_entries("ssh-user alice\n").is_err());
     }
 }

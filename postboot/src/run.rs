@@ -291,8 +291,17 @@ fn system_profile(opts: &Options, cmdline: &Cmdline, log: &mut Log<'_>) {
 fn read_config(root: &Path, log: &mut Log<'_>) -> Config {
     let step = "config";
     match std::fs::read_to_string(paths::under(root, paths::CONFIG)) {
-        Ok(t) => match Config::parse(&t) {
-            Ok(c) => c,
+        Ok(t) => match Config::parse_entries(&t) {
+            Ok((c, bad)) => {
+                // A bad entry costs only itself: the others still apply.
+                for e in bad {
+                    log.fail(
+                        step,
+                        &PathError::new("skipping an entry of", paths::CONFIG, e),
+                    );
+                }
+                c
+            }
             Err(e) => {
                 log.fail(step, &PathError::new("parsing", paths::CONFIG, e));
                 Config::default()
@@ -308,13 +317,10 @@ fn read_config(root: &Path, log: &mut Log<'_>) -> Config {
 
 fn ssh_keys(root: &Path, cmdline: &Cmdline, config: &Config, log: &mut Log<'_>) {
     let step = "ssh";
-    let collected = match ssh::collect(root, &cmdline.ssh_keys) {
-        Ok(c) => c,
-        Err(e) => {
-            log.fail(step, &e);
-            return;
-        }
-    };
+    let (collected, unreadable) = ssh::collect(root, &cmdline.ssh_keys);
+    for e in &unreadable {
+        log.fail(step, e);
+    }
     for r in &collected.rejected {
         log.reject(step, r);
     }
@@ -323,7 +329,12 @@ fn ssh_keys(root: &Path, cmdline: &Cmdline, config: &Config, log: &mut Log<'_>) 
         return;
     }
     let users = match users::lookup(root, &config.ssh_users) {
-        Ok(u) => u,
+        Ok((users, unknown)) => {
+            for e in &unknown {
+                log.fail(step, e);
+            }
+            users
+        }
         Err(e) => {
             log.fail(step, &e);
             return;

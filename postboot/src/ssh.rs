@@ -51,9 +51,16 @@ impl Collected {
     }
 }
 
+/// The largest key file read (the initrd's, the medium's, a user's
+/// `authorized_keys`): 1 MiB, some 2,000 RSA keys.
+pub const MAX_KEY_FILE: u64 = 1 << 20;
+
 /// Collects keys from `cmdline_keys` (the `nixlive.ssh_key=` values) and the
-/// key files under `root`.
-pub fn collect(root: &Path, cmdline_keys: &[String]) -> Result<Collected, SshError> {
+/// key files under `root`. A key file that cannot be read (a symbolic link,
+/// not a regular file, over [`MAX_KEY_FILE`]) is one error; the other
+/// sources' keys are still collected.
+pub fn collect(root: &Path, cmdline_keys: &[String]) -> (Collected, Vec<SshError>) {
+    let mut errors = Vec::new();
     let mut c = Collected::default();
     let mut n = 0;
     for (i, v) in cmdline_keys.iter().enumerate() {
@@ -74,10 +81,16 @@ pub fn collect(root: &Path, cmdline_keys: &[String]) -> Result<Collected, SshErr
     }
     for file in [paths::INITRD_KEYS, paths::MEDIUM_KEYS] {
         let path = paths::under(root, file);
-        let text = match std::fs::read(&path) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(SshError::Read { path, source }),
+        let text = match sys::read_path_nofollow(&path, MAX_KEY_FILE) {
+            Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(None) => continue,
+            Err(source) => {
+                errors.push(SshError::Read {
+                    path: PathBuf::from(file),
+                    source,
+                });
+                continue;
+            }
         };
         let (good, bad) = keys::parse_file(&text);
         for (line, e) in bad {
@@ -90,7 +103,7 @@ pub fn collect(root: &Path, cmdline_keys: &[String]) -> Result<Collected, SshErr
             c.add(k);
         }
     }
-    Ok(c)
+    (c, errors)
 }
 
 /// What [`install`] did for one user.
@@ -140,7 +153,8 @@ pub fn install(root: &Path, user: &User, keys: &[AuthorizedKey]) -> Result<Insta
     let ssh = sys::open_subdir_nofollow(&dir, ".ssh").map_err(fail("opening", &ssh_dir))?;
     fixed |= sys::set_mode_owner(&ssh, 0o700, owner).map_err(fail("setting mode of", &ssh_dir))?;
 
-    let existing = sys::read_nofollow(&ssh, "authorized_keys").map_err(fail("reading", &file))?;
+    let existing = sys::read_nofollow(&ssh, "authorized_keys", MAX_KEY_FILE)
+        .map_err(fail("reading", &file))?;
     let (mut text, present) = match &existing {
         Some((data, _)) => {
             let text = String::from_utf8_lossy(data).into_owned();

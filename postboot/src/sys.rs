@@ -82,14 +82,34 @@ pub fn set_mode_owner(fd: impl AsFd, mode: u32, owner: Owner) -> io::Result<bool
 }
 
 /// Reads file `name` in `dir` without following a symbolic link;
-/// `Ok(None)` if there is none. Refuses anything but a regular file.
-pub fn read_nofollow(dir: impl AsFd, name: &str) -> io::Result<Option<(Vec<u8>, OwnedFd)>> {
-    let fd = match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    ) {
+/// `Ok(None)` if there is none. Refuses anything but a regular file (a
+/// FIFO is opened without blocking, then refused) and files over `limit`
+/// bytes.
+pub fn read_nofollow(
+    dir: impl AsFd,
+    name: &str,
+    limit: u64,
+) -> io::Result<Option<(Vec<u8>, OwnedFd)>> {
+    opened(
+        rustix::fs::openat(dir, name, READ_NOFOLLOW, Mode::empty()),
+        limit,
+    )
+}
+
+/// [`read_nofollow`] for a whole path: its last component is not
+/// followed if it is a symbolic link (the directories above it are the
+/// system's, trusted).
+pub fn read_path_nofollow(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    Ok(opened(rustix::fs::open(path, READ_NOFOLLOW, Mode::empty()), limit)?.map(|(d, _)| d))
+}
+
+const READ_NOFOLLOW: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NONBLOCK);
+
+fn opened(open: rustix::io::Result<OwnedFd>, limit: u64) -> io::Result<Option<(Vec<u8>, OwnedFd)>> {
+    let fd = match open {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(rustix::io::Errno::LOOP) => {
@@ -101,11 +121,22 @@ pub fn read_nofollow(dir: impl AsFd, name: &str) -> io::Result<Option<(Vec<u8>, 
     };
     let st = rustix::fs::fstat(&fd)?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(io::Error::other("is not a regular file"));
+        return Err(io::Error::other(
+            "is not a regular file, refusing to read it",
+        ));
     }
-    let mut file = std::fs::File::from(fd.try_clone()?);
+    let too_large =
+        || io::Error::other(format!("is larger than {limit} bytes, refusing to read it"));
+    if st.st_size as u64 > limit {
+        return Err(too_large());
+    }
+    let file = std::fs::File::from(fd.try_clone()?);
     let mut data = Vec::new();
-    io::Read::read_to_end(&mut file, &mut data)?;
+    // It may grow while we read: never more than the limit.
+    io::Read::read_to_end(&mut io::Read::take(file, limit + 1), &mut data)?;
+    if data.len() as u64 > limit {
+        return Err(too_large());
+    }
     Ok(Some((data, fd)))
 }
 

@@ -81,9 +81,13 @@ pub fn parse_passwd(text: &str) -> Result<Vec<User>, usize> {
     Ok(out)
 }
 
+/// The users found and, one error each, the names that were not: an
+/// unknown user costs only its own keys.
+pub type Lookup = (Vec<User>, Vec<UserError>);
+
 /// Looks the users up in `<root>/etc/passwd`; root is always first, and is
 /// [`User::default_root`] if there is no passwd file or no root in it.
-pub fn lookup(root: &Path, names: &[String]) -> Result<Vec<User>, UserError> {
+pub fn lookup(root: &Path, names: &[String]) -> Result<Lookup, UserError> {
     let path = root.join("etc/passwd");
     let users = match std::fs::read_to_string(&path) {
         Ok(t) => parse_passwd(&t).map_err(|line| UserError::Malformed {
@@ -100,18 +104,21 @@ pub fn lookup(root: &Path, names: &[String]) -> Result<Vec<User>, UserError> {
             .cloned()
             .unwrap_or_else(User::default_root),
     ];
+    let mut unknown = Vec::new();
     for n in names {
-        let u = users
-            .iter()
-            .find(|u| &u.name == n)
-            .ok_or_else(|| UserError::Unknown {
+        match users.iter().find(|u| &u.name == n) {
+            Some(u) => out.push(u.clone()),
+            None => unknown.push(UserError::Unknown {
                 name: n.clone(),
                 path: path.clone(),
-            })?;
-        out.push(u.clone());
+            }),
+        }
     }
-    Ok(out)
+    Ok((out, unknown))
 }
+
+/// The largest `/etc/shadow` read: 16 MiB (some 100,000 users).
+pub const MAX_SHADOW: u64 = 16 << 20;
 
 /// What [`set_root_password`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +188,7 @@ pub fn set_root_password(root: &Path, hash: Option<&str>) -> Result<PasswordOutc
         }
         Err(e) => return Err(err(e)),
     };
-    let existing = sys::read_nofollow(&etc, "shadow").map_err(err)?;
+    let existing = sys::read_nofollow(&etc, "shadow", MAX_SHADOW).map_err(err)?;
     let (text, mode, owner) = match &existing {
         Some((data, fd)) => {
             let (mode, owner) = sys::stat_fd(fd).map_err(err)?;
