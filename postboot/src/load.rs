@@ -41,8 +41,18 @@ impl Loader {
 /// Whether this build has the native loader.
 pub const NATIVE_AVAILABLE: bool = cfg!(target_arch = "x86_64");
 
+/// The largest registration read: 64 MiB. A NixOS system's is about 1 MB
+/// (some 2,000 paths); 64 MiB holds well over 100,000 paths with their
+/// references, and keeps a corrupt or hostile file from filling memory.
+pub const MAX_REGISTRATION: u64 = 64 << 20;
+
 #[derive(Debug, Error)]
 pub enum LoadError {
+    #[error(
+        "{path} is larger than {} MiB (postboot's limit on the registration), nothing was registered",
+        MAX_REGISTRATION >> 20
+    )]
+    TooLarge { path: String },
     #[error("reading {path}")]
     Read {
         path: String,
@@ -117,8 +127,13 @@ pub fn load(
     now: i64,
 ) -> Result<Outcome, LoadError> {
     let host = paths::under(root, file);
-    let data = match std::fs::read(&host) {
-        Ok(d) => d,
+    let data = match read_capped(&host, MAX_REGISTRATION) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return Err(LoadError::TooLarge {
+                path: file.to_string(),
+            });
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::NoFile),
         Err(source) => {
             return Err(LoadError::Read {
@@ -140,6 +155,19 @@ pub fn load(
             paths: reg.paths.len(),
         }),
     }
+}
+
+/// The file's contents, or `None` when it holds more than `limit` bytes
+/// (found without reading more than `limit + 1`).
+fn read_capped(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() > limit {
+        return Ok(None);
+    }
+    let mut data = Vec::new();
+    file.take(limit + 1).read_to_end(&mut data)?;
+    Ok((data.len() as u64 <= limit).then_some(data))
 }
 
 /// Which loader runs.
@@ -279,6 +307,38 @@ mod tests {
         assert_eq!(choose(Auto, false, false, false), Choice::Skip);
         assert_eq!(choose(Native, false, false, true), Choice::Unavailable);
         assert_eq!(choose(NixStore, true, false, false), Choice::NixStore);
+    }
+
+    #[test]
+    fn a_registration_over_the_limit_is_refused_by_name() {
+        let root = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(root.path().join("reg")).unwrap();
+        // Sparse: the size is checked before anything is read.
+        f.set_len(MAX_REGISTRATION + 1).unwrap();
+        let e = load(
+            root.path(),
+            "/reg",
+            Loader::Auto,
+            Path::new("/nonexistent"),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(
+            nixlive_formats::error::chain(&e),
+            "/reg is larger than 64 MiB (postboot's limit on the registration), nothing was registered"
+        );
+        assert!(!root.path().join("nix/var/nix/db").exists());
+        // At the limit it is read (and here refused for what it holds).
+        f.set_len(MAX_REGISTRATION).unwrap();
+        let e = load(
+            root.path(),
+            "/reg",
+            Loader::Auto,
+            Path::new("/nonexistent"),
+            0,
+        )
+        .unwrap_err();
+        assert!(matches!(e, LoadError::Parse { .. }), "{e:?}");
     }
 
     #[test]
