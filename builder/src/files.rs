@@ -5,9 +5,8 @@
 //! place), no following of the caller's intent about existing files.
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
+use nixlive_formats::digest;
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -73,22 +72,9 @@ pub fn set_mtimes(root: &Path, t: SystemTime) -> Result<()> {
 
 /// The size of `path` and its SHA-256 in lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((size, hex))
+    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let sum = digest::sha256_read(f).with_context(|| format!("reading {}", path.display()))?;
+    Ok((sum.len, sum.hex))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 use crate::images::ImageFormat;
 use anyhow::{Context, Result};
+use nixlive_formats::size::{self, Unit};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -131,20 +132,9 @@ impl Outputs {
     }
 }
 
-/// A size for people: `10 B`, `1.5 KiB`.
+/// A size for people, in units up to GiB (as the listing always had).
 fn human(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    size::human_up_to(n, Unit::GiB)
 }
 
 #[cfg(test)]
@@ -171,5 +161,6 @@ mod tests {
     fn sizes() {
         assert_eq!(human(10), "10 B");
         assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(3 << 40), "3072.0 GiB");
     }
 }

@@ -9,10 +9,10 @@
 //! Non-goals: no signatures, no content-addressed paths, no derivers.
 
 use super::nar::{self, NarError};
+use nixlive_formats::digest::Hasher;
 use nixlive_formats::nix32;
 use nixlive_formats::paths::STORE_DIR;
 use nixlive_formats::registration::{self as format, HASH_PART_LEN as HASH_LEN, PathInfo};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io::{self, Write};
@@ -104,15 +104,13 @@ impl RefScanner {
 
 /// A `Write` sink that hashes, counts and scans what passes through it.
 struct NarSink {
-    hasher: Sha256,
-    size: u64,
+    hasher: Hasher,
     scanner: RefScanner,
 }
 
 impl Write for NarSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.hasher.update(buf);
-        self.size += buf.len() as u64;
         self.scanner.feed(buf);
         Ok(buf.len())
     }
@@ -224,8 +222,7 @@ pub fn compute_with(
     let mut out = Vec::with_capacity(names.len());
     for name in names {
         let mut sink = NarSink {
-            hasher: Sha256::new(),
-            size: 0,
+            hasher: Hasher::new(),
             scanner: RefScanner::new(hashes.iter().copied()),
         };
         nar::dump(&store_dir.join(name), &mut sink)?;
@@ -236,10 +233,11 @@ pub fn compute_with(
             .map(|n| format!("{prefix}/{n}"))
             .collect();
         references.sort();
+        let nar_size = sink.hasher.len();
         out.push(PathInfo::new(
             format!("{prefix}/{name}"),
-            sink.hasher.finalize().into(),
-            sink.size,
+            sink.hasher.finish(),
+            nar_size,
             references,
         ));
         done(name);
@@ -319,7 +317,7 @@ pub(crate) mod tests {
         let mut nar = Vec::new();
         nar::dump(&dir.path().join(&b), &mut nar).unwrap();
         assert_eq!(infos[1].nar_size, nar.len() as u64);
-        assert_eq!(infos[1].nar_hash, <[u8; 32]>::from(Sha256::digest(&nar)));
+        assert_eq!(infos[1].nar_hash, nixlive_formats::digest::sha256(&nar));
         let text = render(&infos, HashFormat::ClosureInfo);
         let hex = render(&infos, HashFormat::DumpDb);
         for t in [&text, &hex] {

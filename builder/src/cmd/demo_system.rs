@@ -5,9 +5,11 @@
 //! Non-goals: no other contents (a real system comes from Nix), no
 //! registration (the media compute it like any store path's).
 
+use crate::closure;
 use anyhow::{Context, Result};
+use nixlive_formats::digest::Hasher;
 use nixlive_formats::nix32;
-use sha2::{Digest, Sha256};
+use nixlive_formats::paths::STORE_DIR;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -36,13 +38,13 @@ pub fn run(a: &Args) -> Result<()> {
 /// The store path's hash part: 20 XOR-folded bytes of a SHA-256 over the
 /// name and both programs, in Nix's base 32 (32 characters).
 pub fn hash_part(init: &[u8], postboot: &[u8]) -> String {
-    let mut h = Sha256::new();
+    let mut h = Hasher::new();
     h.update(b"nixlive-demo-system\0");
     for part in [init, postboot] {
-        h.update((part.len() as u64).to_le_bytes());
+        h.update(&(part.len() as u64).to_le_bytes());
         h.update(part);
     }
-    nix32::encode(&nix32::compress(&h.finalize(), 20))
+    nix32::encode(&nix32::compress(&h.finish(), 20))
 }
 
 fn write_exe(path: &Path, data: &[u8]) -> Result<()> {
@@ -60,13 +62,13 @@ pub fn create(init: &Path, postboot: &Path, root: &Path) -> Result<String> {
     let pb_data =
         fs::read(postboot).with_context(|| format!("reading --postboot {}", postboot.display()))?;
     let base = format!("{}-{NAME}", hash_part(&init_data, &pb_data));
-    let store = root.join("nix/store");
+    let store = closure::store_dir(root);
     let dir = store.join(&base);
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
     write_exe(&dir.join("init"), &init_data)?;
     write_exe(&bin.join("nixlive-postboot"), &pb_data)?;
-    Ok(format!("/nix/store/{base}"))
+    Ok(format!("{STORE_DIR}/{base}"))
 }
 
 #[cfg(test)]

@@ -17,15 +17,11 @@ pub mod squashfs;
 use crate::closure::Closure;
 use crate::files::{sha256_file, write};
 use anyhow::Result;
+use nixlive_formats::paths::{REGISTRATION, REGISTRATION_NAME};
 use nixlive_formats::registration::{self, HashFormat, PathInfo};
 use nixlive_formats::{ImageEntry, ImageFs, Manifest};
 use plan::{ImagePlan, ImageSpec, plan_images};
 use std::path::Path;
-
-/// Where the registration is inside the booted system's store.
-pub const REGISTRATION: &str = "/nix/store/nix-path-registration";
-/// The registration's file name in an image's root.
-pub const REGISTRATION_NAME: &str = "nix-path-registration";
 
 /// The filesystems store images are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

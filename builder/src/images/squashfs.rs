@@ -7,11 +7,12 @@
 //! Non-goals: no reading of squashfs (init and the kernel do that), no
 //! options beyond compression and the writer.
 
-use super::{Contents, FormatSpec, REGISTRATION_NAME};
+use super::{Contents, FormatSpec};
 use crate::{progress, tool};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use backhand::{FilesystemWriter, NodeHeader};
 use nixlive_formats::ImageFs;
+use nixlive_formats::paths::REGISTRATION_NAME;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

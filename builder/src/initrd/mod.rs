@@ -15,6 +15,7 @@ use crate::tool;
 use anyhow::{Context, Result, ensure};
 use cpio::{Archive, Kind};
 use modules::{InitrdSpec, Notes};
+use nixlive_formats::paths;
 use nixlive_formats::unpack::Codec;
 use std::fs;
 use std::io::Write;
@@ -152,11 +153,7 @@ fn add_shell_and_keys(archive: &mut Archive, a: &InitrdArgs) -> Result<()> {
             "--authorized-keys {} is not text",
             keys.display()
         );
-        archive.add(
-            nixlive_formats::handoff::INITRD_KEYS,
-            0o600,
-            Kind::File(data),
-        )?;
+        archive.add(paths::INITRD_KEYS, 0o600, Kind::File(data))?;
     }
     Ok(())
 }

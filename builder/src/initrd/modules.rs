@@ -11,6 +11,7 @@ use crate::files::read;
 use anyhow::{Context, Result, anyhow};
 use nixlive_formats::InitrdConf;
 use nixlive_formats::kmod::{self as modules, ModDep};
+use nixlive_formats::paths;
 use nixlive_formats::unpack::{self, Codec, plain_name};
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
@@ -292,7 +293,7 @@ fn add_skeleton(a: &mut Archive, init: &[u8]) -> Result<()> {
         "/proc",
         "/sys",
         "/run",
-        "/mnt-root",
+        paths::NEW_ROOT,
         "/etc",
         "/etc/nixlive",
     ] {
