@@ -14,6 +14,14 @@
 //!   references are added with `insert or replace`;
 //! - all of it in one transaction: any error leaves the database as it was.
 //!
+//! Interrupted runs: the `schema` file is written (atomically, by rename)
+//! only after the transaction committed, so a run that failed or was killed
+//! after `Connection::open` leaves a `db.sqlite` without tables and no
+//! `schema`; one killed between the commit and the `schema` file leaves the
+//! tables without it. Both are told apart by looking for Nix's tables, not
+//! by the file's existence, and the next run finishes the job (as Nix
+//! itself treats a database without a `schema` file as new).
+//!
 //! Derivations (`.drv` paths) are refused: Nix also reads the derivation to
 //! fill `DerivationOutputs`, which this loader does not do.
 
@@ -121,7 +129,8 @@ pub fn load(db_dir: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sq("starting a transaction", &db_path))?;
-    if schema.is_none() {
+    let has_tables = has_tables(&tx).map_err(sq("reading sqlite_master", &db_path))?;
+    if schema.is_none() && !has_tables {
         tx.execute_batch(SCHEMA_SQL)
             .map_err(sq("creating Nix's schema", &db_path))?;
     }
@@ -214,16 +223,19 @@ pub fn load(db_dir: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
     tx.commit().map_err(sq("committing", &db_path))?;
     drop(conn);
     if schema.is_none() {
-        write_new(&schema_path, SCHEMA_VERSION.as_bytes()).map_err(io("writing", &schema_path))?;
+        write_new(db_dir, "schema", SCHEMA_VERSION.as_bytes())
+            .map_err(io("writing", &schema_path))?;
     }
     Ok(counts)
 }
 
 /// Which of `reg`'s paths the database in `db_dir` lacks or has with other
-/// contents (hash, size, references). No database: all of them.
+/// contents (hash, size, references). No database, or no `schema` file
+/// (to Nix the database is then new: it would create the tables again):
+/// all of them.
 pub fn missing(db_dir: &Path, reg: &Registration) -> Result<usize, DbError> {
     let db_path = db_dir.join("db.sqlite");
-    if !db_path.exists() {
+    if !db_path.exists() || !db_dir.join("schema").exists() {
         return Ok(reg.paths.len());
     }
     let sq = |what| {
@@ -232,6 +244,10 @@ pub fn missing(db_dir: &Path, reg: &Registration) -> Result<usize, DbError> {
     };
     let conn = Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(sq("opening"))?;
+    // A database an interrupted first run left without tables: all missing.
+    if !has_tables(&conn).map_err(sq("reading sqlite_master"))? {
+        return Ok(reg.paths.len());
+    }
     let mut query = conn
         .prepare("select id, hash, narSize from ValidPaths where path = ?")
         .map_err(sq("preparing a query"))?;
@@ -272,17 +288,38 @@ fn create_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Writes a new file with mode 0644 (the umask permitting), as Nix's
-/// `writeFile(path, s, 0666)` does under the usual umask 022.
-fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Whether Nix's tables are there (a committed schema).
+fn has_tables(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "select count(*) from sqlite_master where type = 'table' and name = 'ValidPaths'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// Writes file `name` in `dir` with mode 0644 (the umask permitting), as
+/// Nix's `writeFile(path, s, 0666)` does under the usual umask 022; through
+/// a temporary file renamed into place, so an interrupted write never
+/// leaves it empty or short.
+fn write_new(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
+    let tmp = dir.join(format!(".{name}.nixlive-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))
+    })();
+    if result.is_err() {
+        // not fatal: the error that matters is returned below.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
