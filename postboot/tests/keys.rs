@@ -138,7 +138,7 @@ fn a_fifo_key_file_is_refused_without_blocking() {
     fs::create_dir_all(root.join("root/.ssh")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &root.join("root/.ssh/authorized_keys"),
+        root.join("root/.ssh/authorized_keys"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o600),
         0,
