@@ -36,6 +36,7 @@ pub mod report;
 pub mod size;
 pub mod superblock;
 pub mod timeline;
+pub mod uevent;
 pub mod unpack;
 
 pub use cmdline::{Cmdline, RootSpec, SizeSpec, Timeout};

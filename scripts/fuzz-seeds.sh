@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Regenerates the committed seed corpora under fuzz/seeds/<target>/ from real
+# tools: superblocks of ISO9660 (xorriso), FAT12/16/32 (mkfs.vfat),
+# ext2/3/4 (mke2fs -d) and GPT disks (sgdisk), cut to their first 64 KiB
+# (every probe reads less); builder-made manifests and registrations (from a
+# VM test's medium, when one was built); real kernel module lists; real
+# uevents, cmdlines, passwd and shadow lines. Run from the repository root;
+# the result is committed (fuzz/corpus/ is libFuzzer's scratch, ignored).
+set -euo pipefail
+S=fuzz/seeds
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+rm -rf "$S"
+mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings}
+
+head64() { head -c 65536 "$1" > "$2"; }
+
+# Superblocks.
+mkdir -p "$T/tree/nixlive" && echo hello > "$T/tree/nixlive/file"
+xorriso -as mkisofs -quiet -V NIXLIVE_SEED -o "$T/a.iso" "$T/tree" 2>/dev/null
+head64 "$T/a.iso" "$S/superblock/iso9660"
+xorriso -as mkisofs -quiet -J -R -V nixlive-rr -o "$T/b.iso" "$T/tree" 2>/dev/null
+head64 "$T/b.iso" "$S/superblock/iso9660-joliet-rr"
+for f in 12:2M 16:20M 32:300M; do
+  bits=${f%%:*} size=${f##*:}
+  truncate -s "$size" "$T/fat$bits"
+  mkfs.vfat -F "$bits" -n "FAT$bits" "$T/fat$bits" >/dev/null
+  head64 "$T/fat$bits" "$S/superblock/fat$bits"
+done
+for t in ext2 ext3 ext4; do
+  truncate -s 8M "$T/$t"
+  mke2fs -q -F -t "$t" -L "nixlive-$t" -d "$T/tree" "$T/$t"
+  head64 "$T/$t" "$S/superblock/$t"
+done
+truncate -s 4M "$T/gpt"
+sgdisk -n 1:2048:4095 -t 1:ef00 -c 1:ESP -n 2:4096:0 -c 2:nixlive "$T/gpt" >/dev/null
+head64 "$T/gpt" "$S/superblock/gpt"
+
+# Command lines as the builder's boot menus and the VM tests write them.
+printf '%s\n' \
+  'BOOT_IMAGE=/boot/bzImage init=/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system/init root=LABEL=NIXLIVE console=ttyS0 loglevel=4' \
+  'init=/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system/init nixlive.label=nixlive-2311 copytoram boot.shell_on_fail nixlive.ssh_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI me@x"' \
+  > "$S/cmdline/boot-menu"
+printf 'quiet nixlive.copytoram=50%% boot.panic_on_fail nixlive.timeout=30 nixlive.test_panic rdinit=/init' > "$S/cmdline/options"
+
+# Builder output, from the VM tests' media when they were built.
+n=0
+for m in target/tests-vm/*/medium/nixlive.manifest target/tests-vm/*/*/medium/nixlive.manifest target/tests-vm/*/*/nixlive.manifest; do
+  [ -f "$m" ] || continue
+  n=$((n + 1)); cp "$m" "$S/manifest/builder-$n"
+done
+sq=$(ls target/tests-vm/*/medium/nix-store.squashfs 2>/dev/null | head -1 || true)
+if [ -n "$sq" ]; then
+  unsquashfs -q -cat "$sq" nix-path-registration > "$S/registration/builder" 2>/dev/null \
+    || rm -f "$S/registration/builder"
+fi
+cp postboot/tests/fixtures/registration/*.reg "$S/registration/" 2>/dev/null || true
+
+# Kernel module lists of a Debian kernel (install-deps fetches them), cut short.
+kdir=$(ls -d .cache/kernels/amd64-xz/lib/modules/* 2>/dev/null | head -1 || true)
+if [ -n "$kdir" ]; then
+  head -c 16384 "$kdir/modules.dep" > "$S/kmod/modules.dep"
+  head -c 16384 "$kdir/modules.alias" > "$S/kmod/modules.alias"
+  cp "$kdir/modules.softdep" "$S/softdep/modules.softdep"
+  head -c 16384 "$kdir/modules.builtin" > "$S/softdep/modules.builtin"
+fi
+
+# Uevents as the kernel sends them on the netlink socket.
+printf 'add@/devices/pci0000:00/0000:00:05.0\0ACTION=add\0DEVPATH=/devices/pci0000:00/0000:00:05.0\0SUBSYSTEM=pci\0MODALIAS=pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00\0SEQNUM=812\0' > "$S/uevent/pci"
+printf 'add@/devices/pci0000:00/0000:00:01.1/ata2/host1/target1:0:0/1:0:0:0/block/sr0\0ACTION=add\0SUBSYSTEM=block\0MAJOR=11\0MINOR=0\0DEVNAME=sr0\0DEVTYPE=disk\0DISKSEQ=2\0SEQNUM=900\0' > "$S/uevent/block"
+
+printf 'root:x:0:0:System administrator:/root:/run/current-system/sw/bin/bash\nnixos:x:1000:100:NixOS:/home/nixos:/run/current-system/sw/bin/bash\nnobody:x:65534:65534:Unprivileged:/var/empty:/run/current-system/sw/bin/nologin\n' > "$S/passwd/nixos-passwd"
+printf 'root::1::::::\nnixos:$6$salt$hash:19000:0:99999:7:::\nnobody:!:1::::::\n' > "$S/passwd/nixos-shadow"
+
+printf 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI me@example\nfrom="10.0.0.1",no-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI\n# comment\n' > "$S/authorized_keys/ed25519"
+if command -v ssh-keygen >/dev/null; then
+  for t in rsa ecdsa ed25519; do ssh-keygen -q -t $t -N '' -C seed -f "$T/k$t"; cat "$T/k$t.pub"; done > "$S/authorized_keys/ssh-keygen"
+fi
+printf 'nixlive-postboot 1\nssh-user nixos\nssh-user alice # comment\nroot-password-hash $6$salt$hash\n' > "$S/postboot_conf/full"
+
+# The other targets' seeds: their own unit tests' inputs are the shape; the
+# guest report and timeline come from a VM run's log when there is one.
+printf '%s\n' 'nixlive-initrd 1' 'kernel 6.1.0-28-amd64' 'module kernel/drivers/cdrom/cdrom.ko' 'module kernel/drivers/scsi/sr_mod.ko' > "$S/initrd_conf/basic"
+# The builder's, from a VM test's initrd when one was built.
+initrd=$(ls target/tests-vm/*/medium/boot/initrd 2>/dev/null | head -1 || true)
+if [ -n "$initrd" ]; then
+  (cd "$T" && zstd -dc < "$OLDPWD/$initrd" | cpio -id --quiet etc/nixlive/initrd.conf) \
+    && cp "$T/etc/nixlive/initrd.conf" "$S/initrd_conf/builder" || true
+fi
+printf "22 1 0:20 / / rw,relatime shared:1 - overlay overlay rw,lowerdir=/nix/.ro-store,upperdir=/nix/.rw-store/store\\n23 22 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw,size=4096k\\n24 22 7:0 / /iso ro - iso9660 /dev/sr0 ro\\n" > "$S/report/mountinfo"
+printf 'deadbeef00ff\n' > "$S/encodings/hex"
+printf 'AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI' > "$S/encodings/base64"
+du -sh "$S"
