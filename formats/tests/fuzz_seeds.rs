@@ -47,5 +47,8 @@ fn uevent_seeds_carry_a_modalias() {
         ev.modalias.as_deref(),
         Some("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00")
     );
-    assert_eq!(nixlive_formats::uevent::parse(&seed("uevent", "block")).modalias, None);
+    assert_eq!(
+        nixlive_formats::uevent::parse(&seed("uevent", "block")).modalias,
+        None
+    );
 }
