@@ -23,6 +23,12 @@ pub const VERSION: u32 = 1;
 pub const DEFAULT_PATH: &str = "nixlive.manifest";
 /// The stock NixOS ISO's image, used when a medium has no manifest.
 pub const STOCK_IMAGE: &str = "nix-store.squashfs";
+/// The most a manifest may be: a reader stops there (a real one is a few
+/// hundred bytes).
+pub const MAX_BYTES: u64 = 64 << 10;
+/// The most images a manifest may list: each is a loop device and a lower
+/// layer, and the overlay's options (every layer's path) must fit in a page.
+pub const MAX_IMAGES: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageFs {
@@ -99,6 +105,12 @@ impl Manifest {
                             format!("image name `{name}` must be relative, without `..`"),
                         ));
                     }
+                    if images.len() == MAX_IMAGES {
+                        return Err(LineError::new(
+                            n,
+                            format!("more than {MAX_IMAGES} images (the overlay's limit here)"),
+                        ));
+                    }
                     if images.iter().any(|i| i.name == name) {
                         return Err(LineError::new(n, format!("image `{name}` listed twice")));
                     }
@@ -148,6 +160,17 @@ impl Manifest {
             registration.ok_or_else(|| LineError::new(last, "no `registration` line"))?;
         if images.is_empty() {
             return Err(LineError::new(last, "no `image` line"));
+        }
+        // Sizes are added up for copytoram: their sum must be a number.
+        if images
+            .iter()
+            .try_fold(0u64, |a, i| a.checked_add(i.size))
+            .is_none()
+        {
+            return Err(LineError::new(
+                last,
+                "the images' sizes add up past 2^64 bytes",
+            ));
         }
         Ok(Manifest {
             init,
@@ -229,5 +252,35 @@ mod tests {
             "nixlive-manifest 1\ninit /a\nregistration /b\nimage x squashfs 1 sha256:{H}\nimage x squashfs 1 sha256:{H}\n"
         );
         assert_eq!(Manifest::parse(&dup).unwrap_err().line, 5);
+    }
+
+    #[test]
+    fn limits_on_images() {
+        let line = |i: usize, size: &str| {
+            format!(
+                "image i{i}.squashfs squashfs {size} sha256:{}\n",
+                "a".repeat(64)
+            )
+        };
+        let head = "nixlive-manifest 1\ninit /i\nregistration /r\n";
+        let many: String = (0..=MAX_IMAGES).map(|i| line(i, "1")).collect();
+        let e = Manifest::parse(&format!("{head}{many}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("line {}", MAX_IMAGES + 4)) && e.contains("more than 64"),
+            "{e}"
+        );
+        let just: String = (0..MAX_IMAGES).map(|i| line(i, "1")).collect();
+        assert_eq!(
+            Manifest::parse(&format!("{head}{just}"))
+                .unwrap()
+                .images
+                .len(),
+            MAX_IMAGES
+        );
+        let huge = format!("{head}{}{}", line(0, &u64::MAX.to_string()), line(1, "1"));
+        let e = Manifest::parse(&huge).unwrap_err().to_string();
+        assert!(e.contains("add up past"), "{e}");
     }
 }

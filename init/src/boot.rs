@@ -71,10 +71,12 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     let manifest = medium::read_manifest(&plan::images_dir(&found), cmdline)?;
     require_store(&mut loader, &manifest)?;
     let bp = plan::plan(cmdline, &probe(found, manifest));
-    mount_store(&mut t, &mut runner, ex, &bp)?;
+    // Read before copytoram lets the medium go, for postboot after it.
+    let medium_keys = std::fs::read(in_new_root(paths::MEDIUM_KEYS)).ok();
+    let released = mount_store(&mut t, &mut runner, ex, &bp)?;
     stop_point(cmdline.debug1mounts, "boot.debug1mounts");
     stage2_exists(&bp.init)?;
-    hand_over_keys();
+    hand_over_keys(medium_keys.filter(|_| released));
     write_timeline(&t.timeline);
     // switch-root itself takes well under a millisecond: no phase of its own.
     match runner.run(&bp.switch, ex) {
@@ -156,13 +158,14 @@ fn probe(found: Found, manifest: Manifest) -> Probed {
 }
 
 /// Copies to RAM if planned (falling back to the medium when the copy
-/// fails), then verifies and mounts the images and the store.
+/// fails), then verifies and mounts the images and the store. Returns
+/// whether the medium was let go.
 pub(crate) fn mount_store(
     t: &mut Timer,
     runner: &mut Runner,
     ex: &mut dyn Executor,
     bp: &BootPlan,
-) -> Result<(), BootError> {
+) -> Result<bool, BootError> {
     if let Some(why) = &bp.copy_refused {
         log::warn!("{why}");
         console::say(&format!("{why}\n"));
@@ -189,15 +192,15 @@ pub(crate) fn mount_store(
     }
     // With nixlive.verify, checking the images is the first part of it.
     t.phase("mount-store", || runner.run(store, ex))?;
-    if store
+    let released = store
         .iter()
-        .any(|s| matches!(s, plan::Step::Unmount { .. }))
-    {
+        .any(|s| matches!(s, plan::Step::Unmount { .. }));
+    if released {
         // not fatal: an empty directory left behind costs nothing.
         let _ = std::fs::remove_dir(in_new_root(paths::MEDIUM));
         console::say("The boot medium is no longer needed and can be removed.\n");
     }
-    Ok(())
+    Ok(released)
 }
 
 /// A symlink (as NixOS's init is) may point into the store: check the target.
@@ -209,16 +212,24 @@ fn stage2_exists(init: &str) -> Result<(), BootError> {
     Ok(())
 }
 
-/// SSH keys packed into the initrd go to `/run` for postboot, since the
-/// initrd's files are deleted by the switch of root. Not fatal: postboot
-/// still has the other key sources.
-fn hand_over_keys() {
-    use paths::{INITRD_KEYS, RUN_KEYS};
+/// SSH keys packed into the initrd, and those of a medium that copytoram
+/// let go, go to `/run` for postboot, since neither is there after the
+/// switch of root. Not fatal: postboot still has the other key sources.
+fn hand_over_keys(medium_keys: Option<Vec<u8>>) {
+    use paths::{INITRD_KEYS, MEDIUM_KEYS, RUN_KEYS};
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let Ok(keys) = std::fs::read(INITRD_KEYS) else {
+    let mut keys = std::fs::read(INITRD_KEYS).unwrap_or_default();
+    if let Some(more) = medium_keys {
+        log::info!("SSH keys from {MEDIUM_KEYS} carried over: the medium is gone");
+        if !keys.is_empty() && !keys.ends_with(b"\n") {
+            keys.push(b'\n');
+        }
+        keys.extend_from_slice(&more);
+    }
+    if keys.is_empty() {
         return;
-    };
+    }
     let written = Path::new(RUN_KEYS)
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
@@ -231,8 +242,8 @@ fn hand_over_keys() {
         })
         .and_then(|mut f| f.write_all(&keys));
     match written {
-        Ok(()) => log::info!("SSH keys from the initrd handed over in {RUN_KEYS}"),
-        Err(e) => log::warn!("copying {INITRD_KEYS} to {RUN_KEYS}: {e}, ignoring"),
+        Ok(()) => log::info!("SSH keys handed over in {RUN_KEYS}"),
+        Err(e) => log::warn!("writing {RUN_KEYS}: {e}, ignoring"),
     }
 }
 

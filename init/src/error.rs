@@ -46,6 +46,8 @@ pub enum BootError {
         #[source]
         source: nixlive_formats::lines::LineError,
     },
+    #[error("{path} is larger than {limit} bytes: not a manifest nixlive wrote")]
+    TooLarge { path: String, limit: u64 },
     #[error("{medium} has neither {manifest} nor the stock image {stock}")]
     NoManifest {
         medium: String,

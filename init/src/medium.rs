@@ -112,7 +112,7 @@ pub fn read_manifest(dir: &str, cmdline: &Cmdline) -> Result<Manifest, BootError
         .clone()
         .unwrap_or_else(|| format!("/{}", manifest::DEFAULT_PATH));
     let path = format!("{dir}{rel}");
-    match std::fs::read_to_string(&path) {
+    match read_capped(&path, manifest::MAX_BYTES) {
         Ok(text) => {
             let m = Manifest::parse(&text).map_err(|source| BootError::Manifest {
                 path: path.clone(),
@@ -126,8 +126,25 @@ pub fn read_manifest(dir: &str, cmdline: &Cmdline) -> Result<Manifest, BootError
             Ok(m)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => stock(dir, &rel, cmdline),
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => Err(BootError::TooLarge {
+            path,
+            limit: manifest::MAX_BYTES,
+        }),
         Err(e) => Err(BootError::sys("read", path)(e)),
     }
+}
+
+/// Reads a text file of at most `limit` bytes (`FileTooLarge` past that).
+fn read_capped(path: &str, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::ErrorKind::FileTooLarge.into());
+    }
+    Ok(text)
 }
 
 /// NixOS's own ISO layout: one image, no digests, stage 2 from `init=`.
@@ -182,6 +199,13 @@ mod tests {
         let m = read_manifest(dir, &c).unwrap();
         assert_eq!((m.images[0].size, m.init.as_str()), (5, "/init"));
         assert!(m.images[0].sha256.is_empty());
+        let big = format!("nixlive-manifest 1\n{}", "# padding\n".repeat(10_000));
+        std::fs::write(d.join("nixlive.manifest"), big).unwrap();
+        let e = read_manifest(dir, &c).unwrap_err().to_string();
+        assert!(
+            e.contains("nixlive.manifest is larger than 65536 bytes"),
+            "{e}"
+        );
         std::fs::write(d.join("nixlive.manifest"), "nixlive-manifest 1\nbogus\n").unwrap();
         let e = read_manifest(dir, &c).unwrap_err();
         let shown = nixlive_formats::error::chain(&e);

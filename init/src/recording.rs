@@ -391,7 +391,10 @@ fn a_failing_copy_undoes_the_ram_tmpfs_and_falls_back_to_the_medium() {
     let mut r = Runner::default();
     r.run(&plan::medium(&p.found), &mut ex).unwrap();
     let mut t = crate::boot::Timer::default();
-    crate::boot::mount_store(&mut t, &mut r, &mut ex, &bp).unwrap();
+    assert!(
+        !crate::boot::mount_store(&mut t, &mut r, &mut ex, &bp).unwrap(),
+        "the medium stays"
+    );
     let c: Vec<&str> = ex.calls.iter().map(String::as_str).collect();
     assert_eq!(
         c[5..7],

@@ -375,3 +375,30 @@ fn shell_on_fail_starts_the_packed_shell() {
         panic!("{}", vm.failure("no explanation before the shell"));
     }
 }
+
+/// A disk that takes 8 s to answer each read (QEMU's null-co driver with a
+/// latency) sits beside the CD: probing it gives up after init's per-device
+/// timeout, and the CD is found well inside the budget instead of after
+/// the disk's answers.
+#[test]
+fn a_stalled_disk_does_not_hold_up_the_search() {
+    let f = fixture();
+    let cmd = pc(&format!("root=LABEL={LABEL} nixlive.timeout=60"))
+        .arg("-cdrom")
+        .arg(&f.live.iso)
+        .arg("-drive")
+        .arg("driver=null-co,size=64M,latency-ns=8000000000,read-zeroes=on,if=virtio,readonly=on");
+    let b = media::boot(&cmd, TIMEOUT).unwrap();
+    let ctx = b.context();
+    assert_booted_from(&b, "iso9660", "/dev/sr0");
+    assert!(
+        b.init_lines()
+            .iter()
+            .any(|l| l.contains("/dev/vda did not answer within 5 s")),
+        "the stalled disk was not named:\n{ctx}"
+    );
+    let waited = media::init_stamp(&b.serial_log, "found the medium").unwrap()
+        - media::init_stamp(&b.serial_log, "waiting for the medium").unwrap();
+    eprintln!("found the CD {waited:.1} s after init began to wait");
+    assert!(waited < 20.0, "waited {waited:.1} s\n{ctx}");
+}

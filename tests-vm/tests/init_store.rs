@@ -36,6 +36,9 @@ const MODULES: &[&str] = &[
     "overlay",
 ];
 
+const MEDIUM_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl medium\n";
+
 struct Fixture {
     live: Live,
     /// ext4 (label LABEL) with the medium and a second image in its manifest.
@@ -80,6 +83,9 @@ fn build() -> Result<Fixture, String> {
     let mut cp = std::process::Command::new("cp");
     cp.arg("-a").arg(&live.medium).arg(&tree);
     media::run(cp)?;
+    // A key on the medium, as a user drops it onto a stick: copytoram lets
+    // the medium go before postboot runs, and the key must still arrive.
+    write(&tree.join("nixlive/authorized_keys"), MEDIUM_KEY.as_bytes())?;
     media::squashfs(&layer, &tree.join("layer1.squashfs"))?;
     media::append_layer(&tree, "layer1.squashfs")?;
     let layered = dir.join("layered.img");
@@ -259,5 +265,43 @@ fn two_images_stack_with_the_first_on_top() {
             .iter()
             .any(|l| l.contains("/mnt-root/iso/layer1.squashfs: sha256 verified")),
         "nixlive.verify did not check the second image\n{ctx}"
+    );
+}
+
+#[test]
+fn copytoram_keeps_the_ssh_keys_of_the_medium() {
+    let f = fixture();
+    let cmd = QemuCommand::x86_64_direct(
+        &f.live,
+        "root=UUID=22222222-3333-4444-8555-666666666666 copytoram",
+        BIG_MIB,
+        kvm::accel(),
+    )
+    .virtio_disk(&f.layered);
+    let b = media::boot(&cmd, TIMEOUT).unwrap();
+    let ctx = b.context();
+    assert!(
+        b.report.mount("/iso").is_none(),
+        "the medium is still mounted\n{ctx}"
+    );
+    assert!(
+        b.init_lines()
+            .iter()
+            .any(|l| l.contains("SSH keys from /iso/nixlive/authorized_keys carried over")),
+        "{ctx}"
+    );
+    let key = b
+        .report
+        .files
+        .get("/root/.ssh/authorized_keys")
+        .cloned()
+        .flatten();
+    assert!(key.is_some(), "the medium's key was not installed\n{ctx}");
+    assert!(
+        b.report
+            .postboot_out
+            .iter()
+            .any(|l| l.contains("ssh:") && !l.contains("no keys")),
+        "{ctx}"
     );
 }

@@ -257,8 +257,9 @@ pub fn wait_for(
     use std::time::Instant;
     let start = Instant::now();
     let mut seen = Seen::default();
+    let mut slow = SlowProbes::default();
     loop {
-        let unreadable = seen.refresh(sys) && retry_unreadable;
+        let unreadable = seen.refresh(sys, &mut slow) && retry_unreadable;
         // Matched after the whole scan, so partitions see their disk's GPT.
         if let Some(d) = seen.devs.values().find(|d| accept(d, &seen)) {
             return Found::Device(d.clone());
@@ -285,7 +286,7 @@ const RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 impl Seen {
     /// Scans the block devices and probes each one not yet read; returns
     /// whether one of them could not be read.
-    fn refresh(&mut self, sys: &Path) -> bool {
+    fn refresh(&mut self, sys: &Path, slow: &mut SlowProbes) -> bool {
         let mut unreadable = false;
         for sb in scan(sys) {
             let size = sb.size_bytes;
@@ -306,7 +307,7 @@ impl Seen {
             if !matches!(entry.probe, Some(Ok(_))) {
                 // An empty drive or one still spinning up reads as an error
                 // here, and is tried again on the next round.
-                let (probe, gpt) = match read_head(&entry.node()) {
+                let (probe, gpt) = match slow.read_head(&entry.name, PROBE_TIMEOUT) {
                     Ok((size, head)) => {
                         entry.size_bytes = size;
                         (Ok(probe::identify(&head)), probe::gpt_names(&head))
@@ -320,6 +321,62 @@ impl Seen {
             unreadable |= matches!(entry.probe, Some(Err(_)));
         }
         unreadable
+    }
+}
+
+/// How long one device may take to give its first blocks before the search
+/// looks at the others: a device that stalls must not hold the whole budget.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+type HeadResult = Result<(u64, Vec<u8>), String>;
+
+/// Probes that outlived [`PROBE_TIMEOUT`]: each goes on in its thread (a
+/// read in the kernel cannot be cancelled), and its answer is used when it
+/// comes.
+#[derive(Default)]
+pub struct SlowProbes {
+    waiting: BTreeMap<String, std::sync::mpsc::Receiver<HeadResult>>,
+}
+
+impl SlowProbes {
+    /// [`read_head`] of `/dev/<name>`, giving up after `timeout` (the probe
+    /// goes on in the background).
+    pub fn read_head(&mut self, name: &str, timeout: std::time::Duration) -> HeadResult {
+        use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+        let stalled = || {
+            format!(
+                "did not answer within {} s (still asked)",
+                timeout.as_secs()
+            )
+        };
+        if let Some(rx) = self.waiting.get(name) {
+            return match rx.try_recv() {
+                Ok(r) => {
+                    self.waiting.remove(name);
+                    r
+                }
+                Err(TryRecvError::Empty) => Err(stalled()),
+                Err(TryRecvError::Disconnected) => Err("the probe ended without an answer".into()),
+            };
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let node = format!("/dev/{name}");
+        std::thread::spawn(move || {
+            // not fatal: nobody listens once the boot has moved on.
+            let _ = tx.send(read_head(&node));
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => {
+                log::warn!(
+                    "/dev/{name} {}; looking at the other devices meanwhile",
+                    stalled()
+                );
+                self.waiting.insert(name.to_string(), rx);
+                Err(stalled())
+            }
+            Err(RecvTimeoutError::Disconnected) => Err("the probe ended without an answer".into()),
+        }
     }
 }
 
