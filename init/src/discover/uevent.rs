@@ -1,6 +1,7 @@
 //! The kernel's uevent netlink socket: how init learns that a block device
 //! appeared, without udev and without sleeping on a fixed interval.
 
+use nixlive_formats::uevent::{Uevent, parse};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::net::netlink::{self, SocketAddrNetlink};
@@ -50,38 +51,5 @@ impl Uevents {
             }
         }
         Ok(out)
-    }
-}
-
-/// What init needs of one uevent.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Uevent {
-    pub modalias: Option<String>,
-}
-
-/// A kernel uevent is `ACTION@DEVPATH\0KEY=VALUE\0...`.
-pub fn parse(msg: &[u8]) -> Uevent {
-    let mut ev = Uevent::default();
-    for kv in msg.split(|b| *b == 0) {
-        if let Some(a) = kv.strip_prefix(b"MODALIAS=") {
-            ev.modalias = Some(String::from_utf8_lossy(a).into_owned());
-        }
-    }
-    ev
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events() {
-        let b = parse(b"add@/devices/x/block/sr0\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=sr0\0");
-        assert!(b.modalias.is_none());
-        let m = parse(
-            b"add@/devices/pci0/0000:00:05.0\0ACTION=add\0SUBSYSTEM=pci\0MODALIAS=pci:v00001AF4d00001001\0",
-        );
-        assert_eq!(m.modalias.as_deref(), Some("pci:v00001AF4d00001001"));
-        assert_eq!(parse(b""), Uevent::default());
     }
 }
