@@ -114,7 +114,11 @@ mod tests {
             "o.iso",
         ])
         .unwrap();
-        let Cmd::Iso(cmd::iso::Args { common, boot, .. }) = c.cmd else {
+        let Cmd::Iso(cmd::iso::Args {
+            medium: medium::MediumArgs { common, boot },
+            ..
+        }) = c.cmd
+        else {
             panic!("not iso")
         };
         assert_eq!(common.initrd.modules, ["a", "b-c"]);

@@ -39,77 +39,92 @@ fn tok(w: &mut impl Write, s: &str) -> io::Result<()> {
 
 /// Serialises the tree at `path` (not following a symlink at the top) into `w`.
 pub fn dump(path: &Path, w: &mut impl Write) -> Result<(), NarError> {
-    let werr = |source| NarError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    tok(w, MAGIC).map_err(werr)?;
+    tok(w, MAGIC).map_err(write_err(path))?;
     dump_node(path, w)
 }
 
 fn dump_node(path: &Path, w: &mut impl Write) -> Result<(), NarError> {
-    let rerr = |source| NarError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let werr = |source| NarError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = fs::symlink_metadata(path).map_err(rerr)?;
+    let meta = fs::symlink_metadata(path).map_err(read_err(path))?;
     let ft = meta.file_type();
-    tok(w, "(").map_err(werr)?;
+    tok(w, "(").map_err(write_err(path))?;
     if ft.is_symlink() {
-        let target = fs::read_link(path).map_err(rerr)?;
-        for t in ["type", "symlink", "target"] {
-            tok(w, t).map_err(werr)?;
-        }
-        write_bytes(w, target.as_os_str().as_bytes()).map_err(werr)?;
+        dump_symlink(path, w)?;
     } else if ft.is_file() {
-        tok(w, "type").map_err(werr)?;
-        tok(w, "regular").map_err(werr)?;
-        if meta.permissions().mode() & 0o100 != 0 {
-            tok(w, "executable").map_err(werr)?;
-            tok(w, "").map_err(werr)?;
-        }
-        tok(w, "contents").map_err(werr)?;
-        let len = meta.len();
-        w.write_all(&len.to_le_bytes()).map_err(werr)?;
-        let f = fs::File::open(path).map_err(rerr)?;
-        // Copy exactly `len` bytes: a file that changes under us must not
-        // produce a NAR whose length field lies.
-        let copied = copy_exact(&mut f.take(len), w, path)?;
-        if copied != len {
-            return Err(rerr(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("file shrank while reading ({copied} of {len} bytes)"),
-            )));
-        }
-        let pad = ((8 - len % 8) % 8) as usize;
-        w.write_all(&[0u8; 8][..pad]).map_err(werr)?;
+        dump_file(path, &meta, w)?;
     } else if ft.is_dir() {
-        tok(w, "type").map_err(werr)?;
-        tok(w, "directory").map_err(werr)?;
-        let mut names = Vec::new();
-        for e in fs::read_dir(path).map_err(rerr)? {
-            names.push(e.map_err(rerr)?.file_name());
-        }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names {
-            tok(w, "entry").map_err(werr)?;
-            tok(w, "(").map_err(werr)?;
-            tok(w, "name").map_err(werr)?;
-            write_bytes(w, name.as_bytes()).map_err(werr)?;
-            tok(w, "node").map_err(werr)?;
-            dump_node(&path.join(&name), w)?;
-            tok(w, ")").map_err(werr)?;
-        }
+        dump_dir(path, w)?;
     } else {
         return Err(NarError::Unsupported {
             path: path.to_path_buf(),
         });
     }
-    tok(w, ")").map_err(werr)
+    tok(w, ")").map_err(write_err(path))
+}
+
+fn read_err(path: &Path) -> impl Fn(io::Error) -> NarError + '_ {
+    move |source| NarError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_err(path: &Path) -> impl Fn(io::Error) -> NarError + '_ {
+    move |source| NarError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn toks(w: &mut impl Write, ts: &[&str]) -> io::Result<()> {
+    ts.iter().try_for_each(|t| tok(w, t))
+}
+
+fn dump_symlink(path: &Path, w: &mut impl Write) -> Result<(), NarError> {
+    let target = fs::read_link(path).map_err(read_err(path))?;
+    toks(w, &["type", "symlink", "target"])
+        .and_then(|()| write_bytes(w, target.as_os_str().as_bytes()))
+        .map_err(write_err(path))
+}
+
+fn dump_file(path: &Path, meta: &fs::Metadata, w: &mut impl Write) -> Result<(), NarError> {
+    let werr = write_err(path);
+    toks(w, &["type", "regular"]).map_err(&werr)?;
+    if meta.permissions().mode() & 0o100 != 0 {
+        toks(w, &["executable", ""]).map_err(&werr)?;
+    }
+    tok(w, "contents").map_err(&werr)?;
+    let len = meta.len();
+    w.write_all(&len.to_le_bytes()).map_err(&werr)?;
+    let f = fs::File::open(path).map_err(read_err(path))?;
+    // Copy exactly `len` bytes: a file that changes under us must not
+    // produce a NAR whose length field lies.
+    let copied = copy_exact(&mut f.take(len), w, path)?;
+    if copied != len {
+        return Err(read_err(path)(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("file shrank while reading ({copied} of {len} bytes)"),
+        )));
+    }
+    let pad = ((8 - len % 8) % 8) as usize;
+    w.write_all(&[0u8; 8][..pad]).map_err(&werr)
+}
+
+fn dump_dir(path: &Path, w: &mut impl Write) -> Result<(), NarError> {
+    let (rerr, werr) = (read_err(path), write_err(path));
+    toks(w, &["type", "directory"]).map_err(&werr)?;
+    let mut names = Vec::new();
+    for e in fs::read_dir(path).map_err(&rerr)? {
+        names.push(e.map_err(&rerr)?.file_name());
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for name in names {
+        toks(w, &["entry", "(", "name"]).map_err(&werr)?;
+        write_bytes(w, name.as_bytes()).map_err(&werr)?;
+        tok(w, "node").map_err(&werr)?;
+        dump_node(&path.join(&name), w)?;
+        tok(w, ")").map_err(&werr)?;
+    }
+    Ok(())
 }
 
 fn copy_exact(r: &mut impl Read, w: &mut impl Write, path: &Path) -> Result<u64, NarError> {
@@ -120,17 +135,9 @@ fn copy_exact(r: &mut impl Read, w: &mut impl Write, path: &Path) -> Result<u64,
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(NarError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
+            Err(source) => return Err(read_err(path)(source)),
         };
-        w.write_all(&buf[..n]).map_err(|source| NarError::Write {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        w.write_all(&buf[..n]).map_err(write_err(path))?;
         total += n as u64;
     }
 }

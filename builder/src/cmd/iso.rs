@@ -7,9 +7,8 @@
 
 use crate::epoch::source_date_epoch;
 use crate::files::{copy, create_parent, remove_old};
-use crate::medium::{self, BootArgs};
+use crate::medium::{self, BootArgs, MediumArgs};
 use crate::outputs::{Kind, Outputs};
-use crate::pipeline::CommonArgs;
 use crate::{progress, tool};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -18,9 +17,7 @@ use std::process::Command;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
-    pub boot: BootArgs,
+    pub medium: MediumArgs,
     /// Where to write the ISO.
     #[arg(long, value_name = "FILE.iso")]
     pub out: PathBuf,
@@ -44,8 +41,8 @@ pub fn run(a: &Args) -> Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let tree_outs = medium::build(&a.common, &a.boot, &dir)?;
-    make_iso(&a.boot, &dir, &a.out)?;
+    let tree_outs = medium::build(&a.medium, &dir)?;
+    make_iso(&a.medium.boot, &dir, &a.out)?;
     let mut outs = Outputs::default();
     if let Some(io) = &a.initrd_out {
         copy(&dir.join("boot/initrd"), io)?;
@@ -56,7 +53,7 @@ pub fn run(a: &Args) -> Result<()> {
         outs.extend(tree_outs);
     }
     outs.add(Kind::Iso, a.out.clone())?;
-    a.common.report(&outs)
+    a.medium.common.report(&outs)
 }
 
 /// Makes the hybrid ISO `out` from a medium tree.

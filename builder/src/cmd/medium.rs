@@ -3,23 +3,20 @@
 //!
 //! Non-goals: no formatting or labelling of the stick itself.
 
-use crate::medium::{self, BootArgs};
-use crate::pipeline::CommonArgs;
+use crate::medium::{self, MediumArgs};
 use anyhow::Result;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
-    pub boot: BootArgs,
+    pub medium: MediumArgs,
     /// The tree's directory (created, or emptied of an earlier build).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
 
 pub fn run(a: &Args) -> Result<()> {
-    let outs = medium::build(&a.common, &a.boot, &a.out)?;
-    a.common.report(&outs)
+    let outs = medium::build(&a.medium, &a.out)?;
+    a.medium.common.report(&outs)
 }

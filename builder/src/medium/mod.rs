@@ -64,6 +64,15 @@ pub struct BootArgs {
     pub isohdpfx: PathBuf,
 }
 
+/// What a medium is built from (`iso` and `medium`).
+#[derive(Debug, clap::Args)]
+pub struct MediumArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub boot: BootArgs,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LabelError {
     #[error("volume label is empty")]
@@ -94,7 +103,8 @@ pub fn check_label(label: &str) -> Result<(), LabelError> {
 
 /// Builds the medium tree in `dir` (which must be empty or an earlier
 /// medium) and returns what it holds.
-pub fn build(c: &CommonArgs, b: &BootArgs, dir: &Path) -> Result<Outputs> {
+pub fn build(m: &MediumArgs, dir: &Path) -> Result<Outputs> {
+    let (c, b) = (&m.common, &m.boot);
     let epoch = source_date_epoch()?;
     let params = check(c, b)?;
     let build = Build::start(c, epoch, "nixlive-build.")?;
