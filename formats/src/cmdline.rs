@@ -16,17 +16,66 @@ pub enum RootSpec {
     PartLabel(String),
     /// A device node such as `/dev/sr0`.
     Device(String),
+    /// A regular file in the initramfs holding the medium's filesystem
+    /// (an ISO that iPXE loaded as a second initrd: `root=/nixos.iso`).
+    File(String),
 }
 
 impl std::fmt::Display for RootSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RootSpec::Label(l) => write!(f, "LABEL={l}"),
-            RootSpec::Uuid(u) => write!(f, "UUID={u}"),
-            RootSpec::PartLabel(l) => write!(f, "PARTLABEL={l}"),
-            RootSpec::Device(d) => f.write_str(d),
+            RootSpec::Label(l) => write!(f, "LABEL={}", shown(l)),
+            RootSpec::Uuid(u) => write!(f, "UUID={}", shown(u)),
+            RootSpec::PartLabel(l) => write!(f, "PARTLABEL={}", shown(l)),
+            RootSpec::Device(d) | RootSpec::File(d) => f.write_str(d),
         }
     }
+}
+
+/// A label as a person reads it: quoted when it has spaces or unusual
+/// bytes, so `LABEL="NIXOS LIVE"` is told apart from `LABEL=NIXOS_LIVE`.
+fn shown(v: &str) -> String {
+    if v.chars().all(|c| c.is_ascii_graphic() && c != '"') {
+        v.to_string()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// Undoes udev's `\xNN` escapes (its `/dev/disk/by-label/` names, which
+/// NixOS's stage 1 resolves `LABEL=` through): `NIXOS\x20LIVE` is
+/// `NIXOS LIVE`. A backslash not followed by `x` and two hex digits stays as
+/// it is (as udev leaves it), and the second value says so.
+pub fn unescape_udev(v: &str) -> (String, Option<String>) {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut odd = None;
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |k: usize| b.get(k).and_then(|c| (*c as char).to_digit(16));
+        match (b[i], b.get(i + 1), hex(i + 2), hex(i + 3)) {
+            (b'\\', Some(b'x'), Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 4;
+            }
+            (b'\\', ..) => {
+                odd.get_or_insert_with(|| {
+                    let end = (i + 4).min(b.len());
+                    format!(
+                        "`{}` is not \\x and two hex digits; taken as it is",
+                        String::from_utf8_lossy(&b[i..end])
+                    )
+                });
+                out.push(b[i]);
+                i += 1;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), odd)
 }
 
 /// How long to wait for the medium.
@@ -155,16 +204,24 @@ pub fn parse_size(v: &str) -> Option<SizeSpec> {
     (b > 0).then_some(SizeSpec::Bytes(b))
 }
 
-fn parse_root(v: &str) -> Option<RootSpec> {
-    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    if let Some(l) = v.strip_prefix("LABEL=") {
-        nonempty(l).map(RootSpec::Label)
-    } else if let Some(u) = v.strip_prefix("UUID=") {
-        nonempty(u).map(RootSpec::Uuid)
-    } else if let Some(l) = v.strip_prefix("PARTLABEL=") {
-        nonempty(l).map(RootSpec::PartLabel)
-    } else if v.starts_with("/dev/") && v.len() > 5 {
-        Some(RootSpec::Device(v.to_string()))
+/// `root=`'s value, and a note when an escape in it was taken literally.
+fn parse_root(v: &str) -> Option<(RootSpec, Option<String>)> {
+    type Make = fn(String) -> RootSpec;
+    let tagged: [(&str, Make); 3] = [
+        ("LABEL=", RootSpec::Label),
+        ("UUID=", RootSpec::Uuid),
+        ("PARTLABEL=", RootSpec::PartLabel),
+    ];
+    for (tag, make) in tagged {
+        if let Some(rest) = v.strip_prefix(tag) {
+            let (value, odd) = unescape_udev(rest);
+            return (!value.is_empty()).then(|| (make(value), odd));
+        }
+    }
+    if v.starts_with("/dev/") && v.len() > 5 {
+        Some((RootSpec::Device(v.to_string()), None))
+    } else if v.starts_with('/') && v.len() > 1 && !v.split('/').any(|c| c == "..") {
+        Some((RootSpec::File(v.to_string()), None))
     } else {
         None
     }
@@ -210,12 +267,32 @@ impl Cmdline {
             "nixlive.verify" => flag(self, |c| c.verify = true),
             "nixlive.test_panic" => flag(self, |c| c.test_panic = true),
             "root" => match val.and_then(parse_root) {
-                Some(r) => self.root = Some(r),
-                None => self.warn(key, val, "want LABEL=, UUID=, PARTLABEL= or /dev/..."),
+                Some((r, odd)) => {
+                    if let Some(odd) = odd {
+                        self.warnings
+                            .push(format!("root={}: {odd}", val.unwrap_or("")));
+                    }
+                    self.root = Some(r);
+                }
+                None => self.warn(
+                    key,
+                    val,
+                    "want LABEL=, UUID=, PARTLABEL=, /dev/... or /FILE",
+                ),
             },
             "init" | "findiso" | "nixlive.manifest" => match val {
                 Some(v) if v.starts_with('/') => {
-                    let v = Some(v.to_string());
+                    let v = Some(match key {
+                        // A path on another filesystem, named as udev names files.
+                        "findiso" => {
+                            let (path, odd) = unescape_udev(v);
+                            if let Some(odd) = odd {
+                                self.warnings.push(format!("findiso={v}: {odd}"));
+                            }
+                            path
+                        }
+                        _ => v.to_string(),
+                    });
                     match key {
                         "init" => self.init = v,
                         "findiso" => self.findiso = v,
@@ -338,5 +415,51 @@ mod tests {
         assert!(!Cmdline::parse("").test_panic);
         let c = Cmdline::parse("nixlive.test_panic=1");
         assert!(!c.test_panic && c.warnings.len() == 1, "{c:?}");
+    }
+
+    #[test]
+    fn udev_escapes_in_labels_and_findiso() {
+        let c = Cmdline::parse(r"root=LABEL=NIXOS\x20LIVE findiso=/isos/my\x20nixos.iso");
+        assert_eq!(c.root, Some(RootSpec::Label("NIXOS LIVE".into())));
+        assert_eq!(c.root.unwrap().to_string(), "LABEL=\"NIXOS LIVE\"");
+        assert_eq!(c.findiso.as_deref(), Some("/isos/my nixos.iso"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // Both spellings work: the quoted one as the kernel tokenises it.
+        let q = Cmdline::parse("\"root=LABEL=NIXOS LIVE\"");
+        assert_eq!(q.root, Some(RootSpec::Label("NIXOS LIVE".into())));
+        assert_eq!(
+            Cmdline::parse(r"root=UUID=\x41B").root,
+            Some(RootSpec::Uuid("AB".into()))
+        );
+        assert_eq!(
+            Cmdline::parse(r"root=PARTLABEL=a\x2fb").root,
+            Some(RootSpec::PartLabel("a/b".into()))
+        );
+        // Not an escape: taken literally, and said.
+        let odd = Cmdline::parse(r"root=LABEL=A\xZZ\n");
+        assert_eq!(odd.root, Some(RootSpec::Label(r"A\xZZ\n".into())));
+        assert_eq!(odd.warnings.len(), 1, "{:?}", odd.warnings);
+        assert!(odd.warnings[0].contains(r"`\xZZ`"), "{:?}", odd.warnings);
+        assert_eq!(
+            unescape_udev(r"end\x4"),
+            (
+                r"end\x4".to_string(),
+                Some(r"`\x4` is not \x and two hex digits; taken as it is".to_string())
+            )
+        );
+        assert_eq!(unescape_udev(r"\x41\x42"), ("AB".to_string(), None));
+    }
+
+    #[test]
+    fn root_as_a_file() {
+        let c = Cmdline::parse("root=/nixos.iso");
+        assert_eq!(c.root, Some(RootSpec::File("/nixos.iso".into())));
+        assert_eq!(c.root.unwrap().to_string(), "/nixos.iso");
+        assert!(Cmdline::parse("root=/").root.is_none());
+        assert!(Cmdline::parse("root=/a/../b").root.is_none());
+        assert_eq!(
+            Cmdline::parse("root=/dev/sr0").root,
+            Some(RootSpec::Device("/dev/sr0".into()))
+        );
     }
 }

@@ -46,6 +46,16 @@ pub enum BootError {
         #[source]
         source: nixlive_formats::lines::LineError,
     },
+    #[error(
+        "root={path}: {why}\nthe initramfs holds: {top}\n\
+         To fix: load the medium's file into the initramfs under that name (iPXE: \
+         `initrd URL {path}`), or name a device with root=LABEL=..."
+    )]
+    RootFile {
+        path: String,
+        why: String,
+        top: String,
+    },
     #[error("{path} is larger than {limit} bytes: not a manifest nixlive wrote")]
     TooLarge { path: String, limit: u64 },
     #[error("{medium} has neither {manifest} nor the stock image {stock}")]

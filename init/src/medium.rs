@@ -47,6 +47,7 @@ pub fn find(
                     Box::new(holds_iso(iso.clone())),
                 )
             }
+            (None, Some(RootSpec::File(path))) => return in_initramfs(path),
             (None, Some(spec)) => {
                 log::info!("waiting for the medium {spec} ({says})");
                 let retry = !matches!(spec, RootSpec::Device(_));
@@ -69,6 +70,55 @@ pub fn find(
     }
 }
 
+/// `root=/FILE`: the medium is a file the initramfs already holds (iPXE
+/// put it there): no waiting, its filesystem read from its first blocks.
+fn in_initramfs(path: &str) -> Result<Found, BootError> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| {
+        f.take(discover::probe::PROBE_LEN as u64)
+            .read_to_end(&mut head)
+    });
+    let why = match read {
+        Err(e) => e.to_string(),
+        Ok(_) => match discover::probe::identify(&head) {
+            Some(id) => {
+                log::info!(
+                    "the medium is the file {path}: {} label={}",
+                    id.fstype,
+                    id.label.as_deref().unwrap_or("(none)")
+                );
+                return Ok(Found::File {
+                    host: None,
+                    path: path.to_string(),
+                    fstype: id.fstype.to_string(),
+                });
+            }
+            None => {
+                "no filesystem nixlive knows (ISO9660, FAT, ext2/3/4) in its first blocks".into()
+            }
+        },
+    };
+    Err(BootError::RootFile {
+        path: path.to_string(),
+        why,
+        top: top_of_initramfs(),
+    })
+}
+
+/// What the initramfs holds at its top, for the message when a file is missing.
+fn top_of_initramfs() -> String {
+    let mut names: Vec<String> = std::fs::read_dir("/")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names.join(" ")
+}
+
 /// `findiso=`: a device whose filesystem holds the file; it stays mounted.
 fn holds_iso(iso: String) -> impl FnMut(&BlockDev, &Seen) -> bool {
     let mut tried = std::collections::HashSet::new();
@@ -85,9 +135,11 @@ fn found(cmdline: &Cmdline, d: &BlockDev) -> Found {
     match &cmdline.findiso {
         Some(iso) => {
             log::info!("found {iso} on {}", d.describe());
-            Found::IsoFile {
-                host_dir: in_new_root(FINDISO_HOST),
-                file: iso.clone(),
+            let host = in_new_root(FINDISO_HOST);
+            Found::File {
+                path: format!("{host}{iso}"),
+                host: Some(host),
+                fstype: "iso9660".into(),
             }
         }
         None => {

@@ -200,8 +200,14 @@ pub enum Found {
     Initrd,
     /// A block device holding the medium's filesystem.
     Device { node: String, fstype: String },
-    /// An ISO file on a filesystem discovery left mounted at `host_dir`.
-    IsoFile { host_dir: String, file: String },
+    /// A file holding the medium's filesystem: an ISO on a filesystem
+    /// discovery left mounted at `host` (`findiso=`), or one in the
+    /// initramfs itself (`root=/FILE`, no host).
+    File {
+        host: Option<String>,
+        path: String,
+        fstype: String,
+    },
 }
 
 /// The medium's handle when it is a loop device (`findiso=`).
@@ -216,13 +222,13 @@ pub fn medium(found: &Found) -> Vec<Step> {
     let (mut steps, source, fstype) = match found {
         Found::Initrd => return Vec::new(),
         Found::Device { node, fstype } => (Vec::new(), Source::Path(node.clone()), fstype),
-        Found::IsoFile { host_dir, file } => (
+        Found::File { path, fstype, .. } => (
             vec![Step::AttachLoop {
-                file: format!("{host_dir}{file}"),
+                file: path.clone(),
                 handle: MEDIUM_LOOP.into(),
             }],
             Source::Loop(MEDIUM_LOOP.into()),
-            &"iso9660".to_string(),
+            fstype,
         ),
     };
     steps.push(mkdir(iso.clone()));
@@ -447,9 +453,12 @@ fn release_steps(found: &Found) -> Vec<Step> {
     let mut steps = vec![Step::Unmount {
         target: in_new_root(paths::MEDIUM),
     }];
-    if let Found::IsoFile { host_dir, .. } = found {
+    if let Found::File {
+        host: Some(host), ..
+    } = found
+    {
         steps.push(Step::Unmount {
-            target: host_dir.clone(),
+            target: host.clone(),
         });
     }
     steps
@@ -503,6 +512,14 @@ pub mod tests {
         }
     }
 
+    pub fn findiso(file: &str) -> Found {
+        Found::File {
+            host: Some("/mnt-root/findiso".into()),
+            path: format!("/mnt-root/findiso{file}"),
+            fstype: "iso9660".into(),
+        }
+    }
+
     pub fn probed(found: Found, n: usize) -> Probed {
         Probed {
             found,
@@ -545,10 +562,7 @@ pub mod tests {
                 "ln -sfn /dev/sr0 /dev/root",
             ]
         );
-        let iso = Found::IsoFile {
-            host_dir: "/mnt-root/findiso".into(),
-            file: "/isos/nixos.iso".into(),
-        };
+        let iso = findiso("/isos/nixos.iso");
         assert_eq!(
             render(&medium(&iso)),
             [
@@ -559,6 +573,22 @@ pub mod tests {
             ]
         );
         assert!(medium(&Found::Initrd).is_empty());
+        // root=/nixos.iso: a file in the initramfs, no host to let go.
+        let file = Found::File {
+            host: None,
+            path: "/nixos.iso".into(),
+            fstype: "iso9660".into(),
+        };
+        assert_eq!(
+            render(&medium(&file))[0],
+            "medium=$(losetup --read-only --find --show /nixos.iso)"
+        );
+        let c = Cmdline {
+            copytoram: true,
+            ..Default::default()
+        };
+        let store = render(&plan(&c, &probed(file, 1)).store);
+        assert_eq!(store.last().unwrap(), "umount /mnt-root/iso");
     }
 
     #[test]
@@ -661,10 +691,7 @@ pub mod tests {
             "copying verified already"
         );
         assert_eq!(store.last().unwrap(), "umount /mnt-root/iso");
-        let iso = Found::IsoFile {
-            host_dir: "/mnt-root/findiso".into(),
-            file: "/nixos.iso".into(),
-        };
+        let iso = findiso("/nixos.iso");
         let store = render(&plan(&c, &probed(iso, 1)).store);
         assert_eq!(
             store[store.len() - 2..],

@@ -179,10 +179,7 @@ fn usb_stick_by_its_partition() {
 
 #[test]
 fn findiso_loop_mounts_the_file_and_names_it_root() {
-    let iso = Found::IsoFile {
-        host_dir: "/mnt-root/findiso".into(),
-        file: "/isos/nixos.iso".into(),
-    };
+    let iso = crate::plan::tests::findiso("/isos/nixos.iso");
     let (calls, _) = boot(&Cmdline::default(), probed(iso, 1), Recording::default());
     let c = after_api(&calls);
     assert_eq!(c[0], "attach /mnt-root/findiso/isos/nixos.iso /dev/loop0");
@@ -341,10 +338,7 @@ fn a_failing_loop_attach_undoes_the_image_before_it() {
 
 #[test]
 fn a_failing_findiso_mount_lets_the_loop_device_go() {
-    let iso = Found::IsoFile {
-        host_dir: "/mnt-root/findiso".into(),
-        file: "/nixos.iso".into(),
-    };
+    let iso = crate::plan::tests::findiso("/nixos.iso");
     let (calls, err) = boot(
         &Cmdline::default(),
         probed(iso, 1),

@@ -68,6 +68,7 @@ pub fn matches(spec: &RootSpec, dev: &BlockDev, seen: &Seen) -> bool {
     };
     match spec {
         RootSpec::Device(p) => *p == dev.node(),
+        RootSpec::File(_) => false,
         RootSpec::Label(l) => id.is_some_and(|i| i.label.as_deref() == Some(l.as_str())),
         RootSpec::Uuid(u) => {
             id.is_some_and(|i| i.uuid.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(u)))
@@ -93,7 +94,7 @@ pub fn what_to_check(cmdline: &nixlive_formats::Cmdline) -> String {
         Some(RootSpec::PartLabel(_)) => {
             "check the GPT partition name (root=PARTLABEL= must equal it exactly)"
         }
-        Some(RootSpec::Device(_)) | None => {
+        Some(RootSpec::Device(_) | RootSpec::File(_)) | None => {
             "check the device name against the list above, or use root=LABEL= instead"
         }
     }
