@@ -1,0 +1,116 @@
+//! What NixOS users already type and carry (issue 15): a label written the
+//! way udev escapes it (`root=LABEL=NIXOS\x20LIVE`) on a FAT32 stick
+//! labelled `NIXOS LIVE`, and a whole ISO that iPXE loads as a second
+//! initrd (`initrd nixos.iso /nixos.iso`) booted with `root=/nixos.iso`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nixlive_tests_vm::media::{self, Live};
+use nixlive_tests_vm::{QemuCommand, checks, kvm};
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+const LABEL: &str = "NIXLIVE_COMPAT";
+const FAT_LABEL: &str = "NIXOS LIVE";
+
+/// CD, virtio, FAT with its code pages, loop, squashfs, overlay.
+const MODULES: &[&str] = &[
+    "ata_piix",
+    "sr_mod",
+    "isofs",
+    "virtio_pci",
+    "virtio_blk",
+    "vfat",
+    "nls_cp437",
+    "nls_iso8859-1",
+    "nls_ascii",
+    "nls_utf8",
+    "loop",
+    "squashfs",
+    "overlay",
+];
+
+struct Fixture {
+    live: Live,
+    /// FAT32 labelled `NIXOS LIVE` with the medium tree.
+    fat: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = media::work_dir("nixos-compat").unwrap_or_else(|e| panic!("{e}"));
+        let live = media::build_live(&dir.join("live"), LABEL, MODULES, &|_| Ok(()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let fat = dir.join("fat32.img");
+        media::fat32_image(&live.medium, &fat, FAT_LABEL).unwrap_or_else(|e| panic!("{e}"));
+        Fixture { live, fat }
+    })
+}
+
+#[test]
+fn a_label_with_udevs_escapes_finds_the_stick() {
+    let f = fixture();
+    let cmd = QemuCommand::x86_64_direct(
+        &f.live,
+        &format!(r"root=LABEL=NIXOS\x20LIVE init={}/init", f.live.system),
+        1024,
+        kvm::accel(),
+    )
+    .virtio_disk(&f.fat);
+    let b = media::boot(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = b.context();
+    checks::live_system(&b.report, "x86_64").unwrap_or_else(|e| panic!("{e}\n{ctx}"));
+    let iso = b
+        .report
+        .mount("/iso")
+        .unwrap_or_else(|| panic!("no /iso\n{ctx}"));
+    assert_eq!(
+        (iso.fstype.as_str(), iso.source.as_str()),
+        ("vfat", "/dev/vda"),
+        "{ctx}"
+    );
+    assert!(
+        b.init_lines()
+            .iter()
+            .any(|l| l.contains("waiting for the medium LABEL=\"NIXOS LIVE\"")),
+        "the wanted label is not shown unescaped:\n{ctx}"
+    );
+}
+
+#[test]
+fn an_iso_loaded_by_ipxe_as_a_second_initrd() {
+    let f = fixture();
+    let tftp = media::work_dir("nixos-compat-ipxe").unwrap_or_else(|e| panic!("{e}"));
+    for (from, to) in [
+        (&f.live.kernel, "bzImage"),
+        (&f.live.initrd, "initrd"),
+        (&f.live.iso, "nixos.iso"),
+    ] {
+        std::fs::copy(from, tftp.join(to)).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
+    let script = format!(
+        "#!ipxe\n\
+         kernel bzImage console=ttyS0,115200 root=/nixos.iso init={}/init\n\
+         initrd initrd\n\
+         initrd nixos.iso /nixos.iso\n\
+         boot\n",
+        f.live.system
+    );
+    std::fs::write(tftp.join("boot.ipxe"), script).unwrap();
+    let cmd = QemuCommand::x86_64_netboot(&tftp, "boot.ipxe", kvm::accel());
+    let run =
+        nixlive_tests_vm::boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let r = &run.report;
+    let ctx = format!("{}\n{r:#?}\n{}", run.command_line, run.serial_log);
+    checks::live_system(r, "x86_64").unwrap_or_else(|e| panic!("{e}\n{ctx}"));
+    let iso = r.mount("/iso").unwrap_or_else(|| panic!("no /iso\n{ctx}"));
+    assert_eq!(iso.fstype, "iso9660", "{ctx}");
+    assert!(iso.source.starts_with("/dev/loop"), "{iso:?}\n{ctx}");
+    assert!(
+        run.serial_log
+            .contains("the medium is the file /nixos.iso: iso9660"),
+        "{ctx}"
+    );
+}
