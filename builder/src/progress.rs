@@ -1,5 +1,8 @@
 //! Progress bars on standard error, drawn only when it is a terminal (logs
 //! and CI stay clean).
+//!
+//! Non-goals: no progress from inside external programs (a spinner stands
+//! for them), no machine-readable progress.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -19,7 +22,7 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 /// A spinner for one long step of unknown length (an external tool).
-pub fn spinner(what: &str) -> ProgressBar {
+fn spinner(what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         eprintln!("{what}");
         return ProgressBar::hidden();

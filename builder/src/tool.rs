@@ -29,6 +29,15 @@ pub fn run(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` and returns its standard output as text, whatever its exit
+/// status (for version banners).
+pub fn output_text(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {what}; is it installed?"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs the filter program `cmd` over `input` and returns what it wrote.
 pub fn pipe(cmd: &mut Command, input: &[u8], what: &str) -> Result<Vec<u8>> {
     let mut child = cmd

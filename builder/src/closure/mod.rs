@@ -63,7 +63,7 @@ pub fn strip_store(path: &str) -> Option<&str> {
 }
 
 /// Non-empty, non-comment lines of a store path list.
-pub fn parse_path_list(text: &str) -> Vec<String> {
+fn parse_path_list(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))

@@ -23,10 +23,10 @@ pub enum NarError {
     Write { path: PathBuf, source: io::Error },
 }
 
-pub const MAGIC: &str = "nix-archive-1";
+const MAGIC: &str = "nix-archive-1";
 
 /// Writes one NAR string token.
-pub fn write_bytes(w: &mut impl Write, b: &[u8]) -> io::Result<()> {
+fn write_bytes(w: &mut impl Write, b: &[u8]) -> io::Result<()> {
     w.write_all(&(b.len() as u64).to_le_bytes())?;
     w.write_all(b)?;
     let pad = (8 - b.len() % 8) % 8;

@@ -51,14 +51,14 @@ pub fn hash_part(base_name: &str) -> Option<&str> {
 
 /// Finds which of a set of hash parts occur in a byte stream, across write
 /// boundaries (the algorithm of Nix's `RefScanSink`).
-pub struct RefScanner {
+struct RefScanner {
     wanted: HashSet<[u8; HASH_LEN]>,
     seen: BTreeSet<[u8; HASH_LEN]>,
     tail: Vec<u8>,
 }
 
 impl RefScanner {
-    pub fn new<'a>(hashes: impl IntoIterator<Item = &'a str>) -> RefScanner {
+    fn new<'a>(hashes: impl IntoIterator<Item = &'a str>) -> RefScanner {
         let wanted = hashes
             .into_iter()
             .filter_map(|h| <[u8; HASH_LEN]>::try_from(h.as_bytes()).ok())
@@ -70,7 +70,7 @@ impl RefScanner {
         }
     }
 
-    pub fn feed(&mut self, data: &[u8]) {
+    fn feed(&mut self, data: &[u8]) {
         // Only the last HASH_LEN - 1 bytes of earlier data can start a match.
         let mut buf = std::mem::take(&mut self.tail);
         buf.extend_from_slice(data);
@@ -94,7 +94,7 @@ impl RefScanner {
     }
 
     /// Hash parts found, sorted.
-    pub fn found(&self) -> Vec<String> {
+    fn found(&self) -> Vec<String> {
         self.seen
             .iter()
             .map(|h| String::from_utf8_lossy(h).into_owned())

@@ -85,7 +85,7 @@ fn make_iso(b: &BootArgs, tree: &Path, out: &Path) -> Result<()> {
 }
 
 /// `YYYYMMDDhhmmss00` in UTC, the form xorriso's `--modification-date=` takes.
-pub fn xorriso_date(epoch: u64) -> String {
+fn xorriso_date(epoch: u64) -> String {
     let days = epoch / 86400;
     let secs = epoch % 86400;
     let (y, m, d) = civil_from_days(days);

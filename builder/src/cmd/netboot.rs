@@ -95,7 +95,7 @@ fn write_initrd(path: &Path, mut main: Vec<u8>, seg: &Archive, mtime: u32) -> Re
 
 /// `netboot.ipxe`: kernel and initrd relative to the script's own URL, the
 /// command line given once.
-pub fn ipxe_script(kernel: &str, initrd: &str, params: &str) -> String {
+fn ipxe_script(kernel: &str, initrd: &str, params: &str) -> String {
     format!(
         "#!ipxe\n\
          # nixlive netboot: serve this directory over TFTP or HTTP\n\

@@ -26,21 +26,30 @@ pub struct ImageSpec {
     pub roots: Vec<String>,
 }
 
+/// Why an `--image` value is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageSpecError {
+    #[error("`{0}` is not NAME=STOREPATH[,STOREPATH...]")]
+    NoEquals(String),
+    #[error("image name `{0}` may only hold A-Z a-z 0-9 `-` `_` `.` and not start with `.`")]
+    BadName(String),
+    #[error("image `{0}` names no store paths")]
+    NoPaths(String),
+}
+
 impl std::str::FromStr for ImageSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<ImageSpec, String> {
+    type Err = ImageSpecError;
+    fn from_str(s: &str) -> Result<ImageSpec, ImageSpecError> {
         let (name, roots) = s
             .split_once('=')
-            .ok_or_else(|| format!("`{s}` is not NAME=STOREPATH[,STOREPATH...]"))?;
+            .ok_or_else(|| ImageSpecError::NoEquals(s.to_string()))?;
         if name.is_empty()
             || name.starts_with('.')
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         {
-            return Err(format!(
-                "image name `{name}` may only hold A-Z a-z 0-9 `-` `_` `.` and not start with `.`"
-            ));
+            return Err(ImageSpecError::BadName(name.to_string()));
         }
         let roots: Vec<String> = roots
             .split(',')
@@ -48,7 +57,7 @@ impl std::str::FromStr for ImageSpec {
             .map(str::to_string)
             .collect();
         if roots.is_empty() {
-            return Err(format!("image `{name}` names no store paths"));
+            return Err(ImageSpecError::NoPaths(name.to_string()));
         }
         Ok(ImageSpec {
             name: name.to_string(),

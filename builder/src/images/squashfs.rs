@@ -75,7 +75,7 @@ pub fn write(opts: &Options, contents: &Contents<'_>, out: &Path, epoch: u64) ->
 }
 
 /// `(major, minor)` of a `mksquashfs -version` banner.
-pub fn parse_version(text: &str) -> (u32, u32) {
+fn parse_version(text: &str) -> (u32, u32) {
     let ver = text
         .split_whitespace()
         .skip_while(|w| *w != "version")
@@ -86,11 +86,11 @@ pub fn parse_version(text: &str) -> (u32, u32) {
 }
 
 fn check_mksquashfs() -> Result<()> {
-    let out = Command::new("mksquashfs")
-        .arg("-version")
-        .output()
-        .context("cannot run mksquashfs (squashfs-tools); is it installed?")?;
-    let v = parse_version(&String::from_utf8_lossy(&out.stdout));
+    let banner = tool::output_text(
+        Command::new("mksquashfs").arg("-version"),
+        "mksquashfs (squashfs-tools)",
+    )?;
+    let v = parse_version(&banner);
     ensure!(
         v >= (4, 5),
         "mksquashfs {}.{} is too old: reproducible images need squashfs-tools 4.5 or newer",

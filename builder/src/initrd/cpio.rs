@@ -25,10 +25,10 @@ pub enum Kind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+struct Entry {
     /// Permission bits (the file type bits are added from `kind`).
-    pub perm: u32,
-    pub kind: Kind,
+    perm: u32,
+    kind: Kind,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// Named groups of modules for common boot devices, so that callers need
 /// not know the kernel's driver names. Names a kernel lacks are skipped.
-pub const MODULE_SETS: &[(&str, &[&str])] = &[
+const MODULE_SETS: &[(&str, &[&str])] = &[
     ("base", &["loop", "squashfs", "overlay", "isofs"]),
     ("cd", &["ata_piix", "ahci", "sr_mod", "isofs", "cdrom"]),
     ("sata", &["ahci", "ata_piix", "sd_mod"]),
@@ -76,7 +76,7 @@ pub fn module_set(names: &[String]) -> Result<Vec<String>> {
 
 /// The `firmware=` entries of a module's `.modinfo` section, found by
 /// scanning the (decompressed) module for NUL-separated `firmware=` strings.
-pub fn firmware_names(module: &[u8]) -> Vec<String> {
+fn firmware_names(module: &[u8]) -> Vec<String> {
     let mut out = BTreeSet::new();
     for s in module.split(|&b| b == 0) {
         if let Some(name) = s.strip_prefix(b"firmware=")

@@ -10,7 +10,7 @@ use anyhow::Result;
 use std::path::Path;
 
 /// `isolinux/isolinux.cfg`: serial console, no menu, boots at once.
-pub fn isolinux_cfg(params: &str) -> String {
+fn isolinux_cfg(params: &str) -> String {
     format!(
         "SERIAL 0 115200\n\
          PROMPT 0\n\

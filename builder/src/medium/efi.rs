@@ -54,7 +54,7 @@ impl EfiArch {
 }
 
 /// GRUB modules the EFI program needs to find and boot the medium.
-pub const GRUB_MODULES: &[&str] = &[
+const GRUB_MODULES: &[&str] = &[
     "part_gpt",
     "part_msdos",
     "iso9660",
@@ -77,7 +77,7 @@ const FAT_EPOCH_MIN: u64 = 315_532_800;
 
 /// The configuration built into the EFI program: find the medium by label,
 /// then read its `grub.cfg` (so the kernel command line lives on the medium).
-pub fn early_cfg(label: &str) -> String {
+fn early_cfg(label: &str) -> String {
     format!(
         "search --no-floppy --set=root --label {label}\n\
          set prefix=($root)/boot/grub\n\
@@ -88,7 +88,7 @@ pub fn early_cfg(label: &str) -> String {
 
 /// `/boot/grub/grub.cfg`: serial and screen, no menu wait, the same kernel
 /// and parameters as the BIOS path.
-pub fn grub_cfg(params: &str) -> String {
+fn grub_cfg(params: &str) -> String {
     format!(
         "serial --unit=0 --speed=115200\n\
          terminal_input console serial\n\
@@ -130,7 +130,7 @@ pub fn install(
 }
 
 /// Writes the GRUB EFI program for `arch` to `out`.
-pub fn make_grub_efi(
+fn make_grub_efi(
     arch: EfiArch,
     grub_dir: &Path,
     label: &str,
@@ -159,12 +159,12 @@ pub fn make_grub_efi(
 
 /// Size in KiB of an ESP that holds a file of `efi_len` bytes: the file,
 /// 1 MiB for FAT structures and slack, rounded up to whole MiB.
-pub fn esp_kib(efi_len: u64) -> u64 {
+fn esp_kib(efi_len: u64) -> u64 {
     (efi_len + (1 << 20)).div_ceil(1 << 20) * 1024
 }
 
 /// Writes the FAT image `out` holding `efi` as `EFI/BOOT/<boot_file>`.
-pub fn make_esp(efi: &Path, boot_file: &str, out: &Path, epoch: u64) -> Result<()> {
+fn make_esp(efi: &Path, boot_file: &str, out: &Path, epoch: u64) -> Result<()> {
     let len = fs::metadata(efi)
         .with_context(|| format!("stat {}", efi.display()))?
         .len();

@@ -85,7 +85,7 @@ pub enum LabelError {
 
 /// Checks an ISO 9660 volume ID that also has to survive `root=LABEL=...`
 /// on the kernel command line.
-pub fn check_label(label: &str) -> Result<(), LabelError> {
+fn check_label(label: &str) -> Result<(), LabelError> {
     if label.is_empty() {
         return Err(LabelError::Empty);
     }
