@@ -29,8 +29,6 @@ struct Cli {
     cmd: Cmd,
 }
 
-// Parsed once; the size difference between variants does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Assemble the demo stage-2 system as a store path under ROOT/nix/store

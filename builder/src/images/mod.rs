@@ -5,8 +5,9 @@
 //! The format is a seam: [`ImageFormat`] names the formats, and each has a
 //! module that owns its file extension, manifest type, output kind, options
 //! and writer (`squashfs.rs`). Adding erofs is an `erofs.rs` with `SPEC`,
-//! `Options` and `write`, and a variant here (then an option that picks
-//! it, in [`ImageArgs`]).
+//! `Options` and `write`, and a variant here: the compiler then asks for
+//! its arms in [`ImageFormat::spec`] and `write`; [`ImageArgs`] flattens
+//! its options and gets the option that picks the format.
 //!
 //! Non-goals: no reading back of images, no deduplication across layers
 //! (a path lives in one image).
@@ -17,14 +18,16 @@ pub mod squashfs;
 use crate::closure::Closure;
 use crate::files::{sha256_file, write};
 use anyhow::Result;
+use clap::ValueEnum;
 use nixlive_formats::paths::{REGISTRATION, REGISTRATION_NAME};
 use nixlive_formats::registration::{self, HashFormat, PathInfo};
 use nixlive_formats::{ImageEntry, ImageFs, Manifest};
 use plan::{ImagePlan, ImageSpec, plan_images};
 use std::path::Path;
 
-/// The filesystems store images are written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The filesystems store images are written in (a value enum already, for
+/// the option that will choose one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImageFormat {
     Squashfs,
 }
@@ -53,8 +56,6 @@ pub struct Contents<'a> {
 }
 
 impl ImageFormat {
-    pub const ALL: [ImageFormat; 1] = [ImageFormat::Squashfs];
-
     pub fn spec(self) -> &'static FormatSpec {
         match self {
             ImageFormat::Squashfs => &squashfs::SPEC,
@@ -68,7 +69,7 @@ impl ImageFormat {
 
     /// Whether `name` is the name of an image file of some format.
     pub fn is_image_name(name: &str) -> bool {
-        ImageFormat::ALL
+        ImageFormat::value_variants()
             .iter()
             .any(|f| name.ends_with(&format!(".{}", f.spec().ext)))
     }
