@@ -17,7 +17,184 @@ pub struct Identity {
 /// simply match nothing). ISO9660 comes first: an isohybrid image also
 /// carries an MBR boot signature that could pass for FAT.
 pub fn identify(buf: &[u8]) -> Option<Identity> {
-    iso9660(buf).or_else(|| ext(buf)).or_else(|| fat(buf))
+    iso9660(buf)
+        .or_else(|| ext(buf))
+        .or_else(|| exfat(buf))
+        .or_else(|| ntfs(buf))
+        .or_else(|| fat(buf))
+}
+
+/// Where a filesystem keeps its label when its first blocks do not hold it
+/// (exFAT: a root directory entry; NTFS: the `$Volume` file): read `len`
+/// bytes at `offset` and give them to [`LabelAt::label`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelAt {
+    pub offset: u64,
+    pub len: usize,
+    kind: LabelKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LabelKind {
+    ExfatRootDir,
+    NtfsVolumeRecord,
+}
+
+/// The most a label read may ask for.
+const LABEL_READ_MAX: usize = 64 << 10;
+
+/// For exFAT and NTFS, where their label is (`None` for other filesystems).
+pub fn label_at(buf: &[u8]) -> Option<LabelAt> {
+    let bs = buf.get(..512)?;
+    match &bs[3..11] {
+        b"EXFAT   " => {
+            let sector = 1u64 << bs[108].min(12);
+            let cluster = sector << bs[109].min(25 - bs[108].min(12));
+            let root = u64::from(le32(bs, 96)).checked_sub(2)?;
+            let offset = u64::from(le32(bs, 88))
+                .checked_mul(sector)?
+                .checked_add(root.checked_mul(cluster)?)?;
+            Some(LabelAt {
+                offset,
+                len: usize::try_from(cluster).ok()?.min(LABEL_READ_MAX),
+                kind: LabelKind::ExfatRootDir,
+            })
+        }
+        b"NTFS    " => {
+            let (cluster, record) = ntfs_sizes(bs)?;
+            let offset = le64(bs, 0x30)
+                .checked_mul(cluster)?
+                .checked_add(record.checked_mul(3)?)?;
+            Some(LabelAt {
+                offset,
+                len: usize::try_from(record).ok()?.min(LABEL_READ_MAX),
+                kind: LabelKind::NtfsVolumeRecord,
+            })
+        }
+        _ => None,
+    }
+}
+
+impl LabelAt {
+    /// The label in the bytes read at [`LabelAt::offset`].
+    pub fn label(&self, bytes: &[u8]) -> Option<String> {
+        match self.kind {
+            LabelKind::ExfatRootDir => exfat_label(bytes),
+            LabelKind::NtfsVolumeRecord => ntfs_volume_name(bytes),
+        }
+    }
+}
+
+fn utf16le(raw: &[u8]) -> Option<String> {
+    let units: Vec<u16> = raw
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let s = String::from_utf16(&units).ok()?;
+    (!s.is_empty()).then_some(s)
+}
+
+/// exFAT: "EXFAT   " at 3, the volume serial number (the UUID, `ABCD-1234`)
+/// at 100; the label is in the root directory ([`label_at`]).
+pub fn exfat(buf: &[u8]) -> Option<Identity> {
+    let bs = buf.get(..512)?;
+    if &bs[3..11] != b"EXFAT   " || bs[510..512] != [0x55, 0xAA] {
+        return None;
+    }
+    let id = le32(bs, 100);
+    Some(Identity {
+        fstype: "exfat",
+        label: None,
+        uuid: Some(format!("{:04X}-{:04X}", id >> 16, id & 0xFFFF)),
+    })
+}
+
+/// The volume label entry (type 0x83) among a root directory's 32-byte
+/// entries; the directory ends at an entry of type 0.
+fn exfat_label(dir: &[u8]) -> Option<String> {
+    for e in dir.chunks_exact(32) {
+        match e[0] {
+            0 => return None,
+            0x83 => return utf16le(&e[2..2 + 2 * usize::from(e[1].min(11))]),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Cluster and MFT record sizes of an NTFS boot sector.
+fn ntfs_sizes(bs: &[u8]) -> Option<(u64, u64)> {
+    let sector = u64::from(le16(bs, 11));
+    if !matches!(sector, 256..=4096) || !sector.is_power_of_two() {
+        return None;
+    }
+    // Sectors per cluster: 1..=128, or 2^-n for larger clusters.
+    let spc = match bs[13] {
+        0 => return None,
+        n @ 1..=128 => u64::from(n),
+        n => 1u64
+            .checked_shl(256 - u32::from(n))
+            .filter(|v| *v <= 1 << 16)?,
+    };
+    let cluster = sector * spc;
+    // Record size: clusters when positive, 2^-n bytes when negative.
+    let record = match bs[0x40] as i8 {
+        n @ 1..=127 => cluster.checked_mul(n as u64)?,
+        n @ -31..=-1 => 1u64 << (-(n as i32)),
+        _ => return None,
+    };
+    Some((cluster, record))
+}
+
+/// NTFS: "NTFS    " at 3, the volume serial number (the UUID, 16 hex
+/// digits as blkid prints it) at 0x48; the label is in `$Volume`
+/// ([`label_at`]). Mounted with the kernel's `ntfs3`.
+pub fn ntfs(buf: &[u8]) -> Option<Identity> {
+    let bs = buf.get(..512)?;
+    if &bs[3..11] != b"NTFS    " || bs[510..512] != [0x55, 0xAA] {
+        return None;
+    }
+    ntfs_sizes(bs)?;
+    Some(Identity {
+        fstype: "ntfs3",
+        label: None,
+        uuid: Some(format!("{:016X}", le64(bs, 0x48))),
+    })
+}
+
+/// The `$VOLUME_NAME` attribute (type 0x60) of an MFT record, after the
+/// record's update sequence fixups (the last two bytes of each sector).
+fn ntfs_volume_name(rec: &[u8]) -> Option<String> {
+    if rec.len() < 48 || &rec[..4] != b"FILE" {
+        return None;
+    }
+    let mut r = rec.to_vec();
+    let usa = usize::from(le16(&r, 4));
+    let count = usize::from(le16(&r, 6));
+    for i in 1..count {
+        let (fix, end) = (usa + 2 * i, 512 * i);
+        if fix + 2 > r.len() || end > r.len() {
+            return None;
+        }
+        r[end - 2] = r[fix];
+        r[end - 1] = r[fix + 1];
+    }
+    let mut at = usize::from(le16(&r, 0x14));
+    while at + 24 <= r.len() {
+        let kind = le32(&r, at);
+        let len = le32(&r, at + 4) as usize;
+        if kind == 0xFFFF_FFFF || len < 24 || at + len > r.len() {
+            return None;
+        }
+        // Resident (non-resident flag 0), as $VOLUME_NAME always is.
+        if kind == 0x60 && r[at + 8] == 0 {
+            let size = le32(&r, at + 0x10) as usize;
+            let off = usize::from(le16(&r, at + 0x14));
+            return utf16le(r.get(at + off..at + off + size)?);
+        }
+        at += len;
+    }
+    None
 }
 
 fn le16(b: &[u8], o: usize) -> u16 {
@@ -278,5 +455,57 @@ pub mod tests {
         let mut b = iso_head("X");
         b[32768 + 6] = 2;
         assert_eq!(identify(&b), None);
+    }
+
+    /// A filesystem image made by the real tool, and the bytes init would
+    /// read: the head, then the label where [`label_at`] says.
+    fn made_by(tool: &str, args: &[&str]) -> (Vec<u8>, Option<String>) {
+        let dir = std::env::temp_dir().join(format!("nixlive-sb-{tool}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("fs.img");
+        std::fs::write(&img, vec![0u8; 64 << 20]).unwrap();
+        let st = std::process::Command::new(tool)
+            .args(args)
+            .arg(&img)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool} is needed (exfatprogs, ntfs-3g): {e}"));
+        assert!(
+            st.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let all = std::fs::read(&img).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let head = all[..PROBE_LEN].to_vec();
+        let label = label_at(&head).and_then(|at| {
+            let start = usize::try_from(at.offset).unwrap();
+            at.label(&all[start..start + at.len])
+        });
+        (head, label)
+    }
+
+    #[test]
+    fn exfat_as_mkfs_exfat_makes_it() {
+        let (head, label) = made_by("mkfs.exfat", &["-L", "NIXOS LIVE"]);
+        let id = identify(&head).unwrap();
+        assert_eq!(id.fstype, "exfat");
+        assert_eq!(label.as_deref(), Some("NIXOS LIVE"));
+        let u = id.uuid.unwrap();
+        assert!(u.len() == 9 && u.as_bytes()[4] == b'-', "{u}");
+        let (_, none) = made_by("mkfs.exfat", &[]);
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn ntfs_as_mkntfs_makes_it() {
+        let (head, label) = made_by("mkntfs", &["-q", "-F", "-L", "NIXOS NTFS"]);
+        let id = identify(&head).unwrap();
+        assert_eq!(id.fstype, "ntfs3");
+        assert_eq!(label.as_deref(), Some("NIXOS NTFS"));
+        assert_eq!(id.uuid.unwrap().len(), 16);
+        // A damaged record gives no label, never a panic.
+        let at = label_at(&head).unwrap();
+        assert_eq!(at.label(b"FILE\xff\xff"), None);
+        assert_eq!(at.label(&[0u8; 1024]), None);
     }
 }

@@ -6,7 +6,7 @@ use crate::exec::mount_data;
 use rustix::mount::{MountFlags, UnmountFlags, unmount};
 
 /// Filesystems a findiso host may have; anything else is not tried.
-const HOST_FS: [&str; 5] = ["vfat", "ext4", "ext3", "ext2", "iso9660"];
+const HOST_FS: [&str; 7] = ["vfat", "exfat", "ntfs3", "ext4", "ext3", "ext2", "iso9660"];
 
 /// Mounts `node` at `at` and keeps it mounted if `file` is there.
 pub fn holds(node: &str, fstype: &str, at: &str, file: &str) -> bool {

@@ -114,3 +114,75 @@ fn an_iso_loaded_by_ipxe_as_a_second_initrd() {
         "{ctx}"
     );
 }
+
+/// The ISO as a file on an NTFS disk (mkntfs, ntfscp), found by `findiso=`
+/// and mounted with the kernel's ntfs3: bookworm-backports' 6.12, since
+/// Debian's 6.1 has no ntfs3.
+#[test]
+fn findiso_on_an_ntfs_disk() {
+    use nixlive_tests_vm::arch::Arch;
+    use nixlive_tests_vm::artifacts::{self, DemoSpec};
+    let dir = media::work_dir("nixos-compat-ntfs").unwrap_or_else(|e| panic!("{e}"));
+    let mut spec = DemoSpec::new(Arch::X86_64, "NIXLIVE_NTFS");
+    spec.kernel = Some("amd64-bpo".into());
+    spec.modules = [
+        "virtio_pci",
+        "virtio_blk",
+        "ntfs3",
+        "isofs",
+        "loop",
+        "squashfs",
+        "overlay",
+    ]
+    .map(String::from)
+    .to_vec();
+    let demo = artifacts::build_demo(&dir, &spec).unwrap_or_else(|e| panic!("{e}"));
+    let disk = dir.join("ntfs.img");
+    let size = std::fs::metadata(&demo.iso).unwrap().len() + (64 << 20);
+    std::fs::write(&disk, b"").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&disk)
+        .and_then(|f| f.set_len(size))
+        .unwrap();
+    for cmd in [
+        vec!["mkntfs", "-q", "-F", "-L", "ISOS"],
+        vec!["ntfscp", "-f"],
+    ] {
+        let mut c = std::process::Command::new(cmd[0]);
+        c.args(&cmd[1..]).arg(&disk);
+        if cmd[0] == "ntfscp" {
+            c.arg(&demo.iso).arg("nixlive.iso");
+        }
+        media::run(c).unwrap_or_else(|e| panic!("{e} (ntfs-3g is needed: make deps)"));
+    }
+    let cmd = QemuCommand::x86_64(kvm::accel())
+        .arg("-kernel")
+        .arg(&demo.kernel)
+        .arg("-initrd")
+        .arg(demo.initrd())
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0,115200 findiso=/nixlive.iso init={}/init",
+            demo.system
+        ))
+        .virtio_disk(&disk);
+    let b = media::boot(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = b.context();
+    checks::live_system(&b.report, "x86_64").unwrap_or_else(|e| panic!("{e}\n{ctx}"));
+    let host = b
+        .report
+        .mount("/findiso")
+        .unwrap_or_else(|| panic!("no /findiso\n{ctx}"));
+    assert_eq!(
+        (host.fstype.as_str(), host.source.as_str()),
+        ("ntfs3", "/dev/vda"),
+        "{ctx}"
+    );
+    assert!(
+        b.init_lines()
+            .iter()
+            .any(|l| l.contains("ntfs3 label=ISOS")),
+        "the NTFS label was not read:\n{ctx}"
+    );
+}

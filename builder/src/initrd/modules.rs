@@ -49,7 +49,14 @@ const MODULE_SETS: &[(&str, &[&str])] = &[
     ("mmc", &["sdhci_pci", "sdhci_acpi", "mmc_block"]),
     (
         "fs",
-        &["vfat", "nls_cp437", "nls_iso8859_1", "ext4", "exfat"],
+        &[
+            "vfat",
+            "nls_cp437",
+            "nls_iso8859_1",
+            "ext4",
+            "exfat",
+            "ntfs3",
+        ],
     ),
 ];
 

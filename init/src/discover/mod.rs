@@ -201,7 +201,7 @@ impl Seen {
 /// open is what makes the kernel look at the medium again). The open is
 /// non-blocking so that it never closes an open tray (the cdrom driver's
 /// auto-close is for blocking opens) and does not fail on an empty drive.
-pub fn read_head(node: &str) -> Result<(u64, Vec<u8>), String> {
+pub fn read_head(node: &str) -> HeadResult {
     use std::io::{Read, Seek, SeekFrom};
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -234,7 +234,19 @@ pub fn read_head(node: &str) -> Result<(u64, Vec<u8>), String> {
         }
     }
     buf.truncate(got);
-    Ok((size, buf))
+    let label = probe::label_at(&buf)
+        .filter(|at| at.offset.saturating_add(at.len as u64) <= size)
+        .and_then(|at| {
+            let mut more = vec![0u8; at.len];
+            f.seek(SeekFrom::Start(at.offset)).ok()?;
+            f.read_exact(&mut more).ok()?;
+            at.label(&more)
+        });
+    Ok(Head {
+        size,
+        bytes: buf,
+        label,
+    })
 }
 
 /// The outcome of waiting: the device, or what was seen instead.
@@ -309,9 +321,13 @@ impl Seen {
                 // An empty drive or one still spinning up reads as an error
                 // here, and is tried again on the next round.
                 let (probe, gpt) = match slow.read_head(&entry.name, PROBE_TIMEOUT) {
-                    Ok((size, head)) => {
+                    Ok(Head { size, bytes, label }) => {
                         entry.size_bytes = size;
-                        (Ok(probe::identify(&head)), probe::gpt_names(&head))
+                        let id = probe::identify(&bytes).map(|id| probe::Identity {
+                            label: id.label.or(label),
+                            ..id
+                        });
+                        (Ok(id), probe::gpt_names(&bytes))
                     }
                     Err(e) => (Err(e), None),
                 };
@@ -329,7 +345,15 @@ impl Seen {
 /// looks at the others: a device that stalls must not hold the whole budget.
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-type HeadResult = Result<(u64, Vec<u8>), String>;
+/// What a device's first blocks said: its size, the blocks, and the label
+/// of a filesystem that keeps it further in (exFAT, NTFS).
+pub struct Head {
+    pub size: u64,
+    pub bytes: Vec<u8>,
+    pub label: Option<String>,
+}
+
+type HeadResult = Result<Head, String>;
 
 /// Probes that outlived [`PROBE_TIMEOUT`]: each goes on in its thread (a
 /// read in the kernel cannot be cancelled), and its answer is used when it
