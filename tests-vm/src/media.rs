@@ -191,6 +191,91 @@ pub fn fat32_image(tree: &Path, out: &Path, label: &str) -> Result<(), String> {
     run(cmd).map(drop)
 }
 
+/// An exFAT image of `tree` with this label. The host's kernel has no
+/// exFAT and exfat-fuse refuses a plain file, so a helper VM (Debian's 6.1,
+/// busybox, the exfat module) fills the filesystem `mkfs.exfat` made from
+/// a tar of `tree` given as a second disk.
+pub fn exfat_image(tree: &Path, out: &Path, label: &str) -> Result<(), String> {
+    let work = out.with_extension("fill");
+    std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+    let tar = work.join("tree.tar");
+    let mut cmd = Command::new("tar");
+    cmd.arg("-cf").arg(&tar).arg("-C").arg(tree).arg(".");
+    run(cmd)?;
+    let f = std::fs::File::create(out).map_err(io(format!("creating {}", out.display())))?;
+    f.set_len((fs_mib(tree) + 32) << 20)
+        .map_err(io(format!("sizing {}", out.display())))?;
+    let mut cmd = Command::new("mkfs.exfat");
+    cmd.arg("-L").arg(label).arg(out);
+    run(cmd)?;
+    // The filler: busybox as /bin/sh, a script as rdinit, the modules.
+    let stage = work.join("stage");
+    let script = "#!/bin/busybox sh\n\
+        /bin/busybox --install -s /bin; export PATH=/bin\n\
+        mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev\n\
+        for m in $(sed -n 's/^module //p' /etc/nixlive/initrd.conf); do\n\
+          insmod /lib/modules/$(uname -r)/$m\n\
+        done\n\
+        mkdir -p /mnt; sleep 1\n\
+        mount -t exfat /dev/vda /mnt && tar -xf /dev/vdb -C /mnt && umount /mnt && echo FILL-DONE\n\
+        poweroff -f\n";
+    std::fs::create_dir_all(stage.join("bin")).map_err(io("creating the filler's tree"))?;
+    std::fs::copy("/bin/busybox", stage.join("bin/busybox"))
+        .map_err(io("copying /bin/busybox (install busybox-static)"))?;
+    std::fs::write(stage.join("fill"), script).map_err(io("writing the filler"))?;
+    set_mode(&stage.join("fill"), 0o755)?;
+    let cpio = work.join("fill.cpio");
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(&stage)
+        .arg("-c")
+        .arg("find . | cpio -o -H newc --quiet > \"$1\"")
+        .arg("sh")
+        .arg(&cpio);
+    run(cmd)?;
+    let k = artifacts::kernel("amd64");
+    let initrd = work.join("initrd");
+    let mut cmd = Command::new(artifacts::programs_builder());
+    cmd.arg("initrd")
+        .arg("--modules-dir")
+        .arg(&k.modules_dir)
+        .args([
+            "--module",
+            "exfat",
+            "--module",
+            "virtio_blk",
+            "--module",
+            "virtio_pci",
+        ])
+        .arg("--init")
+        .arg(crate::arch::Arch::X86_64.guest_program("nixlive-init"))
+        .arg("--extra-cpio")
+        .arg(&cpio)
+        .arg("--out")
+        .arg(&initrd);
+    run(cmd)?;
+    let mut disk = std::ffi::OsString::from("format=raw,if=virtio,file=");
+    disk.push(out);
+    let mut src = std::ffi::OsString::from("format=raw,if=virtio,readonly=on,file=");
+    src.push(&tar);
+    let cmd = QemuCommand::x86_64(crate::kvm::accel())
+        .arg("-kernel")
+        .arg(&k.vmlinuz)
+        .arg("-initrd")
+        .arg(&initrd)
+        .arg("-append")
+        .arg("console=ttyS0,115200 rdinit=/fill")
+        .arg("-drive")
+        .arg(disk)
+        .arg("-drive")
+        .arg(src);
+    let vm = Vm::spawn(&cmd, Duration::from_secs(180)).map_err(|f| f.to_string())?;
+    vm.wait_for("FILL-DONE", Duration::from_secs(170))
+        .map_err(|f| format!("filling the exFAT image: {f}"))?;
+    vm.wait_exit(Duration::from_secs(30))
+        .map_err(|f| f.to_string())?;
+    std::fs::remove_dir_all(&work).map_err(io(format!("removing {}", work.display())))
+}
+
 /// One partition of [`gpt_disk`]: its GPT name and its contents (a
 /// filesystem image), or an empty partition of `empty_mib`.
 pub struct Part<'a> {

@@ -14,7 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 const LABEL: &str = "NIXLIVE_COMPAT";
 const FAT_LABEL: &str = "NIXOS LIVE";
 
-/// CD, virtio, FAT with its code pages, loop, squashfs, overlay.
+/// CD, virtio, FAT with its code pages, exFAT, loop, squashfs, overlay.
 const MODULES: &[&str] = &[
     "ata_piix",
     "sr_mod",
@@ -22,6 +22,7 @@ const MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
     "vfat",
+    "exfat",
     "nls_cp437",
     "nls_iso8859-1",
     "nls_ascii",
@@ -185,4 +186,44 @@ fn findiso_on_an_ntfs_disk() {
             .any(|l| l.contains("ntfs3 label=ISOS")),
         "the NTFS label was not read:\n{ctx}"
     );
+}
+
+/// Ventoy's default: the ISO on an exFAT stick, found by `findiso=`; and
+/// the medium tree itself on an exFAT stick, found by its label.
+#[test]
+fn findiso_and_a_label_on_exfat_sticks() {
+    let f = fixture();
+    let dir = media::work_dir("nixos-compat-exfat").unwrap_or_else(|e| panic!("{e}"));
+    let isos = dir.join("isos-tree");
+    std::fs::create_dir_all(isos.join("ventoy")).unwrap();
+    std::fs::copy(&f.live.iso, isos.join("ventoy/nixlive.iso")).unwrap();
+    let with_iso = dir.join("isos.img");
+    media::exfat_image(&isos, &with_iso, "Ventoy").unwrap_or_else(|e| panic!("{e}"));
+    let with_tree = dir.join("medium.img");
+    media::exfat_image(&f.live.medium, &with_tree, "NIXOS EXFAT").unwrap_or_else(|e| panic!("{e}"));
+    for (disk, append, host) in [
+        (&with_iso, "findiso=/ventoy/nixlive.iso", true),
+        (&with_tree, r"root=LABEL=NIXOS\x20EXFAT", false),
+    ] {
+        let cmd = QemuCommand::x86_64_direct(
+            &f.live,
+            &format!("{append} init={}/init", f.live.system),
+            1024,
+            kvm::accel(),
+        )
+        .virtio_disk(disk);
+        let b = media::boot(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        let ctx = b.context();
+        checks::live_system(&b.report, "x86_64").unwrap_or_else(|e| panic!("{e}\n{ctx}"));
+        let on_exfat = if host { "/findiso" } else { "/iso" };
+        let m = b
+            .report
+            .mount(on_exfat)
+            .unwrap_or_else(|| panic!("no {on_exfat}\n{ctx}"));
+        assert_eq!(
+            (m.fstype.as_str(), m.source.as_str()),
+            ("exfat", "/dev/vda"),
+            "{ctx}"
+        );
+    }
 }
