@@ -7,7 +7,7 @@ GUEST_TARGETS ?= x86_64-unknown-linux-musl i686-unknown-linux-musl aarch64-unkno
 GUEST_PKGS := -p nixlive-init -p nixlive-postboot -p nixlive-demo
 export SOURCE_DATE_EPOCH ?= 1700000000
 
-.PHONY: all deps build demo test lint bench fuzz clean
+.PHONY: all deps build demo test lint bench fuzz fuzz-short clean
 
 all: build
 
@@ -28,6 +28,7 @@ lint:
 # Unit and host tests of every crate, then the VM tests (the tests-vm crate).
 test: build lint
 	$(CARGO) test --workspace --exclude nixlive-tests-vm
+	$(MAKE) fuzz-short
 	$(CARGO) test -p nixlive-tests-vm
 
 clean:
@@ -39,14 +40,32 @@ clean:
 bench: build
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench
 
-# Every parser of untrusted input under libFuzzer for FUZZ_SECONDS each.
+# Every parser of untrusted input under libFuzzer for FUZZ_SECONDS each,
+# built as release with debug assertions and overflow checks (cargo fuzz's
+# default; never -O alone, which turns them off). Each target starts from
+# its committed seeds (fuzz/seeds/<target>, made by scripts/fuzz-seeds.sh)
+# and its scratch corpus (fuzz/corpus/<target>, not committed); -max_len is
+# large enough for each format (the ISO9660 probe reads 34 KiB). A crash
+# input lands in fuzz/artifacts/<target>; keep it as a unit test.
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_SECONDS ?= 10
-FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod superblock authorized_keys postboot_conf report encodings
+FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod softdep superblock uevent authorized_keys passwd postboot_conf report encodings
+fuzz_max_len = $(or $(FUZZ_MAX_LEN_$(1)),8192)
+FUZZ_MAX_LEN_superblock := 65536
+FUZZ_MAX_LEN_kmod := 65536
+FUZZ_MAX_LEN_softdep := 32768
+FUZZ_MAX_LEN_registration := 65536
+FUZZ_MAX_LEN_report := 16384
 # deps: libFuzzer is C++ (g++). cargo-fuzz is installed here when missing.
+# The last libFuzzer line of each target (its coverage, `cov:`) is printed.
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for t in $(FUZZ_TARGETS); do \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E '^Done|ERROR|panicked|SUMMARY' ; \
-	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz target $$t failed (crash input under fuzz/artifacts/$$t)"; exit 1; }; \
-	done
+	@cd fuzz && $(foreach t,$(FUZZ_TARGETS),mkdir -p corpus/$(t) && \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --debug-assertions $(t) corpus/$(t) seeds/$(t) -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(call fuzz_max_len,$(t)) >$(CURDIR)/fuzz/last-$(t).log 2>&1; \
+	  rc=$$?; grep -E 'DONE|^Done|ERROR|panicked|SUMMARY' $(CURDIR)/fuzz/last-$(t).log | sed 's/^/$(t): /'; \
+	  test $$rc -eq 0 || { echo "fuzz target $(t) failed (crash input under fuzz/artifacts/$(t), log fuzz/last-$(t).log)"; exit 1; } && ) true
+
+# The short pass `make test` runs: every target for 20 s.
+fuzz-short:
+	$(MAKE) fuzz FUZZ_SECONDS=20
