@@ -386,3 +386,44 @@ fn a_run_killed_while_loading_changes_nothing_and_the_next_run_succeeds() {
     );
     nix_reads(&root, reg.paths.len());
 }
+
+#[test]
+fn writes_refused_by_a_read_only_file_system_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let tmpfs = Tmpfs::mount(&root, "32m");
+    let reg = small_root(&root);
+    must_succeed(&root, "first run");
+    let before = state(&root);
+    let reg = grow(&root, reg, &big_closure(100));
+    add_key(&root);
+
+    let remount = |flags: rustix::mount::MountFlags| {
+        rustix::mount::mount_remount(&tmpfs.0, flags, c"").unwrap();
+    };
+    remount(rustix::mount::MountFlags::RDONLY);
+    let out = run_native(&root);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    for step in ["registration", "ssh"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("postboot: {step}: error: "))
+                    && (l.contains("Read-only file system") || l.contains("readonly database"))),
+            "{step}: {stderr}"
+        );
+    }
+    remount(rustix::mount::MountFlags::empty());
+    assert_eq!(state(&root), before, "the refused run changed something");
+
+    let stdout = must_succeed(&root, "run once writable again");
+    assert!(
+        stdout.contains(&format!(
+            "loaded {} paths (100 new or changed)",
+            reg.paths.len()
+        )),
+        "{stdout}"
+    );
+    nix_reads(&root, reg.paths.len());
+}
