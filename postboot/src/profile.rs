@@ -116,30 +116,50 @@ pub fn set(root: &Path, profile: &str, target: &str) -> Result<Outcome, ProfileE
         replace_symlink(Path::new(target), &link_path).map_err(err("creating", &link_path))?;
     }
 
-    // The indirect GC root, which Nix makes with the generation.
-    let auto = paths::under(root, paths::GCROOTS_AUTO);
-    std::fs::create_dir_all(&auto).map_err(err("creating", &auto))?;
-    let gcroot = auto.join(gcroot_name(&link_logical));
-    let rooted = !link_points_to(&gcroot, &link_logical);
-    if rooted {
-        replace_symlink(Path::new(&link_logical), &gcroot).map_err(err("creating", &gcroot))?;
-    }
-
-    let profile_path = dir.join(name);
-    let switched = !link_points_to(&profile_path, &link_name);
-    if switched {
-        if let Ok(m) = std::fs::symlink_metadata(&profile_path)
-            && !m.file_type().is_symlink()
-        {
-            return Err(ProfileError {
-                what: "replacing (not a symbolic link)",
-                path: profile_path,
-                source: io::Error::from(io::ErrorKind::AlreadyExists),
-            });
+    // A failure past this point takes back the generation it made, so the
+    // profile is as it was (Nix would leave the new generation behind).
+    let finish = || -> Result<(bool, bool), ProfileError> {
+        // The indirect GC root, which Nix makes with the generation.
+        let auto = paths::under(root, paths::GCROOTS_AUTO);
+        std::fs::create_dir_all(&auto).map_err(err("creating", &auto))?;
+        let gcroot = auto.join(gcroot_name(&link_logical));
+        let rooted = !link_points_to(&gcroot, &link_logical);
+        if rooted {
+            replace_symlink(Path::new(&link_logical), &gcroot).map_err(err("creating", &gcroot))?;
         }
-        replace_symlink(Path::new(&link_name), &profile_path)
-            .map_err(err("switching", &profile_path))?;
-    }
+
+        let profile_path = dir.join(name);
+        let switched = !link_points_to(&profile_path, &link_name);
+        if switched {
+            if let Ok(m) = std::fs::symlink_metadata(&profile_path)
+                && !m.file_type().is_symlink()
+            {
+                return Err(ProfileError {
+                    what: "replacing (not a symbolic link)",
+                    path: profile_path,
+                    source: io::Error::from(io::ErrorKind::AlreadyExists),
+                });
+            }
+            replace_symlink(Path::new(&link_name), &profile_path)
+                .map_err(err("switching", &profile_path))?;
+        }
+        Ok((rooted, switched))
+    };
+    let (rooted, switched) = match finish() {
+        Ok(r) => r,
+        Err(e) => {
+            if created_generation {
+                // not fatal: the error that matters is returned below.
+                let gcroot =
+                    paths::under(root, paths::GCROOTS_AUTO).join(gcroot_name(&link_logical));
+                if link_points_to(&gcroot, &link_logical) {
+                    let _ = std::fs::remove_file(&gcroot);
+                }
+                let _ = std::fs::remove_file(&link_path);
+            }
+            return Err(e);
+        }
+    };
     Ok(Outcome {
         generation,
         link: link_logical,
@@ -223,5 +243,9 @@ mod tests {
         std::fs::create_dir_all(dir.join("system")).unwrap();
         let e = set(tmp.path(), paths::SYSTEM_PROFILE, S1).unwrap_err();
         assert!(e.to_string().contains("profiles/system"), "{e}");
+        // The generation the failed run made is taken back, its GC root too.
+        assert_eq!(generations(&dir, "system").unwrap(), vec![]);
+        let auto = tmp.path().join("nix/var/nix/gcroots/auto");
+        assert_eq!(std::fs::read_dir(&auto).unwrap().count(), 0);
     }
 }
