@@ -65,25 +65,52 @@ impl ModDep {
     }
 }
 
-/// `modules.dep` with every module path named without its compression
-/// suffix (`a.ko.xz: b.ko.xz` becomes `a.ko: b.ko`), for an initrd that
-/// holds the modules decompressed. Comments and blank lines stay as they are.
-pub fn plain_dep(text: &str) -> String {
+/// The lines of `modules.dep` for the modules an initrd holds (`files`,
+/// paths as modules.dep gives them), each path named without its
+/// compression suffix (`a.ko.xz: b.ko.xz` becomes `a.ko: b.ko`): the initrd
+/// holds them decompressed, and the rest of the tree's modules.dep (half a
+/// megabyte for a distribution kernel) would name files it does not have.
+pub fn initrd_dep(text: &str, files: &[String]) -> String {
     use crate::unpack::plain_name;
-    let mut out = String::with_capacity(text.len());
+    let packed: HashSet<&str> = files.iter().map(|f| plain_name(f)).collect();
+    let mut out = String::new();
     for line in text.lines() {
-        match line.split_once(':') {
-            Some((path, deps)) if !line.trim_start().starts_with('#') => {
-                out.push_str(plain_name(path.trim()));
-                out.push(':');
-                for d in deps.split_whitespace() {
-                    out.push(' ');
-                    out.push_str(plain_name(d));
-                }
-            }
-            _ => out.push_str(line),
+        let Some((path, deps)) = line.split_once(':') else {
+            continue;
+        };
+        let path = plain_name(path.trim());
+        if line.trim_start().starts_with('#') || !packed.contains(path) {
+            continue;
+        }
+        out.push_str(path);
+        out.push(':');
+        for d in deps.split_whitespace() {
+            out.push(' ');
+            out.push_str(plain_name(d));
         }
         out.push('\n');
+    }
+    out
+}
+
+/// The lines of `modules.alias` an initrd needs: those of the modules it
+/// holds (`names`, canonical), for coldplug, and every module's `fs-*` and
+/// `devname:*` aliases (a few hundred bytes), so that init can name the
+/// module a filesystem or loop devices need even when it is not packed.
+pub fn initrd_aliases(text: &str, names: &HashSet<String>) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some("alias"), Some(pattern), Some(module)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if names.contains(&module_name(module))
+            || pattern.starts_with("fs-")
+            || pattern.starts_with("devname:")
+        {
+            out.push_str(line);
+            out.push('\n');
+        }
     }
     out
 }
@@ -556,16 +583,28 @@ mod softdep_tests {
     }
 
     #[test]
-    fn plain_dep_names_decompressed_files() {
+    fn initrd_dep_and_aliases_hold_what_the_initrd_needs() {
         let text = "kernel/fs/isofs/isofs.ko.xz: kernel/drivers/cdrom/cdrom.ko.xz\n\
-                    kernel/drivers/cdrom/cdrom.ko.xz:\n# note\nkernel/a.ko: kernel/b.ko.zst kernel/c.ko.gz\n";
-        let plain = plain_dep(text);
+                    kernel/drivers/cdrom/cdrom.ko.xz:\n# note\nkernel/a.ko: kernel/b.ko.zst kernel/c.ko.gz\n\
+                    kernel/net/wifi.ko.xz:\n";
+        let files = [
+            "kernel/drivers/cdrom/cdrom.ko.xz".to_string(),
+            "kernel/fs/isofs/isofs.ko.xz".to_string(),
+        ];
+        let dep = initrd_dep(text, &files);
         assert_eq!(
-            plain,
-            "kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko\n\
-             kernel/drivers/cdrom/cdrom.ko:\n# note\nkernel/a.ko: kernel/b.ko kernel/c.ko\n"
+            dep,
+            "kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko\nkernel/drivers/cdrom/cdrom.ko:\n"
         );
-        let d = ModDep::parse(&plain).unwrap();
+        let d = ModDep::parse(&dep).unwrap();
         assert_eq!(d.path_of("isofs"), Some("kernel/fs/isofs/isofs.ko"));
+        assert_eq!(d.path_of("wifi"), None);
+        let aliases = "# Aliases\nalias fs-iso9660 isofs\nalias pci:v00008086d* e1000\n\
+                       alias fs-ntfs3 ntfs3\nalias devname:loop-control loop\nalias scsi:t-0x05* sr_mod\n";
+        let names: HashSet<String> = ["sr_mod".to_string()].into();
+        assert_eq!(
+            initrd_aliases(aliases, &names),
+            "alias fs-iso9660 isofs\nalias fs-ntfs3 ntfs3\nalias devname:loop-control loop\nalias scsi:t-0x05* sr_mod\n"
+        );
     }
 }

@@ -166,8 +166,19 @@ impl Loader {
                 .path_of(n)
                 .is_some_and(|p| present_variant(&self.dir.join(p)).exists());
             if !present {
-                if explicit {
-                    log::warn!("module {n} is not in this initrd (or is built in), ignoring");
+                // Not in the builder's modules.dep (which lists what it
+                // packed): an extra cpio may have brought the file.
+                match find_module(&self.dir, n) {
+                    Some(rel) => {
+                        log::info!(
+                            "module {n} is {rel}, which modules.dep does not list; loading it alone"
+                        );
+                        self.load_files(&[rel]);
+                    }
+                    None if explicit => {
+                        log::warn!("module {n} is not in this initrd (or is built in), ignoring")
+                    }
+                    None => {}
                 }
                 continue;
             }
@@ -221,6 +232,30 @@ fn collect_modaliases(dir: &Path, out: &mut Vec<String>, depth: usize) {
             out.push(a.trim().to_string());
         }
     }
+}
+
+/// The file of module `name` (`-` and `_` alike, compressed or not)
+/// anywhere under `dir`, relative to it.
+fn find_module(dir: &Path, name: &str) -> Option<String> {
+    fn walk(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            let ft = e.file_type().ok()?;
+            if ft.is_dir() && depth < 8 {
+                if let Some(found) = walk(&p, name, depth + 1) {
+                    return Some(found);
+                }
+            } else if ft.is_file() {
+                let file = e.file_name().to_string_lossy().into_owned();
+                if kmod::module_name(&file) == name && unpack::plain_name(&file).ends_with(".ko") {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+    let found = walk(dir, &kmod::module_name(name), 0)?;
+    Some(found.strip_prefix(dir).ok()?.to_string_lossy().into_owned())
 }
 
 /// `path`, or the compressed file of the same module that exists instead
@@ -396,6 +431,26 @@ mod tests {
         assert!(filesystems_has(t, "overlay"));
         assert!(!filesystems_has(t, "squashfs"));
         assert!(!filesystems_has(t, "ext"));
+    }
+
+    #[test]
+    fn a_module_modules_dep_does_not_list_is_found_by_name() {
+        let dir = tempfile_dir("find");
+        std::fs::create_dir_all(dir.join("kernel/fs/isofs")).unwrap();
+        std::fs::write(dir.join("kernel/fs/isofs/isofs.ko.xz"), b"x").unwrap();
+        std::fs::write(dir.join("modules.alias"), b"").unwrap();
+        assert_eq!(
+            find_module(&dir, "isofs").as_deref(),
+            Some("kernel/fs/isofs/isofs.ko.xz")
+        );
+        std::fs::create_dir_all(dir.join("kernel/drivers")).unwrap();
+        std::fs::write(dir.join("kernel/drivers/usb-storage.ko"), b"x").unwrap();
+        assert_eq!(
+            find_module(&dir, "usb_storage").as_deref(),
+            Some("kernel/drivers/usb-storage.ko")
+        );
+        assert_eq!(find_module(&dir, "nosuch"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -273,14 +273,26 @@ impl<'a> ModuleDb<'a> {
                 Kind::File(data),
             )?;
         }
+        // Only what the initrd holds: a distribution's whole modules.dep and
+        // modules.alias are 100 KB or more even compressed.
         a.add(
             &format!("{mdir}/modules.dep"),
             0o644,
-            Kind::File(modules::plain_dep(&self.dep_text).into_bytes()),
+            Kind::File(modules::initrd_dep(&self.dep_text, files).into_bytes()),
         )?;
+        let names: HashSet<String> = files.iter().map(|f| modules::module_name(f)).collect();
         for meta in ["modules.alias", "modules.builtin"] {
             let p = self.dir.join(meta);
             match fs::read(&p) {
+                Ok(data) if meta == "modules.alias" => {
+                    let text = String::from_utf8_lossy(&data);
+                    let kept = modules::initrd_aliases(&text, &names);
+                    a.add(
+                        &format!("{mdir}/{meta}"),
+                        0o644,
+                        Kind::File(kept.into_bytes()),
+                    )?
+                }
                 Ok(data) => a.add(&format!("{mdir}/{meta}"), 0o644, Kind::File(data))?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     eprintln!("note: {} does not exist, not packed", p.display());
