@@ -191,6 +191,30 @@ pub fn fat32_image(tree: &Path, out: &Path, label: &str) -> Result<(), String> {
     run(cmd).map(drop)
 }
 
+/// `nixlive initrd` into `out`: the x86_64 init, `kernel`'s `modules`
+/// (with their dependencies), then `extra` builder arguments (`--shell`,
+/// `--extra-cpio`, ...).
+pub fn initrd(
+    kernel: &artifacts::Kernel,
+    modules: &[&str],
+    extra: &[&std::ffi::OsStr],
+    out: &Path,
+) -> Result<(), String> {
+    let mut cmd = Command::new(artifacts::programs_builder());
+    cmd.arg("initrd")
+        .arg("--modules-dir")
+        .arg(&kernel.modules_dir)
+        .arg("--init")
+        .arg(crate::arch::Arch::X86_64.guest_program("nixlive-init"))
+        .arg("--out")
+        .arg(out);
+    for m in modules {
+        cmd.arg("--module").arg(m);
+    }
+    cmd.args(extra);
+    run(cmd).map(drop)
+}
+
 /// An exFAT image of `tree` with this label. The host's kernel has no
 /// exFAT and exfat-fuse refuses a plain file, so a helper VM (Debian's 6.1,
 /// busybox, the exfat module) fills the filesystem `mkfs.exfat` made from
@@ -234,25 +258,8 @@ pub fn exfat_image(tree: &Path, out: &Path, label: &str) -> Result<(), String> {
     run(cmd)?;
     let k = artifacts::kernel("amd64");
     let initrd = work.join("initrd");
-    let mut cmd = Command::new(artifacts::programs_builder());
-    cmd.arg("initrd")
-        .arg("--modules-dir")
-        .arg(&k.modules_dir)
-        .args([
-            "--module",
-            "exfat",
-            "--module",
-            "virtio_blk",
-            "--module",
-            "virtio_pci",
-        ])
-        .arg("--init")
-        .arg(crate::arch::Arch::X86_64.guest_program("nixlive-init"))
-        .arg("--extra-cpio")
-        .arg(&cpio)
-        .arg("--out")
-        .arg(&initrd);
-    run(cmd)?;
+    let extra = [std::ffi::OsStr::new("--extra-cpio"), cpio.as_os_str()];
+    self::initrd(&k, &["exfat", "virtio_blk", "virtio_pci"], &extra, &initrd)?;
     let mut disk = std::ffi::OsString::from("format=raw,if=virtio,file=");
     disk.push(out);
     let mut src = std::ffi::OsString::from("format=raw,if=virtio,readonly=on,file=");
@@ -445,6 +452,11 @@ impl Booted {
             .lines()
             .filter_map(|l| l.find("nixlive[").map(|i| &l[i..]))
             .collect()
+    }
+
+    /// Whether init logged a line containing `needle`.
+    pub fn init_said(&self, needle: &str) -> bool {
+        self.init_lines().iter().any(|l| l.contains(needle))
     }
 
     /// Everything, for assertion messages.

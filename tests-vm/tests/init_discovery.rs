@@ -342,19 +342,8 @@ fn shell_on_fail_starts_the_packed_shell() {
     let f = fixture();
     let k = nixlive_tests_vm::artifacts::kernel("amd64");
     let initrd = f.live.dir.join("initrd-with-shell");
-    let mut cmd = std::process::Command::new(nixlive_tests_vm::artifacts::programs_builder());
-    cmd.arg("initrd")
-        .arg("--modules-dir")
-        .arg(&k.modules_dir)
-        .arg("--module-set")
-        .arg("base")
-        .arg("--init")
-        .arg(nixlive_tests_vm::arch::Arch::X86_64.guest_program("nixlive-init"))
-        .arg("--shell")
-        .arg("/bin/busybox")
-        .arg("--out")
-        .arg(&initrd);
-    media::run(cmd).unwrap_or_else(|e| panic!("{e}"));
+    let extra = ["--module-set", "base", "--shell", "/bin/busybox"].map(std::ffi::OsStr::new);
+    media::initrd(&k, &[], &extra, &initrd).unwrap_or_else(|e| panic!("{e}"));
     let live = media::Live {
         initrd,
         ..f.live.clone()
@@ -392,9 +381,7 @@ fn a_stalled_disk_does_not_hold_up_the_search() {
     let ctx = b.context();
     assert_booted_from(&b, "iso9660", "/dev/sr0");
     assert!(
-        b.init_lines()
-            .iter()
-            .any(|l| l.contains("/dev/vda did not answer within 5 s")),
+        b.init_said("/dev/vda did not answer within 5 s"),
         "the stalled disk was not named:\n{ctx}"
     );
     let waited = media::init_stamp(&b.serial_log, "found the medium").unwrap()

@@ -261,9 +261,7 @@ fn two_images_stack_with_the_first_on_top() {
         "{ctx}"
     );
     assert!(
-        b.init_lines()
-            .iter()
-            .any(|l| l.contains("/mnt-root/iso/layer1.squashfs: sha256 verified")),
+        b.init_said("/mnt-root/iso/layer1.squashfs: sha256 verified"),
         "nixlive.verify did not check the second image\n{ctx}"
     );
 }
@@ -285,9 +283,7 @@ fn copytoram_keeps_the_ssh_keys_of_the_medium() {
         "the medium is still mounted\n{ctx}"
     );
     assert!(
-        b.init_lines()
-            .iter()
-            .any(|l| l.contains("SSH keys from /iso/nixlive/authorized_keys carried over")),
+        b.init_said("SSH keys from /iso/nixlive/authorized_keys carried over"),
         "{ctx}"
     );
     let key = b

@@ -73,9 +73,7 @@ fn a_label_with_udevs_escapes_finds_the_stick() {
         "{ctx}"
     );
     assert!(
-        b.init_lines()
-            .iter()
-            .any(|l| l.contains("waiting for the medium LABEL=\"NIXOS LIVE\"")),
+        b.init_said("waiting for the medium LABEL=\"NIXOS LIVE\""),
         "the wanted label is not shown unescaped:\n{ctx}"
     );
 }
@@ -181,9 +179,7 @@ fn findiso_on_an_ntfs_disk() {
         "{ctx}"
     );
     assert!(
-        b.init_lines()
-            .iter()
-            .any(|l| l.contains("ntfs3 label=ISOS")),
+        b.init_said("ntfs3 label=ISOS"),
         "the NTFS label was not read:\n{ctx}"
     );
 }

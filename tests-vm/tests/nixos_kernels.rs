@@ -107,21 +107,11 @@ fn modules_cpio(dir: &Path, k: &Kernel, files: &[(String, Vec<u8>)]) -> PathBuf 
 /// `nixlive initrd` for the demo's kernel with `modules` and `extra` cpios.
 fn initrd(dir: &Path, k: &Kernel, modules: &[&str], extra: &[PathBuf]) -> PathBuf {
     let out = dir.join("initrd");
-    let mut cmd = std::process::Command::new(artifacts::programs_builder());
-    cmd.arg("initrd")
-        .arg("--modules-dir")
-        .arg(&k.modules_dir)
-        .arg("--init")
-        .arg(Arch::X86_64.guest_program("nixlive-init"))
-        .arg("--out")
-        .arg(&out);
-    for m in modules {
-        cmd.arg("--module").arg(m);
-    }
-    for e in extra {
-        cmd.arg("--extra-cpio").arg(e);
-    }
-    media::run(cmd).unwrap_or_else(|e| panic!("{e}"));
+    let args: Vec<&std::ffi::OsStr> = extra
+        .iter()
+        .flat_map(|e| [std::ffi::OsStr::new("--extra-cpio"), e.as_os_str()])
+        .collect();
+    media::initrd(k, modules, &args, &out).unwrap_or_else(|e| panic!("{e}"));
     out
 }
 

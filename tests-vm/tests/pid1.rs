@@ -33,20 +33,9 @@ fn fixture() -> &'static Fixture {
             .unwrap_or_else(|e| panic!("{e}"));
         let k = artifacts::kernel("amd64");
         let initrd_with_shell = dir.join("initrd-with-shell");
-        let mut cmd = std::process::Command::new(artifacts::programs_builder());
-        cmd.arg("initrd")
-            .arg("--modules-dir")
-            .arg(&k.modules_dir)
-            .arg("--init")
-            .arg(Arch::X86_64.guest_program("nixlive-init"))
-            .arg("--shell")
-            .arg("/bin/busybox")
-            .arg("--out")
-            .arg(&initrd_with_shell);
-        for m in Arch::X86_64.demo_modules() {
-            cmd.arg("--module").arg(m);
-        }
-        media::run(cmd).unwrap_or_else(|e| panic!("{e}"));
+        let shell = ["--shell", "/bin/busybox"].map(std::ffi::OsStr::new);
+        media::initrd(&k, Arch::X86_64.demo_modules(), &shell, &initrd_with_shell)
+            .unwrap_or_else(|e| panic!("{e}"));
         Fixture {
             demo,
             initrd_with_shell,
@@ -123,10 +112,7 @@ fn signals_do_not_end_init_and_orphans_are_reaped() {
     assert!(booted.serial_log.contains("SIGNALS-SENT"), "{ctx}");
     checks::live_system(&booted.report, "x86_64").unwrap_or_else(|e| panic!("{e}\n{ctx}"));
     assert!(
-        booted
-            .init_lines()
-            .iter()
-            .any(|l| l.contains("reaped 1 orphaned process(es)")),
+        booted.init_said("reaped 1 orphaned process(es)"),
         "the orphan was not reaped:\n{ctx}"
     );
 }
