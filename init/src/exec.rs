@@ -1,8 +1,10 @@
 //! Doing what [`crate::plan`] decided. [`Runner::run`] logs each step as
 //! its shell equivalent and performs it through an [`Executor`]: [`Real`]
 //! makes the syscalls; the tests' recording executor writes them down.
-//! When a step fails, what the same run mounted or attached is undone, in
-//! reverse, so a failure leaves the initramfs as it was before the run.
+//! When a step fails, what the same run mounted (inside the new root) or
+//! attached is undone, in reverse, so a failure leaves the initramfs as it
+//! was before the run; `/proc`, `/sys`, `/dev` and `/run` stay for the
+//! failure policy.
 
 use crate::error::BootError;
 use crate::plan::{Flags, Handle, Source, Step};
@@ -109,7 +111,9 @@ impl Runner {
                 if let Source::Loop(h) = source {
                     log::info!("${h} is {node}");
                 }
-                return Ok(Some(Undo::Unmount(target.clone())));
+                // The API filesystems stay: the failure policy and its shell need them.
+                let ours = target.starts_with(nixlive_formats::paths::NEW_ROOT);
+                return Ok(ours.then(|| Undo::Unmount(target.clone())));
             }
             Step::AttachLoop { file, handle } => {
                 let node = ex.attach_loop(file).map_err(failed)?;
