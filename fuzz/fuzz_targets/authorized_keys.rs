@@ -9,7 +9,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_file(&text);
     for line in text.lines() {
         if let Ok(Some(k)) = parse_line(line) {
-            let again = parse_line(&k.line()).expect("rendered key parses").expect("a key");
+            let again = parse_line(&k.line())
+                .expect("rendered key parses")
+                .expect("a key");
             assert_eq!(again.identity(), k.identity());
         }
     }

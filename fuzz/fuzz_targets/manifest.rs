@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use nixlive_formats::Manifest;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(m) = Manifest::parse(text) {
         for i in &m.images {
             assert!(nixlive_formats::lines::is_safe_relative(&i.name));

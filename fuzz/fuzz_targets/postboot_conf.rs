@@ -4,6 +4,8 @@ use libfuzzer_sys::fuzz_target;
 use nixlive_postboot::config::Config;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = Config::parse(text);
 });

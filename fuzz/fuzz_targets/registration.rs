@@ -6,7 +6,8 @@ use nixlive_formats::registration::Registration;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = Registration::parse(data) {
-        let again = Registration::parse(r.render().as_bytes()).expect("rendered registration parses");
+        let again =
+            Registration::parse(r.render().as_bytes()).expect("rendered registration parses");
         assert_eq!(again.render(), r.render());
     }
 });

@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(t) = Timeline::parse(&text) {
-        assert_eq!(Timeline::parse(&t.to_json()).expect("rendered timeline parses"), t);
+        assert_eq!(
+            Timeline::parse(&t.to_json()).expect("rendered timeline parses"),
+            t
+        );
     }
 });

@@ -2,7 +2,9 @@
 //! modules.softdep and modules.builtin, and the soft-dependency closure
 //! over a modules.dep: no panic, no endless growth.
 use libfuzzer_sys::fuzz_target;
-use nixlive_formats::kmod::{Aliases, ModDep, SoftDeps, module_name, parse_builtin, with_soft_deps};
+use nixlive_formats::kmod::{
+    Aliases, ModDep, SoftDeps, module_name, parse_builtin, with_soft_deps,
+};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

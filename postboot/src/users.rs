@@ -234,4 +234,18 @@ mod tests {
         assert_eq!(t3, "bob:!:1::::::\nroot:$6$s$h:1::::::\n");
         assert_eq!(shadow_with_root("root:*:1::::::\n", None), None);
     }
+
+    /// fuzz/artifacts/passwd/crash-434c05c4 (found by `make fuzz`): a shadow
+    /// without root whose last line ends in a bare `\r` and no newline. The
+    /// harness, not the code, was wrong (`str::lines` drops a `\r` before
+    /// the added `\n`); kept as the case it is: the `\r` stays the line's.
+    #[test]
+    fn shadow_without_root_ending_in_cr() {
+        let crash: &[u8] = b"\xe4root:\0\0\0\0\0\0\0Wminixos:\xff\xff\xff\xff>rent-systx:0\xff\xff\xff\xff\xff\xff\xff>:0:`\0\0t:\0\0\0\0\0\0\0Wminixoy#[\r";
+        let text = String::from_utf8_lossy(crash);
+        let (new, o) = shadow_with_root(&text, Some("$6$s$h")).unwrap();
+        assert_eq!(o, PasswordOutcome::Set);
+        assert_eq!(new, format!("{text}\nroot:$6$s$h:1::::::\n"));
+        assert_eq!(shadow_with_root(&new, Some("$6$s$h")), None);
+    }
 }
