@@ -103,7 +103,8 @@ impl Arch {
     pub fn qemu(self, accel: Accel) -> QemuCommand {
         let (program, machine): (&str, &[&str]) = match self {
             Arch::X86_64 => ("qemu-system-x86_64", &["-M", "pc"]),
-            Arch::I686 => ("qemu-system-i386", &["-M", "pc", "-cpu", "pentium3"]),
+            // Rust's i686 targets assume SSE2 (Pentium 4 and later): a 32-bit Core Duo.
+            Arch::I686 => ("qemu-system-i386", &["-M", "pc", "-cpu", "coreduo"]),
             // cortex-a57 is what TCG emulates quickly and the Debian kernel supports.
             Arch::Aarch64 => ("qemu-system-aarch64", &["-M", "virt", "-cpu", "cortex-a57"]),
         };
