@@ -18,7 +18,7 @@
 //! Non-goals: starting services, creating users, anything after boot.
 
 pub mod config;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
 pub mod db;
 pub mod keys;
 pub mod load;

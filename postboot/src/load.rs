@@ -39,7 +39,7 @@ impl Loader {
 }
 
 /// Whether this build has the native loader.
-pub const NATIVE_AVAILABLE: bool = cfg!(target_arch = "x86_64");
+pub const NATIVE_AVAILABLE: bool = cfg!(all(feature = "native-loader", target_arch = "x86_64"));
 
 /// The largest registration read: 64 MiB. A NixOS system's is about 1 MB
 /// (some 2,000 paths); 64 MiB holds well over 100,000 paths with their
@@ -67,7 +67,7 @@ pub enum LoadError {
     },
     #[error("the native loader is not built for this architecture; use --loader nix-store")]
     NativeUnavailable,
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
     #[error("native loader")]
     Db(#[from] crate::db::DbError),
     #[error("running {program} {args}")]
@@ -193,7 +193,7 @@ pub fn choose(loader: Loader, native_built: bool, has_drv: bool, nix_store_found
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
 fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Outcome, LoadError> {
     let dir = paths::under(root, paths::NIX_DB_DIR);
     // A second run finds everything in place and writes nothing.
@@ -208,7 +208,7 @@ fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Outcome, Loa
     })
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(feature = "native-loader", target_arch = "x86_64")))]
 fn load_native(_: &Path, _: &Registration, _: i64) -> Result<Outcome, LoadError> {
     Err(LoadError::NativeUnavailable)
 }

@@ -1,0 +1,16 @@
+//! The VM tests, one test binary: the harness runs as many tests at once as
+//! the machine has cores, across all these modules, instead of one binary
+//! after another (most hold one or two long tests). Each module says what
+//! it checks.
+
+mod boot_x86_64;
+mod builder_boot;
+mod init_discovery;
+mod init_store;
+mod matrix;
+mod nixos_compat;
+mod nixos_kernels;
+mod pid1;
+mod postboot_vm;
+mod static_binaries;
+mod systemd_stage2;
