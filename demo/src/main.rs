@@ -7,10 +7,13 @@
 //! 1. make sure `/proc`, `/sys`, `/dev`, `/run` are mounted (stage 1 moved
 //!    them here; they are mounted only if absent);
 //! 2. record the kernel uptime at which stage 2 began;
-//! 3. run the sibling `bin/nixlive-postboot`, capturing output and exit code;
-//! 4. print the report (mounts, postboot, files of interest, stage-1
-//!    timeline) to `/dev/console`;
-//! 5. sync and power off.
+//! 3. write `/etc/passwd` and `/etc/shadow` when absent, as NixOS's
+//!    activation does for an installer image (root locked; the live user
+//!    `nixos` with an empty password);
+//! 4. run the sibling `bin/nixlive-postboot`, capturing output and exit code;
+//! 5. print the report (mounts, postboot, files of interest, password
+//!    schemes, stage-1 timeline) to `/dev/console`;
+//! 6. sync and power off.
 //!
 //! It never fails silently: any error (a panic included) prints
 //! `NIXLIVE-ERROR <message>` and the machine still powers off.
@@ -20,7 +23,7 @@
 
 use std::fs;
 use std::io::{self, IsTerminal, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,6 +40,7 @@ mod sys;
 const FILES_OF_INTEREST: &[&str] = &[
     NIXOS_MARKER,
     "/etc",
+    "/etc/shadow",
     STORE_DIR,
     STAGE1_TIMELINE,
     // What postboot makes: Nix's database, the system profile, SSH keys.
@@ -50,6 +54,27 @@ const FILES_OF_INTEREST: &[&str] = &[
 ];
 
 const MOUNTINFO: &str = "/proc/self/mountinfo";
+const SHADOW: &str = "/etc/shadow";
+
+/// The users of a NixOS installer image, as its activation writes them.
+const PASSWD: &str = "root:x:0:0:System administrator:/root:/bin/sh\n\
+                      nixos:x:1000:100:NixOS:/home/nixos:/bin/sh\n";
+const SHADOW_TEXT: &str = "root:!:1::::::\nnixos::1::::::\n";
+
+/// Writes `/etc/passwd` (0644) and `/etc/shadow` (0600) where absent; a
+/// system that has them keeps its own.
+fn ensure_users() -> Result<(), String> {
+    mkdir("/etc")?;
+    for (path, text, mode) in [("/etc/passwd", PASSWD, 0o644), (SHADOW, SHADOW_TEXT, 0o600)] {
+        if Path::new(path).exists() {
+            continue;
+        }
+        fs::write(path, text)
+            .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(mode)))
+            .map_err(|e| format!("writing {path}: {e}"))?;
+    }
+    Ok(())
+}
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
@@ -70,7 +95,13 @@ fn run() -> Result<String, String> {
     let uptime = read("/proc/uptime")?;
     let uptime_ms = report::parse_uptime_ms(&uptime)
         .ok_or_else(|| format!("/proc/uptime: cannot parse {uptime:?}"))?;
+    ensure_users()?;
     let postboot = run_postboot()?;
+    let passwords = match fs::read_to_string(SHADOW) {
+        Ok(t) => report::password_schemes(&t),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("reading {SHADOW}: {e}")),
+    };
     let mounts = mountinfo()?;
     let files = FILES_OF_INTEREST
         .iter()
@@ -93,6 +124,7 @@ fn run() -> Result<String, String> {
         mounts,
         postboot,
         files,
+        passwords,
         stage1,
     }))
 }

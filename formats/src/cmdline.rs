@@ -102,6 +102,33 @@ impl SizeSpec {
     }
 }
 
+/// A value that must never reach a log: `Debug` and `Display` show
+/// `<redacted>`; [`Secret::expose`] is the only way to the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(v: impl Into<String>) -> Secret {
+        Secret(v.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +152,12 @@ pub struct Cmdline {
     pub manifest: Option<String>,
     pub modules: Vec<String>,
     pub ssh_keys: Vec<String>,
+    /// `live.nixos.passwd=`: the live user's password in clear (NixOS's
+    /// installer documents it for SSH access). Never shown.
+    pub live_password: Option<Secret>,
+    /// `live.nixos.passwordHash=`: the live user's password as a crypt(3)
+    /// hash (checked by postboot, which writes it to `/etc/shadow`).
+    pub live_password_hash: Option<String>,
     /// One message per known key whose value was rejected.
     pub warnings: Vec<String>,
 }
@@ -149,6 +182,8 @@ impl Default for Cmdline {
             manifest: None,
             modules: Vec::new(),
             ssh_keys: Vec::new(),
+            live_password: None,
+            live_password_hash: None,
             warnings: Vec::new(),
         }
     }
@@ -328,6 +363,21 @@ impl Cmdline {
                 Some(v) if !v.trim().is_empty() => self.ssh_keys.push(v.to_string()),
                 _ => self.warn(key, val, "want an authorized_keys line (quote it)"),
             },
+            // NixOS splits these at every `=`; here the value is everything
+            // after the first, so a password may hold `=`. The warning for an
+            // empty password never repeats the value (there is none).
+            "live.nixos.passwd" => match val {
+                Some(v) if !v.is_empty() => self.live_password = Some(Secret::new(v)),
+                _ => self.warn(key, None, "want a password (an empty one is refused)"),
+            },
+            "live.nixos.passwordHash" => match val {
+                Some(v) if !v.is_empty() => self.live_password_hash = Some(v.to_string()),
+                _ => self.warn(
+                    key,
+                    val,
+                    "want a crypt(3) hash such as $6$salt$... or $y$...",
+                ),
+            },
             _ => {}
         }
     }
@@ -461,5 +511,18 @@ mod tests {
             Cmdline::parse("root=/dev/sr0").root,
             Some(RootSpec::Device("/dev/sr0".into()))
         );
+    }
+
+    #[test]
+    fn live_password_is_never_shown() {
+        let c = Cmdline::parse("live.nixos.passwd=s3cr=t live.nixos.passwordHash=$6$salt$abc");
+        assert_eq!(c.live_password.as_ref().map(Secret::expose), Some("s3cr=t"));
+        assert_eq!(c.live_password_hash.as_deref(), Some("$6$salt$abc"));
+        let shown = format!("{c:?} {}", c.live_password.as_ref().unwrap());
+        assert!(!shown.contains("s3cr"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+        let c = Cmdline::parse("live.nixos.passwd= live.nixos.passwd live.nixos.passwordHash=");
+        assert_eq!((c.live_password, c.live_password_hash), (None, None));
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
     }
 }

@@ -39,7 +39,7 @@ pub mod timeline;
 pub mod uevent;
 pub mod unpack;
 
-pub use cmdline::{Cmdline, RootSpec, SizeSpec, Timeout};
+pub use cmdline::{Cmdline, RootSpec, Secret, SizeSpec, Timeout};
 pub use initrd_conf::InitrdConf;
 pub use manifest::{ImageEntry, ImageFs, Manifest};
 pub use registration::Registration;

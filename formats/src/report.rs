@@ -11,6 +11,7 @@
 //! postboot exit 0
 //! postboot out postboot: created /etc/NIXOS      (one per output line)
 //! file /etc/NIXOS regular 0644 0 0                (or: file PATH missing)
+//! password nixos sha512-crypt                     (the scheme only, never the hash)
 //! stage1 {"version":1,"phases":[...]}             (or: stage1 missing)
 //! NIXLIVE-REPORT-END
 //! ```
@@ -45,6 +46,7 @@ pub mod key {
     /// Followed by `exit CODE` or `out LINE`.
     pub const POSTBOOT: &str = "postboot";
     pub const FILE: &str = "file";
+    pub const PASSWORD: &str = "password";
     pub const STAGE1: &str = "stage1";
     /// The second word of `postboot exit CODE`.
     pub const EXIT: &str = "exit";
@@ -221,6 +223,9 @@ pub struct Inputs {
     pub postboot: Postboot,
     /// In the order to report them; `None`: the path is missing.
     pub files: Vec<(String, Option<FileInfo>)>,
+    /// `(user, scheme)` per `/etc/shadow` line, the scheme as
+    /// [`password_scheme`] names it.
+    pub passwords: Vec<(String, String)>,
     /// The content of `/run/nixlive/stage1.json`, `None` if absent.
     pub stage1: Option<String>,
 }
@@ -253,12 +258,45 @@ pub fn render(i: &Inputs) -> String {
             ),
         };
     }
+    for (user, scheme) in &i.passwords {
+        let _ = writeln!(s, "{PASSWORD} {} {}", one_word(user), one_word(scheme));
+    }
     let _ = match &i.stage1 {
         Some(json) => writeln!(s, "{STAGE1} {}", one_line(json).trim()),
         None => writeln!(s, "{STAGE1} {MISSING}"),
     };
     let _ = writeln!(s, "{END}");
     s
+}
+
+/// The crypt(3) scheme of a shadow password field, by name: what a report
+/// or a log may show instead of the hash.
+pub fn password_scheme(field: &str) -> &'static str {
+    match field {
+        "" => "empty",
+        f if f.starts_with(['!', '*']) => "locked",
+        f if f.starts_with("$6$") => "sha512-crypt",
+        f if f.starts_with("$5$") => "sha256-crypt",
+        f if f.starts_with("$y$") => "yescrypt",
+        f if f.starts_with("$gy$") => "gost-yescrypt",
+        f if f.starts_with("$7$") => "scrypt",
+        f if f.starts_with("$2b$") || f.starts_with("$2a$") || f.starts_with("$2y$") => "bcrypt",
+        f if f.starts_with("$1$") => "md5-crypt",
+        _ => "unknown",
+    }
+}
+
+/// The `(user, scheme)` pairs of a shadow file's text, in its order.
+pub fn password_schemes(shadow: &str) -> Vec<(String, String)> {
+    shadow
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let user = f.next().filter(|u| !u.is_empty())?;
+            let field = f.next()?;
+            Some((user.to_string(), password_scheme(field).to_string()))
+        })
+        .collect()
 }
 
 /// The failure line: `NIXLIVE-ERROR <message>` on one line.
@@ -274,6 +312,13 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// One word: control characters and spaces become `_`.
+fn one_word(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() || c == ' ' { '_' } else { c })
+        .collect()
+}
+
 /// The report as the host reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -286,6 +331,8 @@ pub struct Report {
     pub postboot_out: Vec<String>,
     /// `None`: the guest reported the path missing.
     pub files: BTreeMap<String, Option<FileInfo>>,
+    /// User to password scheme, from `/etc/shadow`.
+    pub passwords: BTreeMap<String, String>,
     /// `/run/nixlive/stage1.json`, `None` if the guest had none.
     pub stage1: Option<Timeline>,
 }
@@ -355,6 +402,7 @@ fn parse_body(lines: &[&str]) -> Result<Report, ReportError> {
     let mut postboot_out = Vec::new();
     let mut files = BTreeMap::new();
     let mut stage1 = None;
+    let mut passwords = BTreeMap::new();
     for line in lines {
         if line.trim().is_empty() || is_kernel_line(line) {
             continue;
@@ -393,6 +441,12 @@ fn parse_body(lines: &[&str]) -> Result<Report, ReportError> {
                     .ok_or_else(|| bad("want: file PATH TYPE MODE UID GID | file PATH missing"))?;
                 files.insert(path, info);
             }
+            key::PASSWORD => {
+                let (user, scheme) = rest
+                    .split_once(' ')
+                    .ok_or_else(|| bad("want: password USER SCHEME"))?;
+                passwords.insert(user.to_string(), scheme.to_string());
+            }
             key::STAGE1 => {
                 stage1 = Some(if rest.trim() == key::MISSING {
                     None
@@ -413,6 +467,7 @@ fn parse_body(lines: &[&str]) -> Result<Report, ReportError> {
         postboot_exit: postboot_exit.ok_or(ReportError::Missing("postboot exit"))?,
         postboot_out,
         files,
+        passwords,
         stage1: stage1.ok_or(ReportError::Missing(key::STAGE1))?,
     })
 }
@@ -521,6 +576,7 @@ mod tests {
                 ),
                 ("/etc/nope".into(), None),
             ],
+            passwords: password_schemes("root:!:1::::::\nnixos:$6$rounds=5000$s$h:1::::::\n"),
             stage1: Some(
                 "{\"version\":1,\n\"phases\":[{\"name\":\"modules\",\"start_ms\":1500,\"duration_ms\":30}]}\n"
                     .into(),
@@ -544,6 +600,8 @@ postboot out postboot: created /etc
 postboot out postboot: created /etc/NIXOS
 file /etc/NIXOS regular 0644 0 0
 file /etc/nope missing
+password root locked
+password nixos sha512-crypt
 stage1 {\"version\":1, \"phases\":[{\"name\":\"modules\",\"start_ms\":1500,\"duration_ms\":30}]}
 NIXLIVE-REPORT-END
 "
@@ -562,6 +620,7 @@ NIXLIVE-REPORT-END
                 stderr: "b\nc".into(),
             },
             files: vec![],
+            passwords: vec![],
             stage1: None,
         };
         let r = render(&i);
@@ -570,6 +629,24 @@ NIXLIVE-REPORT-END
                 "postboot exit 1\npostboot out a\npostboot out b\npostboot out c\nstage1 missing\n"
             ),
             "{r}"
+        );
+    }
+
+    #[test]
+    fn password_schemes_never_show_the_hash() {
+        let p = password_schemes(
+            "root::1:::\nbob:*:1\nx:$y$j9T$a$b:1\nodd\n:$6$a$b\ny:$1$a$b\nz:plain\n",
+        );
+        assert_eq!(
+            p,
+            [
+                ("root", "empty"),
+                ("bob", "locked"),
+                ("x", "yescrypt"),
+                ("y", "md5-crypt"),
+                ("z", "unknown")
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
         );
     }
 
@@ -586,6 +663,8 @@ NIXLIVE-REPORT-END
         assert_eq!(r.mount("/my dir").unwrap().fstype, "devtmpfs");
         assert_eq!(r.files["/etc/NIXOS"].as_ref().unwrap().mode, 0o644);
         assert_eq!(r.postboot_out.len(), 2);
+        assert_eq!(r.passwords["nixos"], "sha512-crypt");
+        assert_eq!(r.passwords.len(), 2);
         assert_eq!(
             r.stage1.unwrap().phases,
             [Phase {

@@ -4,7 +4,7 @@
 //! keeps every other line byte for byte (lines split at `\n` only: a `\r`
 //! is the line's own) and is stable (a second pass changes nothing).
 use libfuzzer_sys::fuzz_target;
-use nixlive_postboot::users::{parse_passwd, shadow_with_root};
+use nixlive_postboot::users::{parse_passwd, shadow_field, shadow_with};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -14,16 +14,22 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let hash = data.first().is_some_and(|b| b % 2 == 0).then_some("$6$s$h");
-    if let Some((new, _)) = shadow_with_root(&text, hash) {
+    // root's line (its password locked or set) or the live user's.
+    let user = if data.get(1).is_some_and(|b| b % 2 == 0) { "root" } else { "nixos" };
+    if let Some((new, _)) = shadow_with(&text, user, hash) {
+        if let Some(h) = hash {
+            assert_eq!(shadow_field(&new, user), Some(h));
+        }
+        let prefix = format!("{user}:");
         let others = |t: &str| -> Vec<String> {
             t.split_terminator('\n')
-                .filter(|l| !l.starts_with("root:"))
+                .filter(|l| !l.starts_with(&prefix))
                 .map(String::from)
                 .collect()
         };
         assert_eq!(others(&new), others(&text));
         assert_eq!(
-            shadow_with_root(&new, hash),
+            shadow_with(&new, user, hash),
             None,
             "a second pass changes nothing"
         );

@@ -6,6 +6,7 @@
 //! nixlive-postboot 1
 //! ssh-user alice              # also install the SSH keys for alice (repeatable)
 //! root-password-hash $6$...   # root's password hash (crypt(3) format)
+//! live-user nixos             # whose password live.nixos.passwd= sets (default nixos)
 //! ```
 //!
 //! Without `root-password-hash`, root has no usable password: an empty
@@ -21,6 +22,18 @@ pub struct Config {
     /// Users (besides root) who get the SSH keys.
     pub ssh_users: Vec<String>,
     pub root_password_hash: Option<String>,
+    /// Whose password `live.nixos.passwd=` and `live.nixos.passwordHash=`
+    /// set; `None` means [`DEFAULT_LIVE_USER`].
+    pub live_user: Option<String>,
+}
+
+/// The user NixOS's installer images log in as.
+pub const DEFAULT_LIVE_USER: &str = "nixos";
+
+impl Config {
+    pub fn live_user(&self) -> &str {
+        self.live_user.as_deref().unwrap_or(DEFAULT_LIVE_USER)
+    }
 }
 
 impl Config {
@@ -68,6 +81,16 @@ impl Config {
                     } else {
                         check_password_hash(hash)
                             .map(|()| c.root_password_hash = Some(hash.to_string()))
+                    }
+                }
+                ["live-user", name] => {
+                    if c.live_user.is_some() {
+                        Err("live-user given twice".into())
+                    } else {
+                        // root is allowed here: a live system may have no other user.
+                        check_user_name(name)
+                            .or_else(|e| if *name == "root" { Ok(()) } else { Err(e) })
+                            .map(|()| c.live_user = Some(name.to_string()))
                     }
                 }
                 [key, ..] => Err(format!("unknown key {key:?} or wrong number of fields")),
@@ -123,6 +146,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.ssh_users, vec!["alice", "bob"]);
         assert_eq!(c.root_password_hash.as_deref(), Some("$6$salt$abc/def."));
+        assert_eq!(c.live_user(), DEFAULT_LIVE_USER);
+        let c = Config::parse("nixlive-postboot 1\nlive-user root\n").unwrap();
+        assert_eq!(c.live_user(), "root");
         assert_eq!(
             Config::parse("nixlive-postboot 1\n").unwrap(),
             Config::default()
@@ -138,6 +164,8 @@ mod tests {
             ("nixlive-postboot 1\nssh-user a\nssh-user a\n", 3),
             ("nixlive-postboot 1\nroot-password-hash secret\n", 2),
             ("nixlive-postboot 1\nshell /bin/sh\n", 2),
+            ("nixlive-postboot 1\nlive-user a\nlive-user b\n", 3),
+            ("nixlive-postboot 1\nlive-user -x\n", 2),
             ("nixlive-postboot 1\nssh-user a", 2),
         ] {
             let e = Config::parse(text).unwrap_err();

@@ -18,6 +18,7 @@
 //! Non-goals: starting services, creating users, anything after boot.
 
 pub mod config;
+pub mod crypt;
 #[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
 pub mod db;
 pub mod keys;

@@ -4,7 +4,7 @@
 //!
 //! Order: the registration first, so nothing can collect the store's paths
 //! as garbage once Nix runs; then `/etc/NIXOS`, the system profile, the SSH
-//! keys and root's password.
+//! keys, root's password and the live user's.
 
 use std::error::Error;
 use std::io::Write;
@@ -15,7 +15,7 @@ use nixlive_formats::registration::check_store_path;
 
 use crate::config::Config;
 use crate::load::{self, Loader, Outcome};
-use crate::users::PasswordOutcome;
+use crate::users::{NewPassword, PasswordOutcome};
 use crate::{nixos, paths, profile, ssh, users};
 
 /// What to do, and where.
@@ -129,7 +129,17 @@ pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Summary 
 
     let config = read_config(root, &mut log);
     ssh_keys(root, &cmdline, &config, &mut log);
-    root_password(root, &config, &mut log);
+    let live = live_password_wanted(&cmdline, &config, &mut log);
+    if live.is_some() && config.live_user() == "root" {
+        // One source for root's password per boot, or runs would flip it.
+        log.say(
+            "password",
+            format_args!("root's password comes from the kernel command line this boot"),
+        );
+    } else {
+        root_password(root, &config, &mut log);
+    }
+    live_password(root, config.live_user(), live, &mut log);
 
     let s = log.summary;
     if s.failed > 0 {
@@ -386,6 +396,82 @@ fn root_password(root: &Path, config: &Config, log: &mut Log<'_>) {
             };
             log.say(step, format_args!("{what}, nothing to do"));
         }
+        Err(e) => log.fail(step, &e),
+    }
+}
+
+/// Which of `live.nixos.passwordHash=` and `live.nixos.passwd=` applies:
+/// a valid hash wins over a clear password (and that is said); a hash that
+/// is not crypt(3) is rejected, never written.
+fn live_password_wanted<'a>(
+    cmdline: &'a Cmdline,
+    config: &Config,
+    log: &mut Log<'_>,
+) -> Option<(NewPassword<'a>, &'static str)> {
+    let step = "live-password";
+    let hash = match cmdline.live_password_hash.as_deref() {
+        Some(h) => match crate::config::check_password_hash(h) {
+            Ok(()) => Some(h),
+            Err(_) => {
+                log.reject(
+                    step,
+                    &format!(
+                        "live.nixos.passwordHash= for {}: not a crypt(3) hash (want $6$salt$... or $y$...)",
+                        config.live_user()
+                    ),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    match (hash, &cmdline.live_password) {
+        (Some(h), clear) => {
+            if clear.is_some() {
+                log.say(
+                    step,
+                    format_args!(
+                        "both live.nixos.passwd= and live.nixos.passwordHash= given; using the hash"
+                    ),
+                );
+            }
+            Some((NewPassword::Hash(h), "live.nixos.passwordHash"))
+        }
+        (None, Some(p)) => Some((NewPassword::Clear(p), "live.nixos.passwd")),
+        (None, None) => None,
+    }
+}
+
+/// The live user's password from the kernel command line (NixOS's
+/// installer images: `live.nixos.passwd=`, `live.nixos.passwordHash=`).
+/// Logs name the user, the parameter and the scheme; never the password.
+fn live_password(
+    root: &Path,
+    user: &str,
+    wanted: Option<(NewPassword<'_>, &'static str)>,
+    log: &mut Log<'_>,
+) {
+    let step = "live-password";
+    let Some((password, from)) = wanted else {
+        log.say(
+            step,
+            format_args!("no live.nixos.passwd= or live.nixos.passwordHash=, nothing to do"),
+        );
+        return;
+    };
+    let scheme = match password {
+        NewPassword::Hash(h) => nixlive_formats::report::password_scheme(h),
+        NewPassword::Clear(_) => "sha512-crypt",
+    };
+    match users::set_password(root, user, password) {
+        Ok(PasswordOutcome::AlreadyDone) => log.say(
+            step,
+            format_args!("{user}'s password already is the one from {from}, nothing to do"),
+        ),
+        Ok(_) => log.changed(
+            step,
+            format_args!("{user}'s password set from {from} ({scheme}) in /etc/shadow"),
+        ),
         Err(e) => log.fail(step, &e),
     }
 }

@@ -1,9 +1,13 @@
-//! Users from `/etc/passwd` and root's password in `/etc/shadow`.
+//! Users from `/etc/passwd`, and passwords in `/etc/shadow` (root's, and
+//! the live user's from `live.nixos.passwd=`/`live.nixos.passwordHash=`).
 
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use nixlive_formats::Secret;
+
+use crate::crypt;
 use crate::sys::{self, Owner};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +50,10 @@ pub enum UserError {
     Malformed { path: PathBuf, line: usize },
     #[error("user {name} is not in {path}")]
     Unknown { name: String, path: PathBuf },
-    #[error("{path}: root's entry")]
+    #[error("{path}: {user}'s entry")]
     Shadow {
         path: PathBuf,
+        user: String,
         #[source]
         source: std::io::Error,
     },
@@ -120,14 +125,14 @@ pub fn lookup(root: &Path, names: &[String]) -> Result<Lookup, UserError> {
 /// The largest `/etc/shadow` read: 16 MiB (some 100,000 users).
 pub const MAX_SHADOW: u64 = 16 << 20;
 
-/// What [`set_root_password`] did.
+/// What [`set_root_password`] or [`set_password`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordOutcome {
-    /// Root's password field is now the configured hash.
+    /// The user's password field is now the wanted hash.
     Set,
-    /// Root had an empty password field, now `!`.
+    /// The user had an empty password field, now `!`.
     Locked,
-    /// Root's entry already was as wanted.
+    /// The user's entry already was as wanted.
     AlreadyDone,
     /// There is no `/etc/shadow` and no hash to write one with.
     NoShadow,
@@ -137,12 +142,23 @@ pub enum PasswordOutcome {
 /// nothing changes: with `hash`, the field becomes it; without, an empty
 /// field (no password at all) becomes `!` (locked).
 pub fn shadow_with_root(text: &str, hash: Option<&str>) -> Option<(String, PasswordOutcome)> {
+    shadow_with(text, "root", hash)
+}
+
+/// [`shadow_with_root`] for any user: the first line of `user` changes
+/// (every other line stays byte for byte); with a hash and no such line,
+/// one is added.
+pub fn shadow_with(
+    text: &str,
+    user: &str,
+    hash: Option<&str>,
+) -> Option<(String, PasswordOutcome)> {
     let mut out = String::with_capacity(text.len() + 64);
     let mut outcome = None;
     for line in text.split_inclusive('\n') {
         let body = line.trim_end_matches('\n');
         let mut f: Vec<&str> = body.split(':').collect();
-        if f.len() >= 2 && f[0] == "root" && outcome.is_none() {
+        if f.len() >= 2 && f[0] == user && outcome.is_none() {
             let new = match hash {
                 Some(h) if f[1] != h => Some((h, PasswordOutcome::Set)),
                 None if f[1].is_empty() => Some(("!", PasswordOutcome::Locked)),
@@ -166,24 +182,94 @@ pub fn shadow_with_root(text: &str, hash: Option<&str>) -> Option<(String, Passw
             if !out.is_empty() && !out.ends_with('\n') {
                 out.push('\n');
             }
-            out.push_str(&format!("root:{h}:1::::::\n"));
+            out.push_str(&format!("{user}:{h}:1::::::\n"));
             Some((out, PasswordOutcome::Set))
         }
         (None, None) => None,
     }
 }
 
+/// The password field of `user`'s first line, if any.
+pub fn shadow_field<'a>(text: &'a str, user: &str) -> Option<&'a str> {
+    text.split('\n').find_map(|line| {
+        let mut f = line.split(':');
+        (f.next() == Some(user)).then(|| f.next()).flatten()
+    })
+}
+
 /// Applies [`shadow_with_root`] to `<root>/etc/shadow` (keeping its mode and
 /// owner; a new one is `0640 root:root`).
 pub fn set_root_password(root: &Path, hash: Option<&str>) -> Result<PasswordOutcome, UserError> {
+    update_shadow(root, "root", hash.is_some(), |text| {
+        shadow_with_root(text, hash)
+    })
+}
+
+/// The password to give a user.
+#[derive(Debug, Clone, Copy)]
+pub enum NewPassword<'a> {
+    /// A crypt(3) hash, written as it is.
+    Hash(&'a str),
+    /// A password in clear, hashed with SHA-512 crypt and a fresh salt,
+    /// unless the user's current hash already is of this password.
+    Clear(&'a Secret),
+}
+
+/// Sets `user`'s password in `<root>/etc/shadow`, atomically, keeping the
+/// file's mode and owner. The user must be in `<root>/etc/passwd`.
+pub fn set_password(
+    root: &Path,
+    user: &str,
+    password: NewPassword<'_>,
+) -> Result<PasswordOutcome, UserError> {
+    let (_, unknown) = lookup(root, &[user.to_string()])?;
+    if let Some(e) = unknown.into_iter().next() {
+        return Err(e);
+    }
+    let mut hash_err = None;
+    let outcome = update_shadow(root, user, true, |text| match password {
+        NewPassword::Hash(h) => shadow_with(text, user, Some(h)),
+        NewPassword::Clear(p) => {
+            if shadow_field(text, user).is_some_and(|cur| crypt::verify(p, cur)) {
+                return None;
+            }
+            match crypt::sha512_crypt(p) {
+                Ok(h) => shadow_with(text, user, Some(&h)),
+                Err(e) => {
+                    hash_err = Some(e);
+                    None
+                }
+            }
+        }
+    })?;
+    match hash_err {
+        Some(source) => Err(UserError::Shadow {
+            path: root.join("etc/shadow"),
+            user: user.to_string(),
+            source,
+        }),
+        None => Ok(outcome),
+    }
+}
+
+/// Reads `<root>/etc/shadow` (without following links), lets `change`
+/// rewrite it, and replaces it atomically with the same mode and owner.
+/// `create`: a missing file (or `/etc`) is made, `0640 root:root`.
+fn update_shadow(
+    root: &Path,
+    user: &str,
+    create: bool,
+    change: impl FnOnce(&str) -> Option<(String, PasswordOutcome)>,
+) -> Result<PasswordOutcome, UserError> {
     let path = root.join("etc/shadow");
     let err = |source| UserError::Shadow {
         path: path.clone(),
+        user: user.to_string(),
         source,
     };
     let etc = match sys::open_dir(&root.join("etc")) {
         Ok(fd) => fd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && hash.is_none() => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => {
             return Ok(PasswordOutcome::NoShadow);
         }
         Err(e) => return Err(err(e)),
@@ -194,10 +280,10 @@ pub fn set_root_password(root: &Path, hash: Option<&str>) -> Result<PasswordOutc
             let (mode, owner) = sys::stat_fd(fd).map_err(err)?;
             (String::from_utf8_lossy(data).into_owned(), mode, owner)
         }
-        None if hash.is_none() => return Ok(PasswordOutcome::NoShadow),
+        None if !create => return Ok(PasswordOutcome::NoShadow),
         None => (String::new(), 0o640, Owner { uid: 0, gid: 0 }),
     };
-    match shadow_with_root(&text, hash) {
+    match change(&text) {
         None => Ok(PasswordOutcome::AlreadyDone),
         Some((new, outcome)) => {
             sys::replace_file(&etc, "shadow", new.as_bytes(), mode, owner).map_err(err)?;

@@ -86,9 +86,31 @@ fn early_cfg(label: &str) -> String {
     )
 }
 
+/// The kernel parameters as GRUB's script language must see them to pass
+/// them on unchanged: each word the kernel would see (double quotes
+/// grouping) is single-quoted when it holds anything but plain characters.
+/// Unquoted, GRUB expands `$6$salt$...` (a `live.nixos.passwordHash=`) to
+/// nothing and takes `\`, `;`, `#` as syntax. GRUB passes a word with a
+/// space on to the kernel in double quotes, which the kernel groups.
+fn grub_words(params: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._,:/=+@%-".contains(c);
+    nixlive_formats::cmdline::words(params)
+        .iter()
+        .map(|w| {
+            if !w.is_empty() && w.chars().all(plain) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `/boot/grub/grub.cfg`: serial and screen, no menu wait, the same kernel
 /// and parameters as the BIOS path.
 fn grub_cfg(params: &str) -> String {
+    let params = grub_words(params);
     format!(
         "serial --unit=0 --speed=115200\n\
          terminal_input console serial\n\
@@ -215,6 +237,14 @@ mod tests {
         assert!(g.contains("set timeout=0\n"));
         assert!(g.contains("  linux /boot/vmlinuz root=LABEL=X init=/nix/store/a/init\n"));
         assert!(g.contains("  initrd /boot/initrd\n"));
+    }
+
+    #[test]
+    fn grub_sees_every_word_literally() {
+        assert_eq!(
+            grub_words(r#"a=1 live.nixos.passwordHash=$6$s$h "k=x y" q=it's b\c"#),
+            r#"a=1 'live.nixos.passwordHash=$6$s$h' 'k=x y' 'q=it'\''s' 'b\c'"#
+        );
     }
 
     #[test]
