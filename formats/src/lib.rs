@@ -8,6 +8,7 @@
 //! - [`report`]: the guest report the demo's stage 2 prints and the VM tests read;
 //! - [`kmod`]: `modules.dep`, `modules.alias`; [`superblock`]: filesystem probes;
 //!   [`unpack`]: xz/zstd/gzip decoders for modules and firmware;
+//! - [`net`]: `ip=`, URLs, HTTP response heads, DHCPv4, DNS (booting over HTTP);
 //! - [`paths`]: the paths the programs agree on (`/nix/store/nix-path-registration`, `/mnt-root`, ...);
 //! - encodings: [`hex`], [`base64`], [`nix32`] (Nix's base 32), [`digest`]
 //!   (SHA-256 as lowercase hex, of bytes or of any reader), [`size`]
@@ -29,6 +30,7 @@ pub mod initrd_conf;
 pub mod kmod;
 pub mod lines;
 pub mod manifest;
+pub mod net;
 pub mod nix32;
 pub mod paths;
 pub mod registration;

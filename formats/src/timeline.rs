@@ -19,6 +19,25 @@ pub struct Phase {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeline {
     pub phases: Vec<Phase>,
+    /// Booting over HTTP: the interface, address, lease and server, as
+    /// `"net":{"interface":"eth0",...}` (written only when not empty).
+    pub net: Vec<(String, String)>,
+}
+
+/// `s` as a JSON string, quotes included.
+fn json_str(out: &mut String, v: &str) {
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 impl Timeline {
@@ -31,24 +50,28 @@ impl Timeline {
             if i > 0 {
                 s.push(',');
             }
-            s.push_str("{\"name\":\"");
-            for c in p.name.chars() {
-                match c {
-                    '"' => s.push_str("\\\""),
-                    '\\' => s.push_str("\\\\"),
-                    c if (c as u32) < 0x20 => {
-                        let _ = write!(s, "\\u{:04x}", c as u32);
-                    }
-                    c => s.push(c),
-                }
-            }
+            s.push_str("{\"name\":");
+            json_str(&mut s, &p.name);
             let _ = write!(
                 s,
-                "\",\"start_ms\":{},\"duration_ms\":{}}}",
+                ",\"start_ms\":{},\"duration_ms\":{}}}",
                 p.start_ms, p.duration_ms
             );
         }
-        s.push_str("]}\n");
+        s.push(']');
+        if !self.net.is_empty() {
+            s.push_str(",\"net\":{");
+            for (i, (k, v)) in self.net.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                json_str(&mut s, k);
+                s.push(':');
+                json_str(&mut s, v);
+            }
+            s.push('}');
+        }
+        s.push_str("}\n");
         s
     }
 
@@ -63,8 +86,18 @@ impl Timeline {
         };
         let mut version = None;
         let mut phases = None;
+        let mut net = None;
         p.object(|p, key| match key.as_str() {
             "version" => once(p, &mut version, Json::number),
+            "net" => once(p, &mut net, |p| {
+                let mut kv: Vec<(String, String)> = Vec::new();
+                p.object(|p, k| {
+                    let v = p.string()?;
+                    kv.push((k, v));
+                    Ok(())
+                })?;
+                Ok(kv)
+            }),
             "phases" => once(p, &mut phases, |p| p.array(Json::phase)),
             _ => Err(p.err(format!("unknown key {key:?}"))),
         })?;
@@ -73,7 +106,10 @@ impl Timeline {
             return Err(p.err("data after the timeline".into()));
         }
         match (version, phases) {
-            (Some(1), Some(phases)) => Ok(Timeline { phases }),
+            (Some(1), Some(phases)) => Ok(Timeline {
+                phases,
+                net: net.unwrap_or_default(),
+            }),
             (Some(v), Some(_)) => Err(p.err(format!("version {v}, only 1 is known"))),
             _ => Err(p.err("want both version and phases".into())),
         }
@@ -304,6 +340,7 @@ mod tests {
     #[test]
     fn json_shape() {
         let t = Timeline {
+            net: Vec::new(),
             phases: vec![
                 Phase {
                     name: "a\"b".into(),
@@ -327,6 +364,7 @@ mod tests {
     #[test]
     fn parse_round_trips_odd_names() {
         let t = Timeline {
+            net: Vec::new(),
             phases: vec![Phase {
                 name: "q\"\\\u{1}\n\té€😀".into(),
                 start_ms: u64::MAX,
@@ -382,5 +420,23 @@ mod tests {
         }
         let e = Timeline::parse("{\"version\":1,\"phases\":[],\"x\":1}").unwrap_err();
         assert_eq!(e.to_string(), "byte 29: unknown key \"x\"");
+    }
+
+    #[test]
+    fn net_round_trips() {
+        let t = Timeline {
+            phases: Vec::new(),
+            net: vec![
+                ("interface".into(), "eth0".into()),
+                ("address".into(), "10.0.2.15/24".into()),
+            ],
+        };
+        let j = t.to_json();
+        assert_eq!(
+            j,
+            "{\"version\":1,\"phases\":[],\"net\":{\"interface\":\"eth0\",\"address\":\"10.0.2.15/24\"}}\n"
+        );
+        assert_eq!(Timeline::parse(&j), Ok(t));
+        assert!(Timeline::parse("{\"version\":1,\"phases\":[],\"net\":{\"a\":1}}").is_err());
     }
 }
