@@ -566,10 +566,7 @@ mod tests {
             c.ip,
             Some(crate::net::ipconf::IpConfig::Dhcp { iface: None })
         );
-        assert_eq!(
-            c.net_timeout,
-            Some(Timeout::After(Duration::from_secs(30)))
-        );
+        assert_eq!(c.net_timeout, Some(Timeout::After(Duration::from_secs(30))));
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let c = Cmdline::parse(
             "nixlive.url=https://h/m nixlive.url ip=1.2.3.4:::99:::off nixlive.net_timeout=x",

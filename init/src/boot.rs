@@ -7,7 +7,7 @@ use crate::error::BootError;
 use crate::exec::{Executor, Runner};
 use crate::modules::Loader;
 use crate::plan::{self, BootPlan, Found, ImageSource, Probed};
-use crate::{console, copytoram, discover, failure, kmsg, medium};
+use crate::{console, copytoram, discover, failure, kmsg, medium, net};
 use nixlive_formats::paths::{self, in_new_root};
 use nixlive_formats::{Cmdline, InitrdConf, Manifest, Phase, Timeline, initrd_conf};
 use std::convert::Infallible;
@@ -55,7 +55,11 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
         .ok();
     let mut loader = t.phase("load-modules", || load_modules(cmdline));
     stop_point(cmdline.debug1devices, "boot.debug1devices");
-    let found = if medium::in_initrd(cmdline, Path::new("/")) {
+    let found = if let Some(url) = &cmdline.url {
+        let session = t.phase("network", || net::up(cmdline))?;
+        t.timeline.net = session.describe();
+        Found::Http { url: url.clone() }
+    } else if medium::in_initrd(cmdline, Path::new("/")) {
         log::info!("netboot: the images are inside the initrd");
         Found::Initrd
     } else {
@@ -68,7 +72,10 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
         loader.require_fs(fstype, &format!("the medium {node}"))?;
     }
     t.phase("mount-medium", || runner.run(&plan::medium(&found), ex))?;
-    let manifest = medium::read_manifest(&plan::images_dir(&found), cmdline)?;
+    let manifest = match &found {
+        Found::Http { url } => t.phase("fetch-manifest", || net::manifest(url))?,
+        _ => medium::read_manifest(&plan::images_dir(&found), cmdline)?,
+    };
     require_store(&mut loader, &manifest)?;
     let bp = plan::plan(cmdline, &probe(found, manifest));
     // Read before copytoram lets the medium go, for postboot after it.
@@ -174,6 +181,10 @@ pub(crate) fn mount_store(
         log::info!("every image is checked against the manifest's SHA-256");
     }
     let mut store = &bp.store;
+    if let ImageSource::Fetched { size } = bp.images {
+        net::fits(size)?;
+        t.phase("fetch-images", || runner.run(&bp.copy, ex))?;
+    }
     if let ImageSource::Ram { size } = bp.images {
         match t.phase("copy-to-ram", || runner.run(&bp.copy, ex)) {
             Ok(()) => log::info!(

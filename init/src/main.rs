@@ -6,7 +6,8 @@
 //! and switch root into stage 2. Every phase is logged to `/dev/kmsg` with
 //! its uptime and recorded in `/run/nixlive/stage1.json`.
 //!
-//! Non-goals: no shell, no udev, no networking, nothing stage 2 can do
+//! Non-goals: no shell, no udev, no networking beyond fetching the images
+//! (`nixlive.url=`: [`net`]), nothing stage 2 can do
 //! (registration, profiles and keys belong to `nixlive-postboot`).
 //!
 //! Deciding and doing are apart:
@@ -34,6 +35,7 @@ mod findiso;
 mod kmsg;
 mod medium;
 mod modules;
+mod net;
 mod plan;
 #[cfg(test)]
 mod recording;

@@ -99,6 +99,17 @@ pub enum Step {
         path: String,
         sha256: String,
     },
+    /// Fetch an image over HTTP into `to` (on the images tmpfs), checking
+    /// its size and SHA-256 as it arrives; `done` and `total` as for
+    /// [`Step::CopyToRam`].
+    Fetch {
+        url: String,
+        to: String,
+        sha256: String,
+        size: u64,
+        done: u64,
+        total: u64,
+    },
     /// Copy an image into RAM, checking its SHA-256 on the way; `done` and
     /// `total` (bytes, over all images) are for the progress line.
     CopyToRam {
@@ -144,6 +155,12 @@ impl fmt::Display for Step {
             Step::Move { from, to } => write!(f, "mount --move {from} {to}"),
             Step::Verify { path, .. } => write!(f, "sha256sum --check {path}"),
             Step::CopyToRam { from, to, .. } => write!(f, "cp {from} {to}"),
+            Step::Fetch { url, to, .. } => {
+                write!(
+                    f,
+                    "curl --fail --location --continue-at - --output {to} {url}"
+                )
+            }
             Step::SwitchRoot { new_root, init } => write!(f, "switch_root {new_root} {init}"),
         }
     }
@@ -208,6 +225,9 @@ pub enum Found {
         path: String,
         fstype: String,
     },
+    /// Booting over HTTP: the manifest at this URL (`nixlive.url=`), the
+    /// images next to it, fetched into RAM.
+    Http { url: nixlive_formats::net::url::Url },
 }
 
 /// The medium's handle when it is a loop device (`findiso=`).
@@ -220,7 +240,7 @@ pub const FINDISO_HOST: &str = "/findiso";
 pub fn medium(found: &Found) -> Vec<Step> {
     let iso = in_new_root(paths::MEDIUM);
     let (mut steps, source, fstype) = match found {
-        Found::Initrd => return Vec::new(),
+        Found::Initrd | Found::Http { .. } => return Vec::new(),
         Found::Device { node, fstype } => (Vec::new(), Source::Path(node.clone()), fstype),
         Found::File { path, fstype, .. } => (
             vec![Step::AttachLoop {
@@ -263,6 +283,8 @@ pub enum ImageSource {
     InPlace { dir: String },
     /// Copied into a tmpfs of this size (`copytoram`), the medium released.
     Ram { size: u64 },
+    /// Fetched over HTTP into a tmpfs of this size, and used there.
+    Fetched { size: u64 },
 }
 
 /// The boot after the medium is mounted: the decisions and their steps.
@@ -277,7 +299,8 @@ pub struct BootPlan {
     /// The stage-2 init, as the new root sees it.
     pub init: String,
     /// Copying to RAM (empty unless [`ImageSource::Ram`]); it may fail and
-    /// be undone, after which [`BootPlan::fallback`] replaces `store`.
+    /// be undone, after which [`BootPlan::fallback`] replaces `store`. Or,
+    /// [`ImageSource::Fetched`], fetching the images (no fallback).
     pub copy: Vec<Step>,
     /// Verification, the images, the overlay store, releasing the medium.
     pub store: Vec<Step>,
@@ -291,6 +314,7 @@ pub struct BootPlan {
 pub fn images_dir(found: &Found) -> String {
     match found {
         Found::Initrd => String::new(),
+        Found::Http { .. } => in_new_root(paths::RAM_IMAGES),
         _ => in_new_root(paths::MEDIUM),
     }
 }
@@ -313,6 +337,9 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
         (false, _) => Ok(None),
         // Netboot images are in RAM already.
         (true, Found::Initrd) => Err("copytoram: netboot images are in RAM already".to_string()),
+        (true, Found::Http { .. }) => {
+            Err("copytoram: images fetched over HTTP are in RAM already".to_string())
+        }
         (true, _) => crate::copytoram::decide(total, p.mem_available).map(Some),
     };
     let (copy_refused, ram_size) = match copy {
@@ -321,8 +348,12 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
     };
     let overlay = overlay_size(cmdline, p.ram);
     let in_place = store_steps(m, &dir, cmdline.verify, overlay, None);
-    let (images, copy, store, fallback) = match ram_size {
-        Some(size) => {
+    let (images, copy, store, fallback) = match (ram_size, &p.found) {
+        (_, Found::Http { url }) => {
+            let (size, fetch) = crate::net::plan::fetch_steps(m, url, &dir);
+            (ImageSource::Fetched { size }, fetch, in_place, None)
+        }
+        (Some(size), _) => {
             let ram_dir = in_new_root(paths::RAM_IMAGES);
             (
                 ImageSource::Ram { size },
@@ -331,7 +362,7 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
                 Some(in_place),
             )
         }
-        None => (ImageSource::InPlace { dir }, Vec::new(), in_place, None),
+        (None, _) => (ImageSource::InPlace { dir }, Vec::new(), in_place, None),
     };
     let init = stage2_init(cmdline, m);
     BootPlan {

@@ -68,7 +68,11 @@ pub enum DhcpError {
     #[error("option {0} runs past the end of the message")]
     Truncated(u8),
     #[error("option {code} has length {len}, want {want}")]
-    OptionLen { code: u8, len: usize, want: &'static str },
+    OptionLen {
+        code: u8,
+        len: usize,
+        want: &'static str,
+    },
     #[error("no DHCP message type (option 53) or an unknown one")]
     NoType,
     #[error("transaction {got:#010x}, ours is {want:#010x}")]
@@ -124,7 +128,7 @@ pub fn request(xid: u32, mac: [u8; 6], offer: &Reply) -> Vec<u8> {
 }
 
 fn addrs(code: u8, v: &[u8]) -> Result<Vec<Ipv4Addr>, DhcpError> {
-    if v.is_empty() || v.len() % 4 != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(4) {
         return Err(DhcpError::OptionLen {
             code,
             len: v.len(),
@@ -192,7 +196,9 @@ impl Reply {
                 _ => {}
             }
             let len = *b.get(i + 1).ok_or(DhcpError::Truncated(code))? as usize;
-            let v = b.get(i + 2..i + 2 + len).ok_or(DhcpError::Truncated(code))?;
+            let v = b
+                .get(i + 2..i + 2 + len)
+                .ok_or(DhcpError::Truncated(code))?;
             match code {
                 53 if v.len() == 1 => kind = MsgType::from_u8(v[0]),
                 53 => {
@@ -266,8 +272,14 @@ mod tests {
         assert_eq!(&opts[..3], &[53, 1, 3]);
         assert!(opts.windows(6).any(|w| w == [50, 4, 10, 0, 2, 15]));
         assert!(opts.windows(6).any(|w| w == [54, 4, 10, 0, 2, 2]));
-        assert_eq!(Reply::parse(&offer(7, 5), 7, MAC).unwrap().kind, MsgType::Ack);
-        assert_eq!(Reply::parse(&offer(7, 6), 7, MAC).unwrap().kind, MsgType::Nak);
+        assert_eq!(
+            Reply::parse(&offer(7, 5), 7, MAC).unwrap().kind,
+            MsgType::Ack
+        );
+        assert_eq!(
+            Reply::parse(&offer(7, 6), 7, MAC).unwrap().kind,
+            MsgType::Nak
+        );
     }
 
     #[test]
@@ -282,7 +294,10 @@ mod tests {
             Err(DhcpError::OtherMac("52:54:00:12:34:56".into()))
         );
         assert_eq!(Reply::parse(&o[..100], 7, MAC), Err(DhcpError::Short(100)));
-        assert_eq!(Reply::parse(&discover(7, MAC), 7, MAC), Err(DhcpError::NotReply));
+        assert_eq!(
+            Reply::parse(&discover(7, MAC), 7, MAC),
+            Err(DhcpError::NotReply)
+        );
         let mut bad = o.clone();
         bad[237] = 0;
         assert_eq!(Reply::parse(&bad, 7, MAC), Err(DhcpError::Magic));

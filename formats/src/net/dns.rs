@@ -153,10 +153,16 @@ mod tests {
 
     #[test]
     fn answers() {
-        assert_eq!(answer(&reply(9, 0), 9), Ok(vec![Ipv4Addr::new(10, 0, 2, 2)]));
+        assert_eq!(
+            answer(&reply(9, 0), 9),
+            Ok(vec![Ipv4Addr::new(10, 0, 2, 2)])
+        );
         assert_eq!(answer(&reply(9, 3), 9), Err(DnsError::NoSuchName));
         assert_eq!(answer(&reply(9, 2), 9), Err(DnsError::Rcode(2)));
-        assert!(matches!(answer(&reply(9, 0), 8), Err(DnsError::OtherId { .. })));
+        assert!(matches!(
+            answer(&reply(9, 0), 8),
+            Err(DnsError::OtherId { .. })
+        ));
         let r = reply(9, 0);
         assert_eq!(answer(&r[..r.len() - 3], 9), Err(DnsError::Short));
         assert_eq!(answer(&query(9, "a").unwrap(), 9), Err(DnsError::NotReply));

@@ -200,8 +200,12 @@ mod tests {
             Head::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             Err(HeadError::TwoLengths)
         );
-        assert!(e(b"HTTP/1.1 206 P\r\nContent-Range: bytes 5-4/10\r\n\r\n").contains("Content-Range"));
-        assert!(e(b"HTTP/1.1 206 P\r\nContent-Range: bytes 0-10/10\r\n\r\n").contains("Content-Range"));
+        assert!(
+            e(b"HTTP/1.1 206 P\r\nContent-Range: bytes 5-4/10\r\n\r\n").contains("Content-Range")
+        );
+        assert!(
+            e(b"HTTP/1.1 206 P\r\nContent-Range: bytes 0-10/10\r\n\r\n").contains("Content-Range")
+        );
         assert!(e(b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n").contains("not `Name: value`"));
         let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
         big.extend(b"X: y\r\n".repeat(4000));

@@ -14,7 +14,9 @@ pub enum IpConfig {
     /// `ip=off`: no network (an error if `nixlive.url=` needs one).
     Off,
     /// DHCPv4, on the named interface or the first with a carrier.
-    Dhcp { iface: Option<String> },
+    Dhcp {
+        iface: Option<String>,
+    },
     Static(StaticIp),
 }
 
@@ -60,7 +62,9 @@ pub fn valid_iface(name: &str) -> bool {
         && name.len() < 16
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
 }
 
 impl IpConfig {

@@ -17,7 +17,9 @@ pub struct Url {
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum UrlError {
-    #[error("`{0}`: only http:// URLs are fetched (https is not: every image is checked against the manifest's sha256 instead)")]
+    #[error(
+        "`{0}`: only http:// URLs are fetched (https is not: every image is checked against the manifest's sha256 instead)"
+    )]
     Scheme(String),
     #[error("`{0}`: no host")]
     NoHost(String),
@@ -88,7 +90,10 @@ impl Url {
         if rel.len() >= 7 && rel[..7].eq_ignore_ascii_case("http://") {
             return Url::parse(rel);
         }
-        if rel.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) || rel.starts_with("//")
+        if rel
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+            || rel.starts_with("//")
         {
             return Err(UrlError::Scheme(rel.to_string()));
         }
@@ -162,7 +167,8 @@ fn valid_host(h: &str) -> bool {
         && h.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
