@@ -33,7 +33,7 @@ pub struct InitrdArgs {
     #[arg(long = "module", value_name = "NAME")]
     pub modules: Vec<String>,
     /// Named module sets (repeatable or comma-separated): base, cd, sata,
-    /// usb, virtio, nvme, mmc, fs. Names the kernel lacks are skipped.
+    /// usb, virtio, nvme, net, mmc, fs. Names the kernel lacks are skipped.
     #[arg(long = "module-set", value_name = "SET[,SET]")]
     pub module_sets: Vec<String>,
     /// Where firmware named by the modules is looked up (repeatable).

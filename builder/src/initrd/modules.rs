@@ -46,6 +46,25 @@ const MODULE_SETS: &[(&str, &[&str])] = &[
         ],
     ),
     ("nvme", &["nvme"]),
+    // NICs for booting over HTTP (`netboot --http`): VMs, then the common
+    // Intel, Realtek and Broadcom chips.
+    (
+        "net",
+        &[
+            "virtio_pci",
+            "virtio_net",
+            "e1000",
+            "e1000e",
+            "igb",
+            "igc",
+            "ixgbe",
+            "r8169",
+            "tg3",
+            "bnx2",
+            "vmxnet3",
+            "hv_netvsc",
+        ],
+    ),
     ("mmc", &["sdhci_pci", "sdhci_acpi", "mmc_block"]),
     (
         "fs",

@@ -78,7 +78,7 @@ impl Url {
         Ok(Url {
             host: host.to_ascii_lowercase(),
             port,
-            path,
+            path: collapse_slashes(&path),
         })
     }
 
@@ -130,7 +130,7 @@ impl Url {
                 s => out.push(s),
             }
         }
-        let mut path = format!("/{}", out.join("/"));
+        let mut path = collapse_slashes(&format!("/{}", out.join("/")));
         if let Some(q) = q {
             path.push('?');
             path.push_str(q);
@@ -161,6 +161,26 @@ impl fmt::Display for Url {
     }
 }
 
+/// `/a//b/` as `/a/b/` (before any `?`): iPXE's `${cwduri}` may end in
+/// `/` or not, and the script adds one.
+fn collapse_slashes(path: &str) -> String {
+    let (p, q) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let mut out = String::with_capacity(path.len());
+    for c in p.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    if let Some(q) = q {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 /// A DNS name (letters, digits, `-`, `_`, dots; labels 1..63) or IPv4.
 fn valid_host(h: &str) -> bool {
     h.len() <= 253
@@ -189,6 +209,8 @@ mod tests {
         assert_eq!(u.authority(), "boot.example.org");
         let u = Url::parse("http://h?x=1").unwrap();
         assert_eq!(u.path, "/?x=1");
+        let u = Url::parse("http://h/set//nixlive.manifest?a=//").unwrap();
+        assert_eq!(u.path, "/set/nixlive.manifest?a=//");
     }
 
     #[test]
