@@ -85,6 +85,13 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     stage2_exists(&bp.init)?;
     hand_over_keys(medium_keys.filter(|_| released));
     write_timeline(&t.timeline);
+    // For `make bench` and the RAM tests: what stage 2 starts with.
+    if let Some(kib) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| copytoram::mem_available(&m))
+    {
+        log::info!("MemAvailable before stage 2: {} kB", kib >> 10);
+    }
     // switch-root itself takes well under a millisecond: no phase of its own.
     match runner.run(&bp.switch, ex) {
         Ok(()) => Err(BootError::NoStage2(bp.init)),

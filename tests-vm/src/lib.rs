@@ -18,6 +18,7 @@ pub mod arch;
 pub mod artifacts;
 pub mod boot_modes;
 pub mod checks;
+pub mod http_server;
 pub mod kvm;
 pub mod media;
 pub mod qemu;

@@ -1,0 +1,348 @@
+//! Netboot over HTTP (`nixlive netboot --http`, `nixlive.url=`): iPXE
+//! loads kernel and the small initrd over HTTP, init brings the NIC up
+//! (DHCP from QEMU's user network), fetches the manifest and the images
+//! from a server on the host's loopback (10.0.2.2 in the guest) into RAM
+//! and boots them. The same set served by Debian's nginx; faults from the
+//! test's own server (a dropped connection, a changed byte, 404, a stalled
+//! body, a server that comes up late); RAM against the in-initrd set.
+//!
+//! Run one: `cargo test -p nixlive-tests-vm --test vm http_netboot::`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nixlive_formats::Manifest;
+use nixlive_tests_vm::arch::Arch;
+use nixlive_tests_vm::artifacts::{DemoSpec, build_demo};
+use nixlive_tests_vm::boot_modes::ipxe_e1000_rom;
+use nixlive_tests_vm::http_server::{Fault, Nginx, Server, free_port};
+use nixlive_tests_vm::{BootRun, QemuCommand, Vm, boot_command_to_report, checks, kvm};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+/// The initrd of the `--http` set, with the `net` module set, stays under this.
+const MAX_INITRD: u64 = 5_000_000;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    /// The `--http` set, its script naming `base_port`.
+    http: PathBuf,
+    /// The in-initrd netboot set of the same system, for the RAM comparison.
+    in_initrd: PathBuf,
+    /// Reserved for the iPXE test's server: the set's `--base-url` names it.
+    base: Mutex<Option<TcpListener>>,
+    base_port: u16,
+    manifest: Manifest,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let tmp = tempfile::Builder::new()
+            .prefix("nixlive-http-")
+            .tempdir()
+            .expect("temporary directory");
+        let base = TcpListener::bind("127.0.0.1:0").expect("loopback port");
+        let base_port = base.local_addr().unwrap().port();
+        let started = Instant::now();
+        let mut spec = DemoSpec::new(Arch::X86_64, "NIXLIVE_HTTP");
+        spec.netboot = true;
+        spec.netboot_args = vec![
+            "--http".into(),
+            "--base-url".into(),
+            format!("http://10.0.2.2:{base_port}/"),
+        ];
+        let http = build_demo(&tmp.path().join("http"), &spec)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .netboot
+            .expect("netboot set");
+        spec.netboot_args.clear();
+        let in_initrd = build_demo(&tmp.path().join("plain"), &spec)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .netboot
+            .expect("netboot set");
+        eprintln!("sets built in {:.1?}", started.elapsed());
+        let text = std::fs::read_to_string(http.join("nixlive.manifest")).expect("manifest");
+        Fixture {
+            _tmp: tmp,
+            http,
+            in_initrd,
+            base: Mutex::new(Some(base)),
+            base_port,
+            manifest: Manifest::parse(&text).expect("manifest parses"),
+        }
+    })
+}
+
+/// The set's command line with `nixlive.url=` replaced by `url` (and `more`).
+fn cmdline(set: &Path, url: Option<&str>, more: &str) -> String {
+    let line = std::fs::read_to_string(set.join("cmdline")).expect("cmdline");
+    let mut words: Vec<String> = line
+        .split_whitespace()
+        .filter(|w| !w.starts_with("nixlive.url="))
+        .map(String::from)
+        .collect();
+    if let Some(u) = url {
+        words.push(format!("nixlive.url={u}"));
+    }
+    words.extend(more.split_whitespace().map(String::from));
+    words.join(" ")
+}
+
+/// The set's kernel and initrd booted directly, a virtio NIC on QEMU's user network.
+fn direct(set: &Path, append: &str, mem_mib: u32) -> QemuCommand {
+    let mut cmd = QemuCommand::x86_64(kvm::accel());
+    if let Some(i) = cmd.args.iter().position(|a| a == "-m") {
+        cmd.args[i + 1] = mem_mib.to_string().into();
+    }
+    cmd.arg("-kernel")
+        .arg(set.join("bzImage"))
+        .arg("-initrd")
+        .arg(set.join("initrd"))
+        .arg("-append")
+        .arg(append)
+        .arg("-netdev")
+        .arg("user,id=n0")
+        .arg("-device")
+        .arg("virtio-net-pci,netdev=n0")
+}
+
+fn url(port: u16) -> String {
+    format!("http://10.0.2.2:{port}/nixlive.manifest")
+}
+
+fn image_path(f: &Fixture) -> String {
+    format!("/{}", f.manifest.images[0].name)
+}
+
+/// Booted over HTTP: the images on loop devices from the images tmpfs,
+/// the lease in stage1.json.
+fn assert_fetched(run: &BootRun) {
+    let r = &run.report;
+    checks::live_system(r, "x86_64").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        r.mount("/iso").is_none(),
+        "an HTTP boot mounted /iso\n{r:#?}"
+    );
+    let img = r.mount("/nix/.ro-store").expect("no image mount");
+    assert!(
+        img.source.starts_with("/dev/loop"),
+        "image on {}",
+        img.source
+    );
+    let t = r.stage1.as_ref().expect("stage1.json");
+    let net: std::collections::BTreeMap<&str, &str> = t
+        .net
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(net.get("method"), Some(&"dhcp"), "{net:?}");
+    assert_eq!(net.get("address"), Some(&"10.0.2.15/24"), "{net:?}");
+    assert_eq!(net.get("gateway"), Some(&"10.0.2.2"), "{net:?}");
+    assert!(
+        net.contains_key("interface") && net.contains_key("lease_s"),
+        "{net:?}"
+    );
+    let phases: Vec<String> = r.stage1_phases().into_iter().map(|p| p.0).collect();
+    for p in ["network", "fetch-manifest", "fetch-images", "mount-store"] {
+        assert!(phases.iter().any(|x| x == p), "no phase {p}: {phases:?}");
+    }
+}
+
+fn mem_available_kib(log: &str) -> u64 {
+    log.lines()
+        .find_map(|l| {
+            let rest = l.split_once("MemAvailable before stage 2: ")?.1;
+            rest.trim().strip_suffix("kB")?.trim().parse().ok()
+        })
+        .unwrap_or_else(|| panic!("init logged no MemAvailable:\n{log}"))
+}
+
+/// The acceptance path: the NIC's iPXE ROM gets `http://.../netboot.ipxe`
+/// from DHCP, loads kernel and initrd over HTTP, and init fetches the rest
+/// from the same server.
+#[test]
+fn ipxe_boots_the_http_set() {
+    let f = fixture();
+    let initrd = std::fs::metadata(f.http.join("initrd")).unwrap().len();
+    eprintln!("--http initrd: {initrd} bytes (net module set included)");
+    assert!(initrd < MAX_INITRD, "initrd is {initrd} bytes");
+    let listener = f.base.lock().unwrap().take().expect("the base port, once");
+    let server = Server::start(listener, &f.http, Vec::new());
+    let netdev = format!(
+        "user,id=net0,bootfile=http://10.0.2.2:{}/netboot.ipxe",
+        f.base_port
+    );
+    let mut nic = std::ffi::OsString::from("e1000,netdev=net0,romfile=");
+    nic.push(ipxe_e1000_rom());
+    let cmd = Arch::X86_64
+        .qemu(kvm::accel())
+        .arg("-netdev")
+        .arg(netdev)
+        .arg("-device")
+        .arg(nic)
+        .arg("-boot")
+        .arg("n");
+    let run = boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_fetched(&run);
+    let paths: Vec<String> = server.requests().into_iter().map(|s| s.path).collect();
+    for p in ["/netboot.ipxe", "/bzImage", "/initrd", "/nixlive.manifest"] {
+        assert!(paths.iter().any(|x| x == p), "no GET {p}: {paths:?}");
+    }
+    assert!(paths.contains(&image_path(f)), "{paths:?}");
+    let log = run.serial_log.replace('\r', "");
+    assert!(log.contains("fetching: 100%"), "no progress line:\n{log}");
+    assert!(log.contains(", sha256 verified"), "{log}");
+}
+
+/// Debian's nginx, configured from the project, serves the directory as it is.
+#[test]
+fn nginx_serves_the_set_unchanged() {
+    let f = fixture();
+    let scratch = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(&f.http, scratch.path()).unwrap_or_else(|e| panic!("{e}"));
+    let cmd = direct(&f.http, &cmdline(&f.http, Some(&url(nginx.port)), ""), 1024);
+    let run = boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_fetched(&run);
+    let log = nginx.access_log();
+    assert!(
+        log.contains("GET /nixlive.manifest HTTP/1.1\" 200"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("GET {} HTTP/1.1\" 200", image_path(f))),
+        "{log}"
+    );
+}
+
+/// The first transfer of the image breaks at 50%: init resumes with Range
+/// from where it was, says so, and boots.
+#[test]
+fn a_dropped_transfer_resumes_with_range() {
+    let f = fixture();
+    let img = image_path(f);
+    let server = Server::serve(&f.http, vec![Fault::DropAtHalf(img.clone())]);
+    let cmd = direct(
+        &f.http,
+        &cmdline(&f.http, Some(&url(server.port)), ""),
+        1024,
+    );
+    let run = boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_fetched(&run);
+    let half = f.manifest.images[0].size / 2;
+    let ranges: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|s| s.path == img)
+        .map(|s| s.range)
+        .collect();
+    assert_eq!(ranges, [None, Some(format!("bytes={half}-"))]);
+    let log = run.serial_log.replace('\r', "");
+    assert!(
+        log.contains(&format!("resuming with Range from byte {half}")),
+        "{log}"
+    );
+}
+
+/// Boots `append` expecting stage 1 to fail; returns the console's failure text.
+fn fails(set: &Path, append: &str) -> (Vm, String) {
+    let vm = Vm::spawn(&direct(set, append, 1024), TIMEOUT).unwrap();
+    let console = vm
+        .wait_for_stage1_failure(TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (vm, console)
+}
+
+/// One byte changed in transit: refused, naming the image and its URL.
+#[test]
+fn a_changed_byte_is_refused() {
+    let f = fixture();
+    let img = image_path(f);
+    let server = Server::serve(&f.http, vec![Fault::FlipByte(img.clone())]);
+    let (vm, console) = fails(&f.http, &cmdline(&f.http, Some(&url(server.port)), ""));
+    let want = format!(
+        "{}: http://10.0.2.2:{}{img} has sha256 ",
+        f.manifest.images[0].name, server.port
+    );
+    for w in [want.as_str(), "but the manifest says", "refused"] {
+        assert!(console.contains(w), "{}", vm.failure(format!("no {w:?}")));
+    }
+}
+
+#[test]
+fn a_missing_image_is_404() {
+    let f = fixture();
+    let img = image_path(f);
+    let server = Server::serve(&f.http, vec![Fault::NotFound(img.clone())]);
+    let (vm, console) = fails(&f.http, &cmdline(&f.http, Some(&url(server.port)), ""));
+    let want = format!("http://10.0.2.2:{}{img}: HTTP 404 Not Found", server.port);
+    assert!(
+        console.contains(&want),
+        "{}",
+        vm.failure(format!("no {want:?}"))
+    );
+}
+
+/// A body that stops moving: init gives up after nixlive.net_timeout=.
+#[test]
+fn a_stalled_body_gives_up() {
+    let f = fixture();
+    let img = image_path(f);
+    let server = Server::serve(&f.http, vec![Fault::Stall(img.clone())]);
+    let append = cmdline(&f.http, Some(&url(server.port)), "nixlive.net_timeout=8");
+    let (vm, console) = fails(&f.http, &append);
+    for w in ["the transfer stalled (no byte for 8.0 s)", "gave up after"] {
+        assert!(console.contains(w), "{}", vm.failure(format!("no {w:?}")));
+    }
+    // Resumed from where it stalled, not from the start.
+    let resumed = server
+        .requests()
+        .into_iter()
+        .filter(|s| s.path == img)
+        .any(|s| s.range.is_some());
+    assert!(resumed, "{:?}", server.requests());
+}
+
+/// The server answers only 10 s after the VM starts: refused connections
+/// are retried within the budget, and the boot goes on.
+#[test]
+fn a_server_that_comes_up_late_is_waited_for() {
+    let f = fixture();
+    let port = free_port();
+    let server = Server::serve_later(&f.http, port, Duration::from_secs(10));
+    let cmd = direct(&f.http, &cmdline(&f.http, Some(&url(port)), ""), 1024);
+    let run = boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_fetched(&run);
+    let log = run.serial_log.replace('\r', "");
+    assert!(log.contains("cannot connect to 10.0.2.2"), "{log}");
+    assert!(!server.requests().is_empty());
+}
+
+/// RAM at the start of stage 2: the images fetched into a tmpfs cost no
+/// more than the same images riding in the initrd (within 32 MiB).
+#[test]
+fn ram_at_stage_2_matches_the_in_initrd_set() {
+    let f = fixture();
+    let server = Server::serve(&f.http, Vec::new());
+    let http = boot_command_to_report(
+        &direct(
+            &f.http,
+            &cmdline(&f.http, Some(&url(server.port)), ""),
+            1024,
+        ),
+        TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let plain = boot_command_to_report(
+        &direct(&f.in_initrd, &cmdline(&f.in_initrd, None, ""), 1024),
+        TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (h, p) = (
+        mem_available_kib(&http.serial_log),
+        mem_available_kib(&plain.serial_log),
+    );
+    eprintln!("MemAvailable at stage 2: over HTTP {h} kB, in-initrd set {p} kB");
+    assert!(h + 32 * 1024 >= p, "over HTTP {h} kB, in the initrd {p} kB");
+}
