@@ -87,7 +87,7 @@ impl Url {
     /// path relative to this one's directory. `.` and `..` segments are
     /// resolved, never above the root.
     pub fn join(&self, rel: &str) -> Result<Url, UrlError> {
-        if rel.len() >= 7 && rel[..7].eq_ignore_ascii_case("http://") {
+        if rel.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("http://")) {
             return Url::parse(rel);
         }
         if rel
@@ -250,5 +250,9 @@ mod tests {
         assert!(j("https://other/x").is_err());
         assert!(j("//other/x").is_err());
         assert!(j("a b").is_err());
+        // Found by `make fuzz`: a multi-byte character across byte 7 (a
+        // Location header is the server's) must not panic PID 1.
+        assert!(j("..\u{fffd}quashfs").is_err());
+        assert!(j("abcdé").is_err());
     }
 }
