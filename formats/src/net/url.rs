@@ -87,7 +87,10 @@ impl Url {
     /// path relative to this one's directory. `.` and `..` segments are
     /// resolved, never above the root.
     pub fn join(&self, rel: &str) -> Result<Url, UrlError> {
-        if rel.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("http://")) {
+        if rel
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+        {
             return Url::parse(rel);
         }
         if rel
