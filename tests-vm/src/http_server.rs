@@ -24,7 +24,8 @@ pub enum Fault {
     FlipByte(String),
     /// 404 Not Found.
     NotFound(String),
-    /// Sends a quarter of the body, then nothing more (the connection stays open).
+    /// The first response sends a quarter of the body, later ones none of
+    /// it; then nothing more (the connection stays open).
     Stall(String),
 }
 
@@ -175,7 +176,9 @@ fn serve_one(
         return c.shutdown(std::net::Shutdown::Both);
     }
     if fault(|p| Fault::Stall(p.into())) {
-        c.write_all(&part[..part.len() / 4])?;
+        if first_time {
+            c.write_all(&part[..part.len() / 4])?;
+        }
         std::thread::sleep(Duration::from_secs(600));
         return Ok(());
     }

@@ -53,8 +53,8 @@ pub fn lease(
         let what = format!("{what} (DHCP on {})", iface.name);
         move |source| NetError::Socket { what, source }
     };
-    let sock =
-        UdpSocket::bind(("0.0.0.0", dhcp::CLIENT_PORT)).map_err(sock_err("binding UDP port 68"))?;
+    let sock = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], dhcp::CLIENT_PORT)))
+        .map_err(sock_err("binding UDP port 68"))?;
     sock.set_broadcast(true).map_err(sock_err("SO_BROADCAST"))?;
     crate::sys::bind_to_device(sock.as_fd(), &iface.name).map_err(sock_err("SO_BINDTODEVICE"))?;
     let to = SocketAddr::from(([255, 255, 255, 255], dhcp::SERVER_PORT));

@@ -26,7 +26,7 @@ impl Resolver {
     fn ask(&self, server: Ipv4Addr, host: &str, id: u16) -> Result<Vec<Ipv4Addr>, (bool, String)> {
         let q = dns::query(id, host).map_err(|e| (true, e.to_string()))?;
         let io = |e: std::io::Error| (false, e.to_string());
-        let sock = UdpSocket::bind(("0.0.0.0", 0)).map_err(io)?;
+        let sock = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0))).map_err(io)?;
         sock.connect(SocketAddr::from((server, dns::PORT)))
             .map_err(io)?;
         sock.set_read_timeout(Some(self.timeout)).map_err(io)?;
