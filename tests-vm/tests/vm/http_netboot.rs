@@ -346,3 +346,54 @@ fn ram_at_stage_2_matches_the_in_initrd_set() {
     eprintln!("MemAvailable at stage 2: over HTTP {h} kB, in-initrd set {p} kB");
     assert!(h + 32 * 1024 >= p, "over HTTP {h} kB, in the initrd {p} kB");
 }
+
+/// The plain case on aarch64 (`virt`, TCG): the `--http` set's kernel and
+/// initrd given directly (QEMU has no aarch64 iPXE ROM), the images
+/// fetched by init over a virtio NIC.
+#[test]
+fn aarch64_fetches_the_http_set() {
+    let tmp = tempfile::Builder::new()
+        .prefix("nixlive-http-arm64-")
+        .tempdir()
+        .unwrap();
+    let mut spec = DemoSpec::new(Arch::Aarch64, "NIXLIVE_HTTP_ARM");
+    spec.netboot = true;
+    spec.netboot_args = vec![
+        "--http".into(),
+        "--base-url".into(),
+        "http://unused/".into(),
+    ];
+    let set = build_demo(tmp.path(), &spec)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .netboot
+        .expect("netboot set");
+    let server = Server::serve(&set, Vec::new());
+    let cmd = Arch::Aarch64
+        .qemu(kvm::accel())
+        .arg("-kernel")
+        .arg(set.join("bzImage"))
+        .arg("-initrd")
+        .arg(set.join("initrd"))
+        .arg("-append")
+        .arg(cmdline(&set, Some(&url(server.port)), ""))
+        .arg("-netdev")
+        .arg("user,id=n0")
+        .arg("-device")
+        .arg("virtio-net-pci,netdev=n0");
+    let run = boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    checks::live_system(&run.report, "aarch64").unwrap_or_else(|e| panic!("{e}"));
+    let img = run.report.mount("/nix/.ro-store").expect("no image mount");
+    assert!(
+        img.source.starts_with("/dev/loop"),
+        "image on {}",
+        img.source
+    );
+    let t = run.report.stage1.as_ref().expect("stage1.json");
+    assert!(
+        t.net
+            .iter()
+            .any(|(k, v)| k == "address" && v == "10.0.2.15/24"),
+        "{:?}",
+        t.net
+    );
+}
