@@ -81,12 +81,14 @@ pub enum Compression {
 pub fn build(a: &InitrdArgs, epoch: u64) -> Result<Vec<u8>> {
     let init = read(&a.init, "--init")?;
     let optional = modules::module_set(&a.module_sets).context("--module-set")?;
+    let coldplug = modules::coldplug_set(&a.module_sets).context("--module-set")?;
     let firmware_codecs = firmware_codecs(a)?;
     let (mut archive, notes) = modules::archive(&InitrdSpec {
         init: &init,
         modules_dir: &a.modules_dir,
         modules: &a.modules,
         optional_modules: &optional,
+        coldplug_modules: &coldplug,
         firmware_dirs: &a.firmware_dirs,
         firmware_codecs: &firmware_codecs,
     })?;

@@ -304,18 +304,34 @@ fn a_stalled_body_gives_up() {
     assert!(resumed, "{:?}", server.requests());
 }
 
-/// The server answers only 10 s after the VM starts: refused connections
-/// are retried within the budget, and the boot goes on.
+/// The server answers only 10 s after init first asks it: refused
+/// connections are retried with backoff within the budget, and the boot
+/// goes on.
 #[test]
 fn a_server_that_comes_up_late_is_waited_for() {
     let f = fixture();
     let port = free_port();
-    let server = Server::serve_later(&f.http, port, Duration::from_secs(10));
     let cmd = direct(&f.http, &cmdline(&f.http, Some(&url(port)), ""), 1024);
-    let run = boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    assert_fetched(&run);
-    let log = run.serial_log.replace('\r', "");
-    assert!(log.contains("cannot connect to 10.0.2.2"), "{log}");
+    let vm = Vm::spawn(&cmd, TIMEOUT).unwrap();
+    vm.wait_for("phase fetch-manifest: start", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::serve_later(&f.http, port, Duration::from_secs(10));
+    vm.wait_for(nixlive_tests_vm::report::END, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log = vm.serial_log().replace('\r', "");
+    let report = nixlive_tests_vm::report::parse(&log).unwrap_or_else(|e| panic!("{e}"));
+    checks::live_system(&report, "x86_64").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        log.contains(&format!("cannot connect to 10.0.2.2:{port}")),
+        "{log}"
+    );
+    let fetched = nixlive_tests_vm::media::init_stamp(&log, "fetched the manifest").unwrap();
+    let asked = nixlive_tests_vm::media::init_stamp(&log, "phase fetch-manifest: start").unwrap();
+    eprintln!(
+        "the manifest came {:.1} s after init first asked",
+        fetched - asked
+    );
+    assert!(fetched - asked >= 9.0, "{log}");
     assert!(!server.requests().is_empty());
 }
 
@@ -395,5 +411,56 @@ fn aarch64_fetches_the_http_set() {
             .any(|(k, v)| k == "address" && v == "10.0.2.15/24"),
         "{:?}",
         t.net
+    );
+}
+
+/// 600 MiB of images (incompressible ballast in the system's closure) boot
+/// in a 1 GiB VM: each image is in RAM once, in the tmpfs it is mounted from.
+#[test]
+fn a_1_gib_vm_boots_600_mib_of_images() {
+    const BALLAST: usize = 600 << 20;
+    let tmp = tempfile::Builder::new()
+        .prefix("nixlive-http-600-")
+        .tempdir()
+        .unwrap();
+    let mut spec = DemoSpec::new(Arch::X86_64, "NIXLIVE_HTTP_600");
+    spec.netboot = true;
+    spec.netboot_args = vec![
+        "--http".into(),
+        "--base-url".into(),
+        "http://unused/".into(),
+    ];
+    let demo = nixlive_tests_vm::artifacts::build_demo_with(tmp.path(), &spec, &|root, system| {
+        // xorshift: fast, and squashfs cannot compress it.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut data = vec![0u8; BALLAST];
+        for chunk in data.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let p = root.join(system.trim_start_matches('/')).join("ballast");
+        std::fs::write(&p, data).map_err(|e| format!("{}: {e}", p.display()))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let set = demo.netboot.expect("netboot set");
+    let text = std::fs::read_to_string(set.join("nixlive.manifest")).unwrap();
+    let total: u64 = Manifest::parse(&text)
+        .unwrap()
+        .images
+        .iter()
+        .map(|i| i.size)
+        .sum();
+    assert!(total >= BALLAST as u64, "images total {total} bytes");
+    let server = Server::serve(&set, Vec::new());
+    let cmd = direct(&set, &cmdline(&set, Some(&url(server.port)), ""), 1024);
+    let run = boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_fetched(&run);
+    let avail = mem_available_kib(&run.serial_log);
+    eprintln!(
+        "images {} MiB in a 1 GiB VM: MemAvailable at stage 2 {} MiB",
+        total >> 20,
+        avail >> 10
     );
 }
