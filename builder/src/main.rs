@@ -6,6 +6,7 @@
 //! container), whose stages are `closure/`, `images/`, `initrd/` and
 //! `medium/`.
 
+mod check;
 mod closure;
 mod cmd;
 mod cmdline;

@@ -28,6 +28,7 @@ pub fn module_name(s: &str) -> String {
         .unwrap_or(base);
     base.replace('-', "_")
 }
+
 /// The values of `key` in a (decompressed) module's `.modinfo` section,
 /// found as NUL-separated `key=value` strings (`vermagic`, `firmware`).
 pub fn modinfo<'a>(module: &'a [u8], key: &str) -> Vec<&'a str> {
@@ -57,6 +58,11 @@ pub struct ModDep {
 }
 
 impl ModDep {
+    /// The canonical names of the modules it lists.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
     pub fn parse(text: &str) -> Result<ModDep, ModError> {
         let mut d = ModDep::default();
         for (i, line) in text.lines().enumerate() {
