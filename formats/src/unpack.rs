@@ -303,7 +303,7 @@ mod tests {
     fn xz_prefix_says_where_the_stream_ends() {
         let packed = reference(Codec::Xz);
         let mut data = packed.clone();
-        data.extend_from_slice(b"\0\0\0\0070701 next archive");
+        data.extend_from_slice(b"\x00\x00\x00\x00070701 next archive");
         let (out, used) = unxz_prefix(&data, 1 << 20).unwrap();
         assert_eq!(out, PLAIN.repeat(64));
         assert_eq!(used, packed.len());

@@ -110,6 +110,15 @@ pub fn before_build(
             machine,
         ));
     }
+    for f in &a.extra_cpio {
+        let data = fs::read(f).with_context(|| format!("reading --extra-cpio {}", f.display()))?;
+        if let Err(e) = crate::inspect::initrd::Initrd::parse(data) {
+            problems.push(Problem {
+                what: format!("--extra-cpio {} cannot be unpacked: {e}", f.display()),
+                fix: "give a whole cpio newc archive (plain, or gzip, zstd or xz compressed); the kernel would stop unpacking the initrd there".into(),
+            });
+        }
+    }
     let packed: BTreeSet<String> = plan.files.iter().map(|f| kmod_name(f)).collect();
     let builtin: BTreeSet<String> = plan.builtin.iter().cloned().collect();
     match config_file(a, kernel) {

@@ -215,9 +215,7 @@ pub fn stage2(s: &Stage2Facts, machine: Option<Machine>) -> Vec<Problem> {
                         "the stage-2 init {} is a script for {interpreter}, which is outside /nix/store: stage 2 starts with only the store",
                         s.path
                     ),
-                    format!(
-                        "point its #! line at an interpreter in the closure (e.g. /nix/store/...-bash/bin/bash)"
-                    ),
+                    "point its #! line at an interpreter in the closure (e.g. /nix/store/...-bash/bin/bash)",
                 )];
             }
             interpreter_in_closure(s, interpreter, "script interpreter", fix_closure)

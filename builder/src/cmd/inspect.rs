@@ -154,7 +154,7 @@ pub fn text(r: &Report, verify: bool) -> String {
             "registration  {} in {}: {} paths, {}",
             g.path,
             g.image,
-            g.paths,
+            g.paths.map_or("?".to_string(), |n| n.to_string()),
             if g.closed { "closed" } else { "NOT closed" }
         );
     }

@@ -118,8 +118,9 @@ impl Initrd {
             let format = magic(&r.raw[at..]).ok_or_else(|| InitrdError {
                 offset: at,
                 what: "segment".into(),
-                why: "neither a cpio archive nor gzip, zstd or xz data (truncated, or not an initrd)"
-                    .into(),
+                why:
+                    "neither a cpio archive nor gzip, zstd or xz data (truncated, or not an initrd)"
+                        .into(),
             })?;
             let (buffer, size) = if format == "stored" {
                 (None, 0)
@@ -150,12 +151,7 @@ impl Initrd {
                     })?;
                 for e in entries {
                     let start = e.data.as_ptr() as usize - data.as_ptr() as usize;
-                    found.push((
-                        e.path().to_string(),
-                        e.mode,
-                        start,
-                        start + e.data.len(),
-                    ));
+                    found.push((e.path().to_string(), e.mode, start, start + e.data.len()));
                     files += 1;
                 }
                 pos += used;

@@ -14,9 +14,7 @@ pub mod initrd;
 pub mod squash;
 
 use crate::check::config::MediumNeeds;
-use crate::check::facts::{
-    KernelFacts, ModuleFacts, ModuleSample, ProgramFacts, Stage2Facts,
-};
+use crate::check::facts::{KernelFacts, ModuleFacts, ModuleSample, ProgramFacts, Stage2Facts};
 use crate::check::rules::{self, Problem};
 use crate::tool;
 use anyhow::{Context, Result, bail};
@@ -117,7 +115,8 @@ pub struct ManifestReport {
 pub struct RegistrationReport {
     pub path: String,
     pub image: String,
-    pub paths: usize,
+    /// How many paths it registers (`None` when it cannot be read).
+    pub paths: Option<usize>,
     pub closed: bool,
 }
 
@@ -177,7 +176,12 @@ pub fn grub_entries(text: &str) -> Vec<String> {
         .map(str::trim)
         .filter_map(|l| {
             let rest = l.strip_prefix("linux ")?;
-            Some(rest.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            Some(
+                rest.split_whitespace()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
         })
         .collect()
 }
@@ -235,7 +239,10 @@ fn rel(root: &Path, p: &Path) -> String {
 fn tree_parts(dir: &Path, kind: MediumKind, label: Option<String>) -> Parts {
     let mut entries = Vec::new();
     for (file, parse) in [
-        ("isolinux/isolinux.cfg", isolinux_entries as fn(&str) -> Vec<String>),
+        (
+            "isolinux/isolinux.cfg",
+            isolinux_entries as fn(&str) -> Vec<String>,
+        ),
         ("boot/grub/grub.cfg", grub_entries),
     ] {
         if let Ok(t) = fs::read_to_string(dir.join(file)) {
@@ -358,10 +365,7 @@ fn extract_iso(iso: &Path, dir: &Path) -> Result<()> {
             .arg(dir),
         "xorriso",
     )?;
-    tool::run(
-        Command::new("chmod").args(["-R", "u+w"]).arg(dir),
-        "chmod",
-    )
+    tool::run(Command::new("chmod").args(["-R", "u+w"]).arg(dir), "chmod")
 }
 
 fn program_report(p: &ProgramFacts) -> ProgramReport {
@@ -424,10 +428,17 @@ fn analyze(path: &str, mut parts: Parts, verify: bool) -> Result<Report> {
                     segments: r.segments.clone(),
                     init: None,
                     shell: None,
-                    modules_for: module_facts.as_ref().map(|m: &ModuleFacts| m.version.clone()),
+                    modules_for: module_facts
+                        .as_ref()
+                        .map(|m: &ModuleFacts| m.version.clone()),
                     modules: module_facts
                         .as_ref()
-                        .map(|m| m.modules.iter().map(|s| kmod::module_name(&s.file)).collect())
+                        .map(|m| {
+                            m.modules
+                                .iter()
+                                .map(|s| kmod::module_name(&s.file))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     needed: Vec::new(),
                     missing: Vec::new(),
@@ -467,7 +478,11 @@ fn analyze(path: &str, mut parts: Parts, verify: bool) -> Result<Report> {
                 ));
             } else if parts.kind == MediumKind::Netboot {
                 problems.push(problem(
-                    format!("the netboot initrd {} has no {}", rep.path, manifest::DEFAULT_PATH),
+                    format!(
+                        "the netboot initrd {} has no {}",
+                        rep.path,
+                        manifest::DEFAULT_PATH
+                    ),
                     REBUILD,
                 ));
             }
@@ -479,19 +494,31 @@ fn analyze(path: &str, mut parts: Parts, verify: bool) -> Result<Report> {
     let mut registration = None;
     let mut images_fs = None;
     if let Some((mpath, text, images_in)) = parts.manifest.take() {
-        match text.map_err(|e| e.to_string()).and_then(|t| {
-            Manifest::parse(&t).map_err(|e| e.to_string())
-        }) {
+        match text
+            .map_err(|e| e.to_string())
+            .and_then(|t| Manifest::parse(&t).map_err(|e| e.to_string()))
+        {
             Err(e) if parts.kind != MediumKind::Initrd => problems.push(problem(
                 format!("the manifest {mpath} cannot be read: {e}"),
                 REBUILD,
             )),
             Err(_) => {}
             Ok(m) => {
-                let (rep, files) =
-                    check_images(&m, &mpath, &images_in, initrd.as_ref(), work.path(), verify, &mut problems);
+                let (rep, files) = check_images(
+                    &m,
+                    &mpath,
+                    &images_in,
+                    initrd.as_ref(),
+                    work.path(),
+                    verify,
+                    &mut problems,
+                );
                 images_fs = m.images.first().map(|i| {
-                    let comp = rep.images.first().and_then(|i| i.compression).unwrap_or("zstd");
+                    let comp = rep
+                        .images
+                        .first()
+                        .and_then(|i| i.compression)
+                        .unwrap_or("zstd");
                     (i.fs, comp)
                 });
                 registration = store_checks(&m, &files, machine, &mut problems);
@@ -747,9 +774,31 @@ fn store_checks(
         .unwrap_or(&m.registration);
     let mut report = None;
     let mut closure: BTreeSet<String> = BTreeSet::new();
-    match top.cat(rel).map_err(|e| format!("{e:#}")).and_then(|d| {
-        Registration::parse(&d).map_err(|e| e.to_string())
-    }) {
+    let parsed = top.cat(rel).map_err(|e| format!("{e:#}")).and_then(|d| {
+        Registration::parse(&d).map_err(|e| {
+            if crate::closure::is_open(&e) {
+                format!("OPEN{e}")
+            } else {
+                e.to_string()
+            }
+        })
+    });
+    match parsed {
+        Err(e) if e.starts_with("OPEN") => {
+            problems.push(problem(
+                format!(
+                    "the registration {} in {} is not closed: {} (postboot refuses it; Nix would see a broken store)",
+                    m.registration, m.images[0].name, &e[4..]
+                ),
+                "build from a closed closure (nix-store -qR, or closureInfo) and let nixlive write the registration",
+            ));
+            report = Some(RegistrationReport {
+                path: m.registration.clone(),
+                image: m.images[0].name.clone(),
+                paths: None,
+                closed: false,
+            });
+        }
         Err(e) => problems.push(problem(
             format!(
                 "the registration {} in {} cannot be read: {e}",
@@ -774,11 +823,15 @@ fn store_checks(
                     "build from a closed closure (nix-store -qR, or closureInfo) and let nixlive write the registration",
                 ));
             }
-            closure = reg.paths.iter().map(|p| p.base_name().to_string()).collect();
+            closure = reg
+                .paths
+                .iter()
+                .map(|p| p.base_name().to_string())
+                .collect();
             report = Some(RegistrationReport {
                 path: m.registration.clone(),
                 image: m.images[0].name.clone(),
-                paths: reg.paths.len(),
+                paths: Some(reg.paths.len()),
                 closed: open.is_none(),
             });
         }
@@ -808,7 +861,8 @@ mod tests {
         );
         let grub = "menuentry \"nixlive\" {\n  linux /boot/vmlinuz root=LABEL=T init=/i\n  initrd /boot/initrd\n}\n";
         assert_eq!(grub_entries(grub), ["root=LABEL=T init=/i"]);
-        let ipxe = "#!ipxe\nkernel bzImage initrd=initrd init=/i console=ttyS0\ninitrd initrd\nboot\n";
+        let ipxe =
+            "#!ipxe\nkernel bzImage initrd=initrd init=/i console=ttyS0\ninitrd initrd\nboot\n";
         assert_eq!(ipxe_entries(ipxe), ["init=/i console=ttyS0"]);
         assert_eq!(param("root=LABEL=T init=/i", "root"), Some("LABEL=T"));
         assert_eq!(param("xinit=/a init=/i", "init"), Some("/i"));

@@ -56,7 +56,11 @@ pub fn parse_listing_line(line: &str) -> Option<(String, u32, Option<String>)> {
     let mut it = line.splitn(6, ' ').filter(|s| !s.is_empty());
     let mode = parse_mode(it.next()?)?;
     // owner, size, date, time; the rest is the path.
-    let rest = line.split_whitespace().skip(5).collect::<Vec<_>>().join(" ");
+    let rest = line
+        .split_whitespace()
+        .skip(5)
+        .collect::<Vec<_>>()
+        .join(" ");
     let (path, link) = match rest.split_once(" -> ") {
         Some((p, l)) if mode & 0o170000 == 0o120000 => (p.to_string(), Some(l.to_string())),
         _ => (rest, None),
@@ -157,7 +161,9 @@ mod tests {
             Some(("/abc-sys/init".into(), 0o100555, None))
         );
         assert_eq!(
-            parse_listing_line("lrwxrwxrwx 0/0  24 1970-01-01 00:00 /abc-sys/lib -> /nix/store/x-lib"),
+            parse_listing_line(
+                "lrwxrwxrwx 0/0  24 1970-01-01 00:00 /abc-sys/lib -> /nix/store/x-lib"
+            ),
             Some((
                 "/abc-sys/lib".into(),
                 0o120777,
