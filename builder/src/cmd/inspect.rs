@@ -127,7 +127,7 @@ pub fn text(r: &Report, verify: bool) -> String {
     if let Some(m) = &r.manifest {
         let _ = writeln!(o, "manifest      {}", m.path);
         let _ = writeln!(o, "  init        {}", m.init);
-        let _ = writeln!(o, "  registration {}", m.registration);
+        let _ = writeln!(o, "  reg. file   {}", m.registration);
         for i in &m.images {
             let check = match (i.found_size, i.digest_ok) {
                 (None, _) => "MISSING".to_string(),
