@@ -246,6 +246,37 @@ fn a_stage2_init_that_is_not_executable_is_refused() {
     );
 }
 
+#[test]
+fn a_demo_system_for_another_machine_is_refused() {
+    let s = setup();
+    let root = s.dir.join("arm-root");
+    let out = ok(Command::new(NIXLIVE)
+        .arg("demo-system")
+        .arg("--init")
+        .arg(guest_program("aarch64", "nixlive-demo-init"))
+        .arg("--postboot")
+        .arg(guest_program("aarch64", "nixlive-postboot"))
+        .arg("--root")
+        .arg(&root));
+    let system = out.trim().lines().last().unwrap().to_string();
+    let i = Inputs {
+        root,
+        system: system.clone(),
+        ..s.inputs()
+    };
+    refused(
+        &s,
+        WITH_SYSTEM,
+        &i,
+        &[
+            &format!("the stage-2 init {system}/init is for aarch64, but the kernel is for x86_64"),
+            &format!(
+                "the system's {system}/bin/nixlive-postboot is for aarch64, but the kernel is for x86_64"
+            ),
+        ],
+    );
+}
+
 /// `data` cut to half, in a file.
 fn truncated_cpio(s: &Setup) -> PathBuf {
     let stage = s.dir.join("stage");

@@ -284,6 +284,18 @@ fn in_closure(view: &dyn StoreView, path: &str) -> bool {
     view.closure().contains(base) && resolve(view, path).is_some()
 }
 
+/// The ELF header of the program at `path` in the view, if it is one
+/// (symlinks followed).
+pub fn elf_in_view(view: &dyn StoreView, path: &str) -> Option<ElfInfo> {
+    let (_, e) = resolve(view, path)?;
+    elf::parse(&e.head).ok()
+}
+
+/// Programs of the system that run before anything could fix them: the
+/// post-boot agent (the demo system's, and a NixOS system's when it has
+/// one).
+pub const SYSTEM_PROGRAMS: &[&str] = &["bin/nixlive-postboot"];
+
 impl Stage2Facts {
     pub fn from_view(view: &dyn StoreView, init: &str) -> Stage2Facts {
         let (file, interp) = match resolve(view, init) {

@@ -176,6 +176,22 @@ pub fn stage2(closure: &Closure, machine: Option<Machine>) -> Result<(), Problem
             .map(|i| i.base_name().to_string())
             .collect(),
     };
-    let facts = Stage2Facts::from_view(&store, &format!("{}/init", closure.system));
-    result(rules::stage2(&facts, machine))
+    result(stage2_and_programs(&store, &closure.system, machine))
+}
+
+/// The stage-2 init of `system` and the system's programs, in a store.
+pub fn stage2_and_programs(
+    store: &dyn facts::StoreView,
+    system: &str,
+    machine: Option<Machine>,
+) -> Vec<Problem> {
+    let facts = Stage2Facts::from_view(store, &format!("{system}/init"));
+    let mut problems = rules::stage2(&facts, machine);
+    for p in facts::SYSTEM_PROGRAMS {
+        let path = format!("{system}/{p}");
+        if let Some(info) = facts::elf_in_view(store, &path) {
+            problems.extend(rules::system_program(&path, &info, machine));
+        }
+    }
+    problems
 }

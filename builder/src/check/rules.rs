@@ -253,6 +253,25 @@ pub fn stage2(s: &Stage2Facts, machine: Option<Machine>) -> Vec<Problem> {
     }
 }
 
+/// A program of the system (`bin/nixlive-postboot`): for the kernel's
+/// machine.
+pub fn system_program(
+    path: &str,
+    info: &nixlive_formats::elf::ElfInfo,
+    machine: Option<Machine>,
+) -> Vec<Problem> {
+    match machine {
+        Some(m) if info.machine != m => vec![problem(
+            format!(
+                "the system's {path} is for {}, but the kernel is for {m}",
+                info.machine
+            ),
+            format!("build the system's programs for {m}"),
+        )],
+        _ => Vec::new(),
+    }
+}
+
 fn interpreter_in_closure(s: &Stage2Facts, interp: &str, what: &str, fix: &str) -> Vec<Problem> {
     match s.interpreter_found {
         Some(true) => Vec::new(),
@@ -487,6 +506,16 @@ mod tests {
                 .contains("is for aarch64")
         );
         assert!(!stage2(&s2(Stage2File::Missing("gone".into()), None), None).is_empty());
+    }
+
+    #[test]
+    fn system_programs() {
+        let arm = elf(Machine::Aarch64, None);
+        assert!(system_program("/p", &arm, Some(Machine::Aarch64)).is_empty());
+        assert_eq!(
+            system_program("/p", &arm, Some(Machine::X86_64))[0].what,
+            "the system's /p is for aarch64, but the kernel is for x86_64"
+        );
     }
 
     #[test]

@@ -843,8 +843,13 @@ fn store_checks(
             .collect();
     }
     let store = squash::Store { images, closure };
-    let facts = Stage2Facts::from_view(&store, &m.init);
-    problems.extend(rules::stage2(&facts, machine));
+    match m.init.strip_suffix("/init") {
+        Some(system) => problems.extend(crate::check::stage2_and_programs(&store, system, machine)),
+        None => {
+            let facts = Stage2Facts::from_view(&store, &m.init);
+            problems.extend(rules::stage2(&facts, machine));
+        }
+    }
     report
 }
 
