@@ -774,21 +774,19 @@ fn store_checks(
         .unwrap_or(&m.registration);
     let mut report = None;
     let mut closure: BTreeSet<String> = BTreeSet::new();
-    let parsed = top.cat(rel).map_err(|e| format!("{e:#}")).and_then(|d| {
-        Registration::parse(&d).map_err(|e| {
-            if crate::closure::is_open(&e) {
-                format!("OPEN{e}")
-            } else {
-                e.to_string()
-            }
-        })
-    });
+    // Err((true, why)): parsed, but not closed.
+    let parsed = top
+        .cat(rel)
+        .map_err(|e| (false, format!("{e:#}")))
+        .and_then(|d| {
+            Registration::parse(&d).map_err(|e| (crate::closure::is_open(&e), e.to_string()))
+        });
     match parsed {
-        Err(e) if e.starts_with("OPEN") => {
+        Err((true, e)) => {
             problems.push(problem(
                 format!(
                     "the registration {} in {} is not closed: {} (postboot refuses it; Nix would see a broken store)",
-                    m.registration, m.images[0].name, &e[4..]
+                    m.registration, m.images[0].name, e
                 ),
                 "build from a closed closure (nix-store -qR, or closureInfo) and let nixlive write the registration",
             ));
@@ -799,7 +797,7 @@ fn store_checks(
                 closed: false,
             });
         }
-        Err(e) => problems.push(problem(
+        Err((false, e)) => problems.push(problem(
             format!(
                 "the registration {} in {} cannot be read: {e}",
                 m.registration, m.images[0].name
