@@ -64,7 +64,9 @@ pub fn run(a: &Args) -> Result<()> {
     let epoch = source_date_epoch()?;
     let params = cmdline::netboot_params(&c.inputs.system, &c.append).context("--append")?;
     c.check_kernel()?;
+    let machine = c.check_boot(None)?;
     let build = Build::start(c, epoch, "nixlive-netboot.")?;
+    build.check_stage2(machine)?;
     let images = build.work().join("images");
     create_dir(&images)?;
     let manifest = build.images(&images)?;
@@ -108,7 +110,9 @@ fn run_http(a: &Args) -> Result<()> {
     let append = format!("{} nixlive.url={url}", c.append.trim());
     let params = cmdline::netboot_params(&c.inputs.system, append.trim()).context("--append")?;
     c.check_kernel()?;
+    let machine = c.check_boot(None)?;
     let build = Build::start(&c, epoch, "nixlive-netboot.")?;
+    build.check_stage2(machine)?;
     create_dir(out)?;
     let manifest = build.images(out)?;
     let initrd_path = out.join("initrd");
