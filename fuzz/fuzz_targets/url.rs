@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Url::parse(&u.to_string()).as_ref(), Ok(&u));
         if let Ok(j) = u.join(b) {
             assert!(j.path.starts_with('/'));
-            assert!(!j.path.split(['/', '?']).any(|s| s == ".."), "{j}");
+            // `..` may stay in the query; never in the path.
+            let path = j.path.split('?').next().unwrap_or("");
+            assert!(!path.split('/').any(|s| s == ".."), "{j}");
             assert_eq!(Url::parse(&j.to_string()).as_ref(), Ok(&j));
         }
     }

@@ -257,5 +257,7 @@ mod tests {
         // Location header is the server's) must not panic PID 1.
         assert!(j("..\u{fffd}quashfs").is_err());
         assert!(j("abcdé").is_err());
+        // Found by `make fuzz`: a query keeps its `..` and `//`, the path not.
+        assert_eq!(j("p://10?..//x").unwrap(), "http://h:81/live/set/p:/10?..//x");
     }
 }
