@@ -258,6 +258,9 @@ mod tests {
         assert!(j("..\u{fffd}quashfs").is_err());
         assert!(j("abcdé").is_err());
         // Found by `make fuzz`: a query keeps its `..` and `//`, the path not.
-        assert_eq!(j("p://10?..//x").unwrap(), "http://h:81/live/set/p:/10?..//x");
+        assert_eq!(
+            j("p://10?..//x").unwrap(),
+            "http://h:81/live/set/p:/10?..//x"
+        );
     }
 }
