@@ -91,7 +91,9 @@ impl Url {
             .get(..7)
             .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
         {
-            return Url::parse(rel);
+            // Its path's `.` and `..` are resolved too.
+            let u = Url::parse(rel)?;
+            return u.join(&u.path.clone());
         }
         if rel
             .get(..8)
@@ -250,6 +252,8 @@ mod tests {
         assert_eq!(j("/top?q=1").unwrap(), "http://h:81/top?q=1");
         assert_eq!(j("..").unwrap(), "http://h:81/live/");
         assert_eq!(j("http://other/x").unwrap(), "http://other/x");
+        // Found by `make fuzz`: dot segments of an absolute URL go too.
+        assert_eq!(j("http://o/a/b../../c/./d").unwrap(), "http://o/a/c/d");
         assert!(j("https://other/x").is_err());
         assert!(j("//other/x").is_err());
         assert!(j("a b").is_err());
