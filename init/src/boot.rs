@@ -56,7 +56,8 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     let mut loader = t.phase("load-modules", || load_modules(cmdline));
     stop_point(cmdline.debug1devices, "boot.debug1devices");
     let found = if let Some(url) = &cmdline.url {
-        let session = t.phase("network", || net::up(cmdline))?;
+        let mut coldplug = || loader.coldplug(Path::new("/sys"));
+        let session = t.phase("network", || net::up(cmdline, &mut coldplug))?;
         t.timeline.net = session.describe();
         Found::Http { url: url.clone() }
     } else if medium::in_initrd(cmdline, Path::new("/")) {

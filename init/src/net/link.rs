@@ -77,6 +77,7 @@ pub fn wait_for_carrier(
     want: Option<&str>,
     deadline: Option<Instant>,
     budget: Option<Duration>,
+    coldplug: &mut dyn FnMut(),
 ) -> Result<Iface, NetError> {
     let sys = Path::new(SYS_NET);
     // Listen first, so a carrier that comes between the scan and the wait is heard.
@@ -87,6 +88,8 @@ pub fn wait_for_carrier(
     let mut up = std::collections::HashSet::new();
     let mut said = false;
     loop {
+        // Drivers for devices that appeared meanwhile (already loaded ones are skipped).
+        coldplug();
         let all: Vec<Iface> = ethernet(sys)
             .into_iter()
             .filter(|i| want.is_none_or(|w| w == i.name))

@@ -201,7 +201,9 @@ pub fn budget(cmdline: &Cmdline) -> Option<Duration> {
 }
 
 /// Brings the network up as `ip=` says (DHCP by default) and remembers it.
-pub fn up(cmdline: &Cmdline) -> Result<&'static Session, BootError> {
+/// `coldplug` loads drivers for devices that appeared since the last call
+/// (a virtio NIC shows up only once virtio_pci is loaded).
+pub fn up(cmdline: &Cmdline, coldplug: &mut dyn FnMut()) -> Result<&'static Session, BootError> {
     let budget = budget(cmdline);
     let deadline = budget.map(|b| Instant::now() + b);
     let ip = cmdline.ip.clone().unwrap_or(IpConfig::Dhcp { iface: None });
@@ -214,7 +216,7 @@ pub fn up(cmdline: &Cmdline) -> Result<&'static Session, BootError> {
         what: "opening a netlink socket".into(),
         source,
     })?;
-    let iface = link::wait_for_carrier(&nl, want_iface.as_deref(), deadline, budget)?;
+    let iface = link::wait_for_carrier(&nl, want_iface.as_deref(), deadline, budget, coldplug)?;
     let session = match ip {
         IpConfig::Static(s) => {
             nl.add_address(iface.index, s.addr, s.prefix)
