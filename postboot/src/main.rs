@@ -11,7 +11,8 @@ const USAGE: &str = "\
 usage: nixlive-postboot [--root DIR] [--loader auto|native|nix-store]
                         [--registration FILE] [--system PATH] [--nix-store PROGRAM]
 
-Registers /nix/store/nix-path-registration in Nix's database, touches
+Registers /nix-path-registration (a system tarball's, removed once loaded)
+or /nix/store/nix-path-registration in Nix's database, touches
 /etc/NIXOS, points /nix/var/nix/profiles/system at the system and installs
 SSH keys from nixlive.ssh_key=, /run/nixlive/authorized_keys and
 /iso/nixlive/authorized_keys. Every path is inside --root (default /).
@@ -61,7 +62,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 o.loader = Loader::parse(&v)
                     .ok_or_else(|| format!("--loader {v:?}: expected auto, native or nix-store"))?;
             }
-            "--registration" => o.registration = absolute(&key, value()?)?,
+            "--registration" => o.registration = Some(absolute(&key, value()?)?),
             "--system" => o.system = Some(absolute(&key, value()?)?),
             "--nix-store" => o.nix_store = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown argument {arg:?}")),
@@ -111,7 +112,7 @@ mod tests {
         assert_eq!(o.root, PathBuf::from("/x"));
         assert_eq!(o.loader, Loader::NixStore);
         assert_eq!(o.system.as_deref(), Some("/run/current-system"));
-        assert_eq!(o.registration, "/reg");
+        assert_eq!(o.registration.as_deref(), Some("/reg"));
         assert_eq!(o.nix_store, Some(PathBuf::from("/bin/nix-store")));
         assert!(parse_args(args(&["--help"])).unwrap().is_none());
         for bad in [
