@@ -17,6 +17,8 @@ mod medium;
 mod outputs;
 mod pipeline;
 mod progress;
+mod system_tree;
+mod tar;
 mod tool;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +51,13 @@ enum Cmd {
     Netboot(cmd::netboot::Args),
     /// Write the initrd alone (no store images).
     Initrd(cmd::initrd::Args),
+    /// Write the system tarball: the closure, /nix-path-registration,
+    /// /boot/{kernel,initrd,cmdline} (the initrd boots a plain root), as
+    /// FILE.tar, FILE.tar.zst or FILE.tar.xz.
+    Tarball(cmd::tarball::Args),
+    /// Write the system tarball's tree as a partitioned disk image (one
+    /// ext4 root partition labelled --label) for an SD card or USB disk.
+    DiskImage(cmd::disk_image::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -59,6 +68,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Medium(a) => cmd::medium::run(&a),
         Cmd::Netboot(a) => cmd::netboot::run(&a),
         Cmd::Initrd(a) => cmd::initrd::run(&a),
+        Cmd::Tarball(a) => cmd::tarball::run(&a),
+        Cmd::DiskImage(a) => cmd::disk_image::run(&a),
     }
 }
 
