@@ -7,6 +7,10 @@
 //! no such root, a root that needs recovery, no stage-2 init, a read-only
 //! disk booted read-write.
 //!
+//! On the host, the tarball of the same system, unpacked and registered by
+//! postboot (native, and through the real `nix-store --load-db`), is a
+//! store real Nix verifies (hermetic, nixlive-testkit).
+//!
 //! The kernel is booted directly with the initrd and the command line the
 //! builder wrote (the command line read back from the image's
 //! `/boot/cmdline`); the disk is checked between boots with debugfs.
@@ -396,4 +400,108 @@ fn a_read_only_disk_booted_read_write_is_explained() {
             "add `ro` to the kernel command line",
         ],
     );
+}
+
+/// `nixlive tarball` of the x86_64 demo, unpacked twice: postboot's native
+/// loader registers one, the real `nix-store --load-db` (through postboot's
+/// `nix-store` loader) the other; each time the registration goes, and
+/// `nix-store --verify --check-contents` passes with every path valid.
+#[test]
+fn tarball_unpacked_and_registered_is_a_store_real_nix_accepts() {
+    use nixlive_testkit::nix::{Nix, program};
+    let d = disk(Arch::X86_64);
+    let tar = d.dir.join("system.tar.zst");
+    // The demo's store, and two paths of our own: an app referring to a lib.
+    let store_root = d.dir.join("tarball-root");
+    let _ = std::fs::remove_dir_all(&store_root);
+    let mut cmd = Command::new("cp");
+    cmd.arg("-a").arg(d.dir.join("root")).arg(&store_root);
+    run_command(cmd).unwrap();
+    let store = store_root.join("nix/store");
+    let lib = "/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-tarball-lib";
+    let app = "/nix/store/1d7l0qi8m1fdcgnkbq75g1d0fbgp4c8y-tarball-app";
+    let lib_dir = store.join(&lib[11..]);
+    std::fs::create_dir_all(lib_dir.join("lib")).unwrap();
+    std::fs::write(lib_dir.join("lib/libdemo.so"), b"a library").unwrap();
+    std::fs::create_dir_all(store.join(&app[11..]).join("bin")).unwrap();
+    std::fs::write(
+        store.join(&app[11..]).join("bin/app"),
+        format!("#!/bin/sh\nexec {lib}/lib/libdemo.so\n"),
+    )
+    .unwrap();
+    let k = artifacts::kernel(Arch::X86_64.debian());
+    let mut cmd = Command::new(artifacts::programs_builder());
+    cmd.arg("tarball")
+        .arg("--kernel")
+        .arg(&k.vmlinuz)
+        .arg("--modules-dir")
+        .arg(&k.modules_dir)
+        .args(["--module-set", "virtio", "--module", "ext4"])
+        .arg("--init")
+        .arg(Arch::X86_64.guest_program("nixlive-init"))
+        .arg("--store-root")
+        .arg(&store_root)
+        .arg("--system")
+        .arg(&d.system)
+        .args(["--store-path", app, "--store-path", lib])
+        .args(["--label", LABEL])
+        .arg("--out")
+        .arg(&tar);
+    run_command(cmd).unwrap();
+    let paths = std::fs::read_dir(&store).unwrap().count();
+    assert_eq!(paths, 3);
+    for loader in ["native", "nix-store"] {
+        let root = d.dir.join(format!("unpacked-{loader}"));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let mut cmd = Command::new("tar");
+        cmd.args(["--zstd", "--numeric-owner", "-xpf"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(&root);
+        run_command(cmd).unwrap();
+        assert!(root.join("nix-path-registration").is_file());
+        let nix = Nix::new(&d.dir.join(format!("nix-{loader}")));
+        let mut cmd = Command::new(Arch::X86_64.guest_program("nixlive-postboot"));
+        nix.configure(&mut cmd)
+            .arg("--root")
+            .arg(&root)
+            .args(["--loader", loader])
+            .arg("--nix-store")
+            .arg(program("nix-store"));
+        let out = run_command(cmd).unwrap_or_else(|e| panic!("postboot ({loader}): {e}"));
+        assert!(
+            out.contains(&format!(
+                "registration: loaded {paths} paths ({paths} new or changed) from /nix-path-registration with the {loader} loader"
+            )) && out.contains("registration: removed /nix-path-registration"),
+            "{out}"
+        );
+        assert!(!root.join("nix-path-registration").exists());
+        let verify = nix
+            .on_store("nix-store", &root)
+            .args(["--verify", "--check-contents"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&verify.stderr);
+        assert!(
+            verify.status.success() && !err.contains("error") && !err.contains("modified"),
+            "nix-store --verify --check-contents ({loader}): {verify:?}"
+        );
+        // Every path valid, the app's reference to the lib registered.
+        let q = nix
+            .on_store("nix-store", &root)
+            .args(["--query", "--requisites", app, &d.system])
+            .output()
+            .unwrap();
+        assert!(q.status.success(), "{q:?}");
+        let mut got: Vec<String> = String::from_utf8_lossy(&q.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        got.sort();
+        let mut want = vec![lib.to_string(), app.to_string(), d.system.clone()];
+        want.sort();
+        assert_eq!(got, want, "{q:?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
