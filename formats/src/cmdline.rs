@@ -131,6 +131,9 @@ pub struct Cmdline {
     /// `ro` (and `rw`, which undoes it; the last wins): a plain root is
     /// mounted read-only.
     pub read_only: bool,
+    /// `nixlive.grow_root`: postboot grows the root partition and its
+    /// filesystem to the end of the disk.
+    pub grow_root: bool,
     /// One message per known key whose value was rejected.
     pub warnings: Vec<String>,
 }
@@ -157,6 +160,7 @@ impl Default for Cmdline {
             ssh_keys: Vec::new(),
             root_mode: None,
             read_only: false,
+            grow_root: false,
             warnings: Vec::new(),
         }
     }
@@ -276,6 +280,7 @@ impl Cmdline {
             "nixlive.test_panic" => flag(self, |c| c.test_panic = true),
             "ro" => flag(self, |c| c.read_only = true),
             "rw" => flag(self, |c| c.read_only = false),
+            "nixlive.grow_root" => flag(self, |c| c.grow_root = true),
             "nixlive.root" => match val.and_then(crate::RootMode::parse) {
                 Some(m) => self.root_mode = Some(m),
                 None => self.warn(key, val, "want plain or live"),
@@ -469,6 +474,7 @@ mod tests {
         let c = Cmdline::parse("root=LABEL=nixos nixlive.root=plain ro");
         assert_eq!(c.root_mode, Some(crate::RootMode::Plain));
         assert!(c.read_only);
+        assert!(Cmdline::parse("nixlive.grow_root").grow_root);
         let c = Cmdline::parse("ro rw nixlive.root=live");
         assert_eq!(c.root_mode, Some(crate::RootMode::Live));
         assert!(!c.read_only, "the last of ro and rw wins");

@@ -36,6 +36,9 @@ pub struct Options {
     pub nix_store: Option<PathBuf>,
     /// Registration time for new paths (seconds since the epoch); default now.
     pub now: Option<i64>,
+    /// Grow the root partition and its filesystem to the end of the disk
+    /// (also asked for by `nixlive.grow_root` on the kernel command line).
+    pub grow_root: bool,
 }
 
 impl Options {
@@ -47,6 +50,7 @@ impl Options {
             system: None,
             nix_store: None,
             now: None,
+            grow_root: false,
         }
     }
 }
@@ -132,6 +136,9 @@ pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Summary 
     let config = read_config(root, &mut log);
     ssh_keys(root, &cmdline, &config, &mut log);
     root_password(root, &config, &mut log);
+    if opts.grow_root || cmdline.grow_root {
+        grow_root(root, &mut log);
+    }
 
     let s = log.summary;
     if s.failed > 0 {
@@ -439,6 +446,33 @@ fn root_password(root: &Path, config: &Config, log: &mut Log<'_>) {
             };
             log.say(step, format_args!("{what}, nothing to do"));
         }
+        Err(e) => log.fail(step, &e),
+    }
+}
+
+fn grow_root(root: &Path, log: &mut Log<'_>) {
+    let step = "grow";
+    let mib = |b: u64| b >> 20;
+    match crate::grow::grow_root(root) {
+        Ok(crate::grow::Outcome::Nothing { device }) => log.say(
+            step,
+            format_args!("{device} and its filesystem fill the disk already, nothing to do"),
+        ),
+        Ok(crate::grow::Outcome::Grown {
+            device,
+            table,
+            from,
+            to,
+            fs_bytes,
+        }) => log.changed(
+            step,
+            format_args!(
+                "{device} grown from {} to {} MiB ({table}), its ext4 to {} MiB",
+                mib(from),
+                mib(to),
+                mib(fs_bytes)
+            ),
+        ),
         Err(e) => log.fail(step, &e),
     }
 }
