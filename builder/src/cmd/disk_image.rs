@@ -253,6 +253,9 @@ fn mkfs_ext4(
         "-F".into(),
         "-t".into(),
         "ext4".into(),
+        // 4 KiB blocks even on a small image: it is grown to a card's size.
+        "-b".into(),
+        "4096".into(),
         "-L".into(),
         label.into(),
         "-U".into(),

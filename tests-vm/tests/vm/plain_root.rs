@@ -505,3 +505,66 @@ fn tarball_unpacked_and_registered_is_a_store_real_nix_accepts() {
         let _ = std::fs::remove_dir_all(&root);
     }
 }
+
+/// `nixlive.grow_root` on a disk larger than the image (a 256 MiB image
+/// on a 512 MiB disk): the first boot grows the root partition to the
+/// disk's end and its ext4 with it, online; the table is one sgdisk finds
+/// no problem with; the second boot has nothing to grow.
+#[test]
+fn x86_64_grow_root_fills_the_disk_once() {
+    let d = disk(Arch::X86_64);
+    let image = copy(d, "grow.img");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    let first = media::boot(
+        &vm(d, &image, Bus::Virtio, false, "nixlive.grow_root"),
+        TIMEOUT,
+    )
+    .unwrap_or_else(|f| panic!("{f}"));
+    let ctx = first.context();
+    let o = out(&first);
+    eprintln!("first boot, postboot:\n{o}");
+    assert_plain_root(&first, "/dev/vda1");
+    assert!(
+        o.contains(
+            "postboot: grow: /dev/vda1 grown from 254 to 510 MiB (GPT), its ext4 to 510 MiB"
+        ),
+        "{o}\n{ctx}"
+    );
+    assert_eq!(first.report.postboot_exit, 0, "{ctx}");
+    let mut cmd = Command::new("sgdisk");
+    cmd.arg("-v").arg(&image);
+    let v = run_command(cmd).unwrap();
+    assert!(v.contains("No problems found"), "{v}");
+    let mut cmd = Command::new("dumpe2fs");
+    cmd.arg("-h")
+        .arg(format!("{}?offset={OFFSET}", image.display()));
+    let sb = run_command(cmd).unwrap();
+    let field = |name: &str| -> u64 {
+        sb.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{sb}"))
+    };
+    let (blocks, size) = (field("Block count:"), field("Block size:"));
+    assert_eq!(size, 4096, "the builder asks for 4 KiB blocks");
+    assert_eq!((blocks * size) >> 20, 510, "{sb}");
+
+    let second = media::boot(
+        &vm(d, &image, Bus::Virtio, false, "nixlive.grow_root"),
+        TIMEOUT,
+    )
+    .unwrap_or_else(|f| panic!("{f}"));
+    let o = out(&second);
+    assert!(
+        o.contains("grow: /dev/vda1 and its filesystem fill the disk already, nothing to do")
+            && o.contains("postboot: nothing to do"),
+        "{o}\n{}",
+        second.context()
+    );
+    let _ = std::fs::remove_file(&image);
+}
