@@ -91,6 +91,10 @@ fn put64(b: &mut [u8], o: usize, v: u64) {
 /// `disk_sectors` whose first bytes are `head` ([`HEAD_LEN`], or less for
 /// a smaller disk). `Ok(None)`: it fills the disk already.
 pub fn plan(head: &[u8], disk_sectors: u64, partno: u32) -> Result<Option<Growth>, GrowError> {
+    // Sizes in bytes must fit a u64, and a table needs a disk.
+    if !(2..=u64::MAX / SECTOR).contains(&disk_sectors) {
+        return Err(GrowError::NoTable);
+    }
     let mbr = head.get(..512).ok_or(GrowError::NoTable)?;
     if mbr[510..512] != [0x55, 0xAA] {
         return Err(GrowError::NoTable);
@@ -102,7 +106,9 @@ pub fn plan(head: &[u8], disk_sectors: u64, partno: u32) -> Result<Option<Growth
 }
 
 fn gpt(head: &[u8], disk_sectors: u64, partno: u32) -> Result<Option<Growth>, GrowError> {
-    let h = &head[512..1024];
+    let h = head
+        .get(512..1024)
+        .ok_or(GrowError::BadGpt("header cut short"))?;
     let size = le32(h, 12) as usize;
     if !(92..=512).contains(&size) {
         return Err(GrowError::BadGpt("header size"));
@@ -111,6 +117,9 @@ fn gpt(head: &[u8], disk_sectors: u64, partno: u32) -> Result<Option<Growth>, Gr
     put32(&mut check, 16, 0);
     if crc32(&check) != le32(h, 16) {
         return Err(GrowError::BadGpt("header CRC"));
+    }
+    if le64(h, 24) != 1 {
+        return Err(GrowError::BadGpt("not the primary header"));
     }
     let entries_lba = le64(h, 72);
     let count = le32(h, 80) as usize;
@@ -123,7 +132,7 @@ fn gpt(head: &[u8], disk_sectors: u64, partno: u32) -> Result<Option<Growth>, Gr
     let from = usize::try_from(entries_lba.saturating_mul(SECTOR))
         .map_err(|_| GrowError::BadGpt("entry array place"))?;
     let entries = head
-        .get(from..from + entries_len)
+        .get(from..from.saturating_add(entries_len))
         .ok_or(GrowError::BadGpt("entry array beyond the first MiB"))?;
     if crc32(entries) != le32(h, 88) {
         return Err(GrowError::BadGpt("entry array CRC"));
@@ -138,6 +147,9 @@ fn gpt(head: &[u8], disk_sectors: u64, partno: u32) -> Result<Option<Growth>, Gr
     }
     let e = &entries[idx * esize..];
     let (start, end) = (le64(e, 32), le64(e, 40));
+    if end < start {
+        return Err(GrowError::BadGpt("partition ends before it starts"));
+    }
     for i in (0..count).filter(|&i| i != idx && used(i)) {
         if le64(&entries[i * esize..], 32) > start {
             return Err(GrowError::NotLast {
@@ -518,6 +530,18 @@ mod tests {
             Err(GrowError::BadGpt("header CRC"))
         );
         assert_eq!(plan(&[0u8; 512], 100, 1), Err(GrowError::NoTable));
+        let backwards = gpt_head(small, &[(5000, 4000)]);
+        assert_eq!(
+            plan(&backwards, small * 2, 1),
+            Err(GrowError::BadGpt("partition ends before it starts"))
+        );
+        let head = gpt_head(small, &[(2048, small - 2048)]);
+        assert_eq!(plan(&head, 0, 1), Err(GrowError::NoTable));
+        assert_eq!(plan(&head, u64::MAX, 1), Err(GrowError::NoTable));
+        assert_eq!(
+            plan(&head[..700], small * 2, 1),
+            Err(GrowError::BadGpt("header cut short"))
+        );
     }
 
     #[test]
