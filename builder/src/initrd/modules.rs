@@ -166,6 +166,8 @@ pub struct InitrdSpec<'a> {
     /// Compressed firmware formats the kernel reads itself
     /// ([`firmware_codecs`]); others are packed decompressed.
     pub firmware_codecs: &'a [Codec],
+    /// What `root=` names at boot: live media, or a plain root filesystem.
+    pub root: nixlive_formats::RootMode,
 }
 
 /// The firmware compressions a kernel config (`.config` text) enables
@@ -230,6 +232,7 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
             .iter()
             .map(|f| plain_name(f).to_string())
             .collect(),
+        root: spec.root,
     };
     a.add(
         nixlive_formats::initrd_conf::PATH,
@@ -266,6 +269,8 @@ pub fn plan(dir: &Path, modules: &[String], optional: &[String]) -> Result<Plan>
         coldplug_modules: &[],
         firmware_dirs: &[],
         firmware_codecs: &[],
+        // Which modules a medium needs does not depend on the root mode.
+        root: nixlive_formats::RootMode::Live,
     };
     let closure = db.resolve(&spec, &mut Notes::default())?;
     let mut builtin: Vec<String> = db.builtin.iter().cloned().collect();
@@ -488,6 +493,7 @@ mod tests {
             coldplug_modules: &[],
             firmware_dirs: std::slice::from_ref(&fw),
             firmware_codecs: &[],
+            root: nixlive_formats::RootMode::Live,
         };
         let (a, notes) = archive(&spec).unwrap();
         assert_eq!(notes.builtin, ["ext4"]);
@@ -563,6 +569,7 @@ mod tests {
             coldplug_modules: &[],
             firmware_dirs: std::slice::from_ref(&fw),
             firmware_codecs: &[],
+            root: nixlive_formats::RootMode::Live,
         };
         let (archive, notes) = archive(&spec).unwrap();
         assert_eq!(notes.firmware, ["x/fw.bin"]);
