@@ -13,16 +13,20 @@
 //! (a path lives in one image).
 
 pub mod plan;
+pub mod split;
 pub mod squashfs;
 
 use crate::closure::Closure;
 use crate::files::{sha256_file, write};
-use anyhow::Result;
+use anyhow::{Result, bail, ensure};
 use clap::ValueEnum;
+use nixlive_formats::manifest::MAX_IMAGES;
 use nixlive_formats::paths::{REGISTRATION, REGISTRATION_NAME};
 use nixlive_formats::registration::{self, HashFormat, PathInfo};
+use nixlive_formats::size::human;
 use nixlive_formats::{ImageEntry, ImageFs, Manifest};
 use plan::{ImagePlan, ImageSpec, plan_images};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// The filesystems store images are written in (a value enum already, for
@@ -89,8 +93,21 @@ pub struct ImageArgs {
     /// takes goes into nix-store.squashfs, the top layer.
     #[arg(long = "image", value_name = "NAME=STOREPATH[,STOREPATH]")]
     pub images: Vec<ImageSpec>,
+    /// Split the closure into layers by store path, each image at most
+    /// SIZE (bytes, or with K, M, G, T; `none` for no limit). `medium`'s
+    /// default is 4095M, so that every file fits FAT32.
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_size)]
+    pub max_image_size: Option<MaxSize>,
     #[command(flatten)]
     pub squashfs: squashfs::Options,
+}
+
+/// A `--max-image-size` value: a limit, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxSize(pub Option<u64>);
+
+fn parse_max_size(s: &str) -> Result<MaxSize, split::SizeError> {
+    split::parse_size(s).map(MaxSize)
 }
 
 impl ImageArgs {
@@ -98,19 +115,137 @@ impl ImageArgs {
     pub fn format(&self) -> ImageFormat {
         ImageFormat::Squashfs
     }
+
+    /// The image size limit: --max-image-size, else the command's default.
+    pub fn limit(&self, default: Option<u64>) -> Option<u64> {
+        self.max_image_size.map_or(default, |m| m.0)
+    }
 }
 
-/// Writes the images of `closure` and the manifest into `dir`; `work` holds
+/// The images a build writes, decided before anything is written.
+#[derive(Debug)]
+pub struct Layout {
+    /// Top layer first (the manifest's order).
+    pub plans: Vec<ImagePlan>,
+    pub limit: Option<u64>,
+}
+
+/// Plans the images of `closure`: the `--image` layers, and the rest split
+/// under the size limit (see [`split`]). Refuses, before anything is
+/// written, a path that cannot fit, more images than the manifest may
+/// list and a registration larger than postboot reads.
+pub fn plan(args: &ImageArgs, closure: &Closure, limit: Option<u64>) -> Result<Layout> {
+    let format = args.format();
+    let top = format.top_image();
+    let mut plans = plan_images(&closure.infos, &args.images, &top)?;
+    let reg_bytes = registration::render(&closure.infos, HashFormat::ClosureInfo).len() as u64;
+    ensure!(
+        reg_bytes <= registration::MAX_BYTES,
+        "the registration of the closure's {} paths takes {reg_bytes} bytes, more than the \
+         {} bytes ({}) postboot reads",
+        closure.infos.len(),
+        registration::MAX_BYTES,
+        human(registration::MAX_BYTES)
+    );
+    if let Some(limit) = limit {
+        let room = split::room(limit, reg_bytes)?;
+        let sizes: HashMap<&str, u64> = closure
+            .infos
+            .iter()
+            .map(|i| (i.base_name(), i.nar_size))
+            .collect();
+        for p in plans.iter().filter(|p| p.name != top) {
+            let sum: u64 = p.paths.iter().map(|n| sizes[n.as_str()]).sum();
+            ensure!(
+                sum <= room,
+                "--image {} holds {sum} bytes of store paths ({}), more than --max-image-size {limit} \
+                 ({}) allows; leave it out and let --max-image-size split the closure",
+                p.name,
+                human(sum),
+                human(limit)
+            );
+        }
+        if plans.first().is_some_and(|p| p.name == top) {
+            let rest = plans.remove(0);
+            let layers = split::split(&closure.infos, &rest.paths, room, limit)?;
+            let n = layers.len();
+            let split_plans = layers.into_iter().enumerate().rev().map(|(i, paths)| {
+                let name = if i + 1 == n {
+                    top.clone()
+                } else {
+                    format!("nix-store-{i:02}.{}", format.spec().ext)
+                };
+                ImagePlan { name, paths }
+            });
+            plans.splice(0..0, split_plans.collect::<Vec<_>>());
+        }
+    }
+    if plans.len() > MAX_IMAGES {
+        bail!(
+            "the closure needs {} images, more than the {MAX_IMAGES} a manifest may list; \
+             raise --max-image-size",
+            plans.len()
+        );
+    }
+    Ok(Layout { plans, limit })
+}
+
+/// One line per image, top first: what it holds (for the user; standard
+/// error).
+pub fn describe(layout: &Layout, closure: &Closure) -> Vec<String> {
+    let sizes: HashMap<&str, u64> = closure
+        .infos
+        .iter()
+        .map(|i| (i.base_name(), i.nar_size))
+        .collect();
+    let n = layout.plans.len();
+    layout
+        .plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let sum: u64 = p.paths.iter().filter_map(|n| sizes.get(n.as_str())).sum();
+            let names: Vec<&str> = p.paths.iter().take(3).map(String::as_str).collect();
+            let more = p.paths.len().saturating_sub(names.len());
+            let place = match (i, n) {
+                (_, 1) => "the only layer".to_string(),
+                (0, _) => "top layer".to_string(),
+                (i, n) if i + 1 == n => "bottom layer".to_string(),
+                (i, _) => format!("layer {} from the top", i + 1),
+            };
+            format!(
+                "image {} ({place}): {} paths, {} of NAR: {}{}",
+                p.name,
+                p.paths.len(),
+                human(sum),
+                names.join(" "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect()
+}
+
+/// Writes the images of `layout` and the manifest into `dir`; `work` holds
 /// the registration files. Returns the manifest.
 pub fn write_all(
     args: &ImageArgs,
     closure: &Closure,
+    layout: &Layout,
     dir: &Path,
     epoch: u64,
     work: &Path,
 ) -> Result<Manifest> {
     let format = args.format();
-    let plans = plan_images(&closure.infos, &args.images, &format.top_image())?;
+    let plans = &layout.plans;
+    if plans.len() > 1 || layout.limit.is_some() {
+        for line in describe(layout, closure) {
+            eprintln!("{line}");
+        }
+    }
     let mut images = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
         let reg = work.join(format!("reg-{i}")).join(REGISTRATION_NAME);
@@ -123,6 +258,14 @@ pub fn write_all(
         let image = dir.join(&plan.name);
         format.write(args, &contents, &image, epoch)?;
         let (size, sha256) = sha256_file(&image)?;
+        if let Some(limit) = layout.limit {
+            ensure!(
+                size <= limit,
+                "{} is {size} bytes, over --max-image-size {limit}: its paths' NAR sizes did not \
+                 bound it; give a smaller --max-image-size",
+                image.display()
+            );
+        }
         images.push(ImageEntry {
             name: plan.name.clone(),
             fs: format.spec().fs,
@@ -149,10 +292,11 @@ fn render_registration(closure: &Closure, plan: &ImagePlan, top: bool) -> String
     let infos: Vec<PathInfo> = if top {
         closure.infos.clone()
     } else {
+        let mine: HashSet<&str> = plan.paths.iter().map(String::as_str).collect();
         closure
             .infos
             .iter()
-            .filter(|p| plan.paths.iter().any(|n| n == p.base_name()))
+            .filter(|p| mine.contains(p.base_name()))
             .cloned()
             .collect()
     };

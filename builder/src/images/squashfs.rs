@@ -50,6 +50,10 @@ pub enum SquashComp {
     Xz,
     Gzip,
     Lz4,
+    /// Data blocks stored as they are (mksquashfs `-noD -noF`; metadata
+    /// still zstd): for data that is already compressed, written at the
+    /// disk's speed.
+    None,
 }
 
 impl SquashComp {
@@ -59,6 +63,7 @@ impl SquashComp {
             SquashComp::Xz => "xz",
             SquashComp::Gzip => "gzip",
             SquashComp::Lz4 => "lz4",
+            SquashComp::None => "none",
         }
     }
 }
@@ -66,12 +71,21 @@ impl SquashComp {
 /// Writes the image `out` holding `contents`.
 pub fn write(opts: &Options, contents: &Contents<'_>, out: &Path, epoch: u64) -> Result<()> {
     let comp = opts.squashfs_compression;
+    let started = std::time::Instant::now();
     match opts.squashfs_backend {
-        Backend::Mksquashfs => mksquashfs(contents, out, comp, epoch),
+        Backend::Mksquashfs => mksquashfs(contents, out, comp, epoch)?,
         Backend::Native => progress::during(&format!("writing {}", out.display()), || {
             native(contents, out, comp, epoch)
-        }),
+        })?,
     }
+    let size = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    progress::finished(
+        &format!("wrote {}", out.display()),
+        &format!("{} paths", contents.names.len()),
+        size,
+        started,
+    );
+    Ok(())
 }
 
 /// `(major, minor)` of a `mksquashfs -version` banner.
@@ -112,7 +126,11 @@ fn mksquashfs(c: &Contents<'_>, out: &Path, comp: SquashComp, epoch: u64) -> Res
     }
     cmd.arg(c.registration).arg(out);
     let e = epoch.to_string();
-    cmd.args(["-comp", comp.name(), "-b", "1048576", "-noappend"])
+    match comp {
+        SquashComp::None => cmd.args(["-comp", "zstd", "-noD", "-noF"]),
+        _ => cmd.args(["-comp", comp.name()]),
+    };
+    cmd.args(["-b", "1048576", "-noappend"])
         .args(["-no-xattrs", "-all-root", "-root-mode", "0755"])
         .args(["-mkfs-time", &e, "-all-time", &e])
         .args(["-no-progress", "-quiet"])
@@ -155,6 +173,7 @@ fn native_writer(comp: SquashComp, t: u32) -> Result<FilesystemWriter<'static, '
     let compressor = match comp {
         SquashComp::Zstd => Compressor::Zstd,
         SquashComp::Gzip => Compressor::Gzip,
+        // backhand's `Uncompressed` is compressor id 0, which Linux refuses.
         other => bail!(
             "the native squashfs writer does zstd and gzip, not {}; use --squashfs-backend mksquashfs",
             other.name()

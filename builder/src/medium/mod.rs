@@ -9,6 +9,7 @@
 
 pub mod bios;
 pub mod efi;
+pub mod target;
 
 use crate::cmdline;
 use crate::epoch::{source_date_epoch, tree_time};
@@ -102,12 +103,22 @@ fn check_label(label: &str) -> Result<(), LabelError> {
 }
 
 /// Builds the medium tree in `dir` (which must be empty or an earlier
-/// medium) and returns what it holds.
-pub fn build(m: &MediumArgs, dir: &Path) -> Result<Outputs> {
+/// medium) and returns what it holds. `default_limit` is the image size
+/// limit without --max-image-size; with `check_target`, a FAT filesystem
+/// under `dir` must be able to hold the tree ([`target::check`]).
+pub fn build(
+    m: &MediumArgs,
+    dir: &Path,
+    default_limit: Option<u64>,
+    check_target: bool,
+) -> Result<Outputs> {
     let (c, b) = (&m.common, &m.boot);
     let epoch = source_date_epoch()?;
     let params = check(c, b)?;
-    let build = Build::start(c, epoch, "nixlive-build.")?;
+    let build = Build::start(c, epoch, "nixlive-build.", default_limit)?;
+    if check_target {
+        target::check_dir(dir, &build.closure, &build.layout, &c.kernel)?;
+    }
     prepare_dir(dir)?;
     let mut outs = Outputs::default();
     let boot = dir.join("boot");
