@@ -39,6 +39,7 @@ clean:
 # (never part of `make test`).
 bench: build
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench
+	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-scale-bench
 
 # Every parser of untrusted input under libFuzzer for FUZZ_SECONDS each,
 # built as release with debug assertions and overflow checks (cargo fuzz's

@@ -139,14 +139,7 @@ pub fn plan(args: &ImageArgs, closure: &Closure, limit: Option<u64>) -> Result<L
     let top = format.top_image();
     let mut plans = plan_images(&closure.infos, &args.images, &top)?;
     let reg_bytes = registration::render(&closure.infos, HashFormat::ClosureInfo).len() as u64;
-    ensure!(
-        reg_bytes <= registration::MAX_BYTES,
-        "the registration of the closure's {} paths takes {reg_bytes} bytes, more than the \
-         {} bytes ({}) postboot reads",
-        closure.infos.len(),
-        registration::MAX_BYTES,
-        human(registration::MAX_BYTES)
-    );
+    check_registration(reg_bytes, closure.infos.len())?;
     if let Some(limit) = limit {
         let room = split::room(limit, reg_bytes)?;
         let sizes: HashMap<&str, u64> = closure
@@ -180,14 +173,31 @@ pub fn plan(args: &ImageArgs, closure: &Closure, limit: Option<u64>) -> Result<L
             plans.splice(0..0, split_plans.collect::<Vec<_>>());
         }
     }
-    if plans.len() > MAX_IMAGES {
+    check_image_count(plans.len())?;
+    Ok(Layout { plans, limit })
+}
+
+/// Refuses a registration larger than postboot reads.
+fn check_registration(bytes: u64, paths: usize) -> Result<()> {
+    ensure!(
+        bytes <= registration::MAX_BYTES,
+        "the registration of the closure's {paths} paths takes {bytes} bytes, more than the \
+         {} bytes ({}) postboot reads",
+        registration::MAX_BYTES,
+        human(registration::MAX_BYTES)
+    );
+    Ok(())
+}
+
+/// Refuses more images than a manifest may list.
+fn check_image_count(n: usize) -> Result<()> {
+    if n > MAX_IMAGES {
         bail!(
-            "the closure needs {} images, more than the {MAX_IMAGES} a manifest may list; \
-             raise --max-image-size",
-            plans.len()
+            "the closure needs {n} images, more than the {MAX_IMAGES} a manifest may list; \
+             raise --max-image-size"
         );
     }
-    Ok(Layout { plans, limit })
+    Ok(())
 }
 
 /// One line per image, top first: what it holds (for the user; standard
@@ -306,6 +316,21 @@ fn render_registration(closure: &Closure, plan: &ImagePlan, top: bool) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_of_the_manifest_and_the_registration() {
+        check_image_count(MAX_IMAGES).unwrap();
+        let e = check_image_count(MAX_IMAGES + 1).unwrap_err().to_string();
+        assert!(e.contains("65 images") && e.contains("64"), "{e}");
+        check_registration(registration::MAX_BYTES, 100_000).unwrap();
+        let e = check_registration(registration::MAX_BYTES + 1, 300_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("300000 paths") && e.contains("67108865") && e.contains("67108864"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn format_names() {
