@@ -20,6 +20,6 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<()> {
-    let outs = medium::build(&a.medium, &a.out, Some(FAT32_LIMIT), true)?;
+    let outs = medium::build(&a.medium, &a.out, None, Some(FAT32_LIMIT))?;
     a.medium.common.report(&outs)
 }

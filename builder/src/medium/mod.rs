@@ -103,26 +103,31 @@ fn check_label(label: &str) -> Result<(), LabelError> {
 }
 
 /// Builds the medium tree in `dir` (which must be empty or an earlier
-/// medium) and returns what it holds. `default_limit` is the image size
-/// limit without --max-image-size; with `check_target`, a FAT filesystem
-/// under `dir` must be able to hold the tree ([`target::check`]).
+/// medium) and returns what it holds. `medium_fs` is the filesystem the
+/// tree will be on (`iso9660` for an ISO; `None`: the user's choice, and
+/// then a FAT filesystem under `dir` must be able to hold the tree:
+/// [`target::check_dir`]). `default_limit` is the image size limit
+/// without --max-image-size.
 pub fn build(
     m: &MediumArgs,
     dir: &Path,
+    medium_fs: Option<&'static str>,
     default_limit: Option<u64>,
-    check_target: bool,
 ) -> Result<Outputs> {
     let (c, b) = (&m.common, &m.boot);
     let epoch = source_date_epoch()?;
     let params = check(c, b)?;
+    let machine = c.check_boot(medium_fs)?;
     let build = Build::start(c, epoch, "nixlive-build.", default_limit)?;
-    if check_target {
+    build.check_stage2(machine)?;
+    if medium_fs.is_none() {
         target::check_dir(dir, &build.closure, &build.layout, &c.kernel)?;
     }
+    let initrd = build.initrd()?;
     prepare_dir(dir)?;
     let mut outs = Outputs::default();
     let boot = dir.join("boot");
-    write(&boot.join("initrd"), &build.initrd()?)?;
+    write(&boot.join("initrd"), &initrd)?;
     copy(&c.kernel, &boot.join("vmlinuz"))?;
     outs.add(Kind::Kernel, boot.join("vmlinuz"))?;
     outs.add(Kind::Initrd, boot.join("initrd"))?;
