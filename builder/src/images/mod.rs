@@ -140,38 +140,51 @@ pub fn plan(args: &ImageArgs, closure: &Closure, limit: Option<u64>) -> Result<L
     let mut plans = plan_images(&closure.infos, &args.images, &top)?;
     let reg_bytes = registration::render(&closure.infos, HashFormat::ClosureInfo).len() as u64;
     check_registration(reg_bytes, closure.infos.len())?;
-    if let Some(limit) = limit {
-        let room = split::room(limit, reg_bytes)?;
-        let sizes: HashMap<&str, u64> = closure
-            .infos
-            .iter()
-            .map(|i| (i.base_name(), i.nar_size))
-            .collect();
-        for p in plans.iter().filter(|p| p.name != top) {
-            let sum: u64 = p.paths.iter().map(|n| sizes[n.as_str()]).sum();
-            ensure!(
-                sum <= room,
-                "--image {} holds {sum} bytes of store paths ({}), more than --max-image-size {limit} \
-                 ({}) allows; leave it out and let --max-image-size split the closure",
-                p.name,
-                human(sum),
-                human(limit)
-            );
-        }
-        if plans.first().is_some_and(|p| p.name == top) {
-            let rest = plans.remove(0);
-            let layers = split::split(&closure.infos, &rest.paths, room, limit)?;
-            let n = layers.len();
-            let split_plans = layers.into_iter().enumerate().rev().map(|(i, paths)| {
-                let name = if i + 1 == n {
-                    top.clone()
-                } else {
-                    format!("nix-store-{i:02}.{}", format.spec().ext)
-                };
-                ImagePlan { name, paths }
-            });
-            plans.splice(0..0, split_plans.collect::<Vec<_>>());
-        }
+    // Without a limit the paths are still split when one image would take
+    // more names than mksquashfs' command line holds.
+    let room = match limit {
+        Some(limit) => split::room(limit, reg_bytes)?,
+        None => u64::MAX,
+    };
+    let shown_limit = limit.unwrap_or(u64::MAX);
+    let sizes: HashMap<&str, u64> = closure
+        .infos
+        .iter()
+        .map(|i| (i.base_name(), i.nar_size))
+        .collect();
+    for p in plans.iter().filter(|p| p.name != top) {
+        let sum: u64 = p.paths.iter().map(|n| sizes[n.as_str()]).sum();
+        ensure!(
+            sum <= room,
+            "--image {} holds {sum} bytes of store paths ({}), more than --max-image-size {shown_limit} \
+             ({}) allows; leave it out and let --max-image-size split the closure",
+            p.name,
+            human(sum),
+            human(shown_limit)
+        );
+        let names: u64 = p.paths.iter().map(|n| n.len() as u64 + 1).sum();
+        ensure!(
+            names <= split::MAX_NAME_BYTES,
+            "--image {} holds {} paths whose names take {names} bytes, more than the {} bytes \
+             one image may (mksquashfs' command line); leave it out and let the closure be split",
+            p.name,
+            p.paths.len(),
+            split::MAX_NAME_BYTES
+        );
+    }
+    if plans.first().is_some_and(|p| p.name == top) {
+        let rest = plans.remove(0);
+        let layers = split::split(&closure.infos, &rest.paths, room, shown_limit)?;
+        let n = layers.len();
+        let split_plans = layers.into_iter().enumerate().rev().map(|(i, paths)| {
+            let name = if i + 1 == n {
+                top.clone()
+            } else {
+                format!("nix-store-{i:02}.{}", format.spec().ext)
+            };
+            ImagePlan { name, paths }
+        });
+        plans.splice(0..0, split_plans.collect::<Vec<_>>());
     }
     check_image_count(plans.len())?;
     Ok(Layout { plans, limit })

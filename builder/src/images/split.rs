@@ -12,7 +12,8 @@
 //!    (`glibc-2.39`), then by the whole base name: an order that does not
 //!    depend on the order the closure was given in.
 //! 3. Layers are filled in that order from the bottom, each until the next
-//!    path would take it over the limit (next fit). A path's cost is its
+//!    path would take it over the limit, or its names over
+//!    [`MAX_NAME_BYTES`] (next fit). A path's cost is its
 //!    NAR size, an upper bound of what it takes in an image when its data
 //!    does not compress (squashfs' inodes are smaller than NAR's framing);
 //!    every layer keeps room for the closure's registration and the
@@ -35,6 +36,12 @@ use std::collections::HashMap;
 /// beyond the NAR sizes (rounded: a few bytes more or less of registration
 /// must not move a layer's boundary).
 pub const IMAGE_OVERHEAD: u64 = 1 << 20;
+
+/// The most bytes of base names (each with a NUL) one layer holds:
+/// mksquashfs takes the paths as arguments, and Linux limits a command
+/// line to 2 MiB with the environment (some 15,000 paths of typical names;
+/// a closure of 100,000 paths becomes seven layers).
+pub const MAX_NAME_BYTES: u64 = 1 << 20;
 
 /// What `medium` defaults to: just under FAT32's largest file (4 GiB - 1).
 pub const FAT32_LIMIT: u64 = (4 << 30) - (1 << 20);
@@ -108,9 +115,9 @@ pub fn room(limit: u64, registration: u64) -> Result<u64, SplitError> {
 }
 
 /// Splits `paths` (the part of the closure to split; references may point
-/// anywhere in `all`) into layers of at most `room` bytes of NAR, bottom
-/// layer first, each layer's base names sorted. `limit` is only for the
-/// error message.
+/// anywhere in `all`) into layers of at most `room` bytes of NAR and
+/// [`MAX_NAME_BYTES`] of names, bottom layer first, each layer's base
+/// names sorted. `limit` is only for the error message.
 pub fn split(
     all: &[PathInfo],
     paths: &[String],
@@ -130,8 +137,9 @@ pub fn split(
     order.sort_unstable();
     order.dedup_by(|a, b| a.2 == b.2);
     let mut layers: Vec<Vec<String>> = Vec::new();
-    let mut used = 0u64;
+    let (mut used, mut names) = (0u64, 0u64);
     for (_, _, name, size) in order {
+        let name_bytes = name.len() as u64 + 1;
         if size > room {
             return Err(SplitError::PathTooLarge {
                 path: format!("{}/{name}", nixlive_formats::paths::STORE_DIR),
@@ -141,13 +149,15 @@ pub fn split(
             });
         }
         match layers.last_mut() {
-            Some(l) if used + size <= room => {
+            Some(l) if used + size <= room && names + name_bytes <= MAX_NAME_BYTES => {
                 l.push(name.to_string());
                 used += size;
+                names += name_bytes;
             }
             _ => {
                 layers.push(vec![name.to_string()]);
                 used = size;
+                names = name_bytes;
             }
         }
     }
@@ -385,6 +395,20 @@ mod tests {
                 reserve: 2 << 20
             })
         );
+    }
+
+    #[test]
+    fn a_layer_holds_at_most_a_command_line_of_names() {
+        // 40,000 paths of no size: the names alone make layers.
+        let c: Vec<PathInfo> = (0..40_000).map(|i| p("x", i, 0, &[])).collect();
+        let layers = split(&c, &names(&c), u64::MAX, u64::MAX).unwrap();
+        // Each name: 32 hash characters, `-x` and a NUL.
+        let per = MAX_NAME_BYTES / 35;
+        assert_eq!(layers.len() as u64, 40_000u64.div_ceil(per));
+        for l in &layers {
+            let bytes: u64 = l.iter().map(|n| n.len() as u64 + 1).sum();
+            assert!(bytes <= MAX_NAME_BYTES);
+        }
     }
 
     #[test]

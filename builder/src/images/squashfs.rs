@@ -120,11 +120,12 @@ fn mksquashfs(c: &Contents<'_>, out: &Path, comp: SquashComp, epoch: u64) -> Res
         c.registration.file_name().and_then(|n| n.to_str()) == Some(REGISTRATION_NAME),
         "internal: the registration file must be called {REGISTRATION_NAME}"
     );
+    // Names relative to the store, so that a layer's command line stays
+    // under Linux's 2 MiB (see images::split::MAX_NAME_BYTES).
+    let abs = |p: &Path| std::path::absolute(p).with_context(|| format!("{}", p.display()));
     let mut cmd = Command::new("mksquashfs");
-    for n in c.names {
-        cmd.arg(c.store_dir.join(n));
-    }
-    cmd.arg(c.registration).arg(out);
+    cmd.current_dir(c.store_dir).args(c.names);
+    cmd.arg(abs(c.registration)?).arg(abs(out)?);
     let e = epoch.to_string();
     match comp {
         SquashComp::None => cmd.args(["-comp", "zstd", "-noD", "-noF"]),

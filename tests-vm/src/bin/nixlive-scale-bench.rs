@@ -115,7 +115,7 @@ fn make_store(store: &Path, s: Scenario) -> Result<Vec<String>, String> {
         std::fs::write(dir.join("nix-support-refs"), refs).map_err(|e| e.to_string())?;
         while file_no < owner.len() && owner[file_no] == p {
             let size = (sizes[file_no] * scale) as u64;
-            let random = file_no % 2 == 0;
+            let random = file_no.is_multiple_of(2);
             let f = dir.join("lib").join(format!("f{file_no}"));
             let mut w = std::io::BufWriter::new(
                 std::fs::File::create(&f).map_err(|e| format!("{}: {e}", f.display()))?,
@@ -166,7 +166,7 @@ fn build(root: &Path, system: &str, backend: &'static str, s: Scenario) -> Resul
         .arg(&k.vmlinuz)
         .arg("--modules-dir")
         .arg(&k.modules_dir)
-        .args(["--module", "squashfs", "--label", "NIXLIVE_SCALE"])
+        .args(["--module-set", "base", "--label", "NIXLIVE_SCALE"])
         .arg("--init")
         .arg(Arch::X86_64.guest_program("nixlive-init"))
         .arg("--store-root")
@@ -211,11 +211,20 @@ fn scenario_rows(work: &Path, s: Scenario) -> Result<Vec<Row>, String> {
     let root = work.join(format!("root-{}-{}", s.paths, s.bytes));
     let store = root.join("nix/store");
     let t = Instant::now();
-    make_store(&store, s)?;
-    // The system: a path with an init that refers to nothing.
+    let names = make_store(&store, s)?;
+    // The system: an init script for a shell in the first path.
     let system = format!("{}-system", "s".repeat(32));
-    std::fs::create_dir_all(store.join(&system)).map_err(|e| e.to_string())?;
-    std::fs::write(store.join(&system).join("init"), "#!/bin/sh\n").map_err(|e| e.to_string())?;
+    let sh = store.join(&names[0]).join("bin/sh");
+    let init = store.join(&system).join("init");
+    let exec = |p: &Path, text: String| -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(p.parent().unwrap_or(p)).map_err(|e| e.to_string())?;
+        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    exec(&sh, "#!\n".into())?;
+    exec(&init, format!("#!/nix/store/{}/bin/sh\n", names[0]))?;
     eprintln!(
         "scale: {} paths, {} GB made in {:.1} s",
         s.paths,
