@@ -8,18 +8,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 const NIXLIVE: &str = env!("CARGO_BIN_EXE_nixlive");
 const KIB: u64 = 1024;
 
-/// A kernel stand-in, modules, an init, and a store of `sizes.len()`
-/// paths of random data (the system refers to all of them).
+/// Debian's kernel, the built init, and a store of `sizes.len()` paths of
+/// random data (the system's init script runs the first path's `bin/sh`
+/// and names all of them).
 fn fixture(dir: &Path, sizes: &[u64]) -> String {
-    fs::write(dir.join("vmlinuz"), vec![0x4d; 4096]).unwrap();
-    let m = dir.join("modules/6.1.0-test");
-    fs::create_dir_all(m.join("kernel/fs")).unwrap();
-    fs::write(m.join("kernel/fs/squashfs.ko"), b"S").unwrap();
-    fs::write(m.join("modules.dep"), "kernel/fs/squashfs.ko:\n").unwrap();
-    fs::write(dir.join("init"), b"\x7fELF pretend").unwrap();
     let store = dir.join("root/nix/store");
     let mut refs = String::new();
     let mut seed = 0x1234_5678_9abc_def1u64;
@@ -37,9 +34,18 @@ fn fixture(dir: &Path, sizes: &[u64]) -> String {
         fs::write(store.join(&name).join("blob"), data).unwrap();
         refs.push_str(&format!("/nix/store/{name}\n"));
     }
+    let first = refs.lines().next().unwrap().to_string();
+    let sh = dir.join(format!("root{first}/bin/sh"));
+    fs::create_dir_all(sh.parent().unwrap()).unwrap();
+    fs::write(&sh, b"#!shell").unwrap();
+    fs::set_permissions(&sh, fs::Permissions::from_mode(0o555)).unwrap();
     let sys = format!("{}-system", "s".repeat(32));
     fs::create_dir_all(store.join(&sys)).unwrap();
-    fs::write(store.join(&sys).join("init"), format!("#!/bin/sh\n{refs}")).unwrap();
+    fs::write(
+        store.join(&sys).join("init"),
+        format!("#!{first}/bin/sh\n{refs}"),
+    )
+    .unwrap();
     fs::set_permissions(
         store.join(&sys).join("init"),
         fs::Permissions::from_mode(0o555),
@@ -58,15 +64,16 @@ fn hash3(i: usize) -> String {
 }
 
 fn medium(dir: &Path, sys: &str, out: &Path, limit: &str) -> Command {
+    let k = common::kernel("amd64");
     let mut cmd = Command::new(NIXLIVE);
     cmd.arg("medium")
         .arg("--kernel")
-        .arg(dir.join("vmlinuz"))
+        .arg(&k.vmlinuz)
         .arg("--modules-dir")
-        .arg(dir.join("modules/6.1.0-test"))
-        .args(["--module", "squashfs", "--label", "SPLIT", "--no-uefi"])
+        .arg(&k.modules_dir)
+        .args(["--module-set", "base", "--label", "SPLIT", "--no-uefi"])
         .arg("--init")
-        .arg(dir.join("init"))
+        .arg(common::guest_program("x86_64", "nixlive-init"))
         .arg("--store-root")
         .arg(dir.join("root"))
         .arg("--system")
