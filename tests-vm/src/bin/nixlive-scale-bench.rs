@@ -14,7 +14,7 @@
 //! finds references and the split sees heights.
 //!
 //! `NIXLIVE_SCALE_MAX_GB` (default 10) leaves out the closures larger
-//! than that many GB, `NIXLIVE_SCALE_MAX_PATHS` (default 100000) those with
+//! than that many GB, `NIXLIVE_SCALE_MIN_GB` (default 0) the smaller ones, `NIXLIVE_SCALE_MAX_PATHS` (default 100000) those with
 //! more paths: the 10 GB closure needs some 20 GB of free disk while it is
 //! built. Everything is made in a temporary directory and removed.
 
@@ -273,6 +273,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 fn main() -> ExitCode {
     let max_gb = env_u64("NIXLIVE_SCALE_MAX_GB", 10);
+    let min_gb = env_u64("NIXLIVE_SCALE_MIN_GB", 0);
     let max_paths = env_u64("NIXLIVE_SCALE_MAX_PATHS", 100_000);
     let scenarios: Vec<Scenario> = [
         (1_000, 1),
@@ -282,7 +283,7 @@ fn main() -> ExitCode {
         (1_000, 10),
     ]
     .into_iter()
-    .filter(|&(p, gb)| gb <= max_gb && p as u64 <= max_paths)
+    .filter(|&(p, gb)| (min_gb..=max_gb).contains(&gb) && p as u64 <= max_paths)
     .map(|(paths, gb)| Scenario {
         paths,
         bytes: gb * GB,
