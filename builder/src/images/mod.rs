@@ -186,6 +186,13 @@ pub fn plan(args: &ImageArgs, closure: &Closure, limit: Option<u64>) -> Result<L
         });
         plans.splice(0..0, split_plans.collect::<Vec<_>>());
     }
+    let mut seen = HashSet::new();
+    if let Some(p) = plans.iter().find(|p| !seen.insert(p.name.as_str())) {
+        bail!(
+            "image name {} is both an --image and a layer of the split; name the --image otherwise",
+            p.name
+        );
+    }
     check_image_count(plans.len())?;
     Ok(Layout { plans, limit })
 }
@@ -329,6 +336,87 @@ fn render_registration(closure: &Closure, plan: &ImagePlan, top: bool) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn closure() -> Closure {
+        const M: u64 = 1 << 20;
+        let info = |c: char, size: u64| {
+            PathInfo::new(
+                format!("/nix/store/{}-{c}", c.to_string().repeat(32)),
+                [0; 32],
+                size,
+                Vec::new(),
+            )
+        };
+        Closure {
+            store_dir: "/nowhere/nix/store".into(),
+            infos: vec![
+                info('a', M),
+                info('b', 3 * M),
+                info('c', 3 * M),
+                info('d', 3 * M),
+            ],
+            system: format!("/nix/store/{}-d", "d".repeat(32)),
+        }
+    }
+
+    fn args(images: &[&str]) -> ImageArgs {
+        ImageArgs {
+            images: images.iter().map(|s| s.parse().unwrap()).collect(),
+            max_image_size: None,
+            squashfs: squashfs::Options {
+                squashfs_compression: squashfs::SquashComp::Zstd,
+                squashfs_backend: squashfs::Backend::Native,
+            },
+        }
+    }
+
+    #[test]
+    fn the_split_sits_above_the_given_images() {
+        let c = closure();
+        let a = format!("base.squashfs=/nix/store/{}-a", "a".repeat(32));
+        let l = plan(&args(&[&a]), &c, Some(6 << 20)).unwrap();
+        let names: Vec<&str> = l.plans.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "nix-store.squashfs",
+                "nix-store-01.squashfs",
+                "nix-store-00.squashfs",
+                "base.squashfs"
+            ]
+        );
+        let lines = describe(&l, &c);
+        assert!(lines[0].starts_with("image nix-store.squashfs (top layer): 1 paths, 3.0 MiB"));
+        assert!(lines[3].starts_with("image base.squashfs (bottom layer): 1 paths, 1.0 MiB"));
+        // Without a limit: one image above base.
+        assert_eq!(plan(&args(&[&a]), &c, None).unwrap().plans.len(), 2);
+    }
+
+    #[test]
+    fn a_given_image_that_clashes_or_does_not_fit_is_refused() {
+        let c = closure();
+        let a = format!("nix-store-00.squashfs=/nix/store/{}-a", "a".repeat(32));
+        let e = plan(&args(&[&a]), &c, Some(6 << 20))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("image name nix-store-00.squashfs is both"),
+            "{e}"
+        );
+        let bc = format!(
+            "big.squashfs=/nix/store/{}-b,/nix/store/{}-c",
+            "b".repeat(32),
+            "c".repeat(32)
+        );
+        let e = plan(&args(&[&bc]), &c, Some(6 << 20))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--image big.squashfs holds 6291456 bytes")
+                && e.contains("--max-image-size 6291456"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn limits_of_the_manifest_and_the_registration() {
