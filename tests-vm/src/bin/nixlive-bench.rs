@@ -76,23 +76,34 @@ fn run() -> Result<(), String> {
     }
     let out = artifacts::workspace_root().join("out/bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-    // A run of some parts keeps the others' results from the last run.
+    let mut boot_result = None;
+    if parts.contains(&"boot") {
+        let mut md = String::new();
+        boot_result = Some((boot(&out, rounds, &mut md)?, md));
+    }
+    let mut reg_result = None;
+    if parts.contains(&"registration") {
+        let mut md = String::new();
+        reg_result = Some((registrations(&out, rounds, &mut md)?, md));
+    }
+    // A run of some parts keeps the others' results from the last run
+    // (read now, so a run of the other parts that ended meanwhile stays).
     let json_path = out.join("bench.json");
     let mut doc: serde_json::Value = std::fs::read(&json_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .filter(serde_json::Value::is_object)
         .unwrap_or_else(|| json!({"rows": [], "registration": []}));
-    if parts.contains(&"boot") {
-        let mut md = String::new();
-        doc["rows"] = json!(boot(&out, rounds, &mut md)?);
+    if let Some((rows, md)) = boot_result {
+        doc["rows"] = json!(rows);
         doc["boot_md"] = json!(md);
         doc["boot_rounds"] = json!(rounds);
+        doc["accel"] = json!(kvm::accel().name());
     }
-    if parts.contains(&"registration") {
-        let mut md = String::new();
-        doc["registration"] = json!(registrations(&out, rounds, &mut md)?);
+    if let Some((list, md)) = reg_result {
+        doc["registration"] = json!(list);
         doc["registration_md"] = json!(md);
+        doc["registration_rounds"] = json!(rounds);
     }
     let md = format!(
         "# nixlive bench\n\n{}{}",
