@@ -11,7 +11,7 @@ S=fuzz/seeds
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rm -rf "$S"
-mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings}
+mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio}
 
 head64() { head -c 65536 "$1" > "$2"; }
 
@@ -91,3 +91,18 @@ printf "22 1 0:20 / / rw,relatime shared:1 - overlay overlay rw,lowerdir=/nix/.r
 printf 'deadbeef00ff\n' > "$S/encodings/hex"
 printf 'AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI' > "$S/encodings/base64"
 du -sh "$S"
+
+# Programs and modules (ELF headers with and without PT_INTERP), kernel
+# image headers (bzImage x86_64 and i386, arm64 Image), and initramfs cpio
+# archives, cut to fuzz's 8 KiB.
+head8() { head -c 8192 "$1" > "$2"; }
+head8 /bin/ls "$S/elf/dynamic-ls"
+for t in x86_64 aarch64 i686; do
+  f=target/$t-unknown-linux-musl/release/nixlive-init
+  [ -f "$f" ] && head8 "$f" "$S/elf/nixlive-init-$t"
+done
+for k in amd64 i386 arm64; do
+  [ -f ".cache/kernels/$k/vmlinuz" ] && head8 ".cache/kernels/$k/vmlinuz" "$S/kimage/$k"
+done
+mkdir -p "$T/cpio/etc" && echo conf > "$T/cpio/etc/x" && printf '\177ELF' > "$T/cpio/init"
+(cd "$T/cpio" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$S/cpio/newc"
