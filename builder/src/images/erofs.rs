@@ -29,7 +29,7 @@ pub const SPEC: FormatSpec = FormatSpec {
 
 /// The erofs options (part of `ImageArgs`).
 #[derive(Debug, Clone, clap::Args)]
-pub struct Options {
+pub struct ErofsOptions {
     /// erofs compression.
     #[arg(long, value_enum, default_value = "lz4hc")]
     pub erofs_compression: ErofsComp,
@@ -65,7 +65,7 @@ fn uuid(epoch: u64) -> String {
 }
 
 /// The mkfs.erofs command line for `staged` into `out`.
-fn command(opts: &Options, staged: &Path, out: &Path, epoch: u64) -> Command {
+fn command(opts: &ErofsOptions, staged: &Path, out: &Path, epoch: u64) -> Command {
     let mut cmd = Command::new("mkfs.erofs");
     if let Some(z) = opts.erofs_compression.arg() {
         cmd.arg(format!("-z{z}"))
@@ -80,7 +80,7 @@ fn command(opts: &Options, staged: &Path, out: &Path, epoch: u64) -> Command {
 }
 
 /// Writes the image `out` holding `contents`.
-pub fn write(opts: &Options, contents: &Contents<'_>, out: &Path, epoch: u64) -> Result<()> {
+pub fn write(opts: &ErofsOptions, contents: &Contents<'_>, out: &Path, epoch: u64) -> Result<()> {
     ensure!(
         opts.erofs_pcluster >= 4096 && opts.erofs_pcluster.is_multiple_of(4096),
         "--erofs-pcluster {}: must be a multiple of 4096",
@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn command_line_is_reproducible() {
-        let opts = Options {
+        let opts = ErofsOptions {
             erofs_compression: ErofsComp::Lz4hc,
             erofs_pcluster: 65536,
         };
@@ -165,7 +165,7 @@ mod tests {
                 "/s"
             ]
         );
-        let none = Options {
+        let none = ErofsOptions {
             erofs_compression: ErofsComp::None,
             erofs_pcluster: 4096,
         };
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_bad_pcluster_is_refused() {
-        let opts = Options {
+        let opts = ErofsOptions {
             erofs_compression: ErofsComp::Lz4hc,
             erofs_pcluster: 5000,
         };

@@ -5,7 +5,7 @@
 //! The format is a seam: [`ImageFormat`] names the formats, and each has a
 //! module that owns its file extension, manifest type, output kind, options
 //! and writer (`squashfs.rs`, `erofs.rs`). Another format is a module with
-//! `SPEC`, `Options` and `write`, and a variant here: the compiler then
+//! `SPEC`, options and `write`, and a variant here: the compiler then
 //! asks for its arms in [`ImageFormat::spec`] and `write`; [`ImageArgs`]
 //! flattens its options; `--image-format` picks one.
 //!
@@ -99,7 +99,7 @@ pub struct ImageArgs {
     #[command(flatten)]
     pub squashfs: squashfs::Options,
     #[command(flatten)]
-    pub erofs: erofs::Options,
+    pub erofs: erofs::ErofsOptions,
 }
 
 impl ImageArgs {
