@@ -37,11 +37,17 @@ struct Peer {
     cdrom: std::path::PathBuf,
 }
 
-/// Median, min and max.
+/// Median (of an even count: the mean of the middle two), min and max.
 fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    (s[s.len() / 2], s[0], s[s.len() - 1])
+    let n = s.len();
+    let median = if n.is_multiple_of(2) {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    } else {
+        s[n / 2]
+    };
+    (median, s[0], s[n - 1])
 }
 
 fn main() -> ExitCode {
@@ -236,7 +242,7 @@ fn boot(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Va
         mem.sort_unstable();
         let mem = mem[mem.len() / 2];
         table.push_str(&format!(
-            "| {} ({}) | {:.2} MB / {:.2} MB | {med:.2} s ({min:.2}-{max:.2}) | {:.1} MiB |\n",
+            "| {}: {} | {:.2} MB / {:.2} MB | {med:.2} s ({min:.2}-{max:.2}) | {:.1} MiB |\n",
             p.name,
             p.what,
             size as f64 / 1e6,
