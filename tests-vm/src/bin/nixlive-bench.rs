@@ -28,6 +28,8 @@ use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 const LABEL: &str = "NIXLIVE_BENCH";
+/// Every stage 1's only console: the serial port the payload prints on.
+const CONSOLE: &str = "console=ttyS0,115200";
 
 struct Peer {
     name: &'static str,
@@ -139,9 +141,15 @@ fn boot(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Va
         .find_map(|l| l.trim().strip_prefix("APPEND "))
         .ok_or("isolinux.cfg has no APPEND line")?
         .split_whitespace()
-        .filter(|w| !w.starts_with("initrd=") && !w.starts_with("init="))
+        // The boot entry's consoles (tty0 too) give way to the peers' one.
+        .filter(|w| {
+            !["initrd=", "init=", "console="]
+                .iter()
+                .any(|k| w.starts_with(k))
+        })
         .map(str::to_string)
         .collect();
+    append.push(CONSOLE.to_string());
     append.push(format!("init={}", peers::payload_init()));
     let append = append.join(" ");
 
@@ -155,7 +163,7 @@ fn boot(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Va
         demo.initrd().display()
     ))?;
 
-    let console = "console=ttyS0,115200";
+    let console = CONSOLE;
     let list = [
         Peer {
             name: "kernel-only",
