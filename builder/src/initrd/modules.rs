@@ -126,6 +126,8 @@ pub struct InitrdSpec<'a> {
     /// Compressed firmware formats the kernel reads itself
     /// ([`firmware_codecs`]); others are packed decompressed.
     pub firmware_codecs: &'a [Codec],
+    /// What `root=` names at boot: live media, or a plain root filesystem.
+    pub root: nixlive_formats::RootMode,
 }
 
 /// The firmware compressions a kernel config (`.config` text) enables
@@ -172,6 +174,7 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
             .iter()
             .map(|f| plain_name(f).to_string())
             .collect(),
+        root: spec.root,
     };
     a.add(
         nixlive_formats::initrd_conf::PATH,
@@ -207,6 +210,8 @@ pub fn plan(dir: &Path, modules: &[String], optional: &[String]) -> Result<Plan>
         optional_modules: optional,
         firmware_dirs: &[],
         firmware_codecs: &[],
+        // Which modules a medium needs does not depend on the root mode.
+        root: nixlive_formats::RootMode::Live,
     };
     let closure = db.resolve(&spec, &mut Notes::default())?;
     let mut builtin: Vec<String> = db.builtin.iter().cloned().collect();
@@ -428,6 +433,7 @@ mod tests {
             optional_modules: &["nothere".into(), "b_c".into()],
             firmware_dirs: std::slice::from_ref(&fw),
             firmware_codecs: &[],
+            root: nixlive_formats::RootMode::Live,
         };
         let (a, notes) = archive(&spec).unwrap();
         assert_eq!(notes.builtin, ["ext4"]);
@@ -502,6 +508,7 @@ mod tests {
             optional_modules: &[],
             firmware_dirs: std::slice::from_ref(&fw),
             firmware_codecs: &[],
+            root: nixlive_formats::RootMode::Live,
         };
         let (archive, notes) = archive(&spec).unwrap();
         assert_eq!(notes.firmware, ["x/fw.bin"]);

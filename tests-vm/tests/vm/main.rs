@@ -12,6 +12,7 @@ mod matrix;
 mod nixos_compat;
 mod nixos_kernels;
 mod pid1;
+mod plain_root;
 mod postboot_vm;
 mod static_binaries;
 mod systemd_stage2;
