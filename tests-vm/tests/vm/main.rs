@@ -5,6 +5,7 @@
 
 mod boot_x86_64;
 mod builder_boot;
+mod erofs_boot;
 mod init_discovery;
 mod init_store;
 mod matrix;
