@@ -158,10 +158,22 @@ impl Runner {
 
 /// What to try when a step fails for a reason the kernel only logs.
 pub fn hint(s: &Step, e: &io::Error) -> &'static str {
-    let Step::Mount { fstype, .. } = s else {
+    let Step::Mount {
+        fstype,
+        target,
+        flags,
+        ..
+    } = s
+    else {
         return "";
     };
+    let plain_root = target == nixlive_formats::paths::NEW_ROOT && fstype != "tmpfs";
     match (fstype.as_str(), e.raw_os_error()) {
+        (_, Some(libc::EROFS | libc::EACCES)) if plain_root && !flags.ro => {
+            " (the root filesystem is read-only, e.g. a write-protected SD card or a \
+             filesystem with features this kernel can only read: make it writable, or add \
+             `ro` to the kernel command line to boot it read-only)"
+        }
         ("vfat", Some(libc::EINVAL)) => {
             " (the kernel log says why; usually a missing code page: the initrd needs \
              nls_cp437 and the module of the default iocharset, e.g. nls_ascii or nls_utf8)"
@@ -336,5 +348,19 @@ mod tests {
         assert!(hint(&m("ext4"), &einval).is_empty());
         assert!(hint(&m("exfat"), &enodev).contains("nixlive.modules="));
         assert!(hint(&Step::Mkdir { path: "/x".into() }, &enodev).is_empty());
+        let root = |ro: bool| Step::Mount {
+            source: Source::Path("/dev/vda1".into()),
+            target: "/mnt-root".into(),
+            fstype: "ext4".into(),
+            flags: Flags {
+                ro,
+                ..Flags::default()
+            },
+            data: String::new(),
+        };
+        let erofs = io::Error::from_raw_os_error(libc::EROFS);
+        assert!(hint(&root(false), &erofs).contains("add `ro`"));
+        assert!(hint(&root(true), &erofs).is_empty());
+        assert!(hint(&m("ext4"), &erofs).is_empty(), "not the root");
     }
 }

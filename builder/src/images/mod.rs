@@ -4,14 +4,15 @@
 //!
 //! The format is a seam: [`ImageFormat`] names the formats, and each has a
 //! module that owns its file extension, manifest type, output kind, options
-//! and writer (`squashfs.rs`). Adding erofs is an `erofs.rs` with `SPEC`,
-//! `Options` and `write`, and a variant here: the compiler then asks for
-//! its arms in [`ImageFormat::spec`] and `write`; [`ImageArgs`] flattens
-//! its options and gets the option that picks the format.
+//! and writer (`squashfs.rs`, `erofs.rs`). Another format is a module with
+//! `SPEC`, options and `write`, and a variant here: the compiler then
+//! asks for its arms in [`ImageFormat::spec`] and `write`; [`ImageArgs`]
+//! flattens its options; `--image-format` picks one.
 //!
 //! Non-goals: no reading back of images, no deduplication across layers
 //! (a path lives in one image).
 
+pub mod erofs;
 pub mod plan;
 pub mod split;
 pub mod squashfs;
@@ -29,11 +30,11 @@ use plan::{ImagePlan, ImageSpec, plan_images};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-/// The filesystems store images are written in (a value enum already, for
-/// the option that will choose one).
+/// The filesystems store images are written in (`--image-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImageFormat {
     Squashfs,
+    Erofs,
 }
 
 /// What an image format says about itself (its module's `SPEC`).
@@ -63,6 +64,7 @@ impl ImageFormat {
     pub fn spec(self) -> &'static FormatSpec {
         match self {
             ImageFormat::Squashfs => &squashfs::SPEC,
+            ImageFormat::Erofs => &erofs::SPEC,
         }
     }
 
@@ -81,6 +83,7 @@ impl ImageFormat {
     fn write(self, args: &ImageArgs, c: &Contents<'_>, out: &Path, epoch: u64) -> Result<()> {
         match self {
             ImageFormat::Squashfs => squashfs::write(&args.squashfs, c, out, epoch),
+            ImageFormat::Erofs => erofs::write(&args.erofs, c, out, epoch),
         }
     }
 }
@@ -90,7 +93,7 @@ impl ImageFormat {
 pub struct ImageArgs {
     /// Put the closure of these store paths into a lower image NAME
     /// (repeatable; the first given is the bottom layer); what no --image
-    /// takes goes into nix-store.squashfs, the top layer.
+    /// takes goes into nix-store.squashfs (nix-store.erofs), the top layer.
     #[arg(long = "image", value_name = "NAME=STOREPATH[,STOREPATH]")]
     pub images: Vec<ImageSpec>,
     /// Split the closure into layers by store path, each image at most
@@ -98,8 +101,14 @@ pub struct ImageArgs {
     /// default is 4095M, so that every file fits FAT32.
     #[arg(long, value_name = "SIZE", value_parser = parse_max_size)]
     pub max_image_size: Option<MaxSize>,
+    /// The filesystem of the store images (erofs needs the kernel's erofs,
+    /// in the `base` module set).
+    #[arg(long, value_enum, default_value = "squashfs")]
+    pub image_format: ImageFormat,
     #[command(flatten)]
     pub squashfs: squashfs::Options,
+    #[command(flatten)]
+    pub erofs: erofs::ErofsOptions,
 }
 
 /// A `--max-image-size` value: a limit, or none.
@@ -111,9 +120,9 @@ fn parse_max_size(s: &str) -> Result<MaxSize, split::SizeError> {
 }
 
 impl ImageArgs {
-    /// The format the images are written in (squashfs is the only one yet).
+    /// The format the images are written in.
     pub fn format(&self) -> ImageFormat {
-        ImageFormat::Squashfs
+        self.image_format
     }
 
     /// The image size limit: --max-image-size, else the command's default.
@@ -363,9 +372,14 @@ mod tests {
         ImageArgs {
             images: images.iter().map(|s| s.parse().unwrap()).collect(),
             max_image_size: None,
+            image_format: ImageFormat::Squashfs,
             squashfs: squashfs::Options {
                 squashfs_compression: squashfs::SquashComp::Zstd,
                 squashfs_backend: squashfs::Backend::Native,
+            },
+            erofs: erofs::ErofsOptions {
+                erofs_compression: erofs::ErofsComp::Lz4,
+                erofs_pcluster: 65536,
             },
         }
     }
@@ -437,6 +451,8 @@ mod tests {
     fn format_names() {
         assert_eq!(ImageFormat::Squashfs.top_image(), "nix-store.squashfs");
         assert!(ImageFormat::is_image_name("base.squashfs"));
+        assert_eq!(ImageFormat::Erofs.top_image(), "nix-store.erofs");
+        assert!(ImageFormat::is_image_name("base.erofs"));
         assert!(!ImageFormat::is_image_name("squashfs"));
         assert!(!ImageFormat::is_image_name("notes.txt"));
     }

@@ -67,6 +67,10 @@ pub struct InitrdArgs {
     /// Without one the initrd has no shell.
     #[arg(long, value_name = "BIN")]
     pub shell: Option<PathBuf>,
+    /// What `root=` names at boot: set by `tarball` and `disk-image` (a
+    /// plain root), live media otherwise.
+    #[arg(skip)]
+    pub root: nixlive_formats::RootMode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,6 +93,7 @@ pub fn build(a: &InitrdArgs, epoch: u64) -> Result<Vec<u8>> {
         optional_modules: &optional,
         firmware_dirs: &a.firmware_dirs,
         firmware_codecs: &firmware_codecs,
+        root: a.root,
     })?;
     print_notes(&notes);
     add_shell_and_keys(&mut archive, a)?;
