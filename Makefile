@@ -35,10 +35,14 @@ clean:
 	$(CARGO) clean
 	rm -rf out
 
-# Boot-time and initrd-size comparison with peers, measured in one run
-# (never part of `make test`).
+# Boot-time and initrd-size comparison with the real peers (Debian
+# live-boot, dracut, built once into .cache/bench-peers) and registration
+# against nix-store, measured in one run (never part of `make test`).
+# NIXLIVE_BENCH_ROUNDS=N (default 5), NIXLIVE_BENCH_PARTS=boot,registration.
 bench: build
+	bash scripts/fetch-bench-peers.sh
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench
+	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-scale-bench
 
 # Every parser of untrusted input under libFuzzer for FUZZ_SECONDS each,
 # built as release with debug assertions and overflow checks (cargo fuzz's

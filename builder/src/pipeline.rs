@@ -80,14 +80,25 @@ pub struct Build<'a> {
     /// `SOURCE_DATE_EPOCH`.
     pub epoch: u64,
     pub closure: Closure,
+    /// The images, planned before anything is written.
+    pub layout: images::Layout,
     work: tempfile::TempDir,
 }
 
 impl<'a> Build<'a> {
-    /// The closure stage: loads the closure (and its registration), and
+    /// The closure stage: loads the closure (and its registration), plans
+    /// its images (refusing what cannot be built, before anything is
+    /// written; `default_limit` is the command's image size limit), and
     /// makes a scratch directory named `scratch.XXXXXX`.
-    pub fn start(args: &'a CommonArgs, epoch: u64, scratch: &str) -> Result<Build<'a>> {
+    pub fn start(
+        args: &'a CommonArgs,
+        epoch: u64,
+        scratch: &str,
+        default_limit: Option<u64>,
+    ) -> Result<Build<'a>> {
         let closure = args.inputs.load()?;
+        let limit = args.images.limit(default_limit);
+        let layout = images::plan(&args.images, &closure, limit)?;
         let work = tempfile::Builder::new()
             .prefix(scratch)
             .tempdir()
@@ -96,6 +107,7 @@ impl<'a> Build<'a> {
             args,
             epoch,
             closure,
+            layout,
             work,
         })
     }
@@ -115,6 +127,7 @@ impl<'a> Build<'a> {
         images::write_all(
             &self.args.images,
             &self.closure,
+            &self.layout,
             dir,
             self.epoch,
             self.work(),

@@ -36,6 +36,11 @@ pub const STORE_DIR: &str = crate::paths::STORE_DIR;
 pub const HASH_PART_LEN: usize = 32;
 /// Longest name after the hash part that Nix accepts.
 pub const MAX_NAME_LEN: usize = 211;
+/// The largest registration postboot reads (64 MiB): a NixOS system's is
+/// about 1 MB (some 2,000 paths); this holds well over 100,000 paths with
+/// their references. The builder refuses a closure whose registration is
+/// larger.
+pub const MAX_BYTES: u64 = 64 << 20;
 
 /// Which line of a record an error is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,7 +405,7 @@ pub fn check_store_path(p: &str) -> Result<(), String> {
     }
     if let Some(c) = name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "+-._?=".contains(*c)))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_' | '?' | '=')))
     {
         return Err(format!("{p:?}: character {c:?} is not allowed in a name"));
     }

@@ -37,8 +37,9 @@ pub fn decide(total: u64, available: u64) -> Result<u64, String> {
     }
 }
 
-/// `copying to RAM: 45% (123 MiB of 273 MiB, 40.2 MB/s)`: `done` of
-/// `total`, at `copied` bytes in `secs`.
+/// `copying to RAM: 45% (123 MiB of 273 MiB, 40.2 MB/s, 4 s left)`:
+/// `done` of `total`, at `copied` bytes in `secs` (the estimate at that
+/// rate; none once done or before a rate is known).
 pub fn progress_line(done: u64, total: u64, copied: u64, secs: f64) -> String {
     let pct = (done * 100).checked_div(total).unwrap_or(100);
     let rate = if secs > 0.0 {
@@ -46,8 +47,13 @@ pub fn progress_line(done: u64, total: u64, copied: u64, secs: f64) -> String {
     } else {
         0.0
     };
+    let left = if done < total && rate > 0.0 {
+        format!(", {:.0} s left", (total - done) as f64 / 1e6 / rate)
+    } else {
+        String::new()
+    };
     format!(
-        "copying to RAM: {pct:3}% ({} MiB of {} MiB, {rate:.1} MB/s)",
+        "copying to RAM: {pct:3}% ({} MiB of {} MiB, {rate:.1} MB/s{left})",
         done >> 20,
         total >> 20
     )
@@ -142,7 +148,11 @@ mod tests {
     fn progress() {
         assert_eq!(
             progress_line(50 << 20, 100 << 20, 50 << 20, 2.0),
-            "copying to RAM:  50% (50 MiB of 100 MiB, 26.2 MB/s)"
+            "copying to RAM:  50% (50 MiB of 100 MiB, 26.2 MB/s, 2 s left)"
+        );
+        assert_eq!(
+            progress_line(100 << 20, 100 << 20, 100 << 20, 4.0),
+            "copying to RAM: 100% (100 MiB of 100 MiB, 26.2 MB/s)"
         );
         assert!(progress_line(0, 0, 0, 0.0).contains("100%"));
     }

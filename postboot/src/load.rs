@@ -44,7 +44,7 @@ pub const NATIVE_AVAILABLE: bool = cfg!(all(feature = "native-loader", target_ar
 /// The largest registration read: 64 MiB. A NixOS system's is about 1 MB
 /// (some 2,000 paths); 64 MiB holds well over 100,000 paths with their
 /// references, and keeps a corrupt or hostile file from filling memory.
-pub const MAX_REGISTRATION: u64 = 64 << 20;
+pub const MAX_REGISTRATION: u64 = nixlive_formats::registration::MAX_BYTES;
 
 #[derive(Debug, Error)]
 pub enum LoadError {

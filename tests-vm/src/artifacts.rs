@@ -163,6 +163,9 @@ pub struct DemoSpec {
     /// architecture's Debian kernel, e.g. `amd64`; `amd64-xz` is the same
     /// kernel with an xz-compressed module tree, `amd64-bpo` the 6.12).
     pub kernel: Option<String>,
+    /// More arguments for `nixlive iso` and `nixlive netboot` (for example
+    /// `--image-format erofs`).
+    pub builder_args: Vec<String>,
 }
 
 impl DemoSpec {
@@ -183,6 +186,7 @@ impl DemoSpec {
             netboot_args: Vec::new(),
             authorized_keys: None,
             kernel: None,
+            builder_args: Vec::new(),
         }
     }
 }
@@ -259,6 +263,7 @@ pub fn build_demo_with(
         if let Some(keys) = &spec.authorized_keys {
             cmd.arg("--authorized-keys").arg(keys);
         }
+        cmd.args(&spec.builder_args);
         cmd.arg("--init")
             .arg(arch.guest_program("nixlive-init"))
             .arg("--store-root")

@@ -218,13 +218,23 @@ fn check_closed(infos: &[PathInfo]) -> Result<()> {
 
 /// Computes the registration with a progress bar over the paths.
 pub fn compute(store_dir: &Path, names: &[String]) -> Result<Vec<PathInfo>> {
+    let started = std::time::Instant::now();
     let bar = progress::bar(names.len() as u64, "hashing store paths");
-    let r = registration::compute_with(store_dir, STORE_DIR, names, &mut |n| {
-        bar.set_message(n.to_string());
+    let mut bytes = 0u64;
+    let r = registration::compute_with(store_dir, STORE_DIR, names, &mut |n, size| {
+        bytes += size;
+        bar.set_message(format!("{} {n}", nixlive_formats::size::human(bytes)));
         bar.inc(1);
     });
     bar.finish_and_clear();
-    Ok(r?)
+    let r = r?;
+    progress::finished(
+        "hashing store paths",
+        &format!("{} paths", names.len()),
+        bytes,
+        started,
+    );
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -50,19 +50,25 @@ pub fn hash_part(base_name: &str) -> Option<&str> {
 }
 
 /// Finds which of a set of hash parts occur in a byte stream, across write
-/// boundaries (the algorithm of Nix's `RefScanSink`).
-struct RefScanner {
-    wanted: HashSet<[u8; HASH_LEN]>,
+/// boundaries (the algorithm of Nix's `RefScanSink`). The set is shared
+/// between the paths hashed at once; each scanner keeps what it saw.
+struct RefScanner<'a> {
+    wanted: &'a HashSet<[u8; HASH_LEN]>,
     seen: BTreeSet<[u8; HASH_LEN]>,
+    /// The last `HASH_LEN - 1` bytes fed (or fewer at the start).
     tail: Vec<u8>,
 }
 
-impl RefScanner {
-    fn new<'a>(hashes: impl IntoIterator<Item = &'a str>) -> RefScanner {
-        let wanted = hashes
-            .into_iter()
-            .filter_map(|h| <[u8; HASH_LEN]>::try_from(h.as_bytes()).ok())
-            .collect();
+/// The set of hash parts a [`RefScanner`] looks for.
+fn wanted_set<'a>(hashes: impl IntoIterator<Item = &'a str>) -> HashSet<[u8; HASH_LEN]> {
+    hashes
+        .into_iter()
+        .filter_map(|h| <[u8; HASH_LEN]>::try_from(h.as_bytes()).ok())
+        .collect()
+}
+
+impl<'a> RefScanner<'a> {
+    fn new(wanted: &'a HashSet<[u8; HASH_LEN]>) -> RefScanner<'a> {
         RefScanner {
             wanted,
             seen: BTreeSet::new(),
@@ -70,10 +76,8 @@ impl RefScanner {
         }
     }
 
-    fn feed(&mut self, data: &[u8]) {
-        // Only the last HASH_LEN - 1 bytes of earlier data can start a match.
-        let mut buf = std::mem::take(&mut self.tail);
-        buf.extend_from_slice(data);
+    /// Scans `buf` for hash parts that start in it.
+    fn scan(&mut self, buf: &[u8]) {
         let mut i = 0;
         'outer: while i + HASH_LEN <= buf.len() {
             for j in (0..HASH_LEN).rev() {
@@ -83,14 +87,37 @@ impl RefScanner {
                 }
             }
             if let Ok(h) = <[u8; HASH_LEN]>::try_from(&buf[i..i + HASH_LEN])
-                && self.wanted.remove(&h)
+                && self.wanted.contains(&h)
             {
                 self.seen.insert(h);
             }
             i += 1;
         }
-        let keep = buf.len().min(HASH_LEN - 1);
-        self.tail = buf[buf.len() - keep..].to_vec();
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        // A match that starts in the earlier data ends in the first
+        // HASH_LEN - 1 bytes of this: scan the seam, then the data in place
+        // (no copy of the data itself).
+        if !self.tail.is_empty() {
+            let mut seam = std::mem::take(&mut self.tail);
+            seam.extend_from_slice(&data[..data.len().min(HASH_LEN - 1)]);
+            self.scan(&seam);
+            self.tail = seam;
+        }
+        self.scan(data);
+        if data.len() >= HASH_LEN - 1 {
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(&data[data.len() - (HASH_LEN - 1)..]);
+        } else {
+            // The seam already holds the old tail and all of `data`.
+            if self.tail.is_empty() {
+                self.tail.extend_from_slice(data);
+            }
+            let keep = self.tail.len().min(HASH_LEN - 1);
+            self.tail.drain(..self.tail.len() - keep);
+        }
     }
 
     /// Hash parts found, sorted.
@@ -103,12 +130,12 @@ impl RefScanner {
 }
 
 /// A `Write` sink that hashes, counts and scans what passes through it.
-struct NarSink {
+struct NarSink<'a> {
     hasher: Hasher,
-    scanner: RefScanner,
+    scanner: RefScanner<'a>,
 }
 
-impl Write for NarSink {
+impl Write for NarSink<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.hasher.update(buf);
         self.scanner.feed(buf);
@@ -210,38 +237,93 @@ pub fn closure_of(infos: &[PathInfo], roots: &[String]) -> Result<Vec<String>, R
 
 /// Computes the path info of each of `names` (base names under `store_dir`),
 /// with references among the same set, calling `done` with each base name
-/// when it is hashed. `prefix` is the logical store directory, normally
-/// `/nix/store`.
+/// and its NAR size when it is hashed. `prefix` is the logical store
+/// directory, normally `/nix/store`.
+///
+/// The paths are hashed on every core (one path per thread at a time,
+/// taken in order); memory is the results and one 64 KiB buffer a thread,
+/// whatever the paths' sizes. The result is in the order of `names`.
 pub fn compute_with(
     store_dir: &Path,
     prefix: &str,
     names: &[String],
-    done: &mut dyn FnMut(&str),
+    done: &mut dyn FnMut(&str, u64),
 ) -> Result<Vec<PathInfo>, RegError> {
-    let hashes: Vec<&str> = names.iter().filter_map(|n| hash_part(n)).collect();
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let wanted = wanted_set(names.iter().filter_map(|n| hash_part(n)));
+    let by_hash: std::collections::HashMap<&str, &str> = names
+        .iter()
+        .filter_map(|n| Some((hash_part(n)?, n.as_str())))
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(names.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let one = |name: &str| -> Result<PathInfo, RegError> {
         let mut sink = NarSink {
             hasher: Hasher::new(),
-            scanner: RefScanner::new(hashes.iter().copied()),
+            scanner: RefScanner::new(&wanted),
         };
         nar::dump(&store_dir.join(name), &mut sink)?;
-        let found: HashSet<String> = sink.scanner.found().into_iter().collect();
-        let mut references: Vec<String> = names
+        let mut references: Vec<String> = sink
+            .scanner
+            .found()
             .iter()
-            .filter(|n| hash_part(n).is_some_and(|h| found.contains(h)))
+            .filter_map(|h| by_hash.get(h.as_str()))
             .map(|n| format!("{prefix}/{n}"))
             .collect();
         references.sort();
         let nar_size = sink.hasher.len();
-        out.push(PathInfo::new(
+        Ok(PathInfo::new(
             format!("{prefix}/{name}"),
             sink.hasher.finish(),
             nar_size,
             references,
-        ));
-        done(name);
+        ))
+    };
+    let mut out: Vec<Option<PathInfo>> = vec![None; names.len()];
+    let mut first_err: Option<(usize, RegError)> = None;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, failed, one) = (&next, &failed, &one);
+            s.spawn(move || {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(name) = names.get(i) else { break };
+                    let r = one(name);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (i, r) in rx {
+            match r {
+                Ok(info) => {
+                    done(&names[i], info.nar_size);
+                    out[i] = Some(info);
+                }
+                // The first path in `names` order that failed: the same
+                // error whatever the threads' timing.
+                Err(e) => {
+                    if first_err.as_ref().is_none_or(|(j, _)| i < *j) {
+                        first_err = Some((i, e));
+                    }
+                }
+            }
+        }
+    });
+    if let Some((_, e)) = first_err {
+        return Err(e);
     }
+    let out: Vec<PathInfo> = out.into_iter().flatten().collect();
     check_cycles(&out)?;
     Ok(out)
 }
@@ -256,7 +338,7 @@ pub(crate) mod tests {
         prefix: &str,
         names: &[String],
     ) -> Result<Vec<PathInfo>, RegError> {
-        compute_with(store_dir, prefix, names, &mut |_| {})
+        compute_with(store_dir, prefix, names, &mut |_, _| {})
     }
 
     const A: &str = "0123456789abcdfghijklmnpqrsvwxyz";
@@ -275,7 +357,8 @@ pub(crate) mod tests {
     fn scanner_across_chunks() {
         let text = format!("xx/nix/store/{A}-foo/bin and {B}");
         for split in 0..text.len() {
-            let mut s = RefScanner::new([A, B]);
+            let w = wanted_set([A, B]);
+            let mut s = RefScanner::new(&w);
             s.feed(&text.as_bytes()[..split]);
             s.feed(&text.as_bytes()[split..]);
             assert_eq!(
@@ -285,12 +368,13 @@ pub(crate) mod tests {
             );
         }
         // Byte by byte, too.
-        let mut s = RefScanner::new([A]);
+        let w = wanted_set([A]);
+        let mut s = RefScanner::new(&w);
         for b in text.as_bytes() {
             s.feed(std::slice::from_ref(b));
         }
         assert_eq!(s.found(), vec![A.to_string()]);
-        let mut s = RefScanner::new([A]);
+        let mut s = RefScanner::new(&w);
         s.feed(&A.as_bytes()[..31]);
         s.feed(b"!");
         assert!(s.found().is_empty());

@@ -41,7 +41,7 @@ pub fn run(a: &Args) -> Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let tree_outs = medium::build(&a.medium, &dir, Some("iso9660"))?;
+    let tree_outs = medium::build(&a.medium, &dir, Some("iso9660"), None)?;
     make_iso(&a.medium.boot, &dir, &a.out)?;
     let mut outs = Outputs::default();
     if let Some(io) = &a.initrd_out {
@@ -66,6 +66,9 @@ fn make_iso(b: &BootArgs, tree: &Path, out: &Path) -> Result<()> {
     cmd.args(["-as", "mkisofs", "-o"])
         .arg(out)
         .args(["-V", &b.label, "-r", "-J", "-joliet-long"])
+        // Level 3: files of 4 GiB and more (multi-extent; Linux's isofs
+        // reads them), as Debian live-build and archiso pass it.
+        .args(["-iso-level", "3"])
         .args(["-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat"])
         .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"]);
     if !b.no_uefi {
@@ -79,9 +82,13 @@ fn make_iso(b: &BootArgs, tree: &Path, out: &Path) -> Result<()> {
         .args(["--set_all_file_dates", "set_to_mtime"])
         .arg(tree)
         .env("SOURCE_DATE_EPOCH", epoch.to_string());
+    let started = std::time::Instant::now();
     progress::during(&format!("making {}", out.display()), || {
         tool::run(&mut cmd, "xorriso")
-    })
+    })?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    progress::finished(&format!("wrote {}", out.display()), "", size, started);
+    Ok(())
 }
 
 /// `YYYYMMDDhhmmss00` in UTC, the form xorriso's `--modification-date=` takes.

@@ -1,8 +1,11 @@
 //! `nixlive medium`: the medium tree alone (what the ISO holds), for
-//! copying onto a USB stick whose filesystem is labelled --label.
+//! copying onto a USB stick whose filesystem is labelled --label. Images
+//! are split under 4 GiB unless --max-image-size says otherwise, so that
+//! the tree fits FAT32, the filesystem every UEFI firmware reads.
 //!
 //! Non-goals: no formatting or labelling of the stick itself.
 
+use crate::images::split::FAT32_LIMIT;
 use crate::medium::{self, MediumArgs};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -17,6 +20,6 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<()> {
-    let outs = medium::build(&a.medium, &a.out, None)?;
+    let outs = medium::build(&a.medium, &a.out, None, Some(FAT32_LIMIT))?;
     a.medium.common.report(&outs)
 }

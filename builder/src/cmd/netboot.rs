@@ -65,7 +65,7 @@ pub fn run(a: &Args) -> Result<()> {
     let params = cmdline::netboot_params(&c.inputs.system, &c.append).context("--append")?;
     c.check_kernel()?;
     let machine = c.check_boot(None)?;
-    let build = Build::start(c, epoch, "nixlive-netboot.")?;
+    let build = Build::start(c, epoch, "nixlive-netboot.", None)?;
     build.check_stage2(machine)?;
     let images = build.work().join("images");
     create_dir(&images)?;
@@ -111,7 +111,7 @@ fn run_http(a: &Args) -> Result<()> {
     let params = cmdline::netboot_params(&c.inputs.system, append.trim()).context("--append")?;
     c.check_kernel()?;
     let machine = c.check_boot(None)?;
-    let build = Build::start(&c, epoch, "nixlive-netboot.")?;
+    let build = Build::start(&c, epoch, "nixlive-netboot.", None)?;
     build.check_stage2(machine)?;
     create_dir(out)?;
     let manifest = build.images(out)?;

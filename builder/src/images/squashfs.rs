@@ -50,6 +50,10 @@ pub enum SquashComp {
     Xz,
     Gzip,
     Lz4,
+    /// Data blocks stored as they are (mksquashfs `-noD -noF`; metadata
+    /// still zstd): for data that is already compressed, written at the
+    /// disk's speed.
+    None,
 }
 
 impl SquashComp {
@@ -59,6 +63,7 @@ impl SquashComp {
             SquashComp::Xz => "xz",
             SquashComp::Gzip => "gzip",
             SquashComp::Lz4 => "lz4",
+            SquashComp::None => "none",
         }
     }
 }
@@ -66,12 +71,21 @@ impl SquashComp {
 /// Writes the image `out` holding `contents`.
 pub fn write(opts: &Options, contents: &Contents<'_>, out: &Path, epoch: u64) -> Result<()> {
     let comp = opts.squashfs_compression;
+    let started = std::time::Instant::now();
     match opts.squashfs_backend {
-        Backend::Mksquashfs => mksquashfs(contents, out, comp, epoch),
+        Backend::Mksquashfs => mksquashfs(contents, out, comp, epoch)?,
         Backend::Native => progress::during(&format!("writing {}", out.display()), || {
             native(contents, out, comp, epoch)
-        }),
+        })?,
     }
+    let size = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    progress::finished(
+        &format!("wrote {}", out.display()),
+        &format!("{} paths", contents.names.len()),
+        size,
+        started,
+    );
+    Ok(())
 }
 
 /// `(major, minor)` of a `mksquashfs -version` banner.
@@ -106,13 +120,18 @@ fn mksquashfs(c: &Contents<'_>, out: &Path, comp: SquashComp, epoch: u64) -> Res
         c.registration.file_name().and_then(|n| n.to_str()) == Some(REGISTRATION_NAME),
         "internal: the registration file must be called {REGISTRATION_NAME}"
     );
+    // Names relative to the store, so that a layer's command line stays
+    // under Linux's 2 MiB (see images::split::MAX_NAME_BYTES).
+    let abs = |p: &Path| std::path::absolute(p).with_context(|| format!("{}", p.display()));
     let mut cmd = Command::new("mksquashfs");
-    for n in c.names {
-        cmd.arg(c.store_dir.join(n));
-    }
-    cmd.arg(c.registration).arg(out);
+    cmd.current_dir(c.store_dir).args(c.names);
+    cmd.arg(abs(c.registration)?).arg(abs(out)?);
     let e = epoch.to_string();
-    cmd.args(["-comp", comp.name(), "-b", "1048576", "-noappend"])
+    match comp {
+        SquashComp::None => cmd.args(["-comp", "zstd", "-noD", "-noF"]),
+        _ => cmd.args(["-comp", comp.name()]),
+    };
+    cmd.args(["-b", "1048576", "-noappend"])
         .args(["-no-xattrs", "-all-root", "-root-mode", "0755"])
         .args(["-mkfs-time", &e, "-all-time", &e])
         .args(["-no-progress", "-quiet"])
@@ -155,6 +174,7 @@ fn native_writer(comp: SquashComp, t: u32) -> Result<FilesystemWriter<'static, '
     let compressor = match comp {
         SquashComp::Zstd => Compressor::Zstd,
         SquashComp::Gzip => Compressor::Gzip,
+        // backhand's `Uncompressed` is compressor id 0, which Linux refuses.
         other => bail!(
             "the native squashfs writer does zstd and gzip, not {}; use --squashfs-backend mksquashfs",
             other.name()

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// Named groups of modules for common boot devices, so that callers need
 /// not know the kernel's driver names. Names a kernel lacks are skipped.
 const MODULE_SETS: &[(&str, &[&str])] = &[
-    ("base", &["loop", "squashfs", "overlay", "isofs"]),
+    ("base", &["loop", "squashfs", "erofs", "overlay", "isofs"]),
     ("cd", &["ata_piix", "ahci", "sr_mod", "isofs", "cdrom"]),
     ("sata", &["ahci", "ata_piix", "sd_mod"]),
     (
@@ -662,7 +662,7 @@ mod tests {
     #[test]
     fn module_sets() {
         let m = module_set(&["base,cd".into(), "usb".into()]).unwrap();
-        assert_eq!(&m[..4], ["loop", "squashfs", "overlay", "isofs"]);
+        assert_eq!(&m[..5], ["loop", "squashfs", "erofs", "overlay", "isofs"]);
         assert!(m.contains(&"usb_storage".to_string()) && m.contains(&"sr_mod".to_string()));
         assert_eq!(m.iter().filter(|x| *x == "isofs").count(), 1);
         // NIC drivers are packed for coldplug, not loaded all at once.

@@ -9,6 +9,7 @@
 
 pub mod bios;
 pub mod efi;
+pub mod target;
 
 use crate::cmdline;
 use crate::epoch::{source_date_epoch, tree_time};
@@ -103,14 +104,25 @@ fn check_label(label: &str) -> Result<(), LabelError> {
 
 /// Builds the medium tree in `dir` (which must be empty or an earlier
 /// medium) and returns what it holds. `medium_fs` is the filesystem the
-/// tree will be on (`iso9660` for an ISO; `None`: the user's choice).
-pub fn build(m: &MediumArgs, dir: &Path, medium_fs: Option<&'static str>) -> Result<Outputs> {
+/// tree will be on (`iso9660` for an ISO; `None`: the user's choice, and
+/// then a FAT filesystem under `dir` must be able to hold the tree:
+/// [`target::check_dir`]). `default_limit` is the image size limit
+/// without --max-image-size.
+pub fn build(
+    m: &MediumArgs,
+    dir: &Path,
+    medium_fs: Option<&'static str>,
+    default_limit: Option<u64>,
+) -> Result<Outputs> {
     let (c, b) = (&m.common, &m.boot);
     let epoch = source_date_epoch()?;
     let params = check(c, b)?;
     let machine = c.check_boot(medium_fs)?;
-    let build = Build::start(c, epoch, "nixlive-build.")?;
+    let build = Build::start(c, epoch, "nixlive-build.", default_limit)?;
     build.check_stage2(machine)?;
+    if medium_fs.is_none() {
+        target::check_dir(dir, &build.closure, &build.layout, &c.kernel)?;
+    }
     let initrd = build.initrd()?;
     prepare_dir(dir)?;
     let mut outs = Outputs::default();

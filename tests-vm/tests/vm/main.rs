@@ -3,8 +3,10 @@
 //! after another (most hold one or two long tests). Each module says what
 //! it checks.
 
+mod big_closures;
 mod boot_x86_64;
 mod builder_boot;
+mod erofs_boot;
 mod http_netboot;
 mod init_discovery;
 mod init_store;
