@@ -13,6 +13,7 @@ mod epoch;
 mod files;
 mod images;
 mod initrd;
+mod keys;
 mod medium;
 mod outputs;
 mod pipeline;

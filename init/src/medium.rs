@@ -222,7 +222,9 @@ fn stock(dir: &str, rel: &str, cmdline: &Cmdline) -> Result<Manifest, BootError>
             fs: ImageFs::Squashfs,
             size,
             sha256: String::new(),
+            verity: None,
         }],
+        sigs: Vec::new(),
     })
 }
 

@@ -500,8 +500,10 @@ pub mod tests {
                     fs: ImageFs::Squashfs,
                     size: 100 << 20,
                     sha256: format!("{i}").repeat(64),
+                    verity: None,
                 })
                 .collect(),
+            sigs: Vec::new(),
         }
     }
 

@@ -380,6 +380,7 @@ pub fn append_layer(medium: &Path, image: &str) -> Result<(), String> {
         fs: ImageFs::Squashfs,
         size,
         sha256: sha256(&file)?,
+        verity: None,
     });
     std::fs::write(&path, m.to_string()).map_err(io(format!("writing {}", path.display())))
 }

@@ -14,6 +14,7 @@
 
 pub mod plan;
 pub mod squashfs;
+pub mod verity;
 
 use crate::closure::Closure;
 use crate::files::{sha256_file, write};
@@ -91,6 +92,14 @@ pub struct ImageArgs {
     pub images: Vec<ImageSpec>,
     #[command(flatten)]
     pub squashfs: squashfs::Options,
+    /// Leave out the dm-verity hash trees (by default each image carries
+    /// one, and init reads the image through dm-verity).
+    #[arg(long)]
+    pub no_verity: bool,
+    /// Sign the manifest with this Nix secret key (from `nix-store
+    /// --generate-binary-cache-key NAME SECRET PUBLIC`; repeatable).
+    #[arg(long = "sign-key", value_name = "SECRET", value_parser = crate::keys::secret_key_file)]
+    pub sign_keys: Vec<nixlive_formats::nixkey::SecretKey>,
 }
 
 impl ImageArgs {
@@ -122,19 +131,32 @@ pub fn write_all(
         };
         let image = dir.join(&plan.name);
         format.write(args, &contents, &image, epoch)?;
+        let verity = if args.no_verity {
+            None
+        } else {
+            Some(verity::append_tree(&image)?)
+        };
         let (size, sha256) = sha256_file(&image)?;
         images.push(ImageEntry {
             name: plan.name.clone(),
             fs: format.spec().fs,
             size,
             sha256,
+            verity,
         });
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         init: format!("{}/init", closure.system),
         registration: REGISTRATION.to_string(),
         images,
+        sigs: Vec::new(),
     };
+    let signed = manifest.unsigned_text();
+    manifest.sigs = args
+        .sign_keys
+        .iter()
+        .map(|k| k.sign(signed.as_bytes()))
+        .collect();
     write(
         &dir.join(nixlive_formats::manifest::DEFAULT_PATH),
         manifest.to_string().as_bytes(),
