@@ -119,6 +119,15 @@ impl SecretKey {
         Ok(SecretKey { name, key })
     }
 
+    /// The key for a 32-byte seed (what `nix-store
+    /// --generate-binary-cache-key` draws at random).
+    pub fn from_seed(name: &str, seed: &[u8; 32]) -> SecretKey {
+        SecretKey {
+            name: name.to_string(),
+            key: SigningKey::from_bytes(seed),
+        }
+    }
+
     pub fn public(&self) -> PublicKey {
         PublicKey {
             name: self.name.clone(),

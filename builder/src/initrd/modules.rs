@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 /// Named groups of modules for common boot devices, so that callers need
 /// not know the kernel's driver names. Names a kernel lacks are skipped.
 const MODULE_SETS: &[(&str, &[&str])] = &[
-    ("base", &["loop", "squashfs", "overlay", "isofs"]),
+    (
+        "base",
+        &["loop", "squashfs", "overlay", "isofs", "dm_verity"],
+    ),
     ("cd", &["ata_piix", "ahci", "sr_mod", "isofs", "cdrom"]),
     ("sata", &["ahci", "ata_piix", "sd_mod"]),
     (
