@@ -10,7 +10,9 @@ use crate::{findiso, trust};
 use nixlive_formats::nixkey::PublicKey;
 use nixlive_formats::paths::{self, in_new_root};
 use nixlive_formats::{Cmdline, ImageEntry, ImageFs, Manifest, RootSpec, Timeout, manifest};
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Decides whether a device is the one wanted.
@@ -39,6 +41,8 @@ pub fn find(
     let says = budget.map_or("no timeout".to_string(), |d| {
         format!("timeout {} s", d.as_secs())
     });
+    // Media refused as not authentic, for the message if none is found.
+    let skipped = Rc::new(RefCell::new(Vec::new()));
     let (wanted, retry, mut accept): (String, bool, Accept) =
         match (&cmdline.findiso, &cmdline.root) {
             (Some(iso), _) => {
@@ -54,7 +58,12 @@ pub fn find(
                 log::info!("waiting for the medium {spec} ({says})");
                 let retry = !matches!(spec, RootSpec::Device(_));
                 let wanted = spec.to_string();
-                let accept = authentic(spec.clone(), cmdline.clone(), keys.to_vec());
+                let accept = authentic(
+                    spec.clone(),
+                    cmdline.clone(),
+                    keys.to_vec(),
+                    skipped.clone(),
+                );
                 (wanted, retry, Box::new(accept))
             }
             (None, None) => return Err(BootError::NoRoot),
@@ -62,12 +71,18 @@ pub fn find(
     let sys = Path::new("/sys");
     match discover::wait_for(&mut *accept, retry, on_modalias, sys, events, budget) {
         discover::Found::Device(d) => Ok(found(cmdline, &d)),
-        discover::Found::TimedOut(seen) => Err(BootError::MediumNotFound {
-            check: discover::what_to_check(cmdline),
-            wanted,
-            secs: budget.unwrap_or(Duration::ZERO).as_secs(),
-            seen: seen.list(),
-        }),
+        discover::Found::TimedOut(seen) => {
+            let mut seen = seen.list();
+            for s in skipped.borrow().iter() {
+                seen.push_str(&format!("\n  skipped, not authentic: {s}"));
+            }
+            Err(BootError::MediumNotFound {
+                check: discover::what_to_check(cmdline),
+                wanted,
+                secs: budget.unwrap_or(Duration::ZERO).as_secs(),
+                seen,
+            })
+        }
     }
 }
 
@@ -128,6 +143,7 @@ fn authentic(
     spec: RootSpec,
     cmdline: Cmdline,
     keys: Vec<PublicKey>,
+    skipped: Rc<RefCell<Vec<String>>>,
 ) -> impl FnMut(&BlockDev, &Seen) -> bool {
     let mut verdicts = std::collections::HashMap::new();
     move |d, seen| {
@@ -154,6 +170,7 @@ fn authentic(
                         "skipping {}: it is {spec}, but it is not authentic: {why}; still looking",
                         d.node()
                     );
+                    skipped.borrow_mut().push(format!("{}: {why}", d.node()));
                     false
                 }
             }

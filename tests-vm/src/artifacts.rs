@@ -151,6 +151,8 @@ pub struct DemoSpec {
     /// architecture's Debian kernel, e.g. `amd64`; `amd64-xz` is the same
     /// kernel with an xz-compressed module tree, `amd64-bpo` the 6.12).
     pub kernel: Option<String>,
+    /// More options for the builder's `iso` and `netboot` (e.g. `--sign-key`).
+    pub builder_args: Vec<String>,
 }
 
 impl DemoSpec {
@@ -170,6 +172,7 @@ impl DemoSpec {
             netboot: false,
             authorized_keys: None,
             kernel: None,
+            builder_args: Vec::new(),
         }
     }
 }
@@ -246,6 +249,7 @@ pub fn build_demo_with(
         if let Some(keys) = &spec.authorized_keys {
             cmd.arg("--authorized-keys").arg(keys);
         }
+        cmd.args(&spec.builder_args);
         cmd.arg("--init")
             .arg(arch.guest_program("nixlive-init"))
             .arg("--store-root")

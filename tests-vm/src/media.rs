@@ -81,8 +81,9 @@ fn write_probe(store_root: &Path, system: &str) -> Result<(), String> {
 b={PROBE}/bin/busybox
 echo PROBE-BEGIN
 for f in /nix/store/*/{PROBE_SHOWS}/*; do
-  [ -f "$f" ] && echo "PROBE file $f $($b cat "$f")"
+  [ -f "$f" ] && echo "PROBE file $f $($b cat "$f" 2>&1)"
 done
+$b cat /proc/mounts | while read -r l; do echo "PROBE mounts $l"; done
 for d in /sys/block/*; do
   n=${{d##*/}}
   echo "PROBE block $n $($b cat $d/size)"
@@ -121,7 +122,16 @@ pub fn build_live(
 ) -> Result<Live, String> {
     let mut spec = artifacts::DemoSpec::new(crate::arch::Arch::X86_64, label);
     spec.modules = modules.iter().map(|m| m.to_string()).collect();
-    let demo = artifacts::build_demo_with(dir, &spec, &|root, system| {
+    build_live_spec(dir, &spec, extra)
+}
+
+/// [`build_live`] from a whole [`artifacts::DemoSpec`] (its label and modules).
+pub fn build_live_spec(
+    dir: &Path,
+    spec: &artifacts::DemoSpec,
+    extra: &dyn Fn(&Path) -> Result<(), String>,
+) -> Result<Live, String> {
+    let demo = artifacts::build_demo_with(dir, spec, &|root, system| {
         write_probe(root, system)?;
         extra(root)
     })?;

@@ -20,7 +20,7 @@ pub struct Args {
 
 pub fn run(a: &Args) -> Result<()> {
     let epoch = source_date_epoch()?;
-    write(&a.out, &initrd::build(&a.initrd, epoch)?)?;
+    write(&a.out, &initrd::build(&a.initrd, epoch, true)?)?;
     let mut outs = Outputs::default();
     outs.add(Kind::Initrd, a.out.clone())?;
     outs.report(None, None)

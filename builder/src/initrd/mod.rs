@@ -82,10 +82,15 @@ pub enum Compression {
     None,
 }
 
-/// The compressed initrd: the main archive, then each --extra-cpio.
-pub fn build(a: &InitrdArgs, epoch: u64) -> Result<Vec<u8>> {
+/// The compressed initrd: the main archive, then each --extra-cpio. With
+/// `verity`, the kernel's dm-verity module comes too (when it has one), so
+/// that init can read images through their hash trees.
+pub fn build(a: &InitrdArgs, epoch: u64, verity: bool) -> Result<Vec<u8>> {
     let init = read(&a.init, "--init")?;
-    let optional = modules::module_set(&a.module_sets).context("--module-set")?;
+    let mut optional = modules::module_set(&a.module_sets).context("--module-set")?;
+    if verity && !optional.iter().any(|m| m == "dm_verity") {
+        optional.push("dm_verity".into());
+    }
     let firmware_codecs = firmware_codecs(a)?;
     let (mut archive, notes) = modules::archive(&InitrdSpec {
         init: &init,
