@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use nixlive_testkit::nix::Nix;
 use nixlive_tests_vm::boot_modes::BootMode;
-use nixlive_tests_vm::media::{self, Booted, Live, PROBE, PROBE_INIT, PROBE_SHOWS};
+use nixlive_tests_vm::media::{self, Booted, Live, PROBE, PROBE_INIT, PROBE_READS, PROBE_SHOWS};
+use nixlive_tests_vm::qmp::Qmp;
 use nixlive_tests_vm::{QemuCommand, Vm, arch::Arch, artifacts, kvm};
 
 const TIMEOUT: Duration = Duration::from_secs(150);
@@ -30,9 +31,11 @@ const MODULES: &[&str] = &[
     "squashfs",
     "overlay",
 ];
-/// A file the probe prints; one byte of its data is changed on one medium.
+/// A file the probe reads; one byte of its data is changed on one medium.
 const PAYLOAD: &str = "payload";
-const PAYLOAD_LEN: usize = 256 << 10;
+/// Large, so that the changed block is far from the probe's busybox (the
+/// kernel reads ahead; a read that takes in the changed block fails whole).
+const PAYLOAD_LEN: usize = 4 << 20;
 
 struct Fixture {
     live: Live,
@@ -82,6 +85,8 @@ fn build() -> Result<Fixture, String> {
     media::run(keygen)?;
     let mut spec = artifacts::DemoSpec::new(Arch::X86_64, LABEL);
     spec.modules = MODULES.iter().map(|m| m.to_string()).collect();
+    // The ISO also boots as a USB disk.
+    spec.module_sets = vec!["usb".into()];
     spec.builder_args = vec![
         "--sign-key".into(),
         secret.display().to_string(),
@@ -89,9 +94,12 @@ fn build() -> Result<Fixture, String> {
         public.display().to_string(),
     ];
     let live = media::build_live_spec(&dir.join("live"), &spec, &|root| {
-        let shows = root.join(PROBE.trim_start_matches('/')).join(PROBE_SHOWS);
-        std::fs::create_dir_all(&shows).map_err(|e| e.to_string())?;
-        std::fs::write(shows.join(PAYLOAD), noise(PAYLOAD_LEN)).map_err(|e| e.to_string())?;
+        let probe = root.join(PROBE.trim_start_matches('/'));
+        let (shows, reads) = (probe.join(PROBE_SHOWS), probe.join(PROBE_READS));
+        for d in [&shows, &reads] {
+            std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(reads.join(PAYLOAD), noise(PAYLOAD_LEN)).map_err(|e| e.to_string())?;
         std::fs::write(shows.join("intact"), b"readable").map_err(|e| e.to_string())
     })?;
     let disk = |tree: &Path, name: &str, n: u8| -> Result<PathBuf, String> {
@@ -107,7 +115,7 @@ fn build() -> Result<Fixture, String> {
     copy_tree(&live.medium, &tampered_tree)?;
     let img = tampered_tree.join("nix-store.squashfs");
     let mut bytes = std::fs::read(&img).map_err(|e| e.to_string())?;
-    let probe = &noise(PAYLOAD_LEN)[100_000..100_064];
+    let probe = &noise(PAYLOAD_LEN)[3_000_000..3_000_064];
     let at = bytes
         .windows(probe.len())
         .position(|w| w == probe)
@@ -210,19 +218,24 @@ fn a_changed_block_fails_with_eio_and_the_rest_boots() {
     let ctx = b.context();
     assert_authentic(&b, &ctx);
     let files = b.probe_files();
-    let show = |name: &str| {
-        files
-            .iter()
-            .find(|(k, _)| k.ends_with(&format!("/{PROBE_SHOWS}/{name}")))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("the probe did not show {name}\n{ctx}"))
-    };
-    let payload = show(PAYLOAD);
+    let shown = files
+        .iter()
+        .find(|(k, _)| k.ends_with(&format!("/{PROBE_SHOWS}/intact")))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(shown, Some("readable"), "{ctx}");
+    let read = b
+        .probe
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("read ")?
+                .split_once(&format!("/{PROBE_READS}/{PAYLOAD} "))
+        })
+        .map(|(_, how)| how.to_string())
+        .unwrap_or_else(|| panic!("the probe did not read {PAYLOAD}\n{ctx}"));
     assert!(
-        payload.contains("I/O error"),
-        "reading the changed file gave {payload:?}, not EIO\n{ctx}"
+        read.contains("I/O error") && !read.ends_with("exit 0"),
+        "reading the changed file gave {read:?}, not EIO\n{ctx}"
     );
-    assert_eq!(show("intact"), "readable", "{ctx}");
     assert!(
         b.serial_log.contains("device-mapper: verity") && b.serial_log.contains("is corrupted"),
         "the kernel did not report the block\n{ctx}"
@@ -307,14 +320,43 @@ fn an_unsigned_medium_is_refused() {
     );
 }
 
+/// The stick with a bad signature is there from the start; the real medium
+/// is plugged in while init waits, and wins.
 #[test]
 fn a_bad_stick_plugged_in_first_is_skipped() {
     let f = fixture();
-    // vda (the bad signature) is seen before vdb (the real medium).
-    let cmd = direct(&format!("root=LABEL={LABEL}"), 512)
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("qmp.sock");
+    let cmd = direct(&format!("root=LABEL={LABEL} nixlive.timeout=60"), 512)
         .virtio_disk(&f.bad_manifest)
-        .virtio_disk(&f.good);
-    let b = boot(&cmd);
+        .on_q35()
+        .arg("-device")
+        .arg("pcie-root-port,id=rp1,bus=pcie.0,chassis=1")
+        .with_qmp(&sock);
+    let vm = Vm::spawn(&cmd, TIMEOUT + Duration::from_secs(40)).unwrap();
+    let mut qmp = Qmp::connect(&sock, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for("skipping /dev/vda", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plug = |q: &mut Qmp| -> Result<(), String> {
+        q.execute(
+            "blockdev-add",
+            serde_json::json!({
+                "driver": "raw",
+                "node-name": "good0",
+                "read-only": true,
+                "file": { "driver": "file", "filename": f.good, "read-only": true },
+            }),
+        )?;
+        q.execute(
+            "device_add",
+            serde_json::json!({
+                "driver": "virtio-blk-pci", "id": "gooddisk", "drive": "good0", "bus": "rp1",
+            }),
+        )?;
+        Ok(())
+    };
+    plug(&mut qmp).unwrap_or_else(|e| panic!("{}", vm.failure(e)));
+    let b = media::finish(&vm, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     let ctx = b.context();
     assert_authentic(&b, &ctx);
     assert_eq!(
@@ -323,8 +365,11 @@ fn a_bad_stick_plugged_in_first_is_skipped() {
         "{ctx}"
     );
     assert!(
-        b.init_said("skipping /dev/vda") && b.init_said(KEY),
-        "init did not say it skipped /dev/vda\n{ctx}"
+        b.init_said(&format!(
+            "skipping /dev/vda: it is LABEL={LABEL}, but it is not authentic: its signature by \
+             the trusted key {KEY} does not match its contents; still looking"
+        )),
+        "{ctx}"
     );
 }
 
