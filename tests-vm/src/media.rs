@@ -30,7 +30,7 @@ pub const PROBE_INIT: &str =
 /// Files under this directory of any store path are printed by the probe.
 pub const PROBE_SHOWS: &str = "probe-shows";
 /// Files under this directory of any store path are read whole by the
-/// probe, which prints only how that went (`read PATH [ERROR] exit N`).
+/// probe, which prints only its error, if any (`read PATH [ERROR]`).
 pub const PROBE_READS: &str = "probe-reads";
 /// Printed by the probe before it pauses (with `nixlive_test.pause`).
 pub const PROBE_PAUSED: &str = "PROBE-PAUSED";
@@ -87,7 +87,7 @@ for f in /nix/store/*/{PROBE_SHOWS}/*; do
   [ -f "$f" ] && echo "PROBE file $f $($b cat "$f" 2>&1)"
 done
 for f in /nix/store/*/{PROBE_READS}/*; do
-  [ -f "$f" ] && echo "PROBE read $f $($b cat "$f" 2>&1 >/dev/null; echo "exit $?")"
+  [ -f "$f" ] && echo "PROBE read $f $($b cat "$f" 2>&1 >/dev/null | $b tr '\n' ' ')"
 done
 $b cat /proc/mounts | while read -r l; do echo "PROBE mounts $l"; done
 for d in /sys/block/*; do
