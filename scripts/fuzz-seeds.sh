@@ -11,7 +11,7 @@ S=fuzz/seeds
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rm -rf "$S"
-mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,nixkey,verity}
+mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio,nixkey,verity}
 
 head64() { head -c 65536 "$1" > "$2"; }
 
@@ -106,3 +106,18 @@ done
 printf 'image a.squashfs squashfs 16384 sha256:%s\nverity sha256 data-block=4096 hash-block=4096 data-blocks=2 hash-offset=8192 salt=0a0b root=%s\n' \
   "$(printf 'ab%.0s' $(seq 32))" "$(printf 'cd%.0s' $(seq 32))" > "$S/verity/small"
 du -sh "$S"
+
+# Programs and modules (ELF headers with and without PT_INTERP), kernel
+# image headers (bzImage x86_64 and i386, arm64 Image), and initramfs cpio
+# archives, cut to fuzz's 8 KiB.
+head8() { head -c 8192 "$1" > "$2"; }
+head8 /bin/ls "$S/elf/dynamic-ls"
+for t in x86_64 aarch64 i686; do
+  f=target/$t-unknown-linux-musl/release/nixlive-init
+  [ -f "$f" ] && head8 "$f" "$S/elf/nixlive-init-$t"
+done
+for k in amd64 i386 arm64; do
+  [ -f ".cache/kernels/$k/vmlinuz" ] && head8 ".cache/kernels/$k/vmlinuz" "$S/kimage/$k"
+done
+mkdir -p "$T/cpio/etc" && echo conf > "$T/cpio/etc/x" && printf '\177ELF' > "$T/cpio/init"
+(cd "$T/cpio" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$S/cpio/newc"

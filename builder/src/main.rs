@@ -6,6 +6,7 @@
 //! container), whose stages are `closure/`, `images/`, `initrd/` and
 //! `medium/`.
 
+mod check;
 mod closure;
 mod cmd;
 mod cmdline;
@@ -13,6 +14,7 @@ mod epoch;
 mod files;
 mod images;
 mod initrd;
+mod inspect;
 mod keys;
 mod medium;
 mod outputs;
@@ -50,6 +52,9 @@ enum Cmd {
     Netboot(cmd::netboot::Args),
     /// Write the initrd alone (no store images).
     Initrd(cmd::initrd::Args),
+    /// Show what an ISO, medium tree, netboot set or initrd holds, and
+    /// whether it can boot (exit status 1 when it cannot).
+    Inspect(cmd::inspect::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -60,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Medium(a) => cmd::medium::run(&a),
         Cmd::Netboot(a) => cmd::netboot::run(&a),
         Cmd::Initrd(a) => cmd::initrd::run(&a),
+        Cmd::Inspect(a) => cmd::inspect::run(&a),
     }
 }
 

@@ -5,11 +5,13 @@
 //!
 //! Non-goals: no caching between runs, no stages running in parallel.
 
+use crate::check::{self, config::MediumNeeds};
 use crate::closure::{Closure, InputArgs};
 use crate::images::{self, ImageArgs};
 use crate::initrd::{self, InitrdArgs};
 use anyhow::{Context, Result, ensure};
 use nixlive_formats::Manifest;
+use nixlive_formats::elf::Machine;
 use std::path::{Path, PathBuf};
 
 /// Options shared by `iso`, `medium` and `netboot`.
@@ -46,6 +48,25 @@ impl CommonArgs {
         Ok(())
     }
 
+    /// What the medium needs from the kernel, on a medium whose own
+    /// filesystem is `medium_fs` (`None`: netboot, or not known).
+    pub fn needs(&self, medium_fs: Option<&'static str>) -> MediumNeeds {
+        MediumNeeds {
+            initrd_compression: check::compression_name(self.initrd.compression),
+            images: Some((
+                self.images.format().spec().fs,
+                self.images.squashfs.squashfs_compression.name(),
+            )),
+            medium_fs,
+        }
+    }
+
+    /// The checks that need no closure (see [`crate::check`]); returns the
+    /// kernel's machine for [`Build::check_stage2`].
+    pub fn check_boot(&self, medium_fs: Option<&'static str>) -> Result<Option<Machine>> {
+        check::before_build(Some(&self.kernel), &self.initrd, &self.needs(medium_fs))
+    }
+
     /// Reports `outs` (see [`crate::outputs::Outputs::report`]) with the
     /// Hydra products and JSON list asked for.
     pub fn report(&self, outs: &crate::outputs::Outputs) -> Result<()> {
@@ -77,6 +98,11 @@ impl<'a> Build<'a> {
             closure,
             work,
         })
+    }
+
+    /// The stage-2 init of the loaded closure (see [`crate::check`]).
+    pub fn check_stage2(&self, machine: Option<Machine>) -> Result<()> {
+        Ok(check::stage2(&self.closure, machine)?)
     }
 
     /// The scratch directory, removed when the build is dropped.

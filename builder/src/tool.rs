@@ -38,6 +38,25 @@ pub fn output_text(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `cmd`, which must succeed, and returns its standard output.
+pub fn output(cmd: &mut Command, what: &str) -> Result<Vec<u8>> {
+    let out = cmd.output().with_context(|| {
+        format!(
+            "cannot run {what} ({:?}); is it installed?",
+            cmd.get_program()
+        )
+    })?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {:?}\n{}",
+            out.status,
+            cmd,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.stdout)
+}
+
 /// Runs the filter program `cmd` over `input` and returns what it wrote.
 pub fn pipe(cmd: &mut Command, input: &[u8], what: &str) -> Result<Vec<u8>> {
     let mut child = cmd

@@ -19,17 +19,30 @@ use common::{ok, run};
 
 const NIXLIVE: &str = env!("CARGO_BIN_EXE_nixlive");
 
-/// A kernel stand-in, a modules dir, an init and a one-path store.
+/// Debian's kernel and modules, the built init, and a store of two paths
+/// (system -> shell), as the builder's checks want them.
 fn fixture(dir: &Path) -> (PathBuf, String) {
-    fs::write(dir.join("vmlinuz"), vec![0x4d; 4096]).unwrap();
-    let m = dir.join("modules/6.1.0-test");
-    fs::create_dir_all(m.join("kernel/fs")).unwrap();
-    fs::write(m.join("kernel/fs/loop.ko"), b"L").unwrap();
-    fs::write(m.join("modules.dep"), "kernel/fs/loop.ko:\n").unwrap();
-    fs::write(dir.join("init"), b"\x7fELF pretend").unwrap();
+    let k = common::kernel("amd64");
+    std::os::unix::fs::symlink(&k.vmlinuz, dir.join("vmlinuz")).unwrap();
+    fs::create_dir_all(dir.join("modules")).unwrap();
+    std::os::unix::fs::symlink(&k.modules_dir, dir.join("modules").join(&k.version)).unwrap();
+    std::os::unix::fs::symlink(
+        common::guest_program("x86_64", "nixlive-init"),
+        dir.join("init"),
+    )
+    .unwrap();
+    let store = dir.join("root/nix/store");
+    let lib = format!("{}-lib", "l".repeat(32));
     let sys = format!("{}-system", "s".repeat(32));
-    let store = dir.join("root/nix/store").join(&sys);
-    fs::create_dir_all(&store).unwrap();
+    fs::create_dir_all(store.join(&lib).join("bin")).unwrap();
+    fs::write(store.join(&lib).join("bin/sh"), b"#!shell").unwrap();
+    fs::set_permissions(
+        store.join(&lib).join("bin/sh"),
+        fs::Permissions::from_mode(0o555),
+    )
+    .unwrap();
+    let system = store.join(&sys);
+    fs::create_dir_all(&system).unwrap();
     // Enough data for a tree of two levels (over 128 blocks of 4 KiB),
     // which does not compress away.
     let mut x = 0x2545f491u32;
@@ -41,20 +54,25 @@ fn fixture(dir: &Path) -> (PathBuf, String) {
             x as u8
         })
         .collect();
-    fs::write(store.join("noise"), noise).unwrap();
-    fs::write(store.join("init"), "#!/bin/sh\n").unwrap();
-    fs::set_permissions(store.join("init"), fs::Permissions::from_mode(0o555)).unwrap();
-    (dir.to_path_buf(), format!("/nix/store/{sys}"))
+    fs::write(system.join("noise"), noise).unwrap();
+    fs::write(system.join("init"), format!("#!/nix/store/{lib}/bin/sh\n")).unwrap();
+    fs::set_permissions(system.join("init"), fs::Permissions::from_mode(0o555)).unwrap();
+    std::os::unix::fs::symlink(format!("/nix/store/{lib}"), system.join("lib")).unwrap();
+    (
+        dir.join("modules").join(&k.version),
+        format!("/nix/store/{sys}"),
+    )
 }
 
+/// `dir`: the test's directory; its modules directory is `dir/modules/VERSION`.
 fn medium(dir: &Path, sys: &str, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(NIXLIVE);
     cmd.arg("medium")
         .arg("--kernel")
         .arg(dir.join("vmlinuz"))
         .arg("--modules-dir")
-        .arg(dir.join("modules/6.1.0-test"))
-        .args(["--module", "loop"])
+        .arg(modules_dir(dir))
+        .args(["--module", "squashfs", "--module-set", "base"])
         .arg("--init")
         .arg(dir.join("init"))
         .arg("--store-root")
@@ -82,6 +100,15 @@ fn nix_keys(nix: &Nix, name: &str) -> (PathBuf, PathBuf) {
     (s, p)
 }
 
+fn modules_dir(dir: &Path) -> PathBuf {
+    let v = fs::read_dir(dir.join("modules"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    v.path()
+}
+
 fn veritysetup(args: &[&str]) -> std::process::Output {
     run(Command::new("veritysetup").args(args))
 }
@@ -89,7 +116,8 @@ fn veritysetup(args: &[&str]) -> std::process::Output {
 #[test]
 fn signed_manifest_and_verity_trees_as_nix_and_cryptsetup_see_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, sys) = fixture(tmp.path());
+    let (_, sys) = fixture(tmp.path());
+    let dir = tmp.path().to_path_buf();
     let nix = Nix::new(tmp.path());
     let (secret, public) = nix_keys(&nix, "nixlive-test-1");
     let out = dir.join("medium");
@@ -200,7 +228,8 @@ fn signed_manifest_and_verity_trees_as_nix_and_cryptsetup_see_them() {
 #[test]
 fn key_files_in_the_wrong_format_stop_the_build_before_it_writes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, sys) = fixture(tmp.path());
+    let (_, sys) = fixture(tmp.path());
+    let dir = tmp.path().to_path_buf();
     let nix = Nix::new(tmp.path());
     let (secret, public) = nix_keys(&nix, "k");
     let out = dir.join("never");

@@ -17,6 +17,7 @@ const EPOCH: &str = "1700000000";
 struct Fixture {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
+    modules: PathBuf,
     sys: String,
     lib: String,
 }
@@ -25,27 +26,30 @@ fn hash(c: char) -> String {
     c.to_string().repeat(32)
 }
 
-/// A kernel stand-in, a modules dir, an init, and a store of two paths
-/// (system -> lib).
+/// Debian's 6.1 kernel and its modules (scripts/install-deps.sh fetches
+/// them), the built static init, and a store of two paths (system -> lib,
+/// whose `bin/sh` runs the system's init script).
 fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    fs::write(dir.join("vmlinuz"), vec![0x4d; 4096]).unwrap();
-    let m = dir.join("modules/6.1.0-test");
-    fs::create_dir_all(m.join("kernel/fs")).unwrap();
-    fs::write(m.join("kernel/fs/squashfs.ko"), b"\0firmware=none.bin\0").unwrap();
-    fs::write(m.join("kernel/fs/loop.ko"), b"L").unwrap();
-    fs::write(
-        m.join("modules.dep"),
-        "kernel/fs/squashfs.ko:\nkernel/fs/loop.ko:\n",
+    let k = common::kernel("amd64");
+    std::os::unix::fs::symlink(&k.vmlinuz, dir.join("vmlinuz")).unwrap();
+    std::os::unix::fs::symlink(
+        common::guest_program("x86_64", "nixlive-init"),
+        dir.join("init"),
     )
     .unwrap();
-    fs::write(dir.join("init"), b"\x7fELF pretend").unwrap();
     let store = dir.join("root/nix/store");
     let lib = format!("{}-lib", hash('l'));
     let sys = format!("{}-system", hash('s'));
-    fs::create_dir_all(store.join(&lib)).unwrap();
+    fs::create_dir_all(store.join(&lib).join("bin")).unwrap();
     fs::write(store.join(&lib).join("libc.so"), b"library").unwrap();
+    fs::write(store.join(&lib).join("bin/sh"), b"#!shell").unwrap();
+    fs::set_permissions(
+        store.join(&lib).join("bin/sh"),
+        fs::Permissions::from_mode(0o555),
+    )
+    .unwrap();
     fs::create_dir_all(store.join(&sys).join("bin")).unwrap();
     fs::write(
         store.join(&sys).join("init"),
@@ -61,6 +65,7 @@ fn fixture() -> Fixture {
     Fixture {
         _tmp: tmp,
         dir,
+        modules: k.modules_dir,
         sys: format!("/nix/store/{sys}"),
         lib: format!("/nix/store/{lib}"),
     }
@@ -70,7 +75,7 @@ fn common(f: &Fixture, cmd: &mut Command) {
     cmd.arg("--kernel")
         .arg(f.dir.join("vmlinuz"))
         .arg("--modules-dir")
-        .arg(f.dir.join("modules/6.1.0-test"))
+        .arg(&f.modules)
         .args(["--module", "squashfs", "--module-set", "base"])
         .arg("--init")
         .arg(f.dir.join("init"))
@@ -114,6 +119,11 @@ fn two_builds_are_byte_identical() {
     build_iso(&f, &one, &[]);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     build_iso(&f, &two, &[]);
+    // Every medium built here passes inspect.
+    let report = common::inspect_ok(NIXLIVE, &one.join("live.iso"));
+    assert!(report.contains("can boot      yes"), "{report}");
+    assert!(report.contains("label REPRO"), "{report}");
+    common::inspect_ok(NIXLIVE, &one.join("medium"));
     for p in [
         "live.iso",
         "medium/boot/initrd",
@@ -132,7 +142,7 @@ fn two_builds_are_byte_identical() {
             ok(Command::new(NIXLIVE)
                 .arg("initrd")
                 .arg("--modules-dir")
-                .arg(f.dir.join("modules/6.1.0-test"))
+                .arg(&f.modules)
                 .args(["--module", "loop", "--compression", c])
                 .arg("--init")
                 .arg(f.dir.join("init"))
@@ -226,6 +236,9 @@ fn closure_info_input_and_two_images() {
         .arg("nix-path-registration"));
     assert_eq!(got, reg);
     assert!(!out.join("EFI").exists());
+    let report = common::inspect_ok(NIXLIVE, &out);
+    assert!(report.contains("image       base.squashfs"), "{report}");
+    assert!(report.contains("2 paths, closed"), "{report}");
     let products =
         fs::read_to_string(f.dir.join("hydra/nix-support/hydra-build-products")).unwrap();
     assert!(products.contains("file initrd "), "{products}");
@@ -243,6 +256,9 @@ fn netboot_set() {
         ok(&mut cmd);
     }
     same(&out.join("initrd"), &f.dir.join("netboot-again/initrd"));
+    let report = common::inspect_ok(NIXLIVE, &out);
+    assert!(report.contains("+ stored"), "{report}");
+    common::inspect_ok(NIXLIVE, &out.join("initrd"));
     let cmdline = fs::read_to_string(out.join("cmdline")).unwrap();
     assert_eq!(
         cmdline.trim(),
@@ -301,6 +317,7 @@ fn native_squashfs_matches_mksquashfs_contents_and_is_reproducible() {
     let b = build("native", &f.dir.join("n2"));
     let m = build("mksquashfs", &f.dir.join("m"));
     same(&a, &b);
+    common::inspect_ok(NIXLIVE, &f.dir.join("n1"));
     // Same tree, modes, owners, times and link targets (sizes of directory
     // entries depend on the writer's table layout, so they are left out).
     let listing = |img: &Path| {

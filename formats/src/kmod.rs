@@ -29,6 +29,26 @@ pub fn module_name(s: &str) -> String {
     base.replace('-', "_")
 }
 
+/// The values of `key` in a (decompressed) module's `.modinfo` section,
+/// found as NUL-separated `key=value` strings (`vermagic`, `firmware`).
+pub fn modinfo<'a>(module: &'a [u8], key: &str) -> Vec<&'a str> {
+    module
+        .split(|&b| b == 0)
+        .filter_map(|s| s.strip_prefix(key.as_bytes())?.strip_prefix(b"="))
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .filter(|v| !v.is_empty() && v.len() <= 4096)
+        .collect()
+}
+
+/// The kernel release a module was built for: the first word of its
+/// `vermagic` (`6.1.0-56-amd64 SMP preempt mod_unload modversions`).
+pub fn vermagic_release(module: &[u8]) -> Option<&str> {
+    modinfo(module, "vermagic")
+        .first()?
+        .split_ascii_whitespace()
+        .next()
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct ModDep {
     /// name -> (file path, dependency file paths as listed)
@@ -38,6 +58,11 @@ pub struct ModDep {
 }
 
 impl ModDep {
+    /// The canonical names of the modules it lists.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
     pub fn parse(text: &str) -> Result<ModDep, ModError> {
         let mut d = ModDep::default();
         for (i, line) in text.lines().enumerate() {
@@ -606,5 +631,13 @@ mod softdep_tests {
             initrd_aliases(aliases, &names),
             "alias fs-iso9660 isofs\nalias fs-ntfs3 ntfs3\nalias devname:loop-control loop\nalias scsi:t-0x05* sr_mod\n"
         );
+    }
+
+    #[test]
+    fn modinfo_strings() {
+        let m = b"\x7fELF..\0license=GPL\0vermagic=6.1.0-56-amd64 SMP mod_unload \0firmware=a.bin\0xvermagic=no\0";
+        assert_eq!(vermagic_release(m), Some("6.1.0-56-amd64"));
+        assert_eq!(modinfo(m, "firmware"), ["a.bin"]);
+        assert_eq!(vermagic_release(b"no modinfo"), None);
     }
 }

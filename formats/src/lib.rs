@@ -9,6 +9,8 @@
 //! - [`report`]: the guest report the demo's stage 2 prints and the VM tests read;
 //! - [`kmod`]: `modules.dep`, `modules.alias`; [`superblock`]: filesystem probes;
 //!   [`unpack`]: xz/zstd/gzip decoders for modules and firmware;
+//! - [`elf`]: a program's machine and interpreter; [`kimage`]: a kernel image's
+//!   machine and release; [`cpio`]: reading initramfs archives;
 //! - [`paths`]: the paths the programs agree on (`/nix/store/nix-path-registration`, `/mnt-root`, ...);
 //! - encodings: [`hex`], [`base64`], [`nix32`] (Nix's base 32), [`digest`]
 //!   (SHA-256 as lowercase hex, of bytes or of any reader), [`size`]
@@ -23,10 +25,13 @@
 
 pub mod base64;
 pub mod cmdline;
+pub mod cpio;
 pub mod digest;
+pub mod elf;
 pub mod error;
 pub mod hex;
 pub mod initrd_conf;
+pub mod kimage;
 pub mod kmod;
 pub mod lines;
 pub mod manifest;

@@ -81,6 +81,20 @@ pub fn unpack(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, Unpack
     Ok(out)
 }
 
+/// Decompresses the xz stream at the start of `data` (more may follow, as
+/// in an initrd made of several archives); returns the output and how many
+/// bytes of `data` the stream took.
+#[cfg(feature = "unpack")]
+pub fn unxz_prefix(data: &[u8], limit: usize) -> Result<(Vec<u8>, usize), UnpackError> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    unxz_at(&mut rest, &mut out, limit).map_err(|e| match e {
+        Stop::Limit => UnpackError::TooLarge { limit },
+        Stop::Corrupt(why) => UnpackError::Corrupt { codec: "xz", why },
+    })?;
+    Ok((out, data.len() - rest.len()))
+}
+
 #[cfg(feature = "unpack")]
 enum Stop {
     Limit,
@@ -101,6 +115,12 @@ fn append(out: &mut Vec<u8>, chunk: &[u8], limit: usize) -> Result<(), Stop> {
 /// and it takes every stream the kernel's module tools write.
 #[cfg(feature = "unpack")]
 fn unxz(mut data: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Stop> {
+    unxz_at(&mut data, out, limit)
+}
+
+/// [`unxz`], leaving `data` at the end of the stream.
+#[cfg(feature = "unpack")]
+fn unxz_at(data: &mut &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Stop> {
     use xz4rust::{XzDecoder, XzNextBlockResult};
     // Modules use a 1 MiB dictionary; the decoder grows it as a stream asks.
     let mut dec = XzDecoder::in_heap_with_alloc_dict_size(1 << 20, 64 << 20);
@@ -109,7 +129,7 @@ fn unxz(mut data: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Stop> {
         let r = dec
             .decode(data, &mut buf)
             .map_err(|e| Stop::Corrupt(format!("{e:?}")))?;
-        data = &data[r.input_consumed()..];
+        *data = &data[r.input_consumed()..];
         append(out, &buf[..r.output_produced()], limit)?;
         match r {
             XzNextBlockResult::EndOfStream(..) => return Ok(()),
@@ -276,6 +296,18 @@ mod tests {
         assert!(unpack(Codec::Gzip, &wrong, 1 << 20).is_err());
         // Truncated inside the header fields.
         assert!(unpack(Codec::Gzip, &named[..14], 1 << 20).is_err());
+    }
+
+    #[cfg(feature = "unpack")]
+    #[test]
+    fn xz_prefix_says_where_the_stream_ends() {
+        let packed = reference(Codec::Xz);
+        let mut data = packed.clone();
+        data.extend_from_slice(b"\x00\x00\x00\x00070701 next archive");
+        let (out, used) = unxz_prefix(&data, 1 << 20).unwrap();
+        assert_eq!(out, PLAIN.repeat(64));
+        assert_eq!(used, packed.len());
+        assert!(unxz_prefix(&packed[..packed.len() - 10], 1 << 20).is_err());
     }
 
     #[test]

@@ -132,6 +132,16 @@ pub fn run_command(mut cmd: Command) -> Result<String, String> {
     Ok(stdout)
 }
 
+/// `nixlive inspect --verify PATH`: every medium the VM tests build must
+/// pass the builder's own checks (kernel, init, modules, manifest, images,
+/// registration, stage-2 init) before it is booted. Returns the report.
+pub fn inspect(path: &Path) -> Result<String, String> {
+    let mut cmd = Command::new(programs_builder());
+    cmd.arg("inspect").arg("--verify").arg(path);
+    run_command(cmd)
+        .map_err(|e| format!("the medium {} does not pass inspect:\n{e}", path.display()))
+}
+
 /// What to build a demo medium for.
 #[derive(Debug, Clone)]
 pub struct DemoSpec {
@@ -273,11 +283,14 @@ pub fn build_demo_with(
             iso.display()
         ));
     }
+    inspect(&iso)?;
+    inspect(&medium)?;
     let netboot = if spec.netboot {
         let out = dir.join("netboot");
         let mut cmd = common("netboot");
         cmd.arg("--out").arg(&out);
         run_command(cmd)?;
+        inspect(&out)?;
         Some(out)
     } else {
         None

@@ -228,7 +228,13 @@ pub fn initrd(
         cmd.arg("--module").arg(m);
     }
     cmd.args(extra);
-    run(cmd).map(drop)
+    run(cmd)?;
+    // Inspected like every medium, except where an --extra-cpio is given:
+    // those replace modules on purpose (compressed ones, a damaged one).
+    if !extra.iter().any(|a| *a == "--extra-cpio") {
+        artifacts::inspect(out)?;
+    }
+    Ok(())
 }
 
 /// An exFAT image of `tree` with this label. The host's kernel has no

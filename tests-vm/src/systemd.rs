@@ -353,6 +353,7 @@ pub fn build_iso(dir: &Path, label: &str) -> Result<SystemdIso, String> {
             iso.display()
         ));
     }
+    artifacts::inspect(&iso)?;
     Ok(SystemdIso {
         iso,
         system,

@@ -147,9 +147,14 @@ fn read_closure_info(ci: &Path) -> Result<(Vec<String>, Vec<PathInfo>)> {
     let paths = parse_path_list(&read_text(&ci.join("store-paths"), "closureInfo")?);
     let reg_path = ci.join("registration");
     let data = read(&reg_path, "closureInfo")?;
-    let mut reg = Registration::parse(&data)
-        .with_context(|| reg_path.display().to_string())?
-        .paths;
+    let mut reg = match Registration::parse(&data) {
+        Ok(r) => r.paths,
+        Err(e) if is_open(&e) => bail!(
+            "the closureInfo registration {} is not closed: {e}; to fix: give the closureInfo of the whole closure (closureInfo {{ rootPaths = [ system ]; }})",
+            reg_path.display()
+        ),
+        Err(e) => return Err(e).with_context(|| reg_path.display().to_string()),
+    };
     reg.sort_by(|a, b| a.path.cmp(&b.path));
     for p in &mut reg {
         p.deriver = None;
@@ -160,6 +165,13 @@ fn read_closure_info(ci: &Path) -> Result<(Vec<String>, Vec<PathInfo>)> {
         ci.join("store-paths").display()
     );
     Ok((paths, reg))
+}
+
+/// Whether a registration was refused for naming a reference it does not
+/// register: it is not closed.
+pub fn is_open(e: &nixlive_formats::registration::RegistrationError) -> bool {
+    e.field == nixlive_formats::registration::Field::Reference
+        && e.msg.ends_with("is not registered in this file")
 }
 
 /// The closureInfo registration of `names` when it covers every one of
@@ -196,7 +208,7 @@ fn check_closed(infos: &[PathInfo]) -> Result<()> {
     for i in infos {
         if let Some(r) = i.references.iter().find(|r| !all.contains(r.as_str())) {
             bail!(
-                "the closure is not closed: {} refers to {r}, which is not in it",
+                "the closure is not closed: {} refers to {r}, which is not in it; to fix: give every path of the closure (nix-store -qR SYSTEM, or its closureInfo)",
                 i.path
             );
         }

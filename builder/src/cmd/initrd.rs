@@ -3,6 +3,7 @@
 //!
 //! Non-goals: no images or manifest inside (that is `netboot`).
 
+use crate::check::{self, config::MediumNeeds};
 use crate::epoch::source_date_epoch;
 use crate::files::write;
 use crate::initrd::{self, InitrdArgs};
@@ -20,6 +21,13 @@ pub struct Args {
 
 pub fn run(a: &Args) -> Result<()> {
     let epoch = source_date_epoch()?;
+    // No images: only what the kernel needs to start init.
+    let needs = MediumNeeds {
+        initrd_compression: check::compression_name(a.initrd.compression),
+        images: None,
+        medium_fs: None,
+    };
+    check::before_build(None, &a.initrd, &needs)?;
     write(&a.out, &initrd::build(&a.initrd, epoch, true)?)?;
     let mut outs = Outputs::default();
     outs.add(Kind::Initrd, a.out.clone())?;

@@ -41,7 +41,7 @@ pub fn run(a: &Args) -> Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let tree_outs = medium::build(&a.medium, &dir)?;
+    let tree_outs = medium::build(&a.medium, &dir, Some("iso9660"))?;
     make_iso(&a.medium.boot, &dir, &a.out)?;
     let mut outs = Outputs::default();
     if let Some(io) = &a.initrd_out {

@@ -17,6 +17,6 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<()> {
-    let outs = medium::build(&a.medium, &a.out)?;
+    let outs = medium::build(&a.medium, &a.out, None)?;
     a.medium.common.report(&outs)
 }

@@ -5,6 +5,7 @@
 
 pub mod demo_system;
 pub mod initrd;
+pub mod inspect;
 pub mod iso;
 pub mod medium;
 pub mod netboot;

@@ -36,7 +36,9 @@ pub fn run(a: &Args) -> Result<()> {
     let epoch = source_date_epoch()?;
     let params = cmdline::netboot_params(&c.inputs.system, &c.append).context("--append")?;
     c.check_kernel()?;
+    let machine = c.check_boot(None)?;
     let build = Build::start(c, epoch, "nixlive-netboot.")?;
+    build.check_stage2(machine)?;
     let images = build.work().join("images");
     create_dir(&images)?;
     let manifest = build.images(&images)?;

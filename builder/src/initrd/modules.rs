@@ -186,6 +186,42 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
     Ok((a, notes))
 }
 
+/// What an initrd of a module tree would carry, worked out without
+/// reading the modules themselves (for the checks before a build).
+#[derive(Debug)]
+pub struct Plan {
+    /// The tree's release (its directory name).
+    pub version: String,
+    /// The module files to pack, relative to the tree, in load order.
+    pub files: Vec<String>,
+    /// Modules built into the kernel (`modules.builtin`).
+    pub builtin: Vec<String>,
+    /// Every module the tree has (`modules.dep`).
+    pub available: Vec<String>,
+}
+
+/// The [`Plan`] of `modules` and `optional` from `dir`.
+pub fn plan(dir: &Path, modules: &[String], optional: &[String]) -> Result<Plan> {
+    let db = ModuleDb::load(dir)?;
+    let spec = InitrdSpec {
+        init: &[],
+        modules_dir: dir,
+        modules,
+        optional_modules: optional,
+        firmware_dirs: &[],
+        firmware_codecs: &[],
+    };
+    let closure = db.resolve(&spec, &mut Notes::default())?;
+    let mut builtin: Vec<String> = db.builtin.iter().cloned().collect();
+    builtin.sort();
+    Ok(Plan {
+        version: db.version.clone(),
+        files: closure.files,
+        builtin,
+        available: db.dep.names().map(String::from).collect(),
+    })
+}
+
 /// A kernel's module database: a /lib/modules/VERSION directory.
 struct ModuleDb<'a> {
     dir: &'a Path,

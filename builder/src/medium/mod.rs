@@ -102,16 +102,20 @@ fn check_label(label: &str) -> Result<(), LabelError> {
 }
 
 /// Builds the medium tree in `dir` (which must be empty or an earlier
-/// medium) and returns what it holds.
-pub fn build(m: &MediumArgs, dir: &Path) -> Result<Outputs> {
+/// medium) and returns what it holds. `medium_fs` is the filesystem the
+/// tree will be on (`iso9660` for an ISO; `None`: the user's choice).
+pub fn build(m: &MediumArgs, dir: &Path, medium_fs: Option<&'static str>) -> Result<Outputs> {
     let (c, b) = (&m.common, &m.boot);
     let epoch = source_date_epoch()?;
     let params = check(c, b)?;
+    let machine = c.check_boot(medium_fs)?;
     let build = Build::start(c, epoch, "nixlive-build.")?;
+    build.check_stage2(machine)?;
+    let initrd = build.initrd()?;
     prepare_dir(dir)?;
     let mut outs = Outputs::default();
     let boot = dir.join("boot");
-    write(&boot.join("initrd"), &build.initrd()?)?;
+    write(&boot.join("initrd"), &initrd)?;
     copy(&c.kernel, &boot.join("vmlinuz"))?;
     outs.add(Kind::Kernel, boot.join("vmlinuz"))?;
     outs.add(Kind::Initrd, boot.join("initrd"))?;
