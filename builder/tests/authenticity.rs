@@ -154,6 +154,16 @@ fn signed_manifest_and_verity_trees_as_nix_and_cryptsetup_see_them() {
         "the initrd lacks the trusted key"
     );
 
+    // nixlive inspect names the key and shows the trees.
+    let shown = common::inspect_ok(NIXLIVE, &out);
+    assert!(
+        shown.contains(
+            "signatures    nixlive-test-1 (verified with the initrd's trusted key nixlive-test-1)"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("    verity    root "), "{shown}");
+
     // The tree verifies, and cryptsetup makes the same one.
     let img = m.images[0].clone();
     let v = img.verity.clone().expect("verity on by default");
@@ -223,6 +233,17 @@ fn signed_manifest_and_verity_trees_as_nix_and_cryptsetup_see_them() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m = Manifest::parse(&fs::read_to_string(plain.join("nixlive.manifest")).unwrap()).unwrap();
     assert!(m.images[0].verity.is_none() && m.sigs.is_empty());
+    // Its manifest with the other medium's initrd, which trusts the key:
+    // inspect refuses it, naming the key.
+    fs::copy(out.join("boot/initrd"), plain.join("boot/initrd")).unwrap();
+    let (shown, err) = common::inspect_refuses(NIXLIVE, &plain);
+    assert!(
+        err.contains(
+            "is not authentic: it is not signed, and the initrd trusts only nixlive-test-1"
+        ),
+        "{err}"
+    );
+    assert!(shown.contains("NOT AUTHENTIC"), "{shown}");
 }
 
 #[test]
