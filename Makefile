@@ -35,9 +35,12 @@ clean:
 	$(CARGO) clean
 	rm -rf out
 
-# Boot-time and initrd-size comparison with peers, measured in one run
-# (never part of `make test`).
+# Boot-time and initrd-size comparison with the real peers (Debian
+# live-boot, dracut, built once into .cache/bench-peers) and registration
+# against nix-store, measured in one run (never part of `make test`).
+# NIXLIVE_BENCH_ROUNDS=N (default 5), NIXLIVE_BENCH_PARTS=boot,registration.
 bench: build
+	bash scripts/fetch-bench-peers.sh
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench
 
 # Every parser of untrusted input under libFuzzer for FUZZ_SECONDS each,
@@ -49,13 +52,14 @@ bench: build
 # input lands in fuzz/artifacts/<target>; keep it as a unit test.
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_SECONDS ?= 10
-FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod softdep superblock uevent authorized_keys passwd postboot_conf report encodings elf kimage cpio nixkey verity
+FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod softdep superblock uevent authorized_keys passwd postboot_conf report encodings elf kimage cpio partition_table nixkey verity
 fuzz_max_len = $(or $(FUZZ_MAX_LEN_$(1)),8192)
 FUZZ_MAX_LEN_superblock := 65536
 FUZZ_MAX_LEN_kmod := 65536
 FUZZ_MAX_LEN_softdep := 32768
 FUZZ_MAX_LEN_registration := 65536
 FUZZ_MAX_LEN_report := 16384
+FUZZ_MAX_LEN_partition_table := 65536
 # deps: libFuzzer is C++ (g++). cargo-fuzz is installed here when missing.
 # The last libFuzzer line of each target (its coverage, `cov:`) is printed.
 fuzz: deps

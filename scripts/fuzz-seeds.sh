@@ -11,7 +11,7 @@ S=fuzz/seeds
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rm -rf "$S"
-mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio,nixkey,verity}
+mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio,partition_table,nixkey,verity}
 
 head64() { head -c 65536 "$1" > "$2"; }
 
@@ -35,6 +35,17 @@ done
 truncate -s 4M "$T/gpt"
 sgdisk -n 1:2048:4095 -t 1:ef00 -c 1:ESP -n 2:4096:0 -c 2:nixlive "$T/gpt" >/dev/null
 head64 "$T/gpt" "$S/superblock/gpt"
+# Partition tables to grow: disk size in sectors (u64 LE), the partition
+# number (u32 LE), then the disk's head (a 4 MiB disk grown to 8 MiB).
+seed_table() { { printf "$2"; head -c 65524 "$1"; } > "$3"; }
+seed_table "$T/gpt" '\x00\x40\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00' "$S/partition_table/gpt-last"
+seed_table "$T/gpt" '\x00\x40\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00' "$S/partition_table/gpt-not-last"
+# An MBR with one Linux partition from sector 2048 (as disk-image writes it).
+truncate -s 4M "$T/mbr"
+printf '\x80\xfe\xff\xff\x83\xfe\xff\xff\x00\x08\x00\x00\x00\x18\x00\x00' |
+  dd of="$T/mbr" bs=1 seek=446 conv=notrunc 2>/dev/null
+printf '\x55\xaa' | dd of="$T/mbr" bs=1 seek=510 conv=notrunc 2>/dev/null
+seed_table "$T/mbr" '\x00\x40\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00' "$S/partition_table/mbr"
 
 # Command lines as the builder's boot menus and the VM tests write them.
 printf '%s\n' \

@@ -20,6 +20,8 @@ mod medium;
 mod outputs;
 mod pipeline;
 mod progress;
+mod system_tree;
+mod tar;
 mod tool;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +57,13 @@ enum Cmd {
     /// Show what an ISO, medium tree, netboot set or initrd holds, and
     /// whether it can boot (exit status 1 when it cannot).
     Inspect(cmd::inspect::Args),
+    /// Write the system tarball: the closure, /nix-path-registration,
+    /// /boot/{kernel,initrd,cmdline} (the initrd boots a plain root), as
+    /// FILE.tar, FILE.tar.zst or FILE.tar.xz.
+    Tarball(cmd::tarball::Args),
+    /// Write the system tarball's tree as a partitioned disk image (one
+    /// ext4 root partition labelled --label) for an SD card or USB disk.
+    DiskImage(cmd::disk_image::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -66,6 +75,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Netboot(a) => cmd::netboot::run(&a),
         Cmd::Initrd(a) => cmd::initrd::run(&a),
         Cmd::Inspect(a) => cmd::inspect::run(&a),
+        Cmd::Tarball(a) => cmd::tarball::run(&a),
+        Cmd::DiskImage(a) => cmd::disk_image::run(&a),
     }
 }
 

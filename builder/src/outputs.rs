@@ -22,6 +22,8 @@ pub enum Kind {
     Iso,
     Ipxe,
     Cmdline,
+    Tarball,
+    DiskImage,
 }
 
 impl Kind {
@@ -36,6 +38,8 @@ impl Kind {
             Kind::Iso => "iso",
             Kind::Ipxe => "ipxe",
             Kind::Cmdline => "cmdline",
+            Kind::Tarball => "tarball",
+            Kind::DiskImage => "disk-image",
         }
     }
 }

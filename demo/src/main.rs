@@ -13,7 +13,8 @@
 //! 4. run the sibling `bin/nixlive-postboot`, capturing output and exit code;
 //! 5. print the report (mounts, postboot, files of interest, password
 //!    schemes, stage-1 timeline) to `/dev/console`;
-//! 6. sync and power off.
+//! 6. sync, remount `/` read-only (a plain root on a disk stays clean) and
+//!    power off.
 //!
 //! It never fails silently: any error (a panic included) prints
 //! `NIXLIVE-ERROR <message>` and the machine still powers off.
@@ -247,6 +248,11 @@ fn emit(text: &str) {
 /// anything else exits non-zero.
 fn shutdown() -> ! {
     sys::sync();
+    if std::process::id() == 1 {
+        // not fatal: a tmpfs root has nothing to keep; a disk's journal is
+        // then replayed at the next mount.
+        let _ = sys::remount_root_read_only();
+    }
     let err = sys::power_off();
     emit(&report::render_error(&chain(&err)));
     if std::process::id() == 1 {

@@ -56,6 +56,15 @@ pub fn sync() {
     rustix::fs::sync();
 }
 
+/// `mount -o remount,ro /`: a persistent root (a disk, not a tmpfs) is
+/// left clean for the next boot, as a service manager leaves it.
+pub fn remount_root_read_only() -> Result<(), SysError> {
+    rustix::mount::mount_remount("/", MountFlags::RDONLY, c"").map_err(|e| SysError {
+        what: "remounting / read-only".into(),
+        source: e.into(),
+    })
+}
+
 /// Powers the machine off; returns only if the kernel refused.
 pub fn power_off() -> SysError {
     match rustix::system::reboot(rustix::system::RebootCommand::PowerOff) {

@@ -158,6 +158,15 @@ pub struct Cmdline {
     /// `live.nixos.passwordHash=`: the live user's password as a crypt(3)
     /// hash (checked by postboot, which writes it to `/etc/shadow`).
     pub live_password_hash: Option<String>,
+    /// `nixlive.root=plain|live`: what `root=` names, over what the initrd
+    /// records.
+    pub root_mode: Option<crate::RootMode>,
+    /// `ro` (and `rw`, which undoes it; the last wins): a plain root is
+    /// mounted read-only.
+    pub read_only: bool,
+    /// `nixlive.grow_root`: postboot grows the root partition and its
+    /// filesystem to the end of the disk.
+    pub grow_root: bool,
     /// One message per known key whose value was rejected.
     pub warnings: Vec<String>,
 }
@@ -184,6 +193,9 @@ impl Default for Cmdline {
             ssh_keys: Vec::new(),
             live_password: None,
             live_password_hash: None,
+            root_mode: None,
+            read_only: false,
+            grow_root: false,
             warnings: Vec::new(),
         }
     }
@@ -301,6 +313,13 @@ impl Cmdline {
             "boot.trace" => flag(self, |c| c.trace = true),
             "nixlive.verify" => flag(self, |c| c.verify = true),
             "nixlive.test_panic" => flag(self, |c| c.test_panic = true),
+            "ro" => flag(self, |c| c.read_only = true),
+            "rw" => flag(self, |c| c.read_only = false),
+            "nixlive.grow_root" => flag(self, |c| c.grow_root = true),
+            "nixlive.root" => match val.and_then(crate::RootMode::parse) {
+                Some(m) => self.root_mode = Some(m),
+                None => self.warn(key, val, "want plain or live"),
+            },
             "root" => match val.and_then(parse_root) {
                 Some((r, odd)) => {
                     if let Some(odd) = odd {
@@ -498,6 +517,22 @@ mod tests {
             )
         );
         assert_eq!(unescape_udev(r"\x41\x42"), ("AB".to_string(), None));
+    }
+
+    #[test]
+    fn plain_root_and_read_only() {
+        let c = Cmdline::parse("root=LABEL=nixos nixlive.root=plain ro");
+        assert_eq!(c.root_mode, Some(crate::RootMode::Plain));
+        assert!(c.read_only);
+        assert!(Cmdline::parse("nixlive.grow_root").grow_root);
+        let c = Cmdline::parse("ro rw nixlive.root=live");
+        assert_eq!(c.root_mode, Some(crate::RootMode::Live));
+        assert!(!c.read_only, "the last of ro and rw wins");
+        let c = Cmdline::parse("nixlive.root=persistent ro=1");
+        assert_eq!(c.root_mode, None);
+        assert!(!c.read_only);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("want plain or live"));
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub const STORE_DIR: &str = "/nix/store";
 pub const REGISTRATION_NAME: &str = "nix-path-registration";
 /// The registration `nix-store --load-db` reads, once the image is mounted.
 pub const REGISTRATION: &str = "/nix/store/nix-path-registration";
+/// The system tarball's registration, at the top of a persistent root (as
+/// NixOS's system tarball and SD images have it): loaded on the first
+/// boot, then removed.
+pub const TOP_REGISTRATION: &str = "/nix-path-registration";
 /// The read-only store images: one image here, several at `RO_STORE/N`
 /// ([`image_mount`]), as NixOS's stage 1 leaves them.
 pub const RO_STORE: &str = "/nix/.ro-store";

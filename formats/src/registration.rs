@@ -400,7 +400,7 @@ pub fn check_store_path(p: &str) -> Result<(), String> {
     }
     if let Some(c) = name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "+-._?=".contains(*c)))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_' | '?' | '=')))
     {
         return Err(format!("{p:?}: character {c:?} is not allowed in a name"));
     }

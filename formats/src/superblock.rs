@@ -249,6 +249,52 @@ pub fn ext(buf: &[u8]) -> Option<Identity> {
     })
 }
 
+/// What an ext2/3/4 superblock says about the filesystem's consistency,
+/// for booting it as the root: the kernel replays a journal or an orphan
+/// list on mount, which is recovery nixlive leaves to `fsck`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtHealth {
+    /// `needs_recovery`: the journal holds transactions not yet written
+    /// (the filesystem was not unmounted cleanly).
+    pub needs_recovery: bool,
+    /// `orphan_present`, or an orphan inode list (`s_last_orphan`):
+    /// inodes deleted while open, still to be freed.
+    pub orphans: bool,
+    /// The kernel recorded errors (`s_state` has `ERROR_FS`).
+    pub errors: bool,
+}
+
+impl ExtHealth {
+    /// Why the filesystem must not be mounted as it is (`None`: it may).
+    pub fn refusal(&self) -> Option<&'static str> {
+        if self.needs_recovery {
+            Some(
+                "it needs recovery (needs_recovery: its journal was not replayed after an unclean shutdown)",
+            )
+        } else if self.orphans {
+            Some("it needs recovery (orphan inodes left by an unclean shutdown)")
+        } else {
+            None
+        }
+    }
+}
+
+/// The consistency flags of an ext2/3/4 superblock (`None`: not ext).
+pub fn ext_health(buf: &[u8]) -> Option<ExtHealth> {
+    let sb = buf.get(1024..1024 + 256)?;
+    if le16(sb, 56) != 0xEF53 {
+        return None;
+    }
+    const STATE_ERROR: u16 = 0x2;
+    const INCOMPAT_RECOVER: u32 = 0x4;
+    const RO_COMPAT_ORPHAN_PRESENT: u32 = 0x1_0000;
+    Some(ExtHealth {
+        needs_recovery: le32(sb, 96) & INCOMPAT_RECOVER != 0,
+        orphans: le32(sb, 100) & RO_COMPAT_ORPHAN_PRESENT != 0 || le32(sb, 232) != 0,
+        errors: le16(sb, 58) & STATE_ERROR != 0,
+    })
+}
+
 /// FAT12/16/32: a boot sector with the 0x55AA signature and an extended boot
 /// signature (0x29); the volume ID is the UUID (`ABCD-1234`), `NO NAME` means no label.
 pub fn fat(buf: &[u8]) -> Option<Identity> {
@@ -377,6 +423,42 @@ pub mod tests {
             id.uuid.as_deref(),
             Some("00112233-4455-6677-8899-aabbccddeeff")
         );
+    }
+
+    #[test]
+    fn ext_health_flags() {
+        let mut b = vec![0u8; 4096];
+        assert_eq!(ext_health(&b), None, "not ext");
+        b[1024 + 56..1024 + 58].copy_from_slice(&0xEF53u16.to_le_bytes());
+        b[1024 + 58] = 1; // clean
+        let clean = ext_health(&b).unwrap();
+        assert_eq!(clean, ExtHealth::default());
+        assert_eq!(clean.refusal(), None);
+        let mut r = b.clone();
+        r[1024 + 96..1024 + 100].copy_from_slice(&0x2c6u32.to_le_bytes());
+        let h = ext_health(&r).unwrap();
+        assert!(h.needs_recovery && !h.orphans);
+        assert!(h.refusal().unwrap().contains("needs_recovery"));
+        let mut o = b.clone();
+        o[1024 + 100..1024 + 104].copy_from_slice(&0x1_0000u32.to_le_bytes());
+        assert!(
+            ext_health(&o)
+                .unwrap()
+                .refusal()
+                .unwrap()
+                .contains("orphan")
+        );
+        let mut o = b.clone();
+        o[1024 + 232..1024 + 236].copy_from_slice(&12u32.to_le_bytes());
+        assert!(ext_health(&o).unwrap().orphans);
+        let mut e = b.clone();
+        e[1024 + 58] = 3;
+        let h = ext_health(&e).unwrap();
+        assert!(
+            h.errors && h.refusal().is_none(),
+            "errors alone are a warning"
+        );
+        assert_eq!(ext_health(&b[..1100]), None, "short");
     }
 
     pub fn fat32_head(label: &[u8; 11], id: u32) -> Vec<u8> {

@@ -6,12 +6,12 @@
 use crate::error::BootError;
 use crate::exec::{Executor, Runner};
 use crate::modules::Loader;
-use crate::plan::{self, BootPlan, Found, ImageSource, Probed};
+use crate::plan::{self, BootPlan, Found, ImageSource, PlainPlan, Probed};
 use crate::{console, copytoram, discover, failure, kmsg, medium, trust};
 use nixlive_formats::nixkey;
 use nixlive_formats::paths::{self, in_new_root};
 use nixlive_formats::timeline::ImageCheck;
-use nixlive_formats::{Cmdline, InitrdConf, Manifest, Phase, Timeline, initrd_conf};
+use nixlive_formats::{Cmdline, InitrdConf, Manifest, Phase, RootMode, Timeline, initrd_conf};
 use std::convert::Infallible;
 use std::path::Path;
 
@@ -64,8 +64,13 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     let events = discover::uevent::Uevents::open()
         .inspect_err(|e| log::warn!("cannot open the uevent socket ({e}); rescanning instead"))
         .ok();
-    let mut loader = t.phase("load-modules", || load_modules(cmdline));
+    let conf = read_conf();
+    let mut loader = t.phase("load-modules", || load_modules(cmdline, &conf));
     stop_point(cmdline.debug1devices, "boot.debug1devices");
+    if cmdline.root_mode.unwrap_or(conf.root) == RootMode::Plain {
+        return plain_root(cmdline, ex, t, runner, events.as_ref(), loader);
+    }
+    runner.run(&plan::live_root(), ex)?;
     let found = if medium::in_initrd(cmdline, Path::new("/")) {
         log::info!("netboot: the images are inside the initrd");
         Found::Initrd
@@ -112,6 +117,55 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     }
 }
 
+/// A plain root (`nixlive.root=plain`, or the initrd says so): the
+/// device `root=` names, found as a medium is, mounted as the new root.
+fn plain_root(
+    cmdline: &Cmdline,
+    ex: &mut dyn Executor,
+    mut t: Timer,
+    mut runner: Runner,
+    events: Option<&discover::uevent::Uevents>,
+    mut loader: Loader,
+) -> Result<Infallible, BootError> {
+    log::info!("plain root: root= names the root filesystem itself");
+    let (probe, described) = {
+        let mut modalias = |a: &str| loader.modalias(a);
+        t.phase("find-root", || {
+            medium::find_plain(cmdline, events, &mut modalias)
+        })?
+    };
+    loader.require_fs(
+        &probe.fstype,
+        &format!("the root filesystem {}", probe.node),
+    )?;
+    let p: PlainPlan = plan::plain_root(cmdline, &probe).map_err(|r| BootError::NeedsRecovery {
+        node: r.node,
+        root: described.clone(),
+        why: r.why,
+    })?;
+    for w in &p.warnings {
+        log::warn!("{w}");
+        console::say(&format!("{w}\n"));
+    }
+    t.phase("mount-root", || runner.run(&p.mount, ex))?;
+    stop_point(cmdline.debug1mounts, "boot.debug1mounts");
+    if stage2_exists(&p.init).is_err() {
+        let e = BootError::PlainNoStage2 {
+            init: p.init.clone(),
+            root: described,
+        };
+        // not fatal to undo: the failure policy runs with or without it.
+        let _ = ex.unmount(nixlive_formats::paths::NEW_ROOT);
+        return Err(e);
+    }
+    hand_over_keys(None);
+    write_timeline(&t.timeline);
+    match runner.run(&p.switch, ex) {
+        Ok(()) => Err(BootError::NoStage2(p.init)),
+        Err(e) => Err(e),
+    }
+}
+
 /// stdin, stdout and stderr on the console, and the log to `/dev/kmsg`.
 fn console_to_stdio() {
     use rustix::fs::{Mode, OFlags};
@@ -138,9 +192,9 @@ fn read_cmdline() -> Result<Cmdline, BootError> {
     Ok(cmdline)
 }
 
-/// The builder's list, `nixlive.modules=`, then coldplug.
-fn load_modules(cmdline: &Cmdline) -> Loader {
-    let conf = std::fs::read_to_string(initrd_conf::PATH)
+/// What the builder recorded in the initrd.
+fn read_conf() -> InitrdConf {
+    std::fs::read_to_string(initrd_conf::PATH)
         .map_err(|e| e.to_string())
         .and_then(|text| InitrdConf::parse(&text).map_err(|e| e.to_string()))
         .unwrap_or_else(|e| {
@@ -151,10 +205,14 @@ fn load_modules(cmdline: &Cmdline) -> Loader {
                 .into_owned();
             InitrdConf {
                 kernel: running,
-                modules: Vec::new(),
+                ..InitrdConf::default()
             }
-        });
-    let mut loader = Loader::new(Path::new("/"), &conf);
+        })
+}
+
+/// The builder's list, `nixlive.modules=`, then coldplug.
+fn load_modules(cmdline: &Cmdline, conf: &InitrdConf) -> Loader {
+    let mut loader = Loader::new(Path::new("/"), conf);
     loader.load_files(&conf.modules);
     loader.load_names(&cmdline.modules, true);
     loader.coldplug(Path::new("/sys"));

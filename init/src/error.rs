@@ -109,6 +109,28 @@ pub enum BootError {
         "stage-2 init {0} does not exist in the new root (set init= or fix the manifest's init line)"
     )]
     NoStage2(String),
+    #[error(
+        "the root filesystem {root} cannot be booted: {why}\n\
+         To fix: run `fsck {node}` (e2fsck) from another system, or boot with \
+         boot.shell_on_fail and run it from the initrd's shell, then boot again"
+    )]
+    NeedsRecovery {
+        node: String,
+        /// The device as the list of devices seen shows it.
+        root: String,
+        why: &'static str,
+    },
+    #[error(
+        "stage-2 init {init} does not exist on the root filesystem {root}\n\
+         To fix: check that the system tarball was unpacked onto it, or set init= to the \
+         system's init (the tarball's /boot/cmdline has it)"
+    )]
+    PlainNoStage2 { init: String, root: String },
+    #[error(
+        "nixlive.root=plain: {what} cannot be the root filesystem; name its device with \
+         root=LABEL= (or UUID=, PARTLABEL=, /dev/...)"
+    )]
+    PlainNotADevice { what: String },
 }
 
 /// A module the boot needs that did not load.

@@ -200,7 +200,14 @@ pub fn hint(s: &Step, e: &io::Error) -> &'static str {
     if let Step::Verity { .. } = s {
         return " (the kernel log says why; the initrd needs the dm_mod and dm_verity modules)";
     }
-    let Step::Mount { fstype, source, .. } = s else {
+    let Step::Mount {
+        fstype,
+        target,
+        flags,
+        source,
+        ..
+    } = s
+    else {
         return "";
     };
     let through_verity = matches!(source, Source::Loop(h) if h.starts_with("verity"));
@@ -208,7 +215,13 @@ pub fn hint(s: &Step, e: &io::Error) -> &'static str {
         return " (dm-verity refused the image's first blocks: they do not match the manifest's \
                  root hash, so the medium is damaged or was changed)";
     }
+    let plain_root = target == nixlive_formats::paths::NEW_ROOT && fstype != "tmpfs";
     match (fstype.as_str(), e.raw_os_error()) {
+        (_, Some(libc::EROFS | libc::EACCES)) if plain_root && !flags.ro => {
+            " (the root filesystem is read-only, e.g. a write-protected SD card or a \
+             filesystem with features this kernel can only read: make it writable, or add \
+             `ro` to the kernel command line to boot it read-only)"
+        }
         ("vfat", Some(libc::EINVAL)) => {
             " (the kernel log says why; usually a missing code page: the initrd needs \
              nls_cp437 and the module of the default iocharset, e.g. nls_ascii or nls_utf8)"
@@ -418,5 +431,19 @@ mod tests {
         assert!(hint(&m("ext4"), &einval).is_empty());
         assert!(hint(&m("exfat"), &enodev).contains("nixlive.modules="));
         assert!(hint(&Step::Mkdir { path: "/x".into() }, &enodev).is_empty());
+        let root = |ro: bool| Step::Mount {
+            source: Source::Path("/dev/vda1".into()),
+            target: "/mnt-root".into(),
+            fstype: "ext4".into(),
+            flags: Flags {
+                ro,
+                ..Flags::default()
+            },
+            data: String::new(),
+        };
+        let erofs = io::Error::from_raw_os_error(libc::EROFS);
+        assert!(hint(&root(false), &erofs).contains("add `ro`"));
+        assert!(hint(&root(true), &erofs).is_empty());
+        assert!(hint(&m("ext4"), &erofs).is_empty(), "not the root");
     }
 }

@@ -4,7 +4,10 @@
 //! kernel modules, find the boot medium by its label, loop-mount the squashfs
 //! images its manifest lists, build the tmpfs-backed overlay `/nix/store`,
 //! and switch root into stage 2. Every phase is logged to `/dev/kmsg` with
-//! its uptime and recorded in `/run/nixlive/stage1.json`.
+//! its uptime and recorded in `/run/nixlive/stage1.json`. In plain-root
+//! mode (a system tarball unpacked onto a disk: `nixlive.root=plain`, or
+//! the initrd says so) `root=` names the root filesystem itself, which is
+//! mounted as the new root instead ([`plan::plain_root`]).
 //!
 //! Non-goals: no shell, no udev, no networking, nothing stage 2 can do
 //! (registration, profiles and keys belong to `nixlive-postboot`).

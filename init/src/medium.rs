@@ -5,7 +5,7 @@
 
 use crate::discover::{self, BlockDev, Seen};
 use crate::error::BootError;
-use crate::plan::{FINDISO_HOST, Found};
+use crate::plan::{FINDISO_HOST, Found, PlainProbe};
 use crate::{findiso, trust};
 use nixlive_formats::nixkey::PublicKey;
 use nixlive_formats::paths::{self, in_new_root};
@@ -84,6 +84,77 @@ pub fn find(
             })
         }
     }
+}
+
+/// A plain root: the device `root=` names is found exactly as a medium
+/// is, and its superblock read again for its consistency flags. Returns
+/// it and its line for the messages ("devices seen").
+pub fn find_plain(
+    cmdline: &Cmdline,
+    events: Option<&discover::uevent::Uevents>,
+    on_modalias: &mut dyn FnMut(&str),
+) -> Result<(PlainProbe, String), BootError> {
+    if let Some(iso) = &cmdline.findiso {
+        return Err(BootError::PlainNotADevice {
+            what: format!("findiso={iso}"),
+        });
+    }
+    if let Some(RootSpec::File(f)) = &cmdline.root {
+        return Err(BootError::PlainNotADevice {
+            what: format!("root={f} (a file in the initramfs)"),
+        });
+    }
+    // A plain root has no manifest to sign: no key takes part in the search.
+    let found = find(cmdline, &[], events, on_modalias).map_err(|e| match e {
+        BootError::MediumNotFound {
+            wanted,
+            secs,
+            seen,
+            check,
+        } => BootError::MediumNotFound {
+            wanted: format!("{wanted} (the root filesystem: nixlive.root=plain)"),
+            secs,
+            seen,
+            check,
+        },
+        e => e,
+    })?;
+    let (node, fstype) = match found {
+        Found::Device { node, fstype } => (node, fstype),
+        other => {
+            return Err(BootError::PlainNotADevice {
+                what: format!("{other:?}"),
+            });
+        }
+    };
+    let head = discover::read_head(&node);
+    let (health, described) = match &head {
+        Ok(h) => {
+            let id = discover::probe::identify(&h.bytes);
+            let label = id.as_ref().and_then(|i| i.label.clone());
+            (
+                discover::probe::ext_health(&h.bytes),
+                format!(
+                    "{node} ({fstype} label={})",
+                    label.as_deref().unwrap_or("(none)")
+                ),
+            )
+        }
+        // Found a moment ago: mounting it will say what is wrong.
+        Err(e) => {
+            log::warn!("reading {node} again for its superblock: {e}, ignoring");
+            (None, format!("{node} ({fstype})"))
+        }
+    };
+    log::info!("the root filesystem is {described}");
+    Ok((
+        PlainProbe {
+            node,
+            fstype,
+            health,
+        },
+        described,
+    ))
 }
 
 /// `root=/FILE`: the medium is a file the initramfs already holds (iPXE

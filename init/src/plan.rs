@@ -8,8 +8,13 @@
 //! device or ISO file discovery found), [`plan`] (the manifest read from the
 //! medium): the images, the store, and the switch into stage 2. Every path
 //! inside the new root comes from [`nixlive_formats::paths`].
+//!
+//! A plain root (a system tarball unpacked onto a disk) is planned by
+//! [`plain_root`] instead of [`medium`] and [`plan`]: the device `root=`
+//! names is the new root itself, with no tmpfs and no overlay.
 
 use nixlive_formats::paths::{self, NEW_ROOT, in_new_root};
+use nixlive_formats::superblock::ExtHealth;
 use nixlive_formats::verity;
 use nixlive_formats::{Cmdline, ImageEntry, Manifest};
 use std::fmt;
@@ -193,7 +198,8 @@ fn mount(source: &str, target: &str, fstype: &str, flags: Flags, data: &str) -> 
     }
 }
 
-/// The filesystems every later step needs, and the tmpfs of the new root.
+/// The filesystems every later step needs, and the new root's mount point
+/// (its tmpfs is [`live_root`]'s: a plain root mounts there instead).
 pub fn api_mounts() -> Vec<Step> {
     let api = Flags {
         nosuid: true,
@@ -219,8 +225,92 @@ pub fn api_mounts() -> Vec<Step> {
         mkdir("/run"),
         mount("tmpfs", "/run", "tmpfs", run, "mode=0755"),
         mkdir(NEW_ROOT),
-        mount("tmpfs", NEW_ROOT, "tmpfs", Flags::default(), "mode=0755"),
     ]
+}
+
+/// Live media: the new root is a tmpfs (the store and the medium are
+/// mounted inside it).
+pub fn live_root() -> Vec<Step> {
+    vec![mount(
+        "tmpfs",
+        NEW_ROOT,
+        "tmpfs",
+        Flags::default(),
+        "mode=0755",
+    )]
+}
+
+/// The stage-2 init of a plain root without `init=`: the link the system
+/// tarball puts at its top.
+pub const PLAIN_INIT: &str = "/init";
+
+/// A plain root as discovery found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainProbe {
+    /// The device node, e.g. `/dev/vda1`.
+    pub node: String,
+    pub fstype: String,
+    /// The consistency flags of an ext2/3/4 superblock (`None`: another filesystem).
+    pub health: Option<ExtHealth>,
+}
+
+/// The boot of a plain root: mount it, switch into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainPlan {
+    /// The stage-2 init, as the new root sees it.
+    pub init: String,
+    /// Mounting the root filesystem at the new root (read-write unless `ro`).
+    pub mount: Vec<Step>,
+    /// Moving the API filesystems and switching root.
+    pub switch: Vec<Step>,
+    /// What to tell the user without stopping (the kernel recorded errors).
+    pub warnings: Vec<String>,
+}
+
+/// Why a plain root is not mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub node: String,
+    pub why: &'static str,
+}
+
+/// Plans the boot of the root filesystem `root=` named: refused when the
+/// kernel would have to recover it (that is `fsck`'s job), else mounted
+/// read-write (read-only with `ro`) as the new root, and stage 2
+/// (`init=`, else [`PLAIN_INIT`]) run from it.
+pub fn plain_root(cmdline: &Cmdline, p: &PlainProbe) -> Result<PlainPlan, Refusal> {
+    let mut warnings = Vec::new();
+    if let Some(h) = p.health {
+        if let Some(why) = h.refusal() {
+            return Err(Refusal {
+                node: p.node.clone(),
+                why,
+            });
+        }
+        if h.errors {
+            warnings.push(format!(
+                "the root filesystem {} has errors recorded by the kernel; run fsck on it soon",
+                p.node
+            ));
+        }
+    }
+    let flags = Flags {
+        ro: cmdline.read_only,
+        ..Flags::default()
+    };
+    let init = cmdline.init.clone().unwrap_or_else(|| PLAIN_INIT.into());
+    Ok(PlainPlan {
+        mount: vec![
+            mount(&p.node, NEW_ROOT, &p.fstype, flags, ""),
+            Step::Symlink {
+                target: Source::Path(p.node.clone()),
+                link: "/dev/root".into(),
+            },
+        ],
+        switch: switch_steps(&init),
+        init,
+        warnings,
+    })
 }
 
 /// What discovery found the images on.
@@ -671,9 +761,79 @@ pub mod tests {
                 "mkdir -p /run",
                 "mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run",
                 "mkdir -p /mnt-root",
-                "mount -t tmpfs -o mode=0755 tmpfs /mnt-root",
             ]
         );
+        assert_eq!(
+            render(&live_root()),
+            ["mount -t tmpfs -o mode=0755 tmpfs /mnt-root"]
+        );
+    }
+
+    fn sd_card(health: Option<ExtHealth>) -> PlainProbe {
+        PlainProbe {
+            node: "/dev/mmcblk0p1".into(),
+            fstype: "ext4".into(),
+            health,
+        }
+    }
+
+    #[test]
+    fn plain_root_is_the_new_root_read_write() {
+        let c = Cmdline::parse("root=LABEL=NIXOS_SD init=/nix/store/a-sys/init");
+        let p = plain_root(&c, &sd_card(Some(ExtHealth::default()))).unwrap();
+        assert_eq!(
+            render(&p.mount),
+            [
+                "mount -t ext4 /dev/mmcblk0p1 /mnt-root",
+                "ln -sfn /dev/mmcblk0p1 /dev/root",
+            ]
+        );
+        assert_eq!(p.init, "/nix/store/a-sys/init");
+        assert!(p.warnings.is_empty());
+        let all = render(&[p.mount.clone(), p.switch.clone()].concat());
+        assert!(
+            !all.iter()
+                .any(|s| s.contains("tmpfs") || s.contains("overlay")),
+            "no tmpfs, no overlay: {all:?}"
+        );
+        assert_eq!(
+            all.last().unwrap(),
+            "switch_root /mnt-root /nix/store/a-sys/init"
+        );
+    }
+
+    #[test]
+    fn plain_root_read_only_and_default_init() {
+        let c = Cmdline::parse("root=LABEL=NIXOS_SD ro");
+        let p = plain_root(&c, &sd_card(None)).unwrap();
+        assert_eq!(
+            render(&p.mount)[0],
+            "mount -t ext4 -o ro /dev/mmcblk0p1 /mnt-root"
+        );
+        assert_eq!(p.init, PLAIN_INIT);
+    }
+
+    #[test]
+    fn plain_root_needing_recovery_is_refused() {
+        let c = Cmdline::default();
+        let dirty = ExtHealth {
+            needs_recovery: true,
+            ..Default::default()
+        };
+        let r = plain_root(&c, &sd_card(Some(dirty))).unwrap_err();
+        assert_eq!(r.node, "/dev/mmcblk0p1");
+        assert!(r.why.contains("needs_recovery"), "{}", r.why);
+        let orphans = ExtHealth {
+            orphans: true,
+            ..Default::default()
+        };
+        assert!(plain_root(&c, &sd_card(Some(orphans))).is_err());
+        let errors = ExtHealth {
+            errors: true,
+            ..Default::default()
+        };
+        let p = plain_root(&c, &sd_card(Some(errors))).unwrap();
+        assert!(p.warnings[0].contains("run fsck"), "{:?}", p.warnings);
     }
 
     #[test]

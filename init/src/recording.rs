@@ -120,6 +120,7 @@ fn boot(cmdline: &Cmdline, p: Probed, mut ex: Recording) -> (Vec<String>, Option
     let bp = plan::plan(cmdline, &p);
     let result = (|| {
         r.run(&plan::api_mounts(), &mut ex)?;
+        r.run(&plan::live_root(), &mut ex)?;
         r.run(&plan::medium(&p.found), &mut ex)?;
         if !bp.copy.is_empty() {
             r.run(&bp.copy, &mut ex)?;
@@ -135,7 +136,7 @@ fn boot(cmdline: &Cmdline, p: Probed, mut ex: Recording) -> (Vec<String>, Option
 
 /// The calls from the medium on (the API mounts are the same everywhere).
 fn after_api(calls: &[String]) -> Vec<&str> {
-    let n = plan::api_mounts().len();
+    let n = plan::api_mounts().len() + plan::live_root().len();
     calls[n..].iter().map(String::as_str).collect()
 }
 
@@ -523,6 +524,45 @@ fn verity_devices_are_mounted_and_undone() {
     );
 }
 
+/// A plain root's boot: the API mounts, the root, the switch.
+fn plain_boot(cmdline: &Cmdline, mut ex: Recording) -> (Vec<String>, Option<String>) {
+    let probe = plan::PlainProbe {
+        node: "/dev/vda1".into(),
+        fstype: "ext4".into(),
+        health: Some(Default::default()),
+    };
+    let p = plan::plain_root(cmdline, &probe).unwrap();
+    let mut r = Runner::default();
+    let result = (|| {
+        r.run(&plan::api_mounts(), &mut ex)?;
+        r.run(&p.mount, &mut ex)?;
+        r.run(&p.switch, &mut ex)
+    })();
+    (
+        ex.calls,
+        result.err().map(|e| nixlive_formats::error::chain(&e)),
+    )
+}
+
+#[test]
+fn plain_root_boot_in_full() {
+    let c = Cmdline::parse("root=LABEL=NIXOS_SD init=/nix/store/a-sys/init");
+    let (calls, _) = plain_boot(&c, Recording::default());
+    let n = plan::api_mounts().len();
+    assert_eq!(
+        calls[n..n + 2],
+        [
+            "mount ext4 /dev/vda1 /mnt-root Flags { ro: false, nosuid: false, nodev: false, noexec: false } ",
+            "symlink /dev/vda1 /dev/root",
+        ]
+    );
+    assert!(!calls.iter().any(|c| c.contains("tmpfs tmpfs /mnt-root")));
+    assert_eq!(
+        calls.last().unwrap(),
+        "switch_root /mnt-root /nix/store/a-sys/init"
+    );
+}
+
 #[test]
 fn a_changed_block_under_verity_is_explained() {
     let p = crate::plan::tests::with_verity(probed(cd(), 1));
@@ -537,4 +577,24 @@ fn a_changed_block_under_verity_is_explained() {
             && err.contains("damaged or was changed"),
         "{err}"
     );
+}
+
+#[test]
+fn a_failing_root_mount_is_named_and_leaves_nothing() {
+    let c = Cmdline::parse("root=LABEL=NIXOS_SD");
+    let (calls, err) = plain_boot(&c, Recording::failing_on("mount ext4"));
+    let err = err.unwrap();
+    assert!(
+        err.starts_with("mount -t ext4 /dev/vda1 /mnt-root: "),
+        "{err}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("move")), "{calls:?}");
+}
+
+#[test]
+fn a_failing_link_after_the_root_mount_unmounts_it() {
+    let c = Cmdline::parse("root=LABEL=NIXOS_SD");
+    let (calls, err) = plain_boot(&c, Recording::failing_on("symlink /dev/vda1"));
+    assert!(err.is_some());
+    assert_eq!(calls.last().unwrap(), "umount /mnt-root");
 }

@@ -9,7 +9,9 @@
 //!    /nix/var/nix/profiles/system --set` does ([`profile`]);
 //! 4. installs SSH authorized keys for root and configured users
 //!    ([`keys`], [`ssh`]) and keeps root without a usable password unless a
-//!    hash is configured ([`users`], [`config`]).
+//!    hash is configured ([`users`], [`config`]);
+//! 5. with `nixlive.grow_root` or `--grow-root`, grows the root partition
+//!    and its ext4 to the end of the disk ([`grow`]).
 //!
 //! Every path is taken relative to a root directory ([`paths`]), so the
 //! whole run works unprivileged on a temporary directory. Idempotent: a
@@ -21,6 +23,7 @@ pub mod config;
 pub mod crypt;
 #[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
 pub mod db;
+pub mod grow;
 pub mod keys;
 pub mod load;
 pub mod nixos;

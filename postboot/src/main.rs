@@ -7,14 +7,25 @@ use std::process::ExitCode;
 use nixlive_postboot::load::Loader;
 use nixlive_postboot::{Options, run};
 
+/// The static musl build allocates through mimalloc: musl's own allocator
+/// makes the registration of 10,000 paths several times slower (SQLite's
+/// allocations go to mimalloc too, through its `override` of malloc).
+#[cfg(all(target_arch = "x86_64", target_env = "musl"))]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: nixlive-postboot [--root DIR] [--loader auto|native|nix-store]
                         [--registration FILE] [--system PATH] [--nix-store PROGRAM]
+                        [--grow-root]
 
-Registers /nix/store/nix-path-registration in Nix's database, touches
+Registers /nix-path-registration (a system tarball's, removed once loaded)
+or /nix/store/nix-path-registration in Nix's database, touches
 /etc/NIXOS, points /nix/var/nix/profiles/system at the system and installs
 SSH keys from nixlive.ssh_key=, /run/nixlive/authorized_keys and
-/iso/nixlive/authorized_keys. Every path is inside --root (default /).
+/iso/nixlive/authorized_keys. With --grow-root (or nixlive.grow_root on the
+kernel command line) the root partition and its ext4 grow to the end of the
+disk. Every path is inside --root (default /).
 
 exit status: 0 done or nothing to do, 1 a step failed, 2 usage error,
 3 done but some input (an SSH key) was rejected";
@@ -48,6 +59,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         if key == "--help" || key == "-h" {
             return Ok(None);
         }
+        if key == "--grow-root" {
+            o.grow_root = true;
+            continue;
+        }
         let mut value = || {
             inline
                 .clone()
@@ -61,7 +76,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 o.loader = Loader::parse(&v)
                     .ok_or_else(|| format!("--loader {v:?}: expected auto, native or nix-store"))?;
             }
-            "--registration" => o.registration = absolute(&key, value()?)?,
+            "--registration" => o.registration = Some(absolute(&key, value()?)?),
             "--system" => o.system = Some(absolute(&key, value()?)?),
             "--nix-store" => o.nix_store = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown argument {arg:?}")),
@@ -105,14 +120,16 @@ mod tests {
             "--registration=/reg",
             "--nix-store",
             "/bin/nix-store",
+            "--grow-root",
         ]))
         .unwrap()
         .unwrap();
         assert_eq!(o.root, PathBuf::from("/x"));
         assert_eq!(o.loader, Loader::NixStore);
         assert_eq!(o.system.as_deref(), Some("/run/current-system"));
-        assert_eq!(o.registration, "/reg");
+        assert_eq!(o.registration.as_deref(), Some("/reg"));
         assert_eq!(o.nix_store, Some(PathBuf::from("/bin/nix-store")));
+        assert!(o.grow_root);
         assert!(parse_args(args(&["--help"])).unwrap().is_none());
         for bad in [
             &["--root"][..],

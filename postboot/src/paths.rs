@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use nixlive_formats::paths;
 
 /// The registration `nix-store --load-db` reads (in the squashfs root, so
-/// in `/nix/store` once it is mounted), Nix's database and the profile,
+/// in `/nix/store` once it is mounted; or at the top of a root unpacked
+/// from a system tarball), Nix's database and the profile,
 /// its garbage-collector roots, the running system and `/etc/NIXOS`.
 pub use paths::{
     CURRENT_SYSTEM, GCROOTS_AUTO, MEDIUM_KEYS, NIX_DB, NIX_DB_DIR, NIXOS_MARKER, REGISTRATION,
-    SYSTEM_PROFILE,
+    SYSTEM_PROFILE, TOP_REGISTRATION,
 };
 /// The kernel command line (`nixlive.ssh_key=`, `init=`).
 pub const CMDLINE: &str = paths::PROC_CMDLINE;

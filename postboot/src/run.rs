@@ -24,8 +24,10 @@ pub struct Options {
     /// Every path below is inside this directory.
     pub root: PathBuf,
     pub loader: Loader,
-    /// The registration file (inside the root).
-    pub registration: String,
+    /// The registration file (inside the root). Default: the system
+    /// tarball's [`paths::TOP_REGISTRATION`] when it exists, else the
+    /// store image's [`paths::REGISTRATION`].
+    pub registration: Option<String>,
     /// The system's store path, or a link to it (inside the root). Default:
     /// `/run/current-system`, else the directory of `init=` on the kernel
     /// command line.
@@ -34,6 +36,9 @@ pub struct Options {
     pub nix_store: Option<PathBuf>,
     /// Registration time for new paths (seconds since the epoch); default now.
     pub now: Option<i64>,
+    /// Grow the root partition and its filesystem to the end of the disk
+    /// (also asked for by `nixlive.grow_root` on the kernel command line).
+    pub grow_root: bool,
 }
 
 impl Options {
@@ -41,10 +46,11 @@ impl Options {
         Options {
             root: root.into(),
             loader: Loader::Auto,
-            registration: paths::REGISTRATION.to_string(),
+            registration: None,
             system: None,
             nix_store: None,
             now: None,
+            grow_root: false,
         }
     }
 }
@@ -140,6 +146,9 @@ pub fn run(opts: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Summary 
         root_password(root, &config, &mut log);
     }
     live_password(root, config.live_user(), live, &mut log);
+    if opts.grow_root || cmdline.grow_root {
+        grow_root(root, &mut log);
+    }
 
     let s = log.summary;
     if s.failed > 0 {
@@ -171,8 +180,41 @@ fn read_cmdline(root: &Path, log: &mut Log<'_>) -> Cmdline {
     }
 }
 
+/// The registration to load: `--registration`, else the first of the
+/// tarball's and the store image's that exists.
+fn registration_file(opts: &Options) -> String {
+    if let Some(r) = &opts.registration {
+        return r.clone();
+    }
+    let top = paths::under(&opts.root, paths::TOP_REGISTRATION);
+    if std::fs::symlink_metadata(top).is_ok() {
+        paths::TOP_REGISTRATION.to_string()
+    } else {
+        paths::REGISTRATION.to_string()
+    }
+}
+
+/// After a successful load, the system tarball's registration goes (as
+/// NixOS's `nix-store --load-db < /nix-path-registration && rm
+/// /nix-path-registration`), so that the next boot has nothing to do. The
+/// store image's stays: it is part of the read-only image.
+fn remove_loaded(opts: &Options, file: &str, log: &mut Log<'_>) {
+    if file != paths::TOP_REGISTRATION {
+        return;
+    }
+    match std::fs::remove_file(paths::under(&opts.root, file)) {
+        Ok(()) => log.changed(
+            "registration",
+            format_args!("removed {file}: the database holds it now"),
+        ),
+        Err(e) => log.fail("registration", &PathError::new("removing", file, e)),
+    }
+}
+
 fn registration(opts: &Options, log: &mut Log<'_>) {
     let step = "registration";
+    let file = registration_file(opts);
+    let file = file.as_str();
     let now = opts.now.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -182,38 +224,56 @@ fn registration(opts: &Options, log: &mut Log<'_>) {
         .nix_store
         .clone()
         .unwrap_or_else(|| load::find_nix_store(&opts.root));
-    match load::load(&opts.root, &opts.registration, opts.loader, &nix_store, now) {
-        Ok(Outcome::NoFile) => log.say(step, format_args!("no {}, skipping", opts.registration)),
+    match load::load(&opts.root, file, opts.loader, &nix_store, now) {
+        Ok(Outcome::NoFile) if opts.registration.is_none() => log.say(
+            step,
+            format_args!(
+                "no {} nor {}, skipping",
+                paths::TOP_REGISTRATION,
+                paths::REGISTRATION
+            ),
+        ),
+        Ok(Outcome::NoFile) => log.say(step, format_args!("no {file}, skipping")),
         Ok(Outcome::NoLoader { paths }) => log.say(
             step,
             format_args!(
                 "{paths} paths in {}, but no loader here (no native loader on this architecture, no {}): the system has no Nix to use them, skipping",
-                opts.registration,
+                file,
                 nix_store.display()
             ),
         ),
         Ok(Outcome::Loaded {
             paths, changed: 0, ..
-        }) => log.say(
-            step,
-            format_args!(
-                "all {paths} paths of {} already valid, nothing to do",
-                opts.registration
-            ),
-        ),
+        }) => {
+            log.say(
+                step,
+                format_args!("all {paths} paths of {file} already valid, nothing to do"),
+            );
+            remove_loaded(opts, file, log);
+        }
         Ok(Outcome::Loaded {
             loader,
             paths,
             changed,
-        }) => log.changed(
-            step,
-            format_args!(
-                "loaded {paths} paths ({changed} new or changed) from {} with the {} loader",
-                opts.registration,
-                loader.name()
-            ),
-        ),
-        Err(e) => log.fail(step, &e),
+        }) => {
+            log.changed(
+                step,
+                format_args!(
+                    "loaded {paths} paths ({changed} new or changed) from {file} with the {} loader",
+                    loader.name()
+                ),
+            );
+            remove_loaded(opts, file, log);
+        }
+        Err(e) => {
+            log.fail(step, &e);
+            if file == paths::TOP_REGISTRATION {
+                let _ = writeln!(
+                    log.err,
+                    "postboot: registration: {file} is kept, to be loaded at the next boot; the boot goes on without it"
+                );
+            }
+        }
     }
 }
 
@@ -471,6 +531,33 @@ fn live_password(
         Ok(_) => log.changed(
             step,
             format_args!("{user}'s password set from {from} ({scheme}) in /etc/shadow"),
+        ),
+        Err(e) => log.fail(step, &e),
+    }
+}
+
+fn grow_root(root: &Path, log: &mut Log<'_>) {
+    let step = "grow";
+    let mib = |b: u64| b >> 20;
+    match crate::grow::grow_root(root) {
+        Ok(crate::grow::Outcome::Nothing { device }) => log.say(
+            step,
+            format_args!("{device} and its filesystem fill the disk already, nothing to do"),
+        ),
+        Ok(crate::grow::Outcome::Grown {
+            device,
+            table,
+            from,
+            to,
+            fs_bytes,
+        }) => log.changed(
+            step,
+            format_args!(
+                "{device} grown from {} to {} MiB ({table}), its ext4 to {} MiB",
+                mib(from),
+                mib(to),
+                mib(fs_bytes)
+            ),
         ),
         Err(e) => log.fail(step, &e),
     }

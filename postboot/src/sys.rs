@@ -1,6 +1,8 @@
 //! The file-system calls that must not follow symbolic links (SSH keys and
 //! home directories belong to users, who could plant links there), made
-//! relative to directory descriptors through rustix. No `unsafe` here.
+//! relative to directory descriptors through rustix; and the only `unsafe`
+//! of postboot: the two ioctls that grow the root partition and its
+//! filesystem, which rustix has no typed wrapper for.
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -180,4 +182,75 @@ pub fn replace_file(
 /// The effective user of this process.
 pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
+}
+
+/// `struct blkpg_partition` from `<linux/blkpg.h>`.
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: i32,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg` from `<linux/blkpg.h>`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: i32,
+    flags: i32,
+    datalen: i32,
+    data: *mut std::ffi::c_void,
+}
+
+const BLKPG: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 105);
+const BLKPG_RESIZE_PARTITION: i32 = 3;
+const EXT4_IOC_RESIZE_FS: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<u64>(b'f', 16);
+
+/// `BLKPG_RESIZE_PARTITION`: tells the kernel that partition `pno` of the
+/// disk open as `disk` now spans `length` bytes from `start` (the table on
+/// the disk was rewritten already). Works while the partition is mounted.
+pub fn blkpg_resize_partition(
+    disk: impl AsFd,
+    pno: u32,
+    start: u64,
+    length: u64,
+) -> io::Result<()> {
+    let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
+    let mut part = BlkpgPartition {
+        start: i64::try_from(start).map_err(|_| invalid())?,
+        length: i64::try_from(length).map_err(|_| invalid())?,
+        pno: i32::try_from(pno).map_err(|_| invalid())?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as i32,
+        data: (&raw mut part).cast(),
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: BLKPG reads a `blkpg_ioctl_arg` through the pointer rustix
+    // passes (to `arg`, alive for the call), whose `data` points to `part`,
+    // a `blkpg_partition` of `datalen` bytes alive for the call; the
+    // kernel writes nothing back.
+    unsafe {
+        let setter = rustix::ioctl::Setter::<BLKPG, BlkpgIoctlArg>::new(arg);
+        rustix::ioctl::ioctl(disk, setter)?;
+    }
+    Ok(())
+}
+
+/// `EXT4_IOC_RESIZE_FS`: grows the mounted ext4 filesystem (any file of
+/// it open as `fs`) to `blocks` blocks, online, as `resize2fs` does.
+pub fn ext4_resize(fs: impl AsFd, blocks: u64) -> io::Result<()> {
+    #[allow(unsafe_code)]
+    // SAFETY: EXT4_IOC_RESIZE_FS reads one `__u64` through the pointer
+    // rustix passes to its own copy of `blocks`; nothing is written back.
+    unsafe {
+        let setter = rustix::ioctl::Setter::<EXT4_IOC_RESIZE_FS, u64>::new(blocks);
+        rustix::ioctl::ioctl(fs, setter)?;
+    }
+    Ok(())
 }

@@ -204,6 +204,66 @@ fn a_database_left_half_made_is_finished_by_the_next_run() {
 }
 
 #[test]
+fn a_new_database_left_half_built_is_removed_by_the_next_run() {
+    // A first run killed while it built the new database in its own file
+    // leaves that file (named with the dead run's process id) and nothing
+    // else: the next run removes it and builds the database.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    small_root(&root);
+    fs::create_dir_all(db_dir(&root)).unwrap();
+    let stale = db_dir(&root).join(".db.sqlite.nixlive-tmp-999999");
+    fs::write(&stale, b"SQLite format 3\0 half a database").unwrap();
+    let stdout = must_succeed(&root, "run after a killed first run");
+    assert!(
+        stdout.contains("loaded 4 paths (4 new or changed)"),
+        "{stdout}"
+    );
+    assert!(!stale.exists(), "the stale file is still there");
+    let mut names: Vec<String> = fs::read_dir(db_dir(&root))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["db.sqlite", "schema"]);
+    nix_reads(&root, 4);
+}
+
+#[test]
+fn a_new_database_on_a_full_disk_leaves_nothing_and_the_next_run_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let _fs = Tmpfs::mount(&root, "48m");
+    let reg = small_root(&root);
+    let reg = grow(&root, reg, &big_closure(2000));
+    fs::create_dir_all(db_dir(&root)).unwrap();
+    let filler = fill(&root);
+    let out = run_native(&root);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr.contains("postboot: registration: error: native loader: ")
+            && (stderr.contains("database or disk is full") || stderr.contains("No space left")),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read_dir(db_dir(&root)).unwrap().count(),
+        0,
+        "the failed first load left files in the database directory"
+    );
+    fs::remove_file(filler).unwrap();
+    let stdout = must_succeed(&root, "run after space was freed");
+    assert!(
+        stdout.contains(&format!(
+            "loaded {0} paths ({0} new or changed)",
+            reg.paths.len()
+        )),
+        "{stdout}"
+    );
+    nix_reads(&root, reg.paths.len());
+}
+
+#[test]
 fn tables_committed_without_the_schema_file_are_kept() {
     // Killed between the commit and writing `schema`.
     let tmp = tempfile::tempdir().unwrap();

@@ -161,7 +161,8 @@ pub struct DemoSpec {
     /// architecture's Debian kernel, e.g. `amd64`; `amd64-xz` is the same
     /// kernel with an xz-compressed module tree, `amd64-bpo` the 6.12).
     pub kernel: Option<String>,
-    /// More options for the builder's `iso` and `netboot` (e.g. `--sign-key`).
+    /// More arguments for `nixlive iso` and `nixlive netboot` (for example
+    /// `--image-format erofs`).
     pub builder_args: Vec<String>,
 }
 

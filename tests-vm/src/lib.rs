@@ -6,8 +6,10 @@
 //! - [`artifacts`]: where the binaries and kernels are; building the demo ISO.
 //! - [`kvm`]: whether KVM really works here (probed), else TCG.
 //! - [`media`]: ext4/FAT32/GPT disks and extra layers made from the builder's medium.
+//! - [`peers`]: the stage 1s and the payload `make bench` compares nixlive with.
 //! - [`qemu`]: running one VM with a serial log, timeouts and a killing `Drop`.
 //! - [`qmp`]: acting on a running VM (hotplug, eject) through QMP.
+//! - [`regbench`]: registration throughput, native loader against `nix-store --load-db` (`make bench`).
 //! - [`report`]: the pure parser of the guest report.
 //! - [`systemd`]: a stage 2 running Debian's systemd on the live-ISO fstab, and its report.
 //!
@@ -20,8 +22,10 @@ pub mod boot_modes;
 pub mod checks;
 pub mod kvm;
 pub mod media;
+pub mod peers;
 pub mod qemu;
 pub mod qmp;
+pub mod regbench;
 pub mod report;
 pub mod systemd;
 

@@ -4,14 +4,15 @@
 //!
 //! The format is a seam: [`ImageFormat`] names the formats, and each has a
 //! module that owns its file extension, manifest type, output kind, options
-//! and writer (`squashfs.rs`). Adding erofs is an `erofs.rs` with `SPEC`,
-//! `Options` and `write`, and a variant here: the compiler then asks for
-//! its arms in [`ImageFormat::spec`] and `write`; [`ImageArgs`] flattens
-//! its options and gets the option that picks the format.
+//! and writer (`squashfs.rs`, `erofs.rs`). Another format is a module with
+//! `SPEC`, options and `write`, and a variant here: the compiler then
+//! asks for its arms in [`ImageFormat::spec`] and `write`; [`ImageArgs`]
+//! flattens its options; `--image-format` picks one.
 //!
 //! Non-goals: no reading back of images, no deduplication across layers
 //! (a path lives in one image).
 
+pub mod erofs;
 pub mod plan;
 pub mod squashfs;
 pub mod verity;
@@ -26,11 +27,11 @@ use nixlive_formats::{ImageEntry, ImageFs, Manifest};
 use plan::{ImagePlan, ImageSpec, plan_images};
 use std::path::Path;
 
-/// The filesystems store images are written in (a value enum already, for
-/// the option that will choose one).
+/// The filesystems store images are written in (`--image-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImageFormat {
     Squashfs,
+    Erofs,
 }
 
 /// What an image format says about itself (its module's `SPEC`).
@@ -60,6 +61,7 @@ impl ImageFormat {
     pub fn spec(self) -> &'static FormatSpec {
         match self {
             ImageFormat::Squashfs => &squashfs::SPEC,
+            ImageFormat::Erofs => &erofs::SPEC,
         }
     }
 
@@ -78,6 +80,7 @@ impl ImageFormat {
     fn write(self, args: &ImageArgs, c: &Contents<'_>, out: &Path, epoch: u64) -> Result<()> {
         match self {
             ImageFormat::Squashfs => squashfs::write(&args.squashfs, c, out, epoch),
+            ImageFormat::Erofs => erofs::write(&args.erofs, c, out, epoch),
         }
     }
 }
@@ -87,9 +90,13 @@ impl ImageFormat {
 pub struct ImageArgs {
     /// Put the closure of these store paths into a lower image NAME
     /// (repeatable; the first given is the bottom layer); what no --image
-    /// takes goes into nix-store.squashfs, the top layer.
+    /// takes goes into nix-store.squashfs (nix-store.erofs), the top layer.
     #[arg(long = "image", value_name = "NAME=STOREPATH[,STOREPATH]")]
     pub images: Vec<ImageSpec>,
+    /// The filesystem of the store images (erofs needs the kernel's erofs,
+    /// in the `base` module set).
+    #[arg(long, value_enum, default_value = "squashfs")]
+    pub image_format: ImageFormat,
     #[command(flatten)]
     pub squashfs: squashfs::Options,
     /// Leave out the dm-verity hash trees (by default each image carries
@@ -100,12 +107,14 @@ pub struct ImageArgs {
     /// --generate-binary-cache-key NAME SECRET PUBLIC`; repeatable).
     #[arg(long = "sign-key", value_name = "SECRET", value_parser = crate::keys::secret_key_file)]
     pub sign_keys: Vec<nixlive_formats::nixkey::SecretKey>,
+    #[command(flatten)]
+    pub erofs: erofs::ErofsOptions,
 }
 
 impl ImageArgs {
-    /// The format the images are written in (squashfs is the only one yet).
+    /// The format the images are written in.
     pub fn format(&self) -> ImageFormat {
-        ImageFormat::Squashfs
+        self.image_format
     }
 }
 
@@ -189,6 +198,8 @@ mod tests {
     fn format_names() {
         assert_eq!(ImageFormat::Squashfs.top_image(), "nix-store.squashfs");
         assert!(ImageFormat::is_image_name("base.squashfs"));
+        assert_eq!(ImageFormat::Erofs.top_image(), "nix-store.erofs");
+        assert!(ImageFormat::is_image_name("base.erofs"));
         assert!(!ImageFormat::is_image_name("squashfs"));
         assert!(!ImageFormat::is_image_name("notes.txt"));
     }

@@ -72,6 +72,10 @@ pub struct InitrdArgs {
     /// medium whose manifest it signed, and checks every image.
     #[arg(long = "trusted-key", value_name = "PUBLIC", value_parser = crate::keys::public_key_file)]
     pub trusted_keys: Vec<nixlive_formats::nixkey::PublicKey>,
+    /// What `root=` names at boot: set by `tarball` and `disk-image` (a
+    /// plain root), live media otherwise.
+    #[arg(skip)]
+    pub root: nixlive_formats::RootMode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +103,7 @@ pub fn build(a: &InitrdArgs, epoch: u64, verity: bool) -> Result<Vec<u8>> {
         optional_modules: &optional,
         firmware_dirs: &a.firmware_dirs,
         firmware_codecs: &firmware_codecs,
+        root: a.root,
     })?;
     print_notes(&notes);
     add_shell_and_keys(&mut archive, a)?;

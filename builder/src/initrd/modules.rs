@@ -20,10 +20,7 @@ use std::path::{Path, PathBuf};
 /// Named groups of modules for common boot devices, so that callers need
 /// not know the kernel's driver names. Names a kernel lacks are skipped.
 const MODULE_SETS: &[(&str, &[&str])] = &[
-    (
-        "base",
-        &["loop", "squashfs", "overlay", "isofs", "dm_verity"],
-    ),
+    ("base", &["loop", "squashfs", "erofs", "overlay", "isofs"]),
     ("cd", &["ata_piix", "ahci", "sr_mod", "isofs", "cdrom"]),
     ("sata", &["ahci", "ata_piix", "sd_mod"]),
     (
@@ -129,6 +126,8 @@ pub struct InitrdSpec<'a> {
     /// Compressed firmware formats the kernel reads itself
     /// ([`firmware_codecs`]); others are packed decompressed.
     pub firmware_codecs: &'a [Codec],
+    /// What `root=` names at boot: live media, or a plain root filesystem.
+    pub root: nixlive_formats::RootMode,
 }
 
 /// The firmware compressions a kernel config (`.config` text) enables
@@ -175,6 +174,7 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
             .iter()
             .map(|f| plain_name(f).to_string())
             .collect(),
+        root: spec.root,
     };
     a.add(
         nixlive_formats::initrd_conf::PATH,
@@ -210,6 +210,8 @@ pub fn plan(dir: &Path, modules: &[String], optional: &[String]) -> Result<Plan>
         optional_modules: optional,
         firmware_dirs: &[],
         firmware_codecs: &[],
+        // Which modules a medium needs does not depend on the root mode.
+        root: nixlive_formats::RootMode::Live,
     };
     let closure = db.resolve(&spec, &mut Notes::default())?;
     let mut builtin: Vec<String> = db.builtin.iter().cloned().collect();
@@ -431,6 +433,7 @@ mod tests {
             optional_modules: &["nothere".into(), "b_c".into()],
             firmware_dirs: std::slice::from_ref(&fw),
             firmware_codecs: &[],
+            root: nixlive_formats::RootMode::Live,
         };
         let (a, notes) = archive(&spec).unwrap();
         assert_eq!(notes.builtin, ["ext4"]);
@@ -505,6 +508,7 @@ mod tests {
             optional_modules: &[],
             firmware_dirs: std::slice::from_ref(&fw),
             firmware_codecs: &[],
+            root: nixlive_formats::RootMode::Live,
         };
         let (archive, notes) = archive(&spec).unwrap();
         assert_eq!(notes.firmware, ["x/fw.bin"]);
@@ -586,7 +590,7 @@ mod tests {
     #[test]
     fn module_sets() {
         let m = module_set(&["base,cd".into(), "usb".into()]).unwrap();
-        assert_eq!(&m[..4], ["loop", "squashfs", "overlay", "isofs"]);
+        assert_eq!(&m[..5], ["loop", "squashfs", "erofs", "overlay", "isofs"]);
         assert!(m.contains(&"usb_storage".to_string()) && m.contains(&"sr_mod".to_string()));
         assert_eq!(m.iter().filter(|x| *x == "isofs").count(), 1);
         let e = module_set(&["floppy".into()]).unwrap_err();

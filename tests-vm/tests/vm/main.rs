@@ -6,12 +6,14 @@
 mod authenticity;
 mod boot_x86_64;
 mod builder_boot;
+mod erofs_boot;
 mod init_discovery;
 mod init_store;
 mod matrix;
 mod nixos_compat;
 mod nixos_kernels;
 mod pid1;
+mod plain_root;
 mod postboot_vm;
 mod static_binaries;
 mod systemd_stage2;

@@ -1,0 +1,338 @@
+//! `nixlive disk-image`: the system tarball's tree ([`crate::system_tree`])
+//! as a disk image to `dd` onto an SD card or a USB disk: a GPT or MBR
+//! partition table with one root partition (from 1 MiB) holding an ext4
+//! filesystem labelled --label, made by `mkfs.ext4 -d` at the partition's
+//! offset in the image. No root privileges: the tree is staged in a
+//! scratch directory, and when its files are not root's, `fakeroot` makes
+//! them so for mkfs. The initrd boots it as a plain root (NixOS's SD
+//! images, without their boot partition).
+//!
+//! Non-goals: no boot loader or firmware partition (the kernel and initrd
+//! are in `/boot` for whatever loads them), no filesystem but ext4.
+
+use crate::epoch::source_date_epoch;
+use crate::files::{create_parent, remove_old, write};
+use crate::outputs::{Kind, Outputs};
+use crate::system_tree::{self, Node, SystemArgs};
+use crate::{progress, tool};
+use anyhow::{Context, Result, bail, ensure};
+use nixlive_formats::SizeSpec;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MIB: u64 = 1 << 20;
+/// Where the root partition starts (sector 2048, as partitioning tools align it).
+const PART_START: u64 = MIB;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fs {
+    Ext4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PartitionTable {
+    /// GPT: the partition is also named --label (root=PARTLABEL= finds it).
+    Gpt,
+    /// MBR (DOS): what older boards' firmware reads.
+    Mbr,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub system: SystemArgs,
+    /// Where to write the disk image.
+    #[arg(long, value_name = "FILE.img")]
+    pub out: PathBuf,
+    /// The root partition's filesystem.
+    #[arg(long, value_enum, default_value = "ext4")]
+    pub fs: Fs,
+    /// The whole image's size (e.g. 2G, 1536M); default: what the tree
+    /// needs plus a quarter and 64 MiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub size: Option<u64>,
+    #[arg(long, value_enum, default_value = "gpt")]
+    pub partition_table: PartitionTable,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    match nixlive_formats::cmdline::parse_size(s) {
+        Some(SizeSpec::Bytes(b)) => Ok(b),
+        _ => Err(format!("`{s}`: want a size such as 2G, 1536M or bytes")),
+    }
+}
+
+pub fn run(a: &Args) -> Result<()> {
+    let epoch = source_date_epoch()?;
+    let tree = system_tree::build(&a.system, epoch)?;
+    let need = tree_bytes(&tree.entries);
+    let (total, fs_bytes) = layout(a.size, need, a.partition_table)?;
+    create_parent(&a.out)?;
+    remove_old(&a.out)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("nixlive-disk-image.")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let staged = scratch.path().join("root");
+    let r = progress::during("staging the root tree", || {
+        system_tree::stage(&tree.entries, &staged)
+    })
+    .and_then(|()| {
+        let f =
+            fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+        f.set_len(total)
+            .with_context(|| format!("sizing {}", a.out.display()))?;
+        drop(f);
+        let id = ids(&a.system.label, epoch, &a.system.inputs.system);
+        match a.partition_table {
+            PartitionTable::Gpt => gpt(&a.out, fs_bytes, &a.system.label, &id)?,
+            PartitionTable::Mbr => mbr(&a.out, fs_bytes, &id)?,
+        }
+        progress::during(
+            &format!("making the ext4 filesystem of {}", a.out.display()),
+            || {
+                mkfs_ext4(
+                    &staged,
+                    &a.out,
+                    fs_bytes,
+                    &a.system.label,
+                    &id.fs_uuid,
+                    epoch,
+                )
+            },
+        )
+    });
+    system_tree::remove_staged(&staged);
+    r?;
+    let mut outs = Outputs::default();
+    if let Some(io) = &a.system.initrd_out {
+        write(io, &tree.initrd)?;
+        outs.add(Kind::Initrd, io.clone())?;
+    }
+    outs.add(Kind::DiskImage, a.out.clone())?;
+    outs.report(
+        a.system.hydra_dir.as_deref(),
+        a.system.outputs_json.as_deref(),
+    )
+}
+
+/// Bytes the tree takes on ext4, roughly: data in 4 KiB blocks plus an
+/// inode and a block for each entry.
+fn tree_bytes(entries: &[system_tree::Entry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| match &e.node {
+            Node::File(d) => d.len().div_ceil(4096) * 4096 + 4096,
+            _ => 4096,
+        })
+        .sum()
+}
+
+/// The image's size and the filesystem's, both in whole MiB: the
+/// partition runs from 1 MiB to 1 MiB before the end (GPT's backup table
+/// sits in that last MiB).
+fn layout(size: Option<u64>, need: u64, table: PartitionTable) -> Result<(u64, u64)> {
+    let tail = match table {
+        PartitionTable::Gpt => MIB,
+        PartitionTable::Mbr => 0,
+    };
+    let min_fs = (need + need / 4 + 64 * MIB).div_ceil(MIB) * MIB;
+    let total = match size {
+        None => PART_START + min_fs + tail,
+        Some(s) => {
+            let s = s / MIB * MIB;
+            ensure!(
+                s >= PART_START + min_fs + tail,
+                "--size {} MiB is too small: the tree needs a {} MiB filesystem, so at least {} MiB",
+                s / MIB,
+                min_fs / MIB,
+                (PART_START + min_fs + tail) / MIB
+            );
+            s
+        }
+    };
+    Ok((total, total - PART_START - tail))
+}
+
+/// Identifiers derived from the inputs, so that the same build gives the
+/// same disk.
+struct Ids {
+    disk_guid: String,
+    part_guid: String,
+    fs_uuid: String,
+    mbr_signature: u32,
+}
+
+fn ids(label: &str, epoch: u64, system: &str) -> Ids {
+    let h = |what: &str| {
+        nixlive_formats::digest::sha256(
+            format!("nixlive {what} {label} {epoch} {system}").as_bytes(),
+        )
+    };
+    let uuid = |b: [u8; 32]| {
+        let mut u = [0u8; 16];
+        u.copy_from_slice(&b[..16]);
+        u[6] = (u[6] & 0x0f) | 0x40;
+        u[8] = (u[8] & 0x3f) | 0x80;
+        let x = nixlive_formats::hex::encode(&u);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &x[..8],
+            &x[8..12],
+            &x[12..16],
+            &x[16..20],
+            &x[20..]
+        )
+    };
+    let sig = h("mbr");
+    Ids {
+        disk_guid: uuid(h("disk")),
+        part_guid: uuid(h("partition")),
+        fs_uuid: uuid(h("filesystem")),
+        mbr_signature: u32::from_le_bytes([sig[0], sig[1], sig[2], sig[3]]),
+    }
+}
+
+/// A GPT with one Linux partition named `label`, by sgdisk.
+fn gpt(out: &Path, fs_bytes: u64, label: &str, id: &Ids) -> Result<()> {
+    let first = PART_START / 512;
+    let last = first + fs_bytes / 512 - 1;
+    let mut cmd = Command::new("sgdisk");
+    cmd.arg(format!("--disk-guid={}", id.disk_guid))
+        .arg(format!("--new=1:{first}:{last}"))
+        .arg(format!("--change-name=1:{label}"))
+        .arg("--typecode=1:8300")
+        .arg(format!("--partition-guid=1:{}", id.part_guid))
+        .arg(out);
+    tool::run(&mut cmd, "sgdisk (package gdisk)")
+}
+
+/// An MBR with one bootable Linux partition (type 0x83), written here.
+fn mbr(out: &Path, fs_bytes: u64, id: &Ids) -> Result<()> {
+    let sectors = u32::try_from(fs_bytes / 512)
+        .ok()
+        .context("the partition is larger than MBR's 2 TiB")?;
+    let sector = mbr_sector(id.mbr_signature, (PART_START / 512) as u32, sectors);
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(out)
+        .with_context(|| format!("opening {}", out.display()))?;
+    f.write_all(&sector)
+        .with_context(|| format!("writing the MBR of {}", out.display()))
+}
+
+fn mbr_sector(signature: u32, start: u32, sectors: u32) -> [u8; 512] {
+    let mut s = [0u8; 512];
+    s[440..444].copy_from_slice(&signature.to_le_bytes());
+    let e = &mut s[446..462];
+    e[0] = 0x80; // active
+    e[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]); // CHS: use the LBA fields
+    e[4] = 0x83; // Linux
+    e[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    e[8..12].copy_from_slice(&start.to_le_bytes());
+    e[12..16].copy_from_slice(&sectors.to_le_bytes());
+    s[510] = 0x55;
+    s[511] = 0xAA;
+    s
+}
+
+/// `mkfs.ext4 -d` of the staged tree into the partition, in place.
+fn mkfs_ext4(
+    tree: &Path,
+    out: &Path,
+    fs_bytes: u64,
+    label: &str,
+    uuid: &str,
+    epoch: u64,
+) -> Result<()> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-q".into(),
+        "-F".into(),
+        "-t".into(),
+        "ext4".into(),
+        // 4 KiB blocks even on a small image: it is grown to a card's size.
+        "-b".into(),
+        "4096".into(),
+        "-L".into(),
+        label.into(),
+        "-U".into(),
+        uuid.into(),
+        "-E".into(),
+        format!("offset={PART_START},root_owner=0:0,hash_seed={uuid},nodiscard").into(),
+        "-d".into(),
+        tree.into(),
+        out.into(),
+        format!("{}k", fs_bytes / 1024).into(),
+    ];
+    let owned_by_root = fs::symlink_metadata(tree)
+        .with_context(|| format!("reading {}", tree.display()))?
+        .uid()
+        == 0;
+    let mut cmd = if owned_by_root {
+        let mut c = Command::new("mkfs.ext4");
+        c.args(&args);
+        c
+    } else {
+        // Unprivileged: fakeroot makes the files root's for mkfs to copy.
+        let mut c = Command::new("fakeroot");
+        c.args([
+            "--",
+            "sh",
+            "-c",
+            "chown -R 0:0 \"$0\" && exec mkfs.ext4 \"$@\"",
+        ])
+        .arg(tree);
+        c.args(args.drain(..));
+        c
+    };
+    // mke2fs stamps this time, not the clock's, into what it creates.
+    cmd.env("E2FSPROGS_FAKE_TIME", epoch.max(1).to_string());
+    match tool::run(&mut cmd, "mkfs.ext4 (package e2fsprogs)") {
+        Ok(()) => Ok(()),
+        Err(e) if !owned_by_root => {
+            bail!("{e:#} (not root: fakeroot is needed to own the files by root)")
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts() {
+        let (total, fs) = layout(None, 100 * MIB, PartitionTable::Gpt).unwrap();
+        assert_eq!(fs, 189 * MIB);
+        assert_eq!(total, 191 * MIB);
+        let (total, fs) = layout(Some(1 << 30), 100 * MIB, PartitionTable::Mbr).unwrap();
+        assert_eq!((total, fs), (1 << 30, (1 << 30) - MIB));
+        let e = layout(Some(64 * MIB), 100 * MIB, PartitionTable::Gpt).unwrap_err();
+        assert!(e.to_string().contains("too small"), "{e}");
+        assert!(parse_size("2G").is_ok() && parse_size("50%").is_err());
+    }
+
+    #[test]
+    fn mbr_entry() {
+        let s = mbr_sector(0x1234_5678, 2048, 4096);
+        assert_eq!(&s[440..444], &0x1234_5678u32.to_le_bytes());
+        assert_eq!(s[446], 0x80);
+        assert_eq!(s[450], 0x83);
+        assert_eq!(&s[454..458], &2048u32.to_le_bytes());
+        assert_eq!(&s[458..462], &4096u32.to_le_bytes());
+        assert_eq!(&s[510..], &[0x55, 0xAA]);
+    }
+
+    #[test]
+    fn ids_are_stable_uuids() {
+        let a = ids("NIXOS_SD", 1, "/nix/store/x");
+        let b = ids("NIXOS_SD", 1, "/nix/store/x");
+        assert_eq!(a.fs_uuid, b.fs_uuid);
+        assert_ne!(a.fs_uuid, a.part_guid);
+        assert_eq!(a.fs_uuid.len(), 36);
+        assert_eq!(&a.fs_uuid[14..15], "4");
+    }
+}
