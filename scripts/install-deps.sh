@@ -43,7 +43,7 @@ add_backports() {
 # gcc and libc6-dev: cargo's linker and the SQLite that postboot's native
 # loader compiles; g++: libFuzzer for `make fuzz`. (A bare machine may have
 # rustup without them.)
-APT_PKGS=(gcc g++ libc6-dev kmod xz-utils xorriso isolinux syslinux-common squashfs-tools erofs-utils cpio zstd busybox-static mtools dosfstools e2fsprogs exfatprogs ntfs-3g nix-bin musl-tools grub-efi-amd64-bin gdisk debootstrap openssl)
+APT_PKGS=(gcc g++ libc6-dev kmod xz-utils xorriso isolinux syslinux-common squashfs-tools erofs-utils cpio zstd busybox-static mtools dosfstools e2fsprogs exfatprogs ntfs-3g nix-bin musl-tools grub-efi-amd64-bin gdisk debootstrap openssl cryptsetup-bin)
 # ipxe-qemu: the e1000 ROM the netboot VM tests boot from (named here, not
 # left to qemu-system-x86's dependencies).
 QEMU_PKGS=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 ipxe-qemu)

@@ -16,13 +16,37 @@ pub struct Phase {
     pub duration_ms: u64,
 }
 
+/// How one image was checked (`dm-verity`, `sha256 before mounting`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageCheck {
+    pub name: String,
+    pub check: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeline {
     pub phases: Vec<Phase>,
+    /// Per image, how it was checked (absent in older timelines).
+    pub images: Vec<ImageCheck>,
+}
+
+/// `s` as a JSON string's contents.
+fn escape_into(s: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(s, "\\u{:04x}", c as u32);
+            }
+            c => s.push(c),
+        }
+    }
 }
 
 impl Timeline {
-    /// `{"version":1,"phases":[{"name":"...","start_ms":N,"duration_ms":N},...]}`.
+    /// `{"version":1,"phases":[{"name":"...","start_ms":N,"duration_ms":N},...],
+    /// "images":[{"name":"...","check":"..."},...]}` (`images` only when known).
     /// Written by hand: init has no JSON library and phase names are ours
     /// (still escaped, so the output is always valid JSON).
     pub fn to_json(&self) -> String {
@@ -32,23 +56,29 @@ impl Timeline {
                 s.push(',');
             }
             s.push_str("{\"name\":\"");
-            for c in p.name.chars() {
-                match c {
-                    '"' => s.push_str("\\\""),
-                    '\\' => s.push_str("\\\\"),
-                    c if (c as u32) < 0x20 => {
-                        let _ = write!(s, "\\u{:04x}", c as u32);
-                    }
-                    c => s.push(c),
-                }
-            }
+            escape_into(&mut s, &p.name);
             let _ = write!(
                 s,
                 "\",\"start_ms\":{},\"duration_ms\":{}}}",
                 p.start_ms, p.duration_ms
             );
         }
-        s.push_str("]}\n");
+        s.push(']');
+        if !self.images.is_empty() {
+            s.push_str(",\"images\":[");
+            for (i, img) in self.images.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str("{\"name\":\"");
+                escape_into(&mut s, &img.name);
+                s.push_str("\",\"check\":\"");
+                escape_into(&mut s, &img.check);
+                s.push_str("\"}");
+            }
+            s.push(']');
+        }
+        s.push_str("}\n");
         s
     }
 
@@ -63,9 +93,11 @@ impl Timeline {
         };
         let mut version = None;
         let mut phases = None;
+        let mut images = None;
         p.object(|p, key| match key.as_str() {
             "version" => once(p, &mut version, Json::number),
             "phases" => once(p, &mut phases, |p| p.array(Json::phase)),
+            "images" => once(p, &mut images, |p| p.array(Json::image)),
             _ => Err(p.err(format!("unknown key {key:?}"))),
         })?;
         p.ws();
@@ -73,7 +105,10 @@ impl Timeline {
             return Err(p.err("data after the timeline".into()));
         }
         match (version, phases) {
-            (Some(1), Some(phases)) => Ok(Timeline { phases }),
+            (Some(1), Some(phases)) => Ok(Timeline {
+                phases,
+                images: images.unwrap_or_default(),
+            }),
             (Some(v), Some(_)) => Err(p.err(format!("version {v}, only 1 is known"))),
             _ => Err(p.err("want both version and phases".into())),
         }
@@ -197,6 +232,19 @@ impl Json<'_> {
         }
     }
 
+    fn image(&mut self) -> Result<ImageCheck, TimelineError> {
+        let (mut name, mut check) = (None, None);
+        self.object(|p, key| match key.as_str() {
+            "name" => once(p, &mut name, Json::string),
+            "check" => once(p, &mut check, Json::string),
+            _ => Err(p.err(format!("unknown image key {key:?}"))),
+        })?;
+        match (name, check) {
+            (Some(name), Some(check)) => Ok(ImageCheck { name, check }),
+            _ => Err(self.err("an image wants name and check".into())),
+        }
+    }
+
     /// A non-negative integer without leading zeros, sign, fraction or exponent.
     fn number(&mut self) -> Result<u64, TimelineError> {
         self.ws();
@@ -316,6 +364,7 @@ mod tests {
                     duration_ms: 4,
                 },
             ],
+            images: Vec::new(),
         };
         assert_eq!(
             t.to_json(),
@@ -331,6 +380,10 @@ mod tests {
                 name: "q\"\\\u{1}\n\té€😀".into(),
                 start_ms: u64::MAX,
                 duration_ms: 0,
+            }],
+            images: vec![ImageCheck {
+                name: "nix-store.\"squashfs".into(),
+                check: "dm-verity".into(),
             }],
         };
         assert_eq!(Timeline::parse(&t.to_json()).unwrap(), t);
@@ -366,6 +419,8 @@ mod tests {
             "{\"version\":1,\"phases\":[]} x",
             "{\"version\":1,\"version\":1,\"phases\":[]}",
             "{\"version\":1,\"phases\":[],\"x\":1}",
+            "{\"version\":1,\"phases\":[],\"images\":[{\"name\":\"a\"}]}",
+            "{\"version\":1,\"phases\":[],\"images\":[{\"name\":\"a\",\"check\":\"b\",\"x\":1}]}",
             "{\"version\":01,\"phases\":[]}",
             "{\"version\":-1,\"phases\":[]}",
             "{\"version\":1.0,\"phases\":[]}",
