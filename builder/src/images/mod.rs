@@ -153,10 +153,14 @@ pub struct Layout {
 /// written, a path that cannot fit, more images than the manifest may
 /// list and a registration larger than postboot reads.
 /// Of `room` bytes for an image, what its data may take when a verity tree
-/// is appended: the tree's levels take about 1/127 of the data (32-byte
-/// hashes of 4 KiB blocks), plus its superblock and the data's padding.
+/// is appended: the tree for `room` bytes of data (32-byte hashes of 4 KiB
+/// blocks, every level, as `veritysetup` lays it out), its superblock and
+/// the data's padding to a block.
 fn verity_room(room: u64) -> u64 {
-    room - room / 127 - (1 << 20).min(room / 2)
+    let tree: u64 = nixlive_formats::verity::levels(room.div_ceil(4096), 4096)
+        .iter()
+        .sum();
+    room.saturating_sub(tree * 4096 + 2 * 4096)
 }
 
 pub fn plan(args: &ImageArgs, closure: &Closure, limit: Option<u64>) -> Result<Layout> {
