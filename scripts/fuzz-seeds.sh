@@ -11,7 +11,7 @@ S=fuzz/seeds
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rm -rf "$S"
-mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio,partition_table}
+mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio,partition_table,nixkey,verity}
 
 head64() { head -c 65536 "$1" > "$2"; }
 
@@ -101,6 +101,21 @@ fi
 printf "22 1 0:20 / / rw,relatime shared:1 - overlay overlay rw,lowerdir=/nix/.ro-store,upperdir=/nix/.rw-store/store\\n23 22 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw,size=4096k\\n24 22 7:0 / /iso ro - iso9660 /dev/sr0 ro\\n" > "$S/report/mountinfo"
 printf 'deadbeef00ff\n' > "$S/encodings/hex"
 printf 'AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI' > "$S/encodings/base64"
+
+# Nix binary-cache keys (issue 11), as nix-store makes them (in a throwaway
+# state directory), a trusted-keys file and a signature line's value.
+NIX_STATE_DIR=$T/nix NIX_CONF_DIR=$T HOME=$T nix-store --generate-binary-cache-key seed-key-1 "$T/sk" "$T/pk"
+cp "$T/sk" "$S/nixkey/secret"; cp "$T/pk" "$S/nixkey/public"
+{ echo '# trusted'; cat "$T/pk"; echo; echo 'other-2:OllOwDL9GvyBtH5UFm9cpMY9i2s7jW6IKgaYOIxNpRc='; } > "$S/nixkey/keys-file"
+# A signed v2 manifest's image, verity and sig lines, from a built medium.
+for m in target/tests-vm/authenticity/live/medium/nixlive.manifest; do
+  [ -f "$m" ] || continue
+  grep -E '^(image|verity) ' "$m" > "$S/verity/builder"
+  cp "$m" "$S/manifest/builder-signed"
+  grep '^sig ' "$m" | cut -d' ' -f2 > "$S/nixkey/signature"
+done
+printf 'image a.squashfs squashfs 16384 sha256:%s\nverity sha256 data-block=4096 hash-block=4096 data-blocks=2 hash-offset=8192 salt=0a0b root=%s\n' \
+  "$(printf 'ab%.0s' $(seq 32))" "$(printf 'cd%.0s' $(seq 32))" > "$S/verity/small"
 du -sh "$S"
 
 # Programs and modules (ELF headers with and without PT_INTERP), kernel

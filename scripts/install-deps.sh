@@ -44,7 +44,7 @@ add_backports() {
 # loader compiles; g++: libFuzzer for `make fuzz`. (A bare machine may have
 # rustup without them.) nginx-light: the packaged web server the HTTP netboot
 # VM test serves the set with (started by the test, on a loopback port).
-APT_PKGS=(gcc g++ libc6-dev kmod xz-utils xorriso isolinux syslinux-common squashfs-tools erofs-utils cpio zstd busybox-static mtools dosfstools e2fsprogs exfatprogs ntfs-3g nix-bin musl-tools grub-efi-amd64-bin gdisk debootstrap openssl nginx-light)
+APT_PKGS=(gcc g++ libc6-dev kmod xz-utils xorriso isolinux syslinux-common squashfs-tools erofs-utils cpio zstd busybox-static mtools dosfstools e2fsprogs exfatprogs ntfs-3g nix-bin musl-tools grub-efi-amd64-bin gdisk debootstrap openssl cryptsetup-bin nginx-light)
 # ipxe-qemu: the e1000 ROM the netboot VM tests boot from (named here, not
 # left to qemu-system-x86's dependencies).
 QEMU_PKGS=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 ipxe-qemu)

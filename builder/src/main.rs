@@ -15,6 +15,7 @@ mod files;
 mod images;
 mod initrd;
 mod inspect;
+mod keys;
 mod medium;
 mod outputs;
 mod pipeline;

@@ -134,8 +134,9 @@ impl<'a> Build<'a> {
         )
     }
 
-    /// The initrd stage: the compressed initrd.
+    /// The initrd stage: the compressed initrd (with dm-verity unless
+    /// --no-verity).
     pub fn initrd(&self) -> Result<Vec<u8>> {
-        initrd::build(&self.args.initrd, self.epoch)
+        initrd::build(&self.args.initrd, self.epoch, !self.args.images.no_verity)
     }
 }

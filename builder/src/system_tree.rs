@@ -127,7 +127,7 @@ pub fn build(a: &SystemArgs, epoch: u64) -> Result<SystemTree> {
     let closure = a.inputs.load()?;
     let mut initrd_args = a.initrd.clone();
     initrd_args.root = RootMode::Plain;
-    let initrd = initrd::build(&initrd_args, epoch)?;
+    let initrd = initrd::build(&initrd_args, epoch, false)?;
     let kernel = read(&a.kernel, "--kernel")?;
     let entries = entries(&closure, kernel, initrd.clone(), &cmdline, epoch)?;
     Ok(SystemTree { entries, initrd })

@@ -411,8 +411,11 @@ fn rewrite_image(tree: &Path, edit: &dyn Fn(&Path)) {
     let sum = ok(Command::new("sha256sum").arg(&img));
     let sum = sum.split_whitespace().next().unwrap();
     let m = fs::read_to_string(tree.join("nixlive.manifest")).unwrap();
+    // The rewritten image has no hash tree (and the manifest's signature,
+    // if any, no longer holds): drop their lines.
     let m: String = m
         .lines()
+        .filter(|l| !l.starts_with("verity ") && !l.starts_with("sig "))
         .map(|l| {
             if l.starts_with("image nix-store.squashfs ") {
                 format!(

@@ -4,7 +4,6 @@
 //! (mksquashfs, xorriso, grub-mkimage, mtools); fails when they are missing.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,26 +41,7 @@ fn fixture() -> Fixture {
     let store = dir.join("root/nix/store");
     let lib = format!("{}-lib", hash('l'));
     let sys = format!("{}-system", hash('s'));
-    fs::create_dir_all(store.join(&lib).join("bin")).unwrap();
-    fs::write(store.join(&lib).join("libc.so"), b"library").unwrap();
-    fs::write(store.join(&lib).join("bin/sh"), b"#!shell").unwrap();
-    fs::set_permissions(
-        store.join(&lib).join("bin/sh"),
-        fs::Permissions::from_mode(0o555),
-    )
-    .unwrap();
-    fs::create_dir_all(store.join(&sys).join("bin")).unwrap();
-    fs::write(
-        store.join(&sys).join("init"),
-        format!("#!/nix/store/{lib}/bin/sh\n"),
-    )
-    .unwrap();
-    fs::set_permissions(
-        store.join(&sys).join("init"),
-        fs::Permissions::from_mode(0o555),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(format!("/nix/store/{lib}"), store.join(&sys).join("lib")).unwrap();
+    common::system_and_lib(&store, &lib, &sys);
     Fixture {
         _tmp: tmp,
         dir,

@@ -40,26 +40,7 @@ fn fixture() -> Fixture {
         .join("share/a-rather-long-directory-name/and-another-one-below-it");
     fs::create_dir_all(&deep).unwrap();
     fs::write(deep.join("file-with-a-long-name.txt"), b"deep").unwrap();
-    fs::write(store.join(&lib).join("libc.so"), b"library").unwrap();
-    fs::create_dir_all(store.join(&lib).join("bin")).unwrap();
-    fs::write(store.join(&lib).join("bin/sh"), b"#!shell").unwrap();
-    fs::set_permissions(
-        store.join(&lib).join("bin/sh"),
-        fs::Permissions::from_mode(0o555),
-    )
-    .unwrap();
-    fs::create_dir_all(store.join(&sys).join("bin")).unwrap();
-    fs::write(
-        store.join(&sys).join("init"),
-        format!("#!/nix/store/{lib}/bin/sh\n"),
-    )
-    .unwrap();
-    fs::set_permissions(
-        store.join(&sys).join("init"),
-        fs::Permissions::from_mode(0o555),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(format!("/nix/store/{lib}"), store.join(&sys).join("lib")).unwrap();
+    common::system_and_lib(&store, &lib, &sys);
     Fixture {
         _tmp: tmp,
         dir,

@@ -2,7 +2,8 @@
 //! read, and the encodings they share:
 //!
 //! - [`cmdline`]: the kernel command line;
-//! - [`manifest`]: the medium manifest; [`initrd_conf`]: the initrd's configuration;
+//! - [`manifest`]: the medium manifest, with [`nixkey`] (Nix binary-cache
+//!   keys and signatures) and [`verity`] (dm-verity hash trees); [`initrd_conf`]: the initrd's configuration;
 //! - [`registration`]: the Nix path registration (`nix-store --load-db`);
 //! - [`timeline`]: the stage-1 timeline (`/run/nixlive/stage1.json`);
 //! - [`report`]: the guest report the demo's stage 2 prints and the VM tests read;
@@ -37,6 +38,7 @@ pub mod lines;
 pub mod manifest;
 pub mod net;
 pub mod nix32;
+pub mod nixkey;
 pub mod paths;
 pub mod registration;
 pub mod report;
@@ -45,6 +47,7 @@ pub mod superblock;
 pub mod timeline;
 pub mod uevent;
 pub mod unpack;
+pub mod verity;
 
 pub use cmdline::{Cmdline, RootSpec, Secret, SizeSpec, Timeout};
 pub use initrd_conf::{InitrdConf, RootMode};

@@ -65,23 +65,39 @@ pub fn check_header(
     magic: &str,
     supported: u32,
 ) -> Result<(), LineError> {
+    header_version(recs, magic, supported..=supported).map(|_| ())
+}
+
+/// Checks the first record is `<magic> <version>` with a version in
+/// `supported` (the newest is the one named in messages); returns it.
+pub fn header_version(
+    recs: &[(usize, Vec<&str>)],
+    magic: &str,
+    supported: std::ops::RangeInclusive<u32>,
+) -> Result<u32, LineError> {
+    let newest = *supported.end();
     let Some((n, f)) = recs.first() else {
         return Err(LineError::new(
             1,
-            format!("missing header `{magic} {supported}`"),
+            format!("missing header `{magic} {newest}`"),
         ));
     };
     if f.len() != 2 || f[0] != magic {
         return Err(LineError::new(
             *n,
-            format!("expected header `{magic} {supported}`"),
+            format!("expected header `{magic} {newest}`"),
         ));
     }
+    let reads = if supported.start() == supported.end() {
+        format!("version {newest}")
+    } else {
+        format!("versions {} to {newest}", supported.start())
+    };
     match f[1].parse::<u32>() {
-        Ok(v) if v == supported => Ok(()),
+        Ok(v) if supported.contains(&v) => Ok(v),
         Ok(v) => Err(LineError::new(
             *n,
-            format!("{magic} version {v} is not supported (this build reads version {supported})"),
+            format!("{magic} version {v} is not supported (this build reads {reads})"),
         )),
         Err(_) => Err(LineError::new(*n, format!("bad version `{}`", f[1]))),
     }

@@ -2,10 +2,12 @@
 //! run afterwards.
 //!
 //! ```text
-//! nixlive-manifest 1
+//! nixlive-manifest 2
 //! init /nix/store/<hash>-nixos-system/init
 //! registration /nix/store/nix-path-registration
-//! image nix-store.squashfs squashfs 1048576 sha256:<64 lowercase hex>
+//! image nix-store.squashfs squashfs 1069056 sha256:<64 lowercase hex>
+//! verity sha256 data-block=4096 hash-block=4096 data-blocks=256 hash-offset=1048576 salt=<hex> root=<64 hex>
+//! sig cache.example.org-1:<base 64 of 64 bytes>
 //! ```
 //!
 //! Rules: the header comes first; `init` and `registration` once each
@@ -13,12 +15,23 @@
 //! first is the top layer). Image names are relative to the directory that
 //! holds the manifest, without `..`. Unknown keys are errors: a newer
 //! manifest must bump the version rather than be half-understood.
+//!
+//! Version 2 adds (version 1, without them, is still read):
+//! - `verity`, right after an `image` line: that image carries a dm-verity
+//!   hash tree in `veritysetup`'s format ([`crate::verity`]) at
+//!   `hash-offset`, inside its `SIZE` bytes; the fields come in this order.
+//! - `sig NAME:BASE64`: an Ed25519 signature by the Nix binary-cache key
+//!   NAME ([`crate::nixkey`]) over the manifest's exact bytes without its
+//!   `sig` lines ([`signed_part`]).
 
-use crate::lines::{LineError, check_header, is_clean_absolute, is_safe_relative, records};
+use crate::lines::{LineError, header_version, is_clean_absolute, is_safe_relative, records};
+use crate::nixkey::Signature;
+use crate::verity;
 use std::fmt;
 
 pub const MAGIC: &str = "nixlive-manifest";
-pub const VERSION: u32 = 1;
+/// The version written; versions 1 and 2 are read.
+pub const VERSION: u32 = 2;
 /// Where the manifest sits on the medium, relative to its root.
 pub const DEFAULT_PATH: &str = "nixlive.manifest";
 /// The stock NixOS ISO's image, used when a medium has no manifest.
@@ -26,6 +39,8 @@ pub const STOCK_IMAGE: &str = "nix-store.squashfs";
 /// The most a manifest may be: a reader stops there (a real one is a few
 /// hundred bytes).
 pub const MAX_BYTES: u64 = 64 << 10;
+/// The most signatures a manifest may carry.
+pub const MAX_SIGS: usize = 16;
 /// The most images a manifest may list: each is a loop device and a lower
 /// layer, and the overlay's options (every layer's path) must fit in a page.
 pub const MAX_IMAGES: usize = 64;
@@ -53,6 +68,8 @@ pub struct ImageEntry {
     pub size: u64,
     /// Lowercase hex.
     pub sha256: String,
+    /// The image's dm-verity tree, when it has one.
+    pub verity: Option<verity::Params>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,18 +77,122 @@ pub struct Manifest {
     pub init: String,
     pub registration: String,
     pub images: Vec<ImageEntry>,
+    /// Signatures over [`signed_part`] of the text.
+    pub sigs: Vec<Signature>,
+}
+
+/// The bytes a manifest's signatures cover: its text without `sig` lines.
+pub fn signed_part(text: &str) -> String {
+    text.split_inclusive('\n')
+        .filter(|l| !l.starts_with("sig "))
+        .collect()
+}
+
+/// `verity sha256 data-block=N hash-block=N data-blocks=N hash-offset=N salt=HEX root=HEX`.
+fn parse_verity(n: usize, f: &[&str], size: u64) -> Result<verity::Params, LineError> {
+    const KEYS: [&str; 6] = [
+        "data-block",
+        "hash-block",
+        "data-blocks",
+        "hash-offset",
+        "salt",
+        "root",
+    ];
+    let usage = || {
+        LineError::new(
+            n,
+            "`verity` takes sha256 data-block=N hash-block=N data-blocks=N hash-offset=N salt=HEX root=HEX",
+        )
+    };
+    if f.len() != 8 || f[1] != "sha256" {
+        return Err(usage());
+    }
+    let mut v = [""; 6];
+    for (i, (key, field)) in KEYS.iter().zip(&f[2..]).enumerate() {
+        v[i] = field
+            .strip_prefix(key)
+            .and_then(|r| r.strip_prefix('='))
+            .ok_or_else(usage)?;
+    }
+    let num = |i: usize| {
+        canonical_u64(v[i]).ok_or_else(|| LineError::new(n, format!("bad {} `{}`", KEYS[i], v[i])))
+    };
+    let small = |i: usize| {
+        num(i).and_then(|x| {
+            u32::try_from(x).map_err(|_| LineError::new(n, format!("bad {} `{}`", KEYS[i], v[i])))
+        })
+    };
+    let hex_of = |i: usize| {
+        let ok = v[i].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        crate::hex::decode(v[i]).filter(|_| ok).ok_or_else(|| {
+            LineError::new(n, format!("{} `{}` is not lowercase hex", KEYS[i], v[i]))
+        })
+    };
+    let salt = if v[4] == "-" { Vec::new() } else { hex_of(4)? };
+    let root: [u8; 32] = hex_of(5)?.try_into().map_err(|r: Vec<u8>| {
+        LineError::new(
+            n,
+            format!("root hash is {} bytes, a SHA-256 has 32", r.len()),
+        )
+    })?;
+    let p = verity::Params {
+        data_block: small(0)?,
+        hash_block: small(1)?,
+        data_blocks: num(2)?,
+        hash_offset: num(3)?,
+        salt,
+        root,
+    };
+    p.check(size)
+        .map_err(|e| LineError::new(n, format!("verity: {e}")))?;
+    Ok(p)
+}
+
+/// Canonical decimal only: no sign, no leading zero.
+fn canonical_u64(s: &str) -> Option<u64> {
+    let canonical = s.bytes().all(|b| b.is_ascii_digit()) && !(s.len() > 1 && s.starts_with('0'));
+    s.parse::<u64>().ok().filter(|_| canonical)
 }
 
 impl Manifest {
     pub fn parse(text: &str) -> Result<Manifest, LineError> {
         let recs = records(text)?;
-        check_header(&recs, MAGIC, VERSION)?;
+        let version = header_version(&recs, MAGIC, 1..=VERSION)?;
         let mut init = None;
         let mut registration = None;
         let mut images: Vec<ImageEntry> = Vec::new();
+        let mut sigs: Vec<Signature> = Vec::new();
+        let mut prev = "";
         for (n, f) in &recs[1..] {
             let n = *n;
+            let key = std::mem::replace(&mut prev, f[0]);
             match f[0] {
+                "verity" | "sig" if version < 2 => {
+                    return Err(LineError::new(n, format!("`{}` needs {MAGIC} 2", f[0])));
+                }
+                "verity" => {
+                    let img = images
+                        .last_mut()
+                        .filter(|i| key == "image" && i.verity.is_none())
+                        .ok_or_else(|| {
+                            LineError::new(n, "`verity` must follow its `image` line")
+                        })?;
+                    img.verity = Some(parse_verity(n, f, img.size)?);
+                }
+                "sig" => {
+                    if f.len() != 2 {
+                        return Err(LineError::new(n, "`sig` takes one NAME:BASE64"));
+                    }
+                    let sig = Signature::parse(f[1])
+                        .map_err(|e| LineError::new(n, format!("bad signature: {e}")))?;
+                    if sigs.len() == MAX_SIGS {
+                        return Err(LineError::new(
+                            n,
+                            format!("more than {MAX_SIGS} signatures"),
+                        ));
+                    }
+                    sigs.push(sig);
+                }
                 "init" | "registration" => {
                     if f.len() != 2 {
                         return Err(LineError::new(n, format!("`{}` takes one path", f[0])));
@@ -124,13 +245,7 @@ impl Manifest {
                             ));
                         }
                     };
-                    // Canonical decimal only: no sign, no leading zero.
-                    let canonical = f[3].bytes().all(|b| b.is_ascii_digit())
-                        && !(f[3].len() > 1 && f[3].starts_with('0'));
-                    let size = f[3]
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|_| canonical)
+                    let size = canonical_u64(f[3])
                         .ok_or_else(|| LineError::new(n, format!("bad image size `{}`", f[3])))?;
                     let hex = f[4].strip_prefix("sha256:").unwrap_or("");
                     if hex.len() != 64
@@ -149,6 +264,7 @@ impl Manifest {
                         fs,
                         size,
                         sha256: hex.to_string(),
+                        verity: None,
                     });
                 }
                 other => return Err(LineError::new(n, format!("unknown key `{other}`"))),
@@ -176,7 +292,13 @@ impl Manifest {
             init,
             registration,
             images,
+            sigs,
         })
+    }
+
+    /// The text that is signed: the canonical text without `sig` lines.
+    pub fn unsigned_text(&self) -> String {
+        signed_part(&self.to_string())
     }
 }
 
@@ -195,6 +317,25 @@ impl fmt::Display for Manifest {
                 i.size,
                 i.sha256
             )?;
+            if let Some(v) = &i.verity {
+                let salt = if v.salt.is_empty() {
+                    "-".to_string()
+                } else {
+                    crate::hex::encode(&v.salt)
+                };
+                writeln!(
+                    f,
+                    "verity sha256 data-block={} hash-block={} data-blocks={} hash-offset={} salt={salt} root={}",
+                    v.data_block,
+                    v.hash_block,
+                    v.data_blocks,
+                    v.hash_offset,
+                    crate::hex::encode(&v.root)
+                )?;
+            }
+        }
+        for s in &self.sigs {
+            writeln!(f, "sig {s}")?;
         }
         Ok(())
     }
@@ -225,7 +366,7 @@ mod tests {
     #[test]
     fn rejects_with_line_numbers() {
         let cases: &[(&str, usize)] = &[
-            ("nixlive-manifest 2\n", 1),
+            ("nixlive-manifest 3\n", 1),
             ("nixlive-manifest 1\ninit relative\n", 2),
             ("nixlive-manifest 1\ninit /a\ninit /b\n", 3),
             ("nixlive-manifest 1\nfoo bar\n", 2),
@@ -282,5 +423,104 @@ mod tests {
         let huge = format!("{head}{}{}", line(0, &u64::MAX.to_string()), line(1, "1"));
         let e = Manifest::parse(&huge).unwrap_err().to_string();
         assert!(e.contains("add up past"), "{e}");
+    }
+
+    fn v2(verity: &str) -> String {
+        format!(
+            "nixlive-manifest 2\ninit /a\nregistration /b\nimage x.squashfs squashfs 16384 sha256:{H}\n{verity}"
+        )
+    }
+
+    const V: &str = "verity sha256 data-block=4096 hash-block=4096 data-blocks=2 hash-offset=8192 salt=0a0b root=";
+
+    #[test]
+    fn version_2_with_verity_and_signatures() {
+        let root = "ab".repeat(32);
+        let sig = format!("sig k-1:{}\n", crate::base64::encode(&[5; 64]));
+        let text = format!("{}{sig}", v2(&format!("{V}{root}\n")));
+        let m = Manifest::parse(&text).unwrap();
+        let v = m.images[0].verity.as_ref().unwrap();
+        assert_eq!(
+            (v.data_blocks, v.hash_offset, &v.salt[..]),
+            (2, 8192, &[10, 11][..])
+        );
+        assert_eq!(m.sigs[0].name, "k-1");
+        assert_eq!(m.to_string(), text);
+        assert_eq!(signed_part(&text), v2(&format!("{V}{root}\n")));
+        assert_eq!(m.unsigned_text(), signed_part(&text));
+        // Version 1 is still read, without the new lines.
+        let v1 = format!(
+            "nixlive-manifest 1\ninit /a\nregistration /b\nimage x squashfs 1 sha256:{H}\n"
+        );
+        assert!(Manifest::parse(&v1).unwrap().images[0].verity.is_none());
+        let e = Manifest::parse(&format!("{v1}{sig}")).unwrap_err();
+        assert_eq!(
+            (e.line, e.msg.as_str()),
+            (5, "`sig` needs nixlive-manifest 2")
+        );
+    }
+
+    #[test]
+    fn bad_verity_and_signature_lines() {
+        let root = "ab".repeat(32);
+        let cases = [
+            (format!("{V}{}\n", "ab".repeat(31)), "root hash is 31 bytes"),
+            (format!("{V}{}\n", "AB".repeat(32)), "not lowercase hex"),
+            (
+                format!("{}\n", V.replace("salt=0a0b", "salt=0g"))
+                    .replace("root=\n", &format!("root={root}\n")),
+                "salt `0g` is not lowercase hex",
+            ),
+            (
+                format!(
+                    "{}{root}\n",
+                    V.replace("hash-offset=8192", "hash-offset=12288")
+                ),
+                "truncated",
+            ),
+            (
+                format!("{}{root}\n", V.replace("data-blocks=2", "data-blocks=02")),
+                "bad data-blocks",
+            ),
+            (
+                format!(
+                    "{}{root}\n",
+                    V.replace("data-block=4096", "data-block=99999999999")
+                ),
+                "bad data-block",
+            ),
+            (
+                format!("{}{root}\n", V.replace("hash-block=4096", "hash-block=100")),
+                "power of two",
+            ),
+            (
+                format!("{}{root}\n", V.replace("sha256", "sha1")),
+                "takes sha256",
+            ),
+            (
+                format!("{}{root}\n", V.replace("salt=", "pepper=")),
+                "takes sha256",
+            ),
+            ("sig nocolon\n".to_string(), "bad signature"),
+            ("sig k:!!!!\n".to_string(), "not canonical base 64"),
+            ("sig k:AAAA\n".to_string(), "a signature has 64"),
+        ];
+        for (line, want) in cases {
+            let e = Manifest::parse(&v2(&line)).unwrap_err();
+            assert_eq!(e.line, 5, "{line}: {e}");
+            let e = e.to_string();
+            // "truncated": the message says the tree needs more bytes.
+            let want = if want == "truncated" {
+                "more than the image's"
+            } else {
+                want
+            };
+            assert!(e.contains(want), "{line}: {e}");
+        }
+        // A verity line must follow its image, once.
+        let e = Manifest::parse(&format!("nixlive-manifest 2\ninit /a\n{V}{root}\n")).unwrap_err();
+        assert!(e.msg.contains("must follow"), "{e}");
+        let twice = v2(&format!("{V}{root}\n{V}{root}\n"));
+        assert_eq!(Manifest::parse(&twice).unwrap_err().line, 6);
     }
 }

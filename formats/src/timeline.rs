@@ -16,32 +16,47 @@ pub struct Phase {
     pub duration_ms: u64,
 }
 
+/// How one image was checked (`dm-verity`, `sha256 before mounting`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageCheck {
+    pub name: String,
+    pub check: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeline {
     pub phases: Vec<Phase>,
     /// Booting over HTTP: the interface, address, lease and server, as
     /// `"net":{"interface":"eth0",...}` (written only when not empty).
     pub net: Vec<(String, String)>,
+    /// Per image, how it was checked (absent in older timelines).
+    pub images: Vec<ImageCheck>,
 }
 
-/// `s` as a JSON string, quotes included.
-fn json_str(out: &mut String, v: &str) {
-    out.push('"');
-    for c in v.chars() {
+/// `s` as a JSON string's contents.
+fn escape_into(s: &mut String, text: &str) {
+    for c in text.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
             c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                let _ = write!(s, "\\u{:04x}", c as u32);
             }
-            c => out.push(c),
+            c => s.push(c),
         }
     }
+}
+
+/// `v` as a JSON string, quotes included.
+fn json_str(out: &mut String, v: &str) {
+    out.push('"');
+    escape_into(out, v);
     out.push('"');
 }
 
 impl Timeline {
-    /// `{"version":1,"phases":[{"name":"...","start_ms":N,"duration_ms":N},...]}`.
+    /// `{"version":1,"phases":[{"name":"...","start_ms":N,"duration_ms":N},...],
+    /// "images":[{"name":"...","check":"..."},...]}` (`images` only when known).
     /// Written by hand: init has no JSON library and phase names are ours
     /// (still escaped, so the output is always valid JSON).
     pub fn to_json(&self) -> String {
@@ -71,6 +86,20 @@ impl Timeline {
             }
             s.push('}');
         }
+        if !self.images.is_empty() {
+            s.push_str(",\"images\":[");
+            for (i, img) in self.images.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str("{\"name\":\"");
+                escape_into(&mut s, &img.name);
+                s.push_str("\",\"check\":\"");
+                escape_into(&mut s, &img.check);
+                s.push_str("\"}");
+            }
+            s.push(']');
+        }
         s.push_str("}\n");
         s
     }
@@ -87,6 +116,7 @@ impl Timeline {
         let mut version = None;
         let mut phases = None;
         let mut net = None;
+        let mut images = None;
         p.object(|p, key| match key.as_str() {
             "version" => once(p, &mut version, Json::number),
             "net" => once(p, &mut net, |p| {
@@ -99,6 +129,7 @@ impl Timeline {
                 Ok(kv)
             }),
             "phases" => once(p, &mut phases, |p| p.array(Json::phase)),
+            "images" => once(p, &mut images, |p| p.array(Json::image)),
             _ => Err(p.err(format!("unknown key {key:?}"))),
         })?;
         p.ws();
@@ -109,6 +140,7 @@ impl Timeline {
             (Some(1), Some(phases)) => Ok(Timeline {
                 phases,
                 net: net.unwrap_or_default(),
+                images: images.unwrap_or_default(),
             }),
             (Some(v), Some(_)) => Err(p.err(format!("version {v}, only 1 is known"))),
             _ => Err(p.err("want both version and phases".into())),
@@ -233,6 +265,19 @@ impl Json<'_> {
         }
     }
 
+    fn image(&mut self) -> Result<ImageCheck, TimelineError> {
+        let (mut name, mut check) = (None, None);
+        self.object(|p, key| match key.as_str() {
+            "name" => once(p, &mut name, Json::string),
+            "check" => once(p, &mut check, Json::string),
+            _ => Err(p.err(format!("unknown image key {key:?}"))),
+        })?;
+        match (name, check) {
+            (Some(name), Some(check)) => Ok(ImageCheck { name, check }),
+            _ => Err(self.err("an image wants name and check".into())),
+        }
+    }
+
     /// A non-negative integer without leading zeros, sign, fraction or exponent.
     fn number(&mut self) -> Result<u64, TimelineError> {
         self.ws();
@@ -353,6 +398,7 @@ mod tests {
                     duration_ms: 4,
                 },
             ],
+            images: Vec::new(),
         };
         assert_eq!(
             t.to_json(),
@@ -369,6 +415,10 @@ mod tests {
                 name: "q\"\\\u{1}\n\té€😀".into(),
                 start_ms: u64::MAX,
                 duration_ms: 0,
+            }],
+            images: vec![ImageCheck {
+                name: "nix-store.\"squashfs".into(),
+                check: "dm-verity".into(),
             }],
         };
         assert_eq!(Timeline::parse(&t.to_json()).unwrap(), t);
@@ -404,6 +454,8 @@ mod tests {
             "{\"version\":1,\"phases\":[]} x",
             "{\"version\":1,\"version\":1,\"phases\":[]}",
             "{\"version\":1,\"phases\":[],\"x\":1}",
+            "{\"version\":1,\"phases\":[],\"images\":[{\"name\":\"a\"}]}",
+            "{\"version\":1,\"phases\":[],\"images\":[{\"name\":\"a\",\"check\":\"b\",\"x\":1}]}",
             "{\"version\":01,\"phases\":[]}",
             "{\"version\":-1,\"phases\":[]}",
             "{\"version\":1.0,\"phases\":[]}",
@@ -430,11 +482,16 @@ mod tests {
                 ("interface".into(), "eth0".into()),
                 ("address".into(), "10.0.2.15/24".into()),
             ],
+            images: vec![ImageCheck {
+                name: "nix-store.squashfs".into(),
+                check: "sha256 while fetching, then dm-verity".into(),
+            }],
         };
         let j = t.to_json();
         assert_eq!(
             j,
-            "{\"version\":1,\"phases\":[],\"net\":{\"interface\":\"eth0\",\"address\":\"10.0.2.15/24\"}}\n"
+            "{\"version\":1,\"phases\":[],\"net\":{\"interface\":\"eth0\",\"address\":\"10.0.2.15/24\"},\
+             \"images\":[{\"name\":\"nix-store.squashfs\",\"check\":\"sha256 while fetching, then dm-verity\"}]}\n"
         );
         assert_eq!(Timeline::parse(&j), Ok(t));
         assert!(Timeline::parse("{\"version\":1,\"phases\":[],\"net\":{\"a\":1}}").is_err());

@@ -7,8 +7,10 @@ use crate::error::BootError;
 use crate::exec::{Executor, Runner};
 use crate::modules::Loader;
 use crate::plan::{self, BootPlan, Found, ImageSource, PlainPlan, Probed};
-use crate::{console, copytoram, discover, failure, kmsg, medium, net};
+use crate::{console, copytoram, discover, failure, kmsg, medium, net, trust};
+use nixlive_formats::nixkey;
 use nixlive_formats::paths::{self, in_new_root};
+use nixlive_formats::timeline::ImageCheck;
 use nixlive_formats::{Cmdline, InitrdConf, Manifest, Phase, RootMode, Timeline, initrd_conf};
 use std::convert::Infallible;
 use std::path::Path;
@@ -49,6 +51,15 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
         panic!("nixlive.test_panic is set: panicking on purpose");
     }
     stop_point(cmdline.debug1, "boot.debug1");
+    let keys = trust::trusted_keys(nixkey::TRUSTED_KEYS)?;
+    if !keys.is_empty() {
+        let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+        log::info!(
+            "the initrd trusts {}: only a medium whose manifest one of them signed boots, \
+             and every image is checked",
+            names.join(", ")
+        );
+    }
     // Listen before loading drivers so no device announcement is missed.
     let events = discover::uevent::Uevents::open()
         .inspect_err(|e| log::warn!("cannot open the uevent socket ({e}); rescanning instead"))
@@ -71,26 +82,39 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     } else {
         let mut modalias = |a: &str| loader.modalias(a);
         t.phase("find-medium", || {
-            medium::find(cmdline, events.as_ref(), &mut modalias)
+            medium::find(cmdline, &keys, events.as_ref(), &mut modalias)
         })?
     };
     if let Found::Device { node, fstype } = &found {
         loader.require_fs(fstype, &format!("the medium {node}"))?;
     }
     t.phase("mount-medium", || runner.run(&plan::medium(&found), ex))?;
-    let manifest = match &found {
+    let read = match &found {
+        // Authenticated below, before any image is fetched.
         Found::Http { url } => t.phase("fetch-manifest", || net::manifest(url))?,
         _ => medium::read_manifest(&plan::images_dir(&found), cmdline)?,
     };
+    let medium_name = describe(&found);
+    let signed_by = trust::authenticate(
+        &medium_name,
+        &read.path,
+        read.text.as_deref(),
+        &read.manifest,
+        &keys,
+    )?;
+    let manifest = read.manifest;
     require_store(&mut loader, &manifest)?;
-    let bp = plan::plan(cmdline, &probe(found, manifest));
+    let bp = plan::plan(cmdline, &probe(found, manifest, signed_by.is_some()));
     // Read before copytoram lets the medium go, for postboot after it.
     let medium_keys = std::fs::read(in_new_root(paths::MEDIUM_KEYS)).ok();
-    let released = mount_store(&mut t, &mut runner, ex, &bp)?;
-    stop_point(cmdline.debug1mounts, "boot.debug1mounts");
-    stage2_exists(&bp.init)?;
-    hand_over_keys(medium_keys.filter(|_| released));
-    write_timeline(&t.timeline);
+    let released = mount_store(&mut t, &mut runner, ex, &bp).map_err(|e| match &signed_by {
+        Some(key) => BootError::Signed {
+            medium: medium_name.clone(),
+            key: key.clone(),
+            source: Box::new(e),
+        },
+        None => e,
+    })?;
     // For `make bench` and the RAM tests: what stage 2 starts with.
     if let Some(kib) = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -98,6 +122,10 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     {
         log::info!("MemAvailable before stage 2: {} kB", kib >> 10);
     }
+    stop_point(cmdline.debug1mounts, "boot.debug1mounts");
+    stage2_exists(&bp.init)?;
+    hand_over_keys(medium_keys.filter(|_| released));
+    write_timeline(&t.timeline);
     // switch-root itself takes well under a millisecond: no phase of its own.
     match runner.run(&bp.switch, ex) {
         Ok(()) => Err(BootError::NoStage2(bp.init)),
@@ -214,10 +242,23 @@ fn require_store(loader: &mut Loader, m: &Manifest) -> Result<(), BootError> {
     for img in &m.images {
         loader.require_fs(img.fs.as_str(), &format!("the store image {}", img.name))?;
     }
+    if let Some(img) = m.images.iter().find(|i| i.verity.is_some()) {
+        loader.require_verity(&format!("the store image {} (its hash tree)", img.name))?;
+    }
     loader.require_fs("overlay", paths::STORE_DIR)
 }
 
-fn probe(found: Found, manifest: Manifest) -> Probed {
+/// The medium, as messages name it.
+fn describe(found: &Found) -> String {
+    match found {
+        Found::Initrd => "in the initrd (netboot)".to_string(),
+        Found::Device { node, .. } => node.clone(),
+        Found::File { path, .. } => path.clone(),
+        Found::Http { url } => format!("served over HTTP at {url}"),
+    }
+}
+
+fn probe(found: Found, manifest: Manifest, trusted: bool) -> Probed {
     let si = rustix::system::sysinfo();
     Probed {
         found,
@@ -227,6 +268,7 @@ fn probe(found: Found, manifest: Manifest) -> Probed {
             .and_then(|t| copytoram::mem_available(&t))
             .unwrap_or(0),
         ram: si.totalram as u64 * u64::from(si.mem_unit),
+        trusted,
     }
 }
 
@@ -244,13 +286,16 @@ pub(crate) fn mount_store(
         console::say(&format!("{why}\n"));
     }
     if bp.verify {
-        log::info!("every image is checked against the manifest's SHA-256");
+        log::info!(
+            "every image is checked (nixlive.verify, a trusted key, copytoram, or fetched over HTTP)"
+        );
     }
     let mut store = &bp.store;
     if let ImageSource::Fetched { size } = bp.images {
         net::fits(size)?;
         t.phase("fetch-images", || runner.run(&bp.copy, ex))?;
     }
+    let mut checks = &bp.checks;
     if let ImageSource::Ram { size } = bp.images {
         match t.phase("copy-to-ram", || runner.run(&bp.copy, ex)) {
             Ok(()) => log::info!(
@@ -264,9 +309,20 @@ pub(crate) fn mount_store(
                     "copytoram failed ({why}); booting from the medium instead\n"
                 ));
                 store = bp.fallback.as_ref().unwrap_or(&bp.store);
+                checks = &bp.fallback_checks;
             }
         }
     }
+    for (name, check) in checks {
+        log::info!("image {name}: {}", check.as_str());
+    }
+    t.timeline.images = checks
+        .iter()
+        .map(|(name, check)| ImageCheck {
+            name: name.clone(),
+            check: check.as_str().to_string(),
+        })
+        .collect();
     // With nixlive.verify, checking the images is the first part of it.
     t.phase("mount-store", || runner.run(store, ex))?;
     let released = store

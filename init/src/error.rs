@@ -72,6 +72,28 @@ pub enum BootError {
         want: String,
         got: String,
     },
+    #[error(
+        "{path} is {got} bytes, but the manifest says {want}: the medium is damaged, truncated or was changed"
+    )]
+    Size { path: String, want: u64, got: u64 },
+    #[error(
+        "the medium {medium} is not authentic: its manifest {manifest}: {why}\n\
+         To fix: boot a medium built with --sign-key for a key the initrd trusts \
+         (the initrd was built with --trusted-key)"
+    )]
+    Untrusted {
+        medium: String,
+        manifest: String,
+        why: String,
+    },
+    /// A failure on a medium whose manifest a trusted key signed.
+    #[error("the medium {medium} (its manifest signed by the trusted key {key})")]
+    Signed {
+        medium: String,
+        key: String,
+        #[source]
+        source: Box<BootError>,
+    },
     #[error("{0}")]
     ModuleFailed(Box<ModuleFailure>),
     #[error(

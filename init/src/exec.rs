@@ -9,6 +9,7 @@
 use crate::error::BootError;
 use crate::plan::{Flags, Handle, Source, Step};
 use crate::sys;
+use nixlive_formats::verity;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountFlags, mount};
@@ -35,6 +36,13 @@ pub trait Executor {
     fn unmount(&mut self, target: &str) -> io::Result<()>;
     fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()>;
     fn verify(&mut self, path: &str, sha256: &str) -> Result<(), BootError>;
+    /// The real size of `path`, in bytes.
+    fn file_size(&mut self, path: &str) -> io::Result<u64>;
+    /// Puts dm-verity over `dev` as the device-mapper device `name`;
+    /// returns its node.
+    fn verity(&mut self, name: &str, dev: &str, params: &verity::Params) -> io::Result<String>;
+    /// Removes a device-mapper device made here that no mount holds.
+    fn remove_dm(&mut self, name: &str);
     /// Copies one image into RAM, checking its SHA-256 (`done` of `total`
     /// bytes were copied before, for the progress line).
     fn copy_to_ram(
@@ -72,6 +80,7 @@ pub struct Runner {
 enum Undo {
     Unmount(String),
     Detach(Handle),
+    RemoveDm { name: String, handle: Handle },
 }
 
 impl Runner {
@@ -139,6 +148,31 @@ impl Runner {
             Step::Unmount { target } => ex.unmount(target).map_err(failed)?,
             Step::Move { from, to } => ex.move_mount(from, to).map_err(failed)?,
             Step::Verify { path, sha256 } => ex.verify(path, sha256)?,
+            Step::CheckSize { path, size } => {
+                let got = ex.file_size(path).map_err(BootError::sys("stat", path))?;
+                if got != *size {
+                    return Err(BootError::Size {
+                        path: path.clone(),
+                        want: *size,
+                        got,
+                    });
+                }
+            }
+            Step::Verity {
+                source,
+                name,
+                handle,
+                params,
+            } => {
+                let dev = self.resolve(&Source::Loop(source.clone()));
+                let node = ex.verity(name, &dev, params).map_err(failed)?;
+                log::info!("${handle} is {node}");
+                self.loops.insert(handle.clone(), node);
+                return Ok(Some(Undo::RemoveDm {
+                    name: name.clone(),
+                    handle: handle.clone(),
+                }));
+            }
             Step::CopyToRam {
                 from,
                 to,
@@ -173,6 +207,11 @@ impl Runner {
                     Ok(()) => log::info!("undone: umount {target}"),
                     Err(e) => log::warn!("undoing: umount {target}: {e}, leaving it"),
                 },
+                Undo::RemoveDm { name, handle } => {
+                    self.loops.remove(&handle);
+                    ex.remove_dm(&name);
+                    log::info!("undone: dmsetup remove {name}");
+                }
                 Undo::Detach(h) => {
                     if let Some(node) = self.loops.remove(&h) {
                         ex.detach_loop(&node);
@@ -186,15 +225,24 @@ impl Runner {
 
 /// What to try when a step fails for a reason the kernel only logs.
 pub fn hint(s: &Step, e: &io::Error) -> &'static str {
+    if let Step::Verity { .. } = s {
+        return " (the kernel log says why; the initrd needs the dm_mod and dm_verity modules)";
+    }
     let Step::Mount {
         fstype,
         target,
         flags,
+        source,
         ..
     } = s
     else {
         return "";
     };
+    let through_verity = matches!(source, Source::Loop(h) if h.starts_with("verity"));
+    if through_verity && e.raw_os_error() == Some(libc::EIO) {
+        return " (dm-verity refused the image's first blocks: they do not match the manifest's \
+                 root hash, so the medium is damaged or was changed)";
+    }
     let plain_root = target == nixlive_formats::paths::NEW_ROOT && fstype != "tmpfs";
     match (fstype.as_str(), e.raw_os_error()) {
         (_, Some(libc::EROFS | libc::EACCES)) if plain_root && !flags.ro => {
@@ -289,6 +337,41 @@ impl Executor for Real {
 
     fn verify(&mut self, path: &str, sha256: &str) -> Result<(), BootError> {
         crate::verify::verify_file(path, sha256)
+    }
+
+    fn file_size(&mut self, path: &str) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn verity(&mut self, name: &str, dev: &str, params: &verity::Params) -> io::Result<String> {
+        let ctl = rustix::fs::open(
+            "/dev/mapper/control",
+            OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let minor = sys::dm_create(
+            ctl.as_fd(),
+            name,
+            params.sectors(),
+            "verity",
+            &params.target(dev),
+        )?;
+        // The target holds the loop device now.
+        self.loops.remove(dev);
+        Ok(format!("/dev/dm-{minor}"))
+    }
+
+    fn remove_dm(&mut self, name: &str) {
+        let removed = rustix::fs::open(
+            "/dev/mapper/control",
+            OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)
+        .and_then(|ctl| sys::dm_remove(ctl.as_fd(), name));
+        if let Err(e) = removed {
+            log::warn!("dmsetup remove {name}: {e}, leaving it");
+        }
     }
 
     fn copy_to_ram(

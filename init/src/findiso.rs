@@ -17,7 +17,8 @@ pub fn holds(node: &str, fstype: &str, at: &str, file: &str) -> bool {
         log::warn!("creating {at}: {e}");
         return false;
     }
-    if let Err(e) = mount_data(node, at, fstype, MountFlags::RDONLY, "") {
+    let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
+    if let Err(e) = mount_data(node, at, fstype, flags, "") {
         log::debug!("findiso: mounting {node} ({fstype}) at {at}: {e}, skipping");
         return false;
     }

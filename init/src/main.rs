@@ -24,7 +24,7 @@
 //!
 //! The rest: [`modules`] (loading, coldplug, what the boot needs),
 //! [`discover`] (block devices and their superblocks), [`findiso`],
-//! [`copytoram`], [`verify`], [`console`], [`kmsg`] (logging),
+//! [`copytoram`], [`verify`], [`trust`] (signed manifests), [`console`], [`kmsg`] (logging),
 //! [`switch_root`].
 
 mod boot;
@@ -44,6 +44,7 @@ mod plan;
 mod recording;
 mod switch_root;
 mod sys;
+mod trust;
 mod verify;
 
 use nixlive_formats::Cmdline;

@@ -5,11 +5,14 @@
 
 use crate::discover::{self, BlockDev, Seen};
 use crate::error::BootError;
-use crate::findiso;
 use crate::plan::{FINDISO_HOST, Found, PlainProbe};
+use crate::{findiso, trust};
+use nixlive_formats::nixkey::PublicKey;
 use nixlive_formats::paths::{self, in_new_root};
 use nixlive_formats::{Cmdline, ImageEntry, ImageFs, Manifest, RootSpec, Timeout, manifest};
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Decides whether a device is the one wanted.
@@ -27,6 +30,7 @@ pub fn in_initrd(cmdline: &Cmdline, initrd_root: &Path) -> bool {
 /// `nixlive.timeout`; `on_modalias` loads drivers for devices that appear.
 pub fn find(
     cmdline: &Cmdline,
+    keys: &[PublicKey],
     events: Option<&discover::uevent::Uevents>,
     on_modalias: &mut dyn FnMut(&str),
 ) -> Result<Found, BootError> {
@@ -37,6 +41,8 @@ pub fn find(
     let says = budget.map_or("no timeout".to_string(), |d| {
         format!("timeout {} s", d.as_secs())
     });
+    // Media refused as not authentic, for the message if none is found.
+    let skipped = Rc::new(RefCell::new(Vec::new()));
     let (wanted, retry, mut accept): (String, bool, Accept) =
         match (&cmdline.findiso, &cmdline.root) {
             (Some(iso), _) => {
@@ -52,8 +58,12 @@ pub fn find(
                 log::info!("waiting for the medium {spec} ({says})");
                 let retry = !matches!(spec, RootSpec::Device(_));
                 let wanted = spec.to_string();
-                let spec = spec.clone();
-                let accept = move |d: &BlockDev, seen: &Seen| discover::matches(&spec, d, seen);
+                let accept = authentic(
+                    spec.clone(),
+                    cmdline.clone(),
+                    keys.to_vec(),
+                    skipped.clone(),
+                );
                 (wanted, retry, Box::new(accept))
             }
             (None, None) => return Err(BootError::NoRoot),
@@ -61,12 +71,18 @@ pub fn find(
     let sys = Path::new("/sys");
     match discover::wait_for(&mut *accept, retry, on_modalias, sys, events, budget) {
         discover::Found::Device(d) => Ok(found(cmdline, &d)),
-        discover::Found::TimedOut(seen) => Err(BootError::MediumNotFound {
-            check: discover::what_to_check(cmdline),
-            wanted,
-            secs: budget.unwrap_or(Duration::ZERO).as_secs(),
-            seen: seen.list(),
-        }),
+        discover::Found::TimedOut(seen) => {
+            let mut seen = seen.list();
+            for s in skipped.borrow().iter() {
+                seen.push_str(&format!("\n  skipped, not authentic: {s}"));
+            }
+            Err(BootError::MediumNotFound {
+                check: discover::what_to_check(cmdline),
+                wanted,
+                secs: budget.unwrap_or(Duration::ZERO).as_secs(),
+                seen,
+            })
+        }
     }
 }
 
@@ -88,7 +104,8 @@ pub fn find_plain(
             what: format!("root={f} (a file in the initramfs)"),
         });
     }
-    let found = find(cmdline, events, on_modalias).map_err(|e| match e {
+    // A plain root has no manifest to sign: no key takes part in the search.
+    let found = find(cmdline, &[], events, on_modalias).map_err(|e| match e {
         BootError::MediumNotFound {
             wanted,
             secs,
@@ -189,6 +206,49 @@ fn top_of_initramfs() -> String {
     names.join(" ")
 }
 
+/// A device that matches `spec` and, when the initrd trusts keys, holds a
+/// manifest one of them signed; one that does not is skipped (once, with
+/// a warning) and the search goes on, so a good medium plugged in later
+/// still wins.
+fn authentic(
+    spec: RootSpec,
+    cmdline: Cmdline,
+    keys: Vec<PublicKey>,
+    skipped: Rc<RefCell<Vec<String>>>,
+) -> impl FnMut(&BlockDev, &Seen) -> bool {
+    let mut verdicts = std::collections::HashMap::new();
+    move |d, seen| {
+        if !discover::matches(&spec, d, seen) {
+            return false;
+        }
+        if keys.is_empty() {
+            return true;
+        }
+        *verdicts.entry(d.name.clone()).or_insert_with(|| {
+            let Some(Ok(Some(id))) = &d.probe else {
+                return false;
+            };
+            match trust::candidate(&d.node(), id.fstype, &cmdline, &keys) {
+                Ok(key) => {
+                    log::info!(
+                        "{} is {spec}, its manifest signed by the trusted key {key}",
+                        d.node()
+                    );
+                    true
+                }
+                Err(why) => {
+                    log::warn!(
+                        "skipping {}: it is {spec}, but it is not authentic: {why}; still looking",
+                        d.node()
+                    );
+                    skipped.borrow_mut().push(format!("{}: {why}", d.node()));
+                    false
+                }
+            }
+        })
+    }
+}
+
 /// `findiso=`: a device whose filesystem holds the file; it stays mounted.
 fn holds_iso(iso: String) -> impl FnMut(&BlockDev, &Seen) -> bool {
     let mut tried = std::collections::HashSet::new();
@@ -226,9 +286,18 @@ fn found(cmdline: &Cmdline, d: &BlockDev) -> Found {
     }
 }
 
+/// A manifest as read: parsed, its text (none for the stock layout) and
+/// where it was.
+#[derive(Debug)]
+pub struct ReadManifest {
+    pub manifest: Manifest,
+    pub text: Option<String>,
+    pub path: String,
+}
+
 /// The manifest in `dir` (or at `nixlive.manifest=`); a medium with only
 /// the stock `nix-store.squashfs` boots with a manifest made up for it.
-pub fn read_manifest(dir: &str, cmdline: &Cmdline) -> Result<Manifest, BootError> {
+pub fn read_manifest(dir: &str, cmdline: &Cmdline) -> Result<ReadManifest, BootError> {
     let rel = cmdline
         .manifest
         .clone()
@@ -245,9 +314,17 @@ pub fn read_manifest(dir: &str, cmdline: &Cmdline) -> Result<Manifest, BootError
                 m.images.len(),
                 m.init
             );
-            Ok(m)
+            Ok(ReadManifest {
+                manifest: m,
+                text: Some(text),
+                path,
+            })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => stock(dir, &rel, cmdline),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ReadManifest {
+            manifest: stock(dir, &rel, cmdline)?,
+            text: None,
+            path,
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => Err(BootError::TooLarge {
             path,
             limit: manifest::MAX_BYTES,
@@ -257,7 +334,7 @@ pub fn read_manifest(dir: &str, cmdline: &Cmdline) -> Result<Manifest, BootError
 }
 
 /// Reads a text file of at most `limit` bytes (`FileTooLarge` past that).
-fn read_capped(path: &str, limit: u64) -> std::io::Result<String> {
+pub(crate) fn read_capped(path: &str, limit: u64) -> std::io::Result<String> {
     use std::io::Read;
     let mut text = String::new();
     std::fs::File::open(path)?
@@ -292,7 +369,9 @@ fn stock(dir: &str, rel: &str, cmdline: &Cmdline) -> Result<Manifest, BootError>
             fs: ImageFs::Squashfs,
             size,
             sha256: String::new(),
+            verity: None,
         }],
+        sigs: Vec::new(),
     })
 }
 
@@ -318,7 +397,9 @@ mod tests {
             "{e}"
         );
         std::fs::write(d.join("nix-store.squashfs"), b"12345").unwrap();
-        let m = read_manifest(dir, &c).unwrap();
+        let r = read_manifest(dir, &c).unwrap();
+        assert!(r.text.is_none());
+        let m = r.manifest;
         assert_eq!((m.images[0].size, m.init.as_str()), (5, "/init"));
         assert!(m.images[0].sha256.is_empty());
         let big = format!("nixlive-manifest 1\n{}", "# padding\n".repeat(10_000));
@@ -358,7 +439,7 @@ mod tests {
     #[test]
     fn no_root_is_explained() {
         let mut none = |_: &str| {};
-        let e = find(&Cmdline::default(), None, &mut none)
+        let e = find(&Cmdline::default(), &[], None, &mut none)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no root=") && e.contains("root=LABEL="), "{e}");

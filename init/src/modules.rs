@@ -321,6 +321,21 @@ impl Loader {
         self.require(known, "devname:loop-control", "loop devices", needed_for)
     }
 
+    /// Device-mapper and its verity target, for images with a hash tree.
+    pub fn require_verity(&mut self, needed_for: &str) -> Result<(), BootError> {
+        let control = || Path::new("/dev/mapper/control").exists();
+        self.require(
+            control,
+            "devname:mapper/control",
+            "device-mapper",
+            needed_for,
+        )?;
+        // A target known to the kernel shows in /sys/module (its parameters
+        // are there even when it is built in).
+        let verity = || Path::new("/sys/module/dm_verity").exists();
+        self.require(verity, "dm-verity", "the dm-verity target", needed_for)
+    }
+
     fn require(
         &mut self,
         known: impl Fn() -> bool,

@@ -15,6 +15,7 @@
 
 use nixlive_formats::paths::{self, NEW_ROOT, in_new_root};
 use nixlive_formats::superblock::ExtHealth;
+use nixlive_formats::verity;
 use nixlive_formats::{Cmdline, ImageEntry, Manifest};
 use std::fmt;
 
@@ -27,7 +28,7 @@ pub type Handle = String;
 pub enum Source {
     /// A device node, or a pseudo filesystem's name (`tmpfs`, `proc`).
     Path(String),
-    /// A loop device attached earlier in the plan.
+    /// A loop (or device-mapper) device set up earlier in the plan.
     Loop(Handle),
 }
 
@@ -50,10 +51,12 @@ pub struct Flags {
 }
 
 impl Flags {
-    const RO: Flags = Flags {
+    /// Read-only, and no set-uid programs or device nodes taken from it:
+    /// what the medium, a findiso host and the images are mounted with.
+    pub const RO: Flags = Flags {
         ro: true,
-        nosuid: false,
-        nodev: false,
+        nosuid: true,
+        nodev: true,
         noexec: false,
     };
     fn names(self) -> impl Iterator<Item = &'static str> {
@@ -115,6 +118,21 @@ pub enum Step {
         done: u64,
         total: u64,
     },
+    /// Check that `path` has the size the manifest gives, before anything
+    /// reads it.
+    CheckSize {
+        path: String,
+        size: u64,
+    },
+    /// Put dm-verity over the loop device `source` as the device-mapper
+    /// device `name`, known as `handle` from then on: every block read
+    /// through it is checked against the hash tree and its root hash.
+    Verity {
+        source: Handle,
+        name: String,
+        handle: Handle,
+        params: verity::Params,
+    },
     /// Copy an image into RAM, checking its SHA-256 on the way; `done` and
     /// `total` (bytes, over all images) are for the progress line.
     CopyToRam {
@@ -159,6 +177,18 @@ impl fmt::Display for Step {
             Step::Unmount { target } => write!(f, "umount {target}"),
             Step::Move { from, to } => write!(f, "mount --move {from} {to}"),
             Step::Verify { path, .. } => write!(f, "sha256sum --check {path}"),
+            Step::CheckSize { path, size } => write!(f, "test $(stat -c %s {path}) = {size}"),
+            Step::Verity {
+                source,
+                name,
+                handle,
+                params,
+            } => write!(
+                f,
+                "{handle}=$(dmsetup create {name} --readonly --table '0 {} verity {}')",
+                params.sectors(),
+                params.target(&format!("${source}"))
+            ),
             Step::CopyToRam { from, to, .. } => write!(f, "cp {from} {to}"),
             Step::Fetch { url, to, .. } => {
                 write!(
@@ -364,6 +394,42 @@ pub struct Probed {
     /// `MemAvailable` and the machine's whole RAM, in bytes.
     pub mem_available: u64,
     pub ram: u64,
+    /// The initrd trusts a key (and the manifest was signed by it): every
+    /// image is checked, as with `nixlive.verify`.
+    pub trusted: bool,
+}
+
+/// How an image is checked, for the log and `stage1.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Every block as it is read, against the hash tree (dm-verity).
+    Verity,
+    /// The whole image against its SHA-256 before it is mounted.
+    Sha256,
+    /// Against its SHA-256 while copied to RAM.
+    Copied,
+    /// Against its SHA-256 while copied to RAM, then through dm-verity.
+    CopiedVerity,
+    /// Against its SHA-256 while fetched over HTTP.
+    Fetched,
+    /// Against its SHA-256 while fetched over HTTP, then through dm-verity.
+    FetchedVerity,
+    /// Not at all (no `nixlive.verify`, no trusted key, no hash tree).
+    None,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Verity => "dm-verity",
+            Check::Sha256 => "sha256 before mounting",
+            Check::Copied => "sha256 while copying to RAM",
+            Check::CopiedVerity => "sha256 while copying to RAM, then dm-verity",
+            Check::Fetched => "sha256 while fetching",
+            Check::FetchedVerity => "sha256 while fetching, then dm-verity",
+            Check::None => "not checked",
+        }
+    }
 }
 
 /// Where the images come from, once decided.
@@ -383,9 +449,12 @@ pub struct BootPlan {
     pub images: ImageSource,
     /// Why `copytoram` was not done, to tell the user (`None`: not asked, or done).
     pub copy_refused: Option<String>,
-    /// Every image is checked against its SHA-256 (`nixlive.verify`, or
-    /// while copying to RAM).
+    /// Every image is checked (`nixlive.verify`, a trusted key, or
+    /// copying to RAM).
     pub verify: bool,
+    /// How each image is checked (name, how), for `store` and `fallback`.
+    pub checks: Vec<(String, Check)>,
+    pub fallback_checks: Vec<(String, Check)>,
     /// The stage-2 init, as the new root sees it.
     pub init: String,
     /// Copying to RAM (empty unless [`ImageSource::Ram`]); it may fail and
@@ -437,34 +506,83 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
         Err(why) => (Some(why), None),
     };
     let overlay = overlay_size(cmdline, p.ram);
-    let in_place = store_steps(m, &dir, cmdline.verify, overlay, None);
-    let (images, copy, store, fallback) = match (ram_size, &p.found) {
+    let verify = cmdline.verify || p.trusted;
+    let in_place = store_steps(m, &dir, verify, overlay, false, None);
+    let in_place_checks = checks(m, verify, Via::InPlace);
+    let (images, copy, store, fallback, checks, fallback_checks) = match (ram_size, &p.found) {
+        // Sized and hashed while fetched.
         (_, Found::Http { url }) => {
             let (size, fetch) = crate::net::plan::fetch_steps(m, url, &dir);
-            (ImageSource::Fetched { size }, fetch, in_place, None)
+            (
+                ImageSource::Fetched { size },
+                fetch,
+                store_steps(m, &dir, false, overlay, true, None),
+                None,
+                checks(m, true, Via::Fetched),
+                Vec::new(),
+            )
         }
         (Some(size), _) => {
             let ram_dir = in_new_root(paths::RAM_IMAGES);
             (
                 ImageSource::Ram { size },
                 copy_steps(m, &dir, &ram_dir, size, total),
-                store_steps(m, &ram_dir, false, overlay, Some(&p.found)),
+                store_steps(m, &ram_dir, false, overlay, true, Some(&p.found)),
                 Some(in_place),
+                checks(m, true, Via::Copied),
+                in_place_checks,
             )
         }
-        (None, _) => (ImageSource::InPlace { dir }, Vec::new(), in_place, None),
+        (None, _) => (
+            ImageSource::InPlace { dir },
+            Vec::new(),
+            in_place,
+            None,
+            in_place_checks,
+            Vec::new(),
+        ),
     };
     let init = stage2_init(cmdline, m);
     BootPlan {
         images,
         copy_refused,
-        verify: cmdline.verify || ram_size.is_some(),
+        verify: verify || ram_size.is_some() || matches!(p.found, Found::Http { .. }),
+        checks,
+        fallback_checks,
         switch: switch_steps(&init),
         init,
         copy,
         store,
         fallback,
     }
+}
+
+/// Where the images are read from, for [`checks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    InPlace,
+    Copied,
+    Fetched,
+}
+
+/// How each image of `m` is checked: by verity when it has a tree, else
+/// by its SHA-256 when `verify` (or while copied or fetched).
+fn checks(m: &Manifest, verify: bool, via: Via) -> Vec<(String, Check)> {
+    m.images
+        .iter()
+        .map(|i| {
+            let c = match (i.verity.is_some(), via, verify) {
+                (true, Via::Copied, _) => Check::CopiedVerity,
+                (true, Via::Fetched, _) => Check::FetchedVerity,
+                (true, Via::InPlace, _) => Check::Verity,
+                (false, Via::Copied, _) => Check::Copied,
+                (false, Via::Fetched, _) => Check::Fetched,
+                (false, Via::InPlace, true) => Check::Sha256,
+                (false, Via::InPlace, false) => Check::None,
+            };
+            (i.name.clone(), c)
+        })
+        .collect()
 }
 
 fn overlay_size(cmdline: &Cmdline, ram: u64) -> u64 {
@@ -483,6 +601,10 @@ fn copy_steps(m: &Manifest, from: &str, to: &str, size: u64, total: u64) -> Vec<
             &format!("mode=0755,size={size}"),
         ),
     ];
+    steps.extend(m.images.iter().map(|img| Step::CheckSize {
+        path: format!("{from}/{}", img.name),
+        size: img.size,
+    }));
     let mut done = 0;
     for img in &m.images {
         steps.push(Step::CopyToRam {
@@ -499,19 +621,33 @@ fn copy_steps(m: &Manifest, from: &str, to: &str, size: u64, total: u64) -> Vec<
 
 /// The images as lower layers (first = top), the rw tmpfs, the overlay at
 /// `/nix/store`; after a copy to RAM, the medium (`release`) is let go.
+/// Images `copied` (to RAM, or fetched) were sized and hashed on the way.
 fn store_steps(
     m: &Manifest,
     dir: &str,
     verify: bool,
     overlay: u64,
+    copied: bool,
     release: Option<&Found>,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    if verify {
-        steps.extend(m.images.iter().map(|img| Step::Verify {
+    if !copied {
+        steps.extend(m.images.iter().map(|img| Step::CheckSize {
             path: format!("{dir}/{}", img.name),
-            sha256: img.sha256.clone(),
+            size: img.size,
         }));
+    }
+    if verify {
+        // Images with a hash tree are checked block by block instead.
+        steps.extend(
+            m.images
+                .iter()
+                .filter(|img| img.verity.is_none())
+                .map(|img| Step::Verify {
+                    path: format!("{dir}/{}", img.name),
+                    sha256: img.sha256.clone(),
+                }),
+        );
     }
     let mut lowers = Vec::new();
     for (i, img) in m.images.iter().enumerate() {
@@ -551,21 +687,31 @@ fn store_steps(
 /// Attach and mount image `i` of `n`; returns its mount point.
 fn image_steps(steps: &mut Vec<Step>, dir: &str, img: &ImageEntry, i: usize, n: usize) -> String {
     let target = in_new_root(&paths::image_mount(i, n));
-    let handle = format!("image{i}");
+    let mut handle = format!("image{i}");
     steps.extend([
         mkdir(target.clone()),
         Step::AttachLoop {
             file: format!("{dir}/{}", img.name),
             handle: handle.clone(),
         },
-        Step::Mount {
-            source: Source::Loop(handle),
-            target: target.clone(),
-            fstype: img.fs.as_str().into(),
-            flags: Flags::RO,
-            data: String::new(),
-        },
     ]);
+    if let Some(params) = &img.verity {
+        let dm = format!("verity{i}");
+        steps.push(Step::Verity {
+            source: handle,
+            name: format!("nixlive-image{i}"),
+            handle: dm.clone(),
+            params: params.clone(),
+        });
+        handle = dm;
+    }
+    steps.push(Step::Mount {
+        source: Source::Loop(handle),
+        target: target.clone(),
+        fstype: img.fs.as_str().into(),
+        flags: Flags::RO,
+        data: String::new(),
+    });
     target
 }
 
@@ -621,8 +767,10 @@ pub mod tests {
                     fs: ImageFs::Squashfs,
                     size: 100 << 20,
                     sha256: format!("{i}").repeat(64),
+                    verity: None,
                 })
                 .collect(),
+            sigs: Vec::new(),
         }
     }
 
@@ -647,6 +795,7 @@ pub mod tests {
             manifest: manifest(n),
             mem_available: 4 << 30,
             ram: 1 << 30,
+            trusted: false,
         }
     }
 
@@ -749,7 +898,7 @@ pub mod tests {
             render(&medium(&cd())),
             [
                 "mkdir -p /mnt-root/iso",
-                "mount -t iso9660 -o ro /dev/sr0 /mnt-root/iso",
+                "mount -t iso9660 -o ro,nosuid,nodev /dev/sr0 /mnt-root/iso",
                 "ln -sfn /dev/sr0 /dev/root",
             ]
         );
@@ -759,7 +908,7 @@ pub mod tests {
             [
                 "medium=$(losetup --read-only --find --show /mnt-root/findiso/isos/nixos.iso)",
                 "mkdir -p /mnt-root/iso",
-                "mount -t iso9660 -o ro $medium /mnt-root/iso",
+                "mount -t iso9660 -o ro,nosuid,nodev $medium /mnt-root/iso",
                 "ln -sfn $medium /dev/root",
             ]
         );
@@ -788,9 +937,10 @@ pub mod tests {
         assert_eq!(
             render(&p.store),
             [
+                "test $(stat -c %s /mnt-root/iso/img0.squashfs) = 104857600",
                 "mkdir -p /mnt-root/nix/.ro-store",
                 "image0=$(losetup --read-only --find --show /mnt-root/iso/img0.squashfs)",
-                "mount -t squashfs -o ro $image0 /mnt-root/nix/.ro-store",
+                "mount -t squashfs -o ro,nosuid,nodev $image0 /mnt-root/nix/.ro-store",
                 "mkdir -p /mnt-root/nix/.rw-store",
                 "mount -t tmpfs -o mode=0755,size=536870900 tmpfs /mnt-root/nix/.rw-store",
                 "mkdir -p /mnt-root/nix/.rw-store/store",
@@ -826,12 +976,12 @@ pub mod tests {
     fn two_images_first_on_top() {
         let p = plan(&Cmdline::default(), &probed(cd(), 2));
         let s = render(&p.store);
-        assert_eq!(s[0], "mkdir -p /mnt-root/nix/.ro-store/0");
-        assert_eq!(s[3], "mkdir -p /mnt-root/nix/.ro-store/1");
-        assert!(s[4].contains("--show /mnt-root/iso/img1.squashfs"), "{s:?}");
+        assert_eq!(s[2], "mkdir -p /mnt-root/nix/.ro-store/0");
+        assert_eq!(s[5], "mkdir -p /mnt-root/nix/.ro-store/1");
+        assert!(s[6].contains("--show /mnt-root/iso/img1.squashfs"), "{s:?}");
         assert_eq!(
-            s[5],
-            "mount -t squashfs -o ro $image1 /mnt-root/nix/.ro-store/1"
+            s[7],
+            "mount -t squashfs -o ro,nosuid,nodev $image1 /mnt-root/nix/.ro-store/1"
         );
         assert!(
             s.last()
@@ -850,7 +1000,7 @@ pub mod tests {
         assert_eq!(p.images, ImageSource::InPlace { dir: String::new() });
         assert!(p.copy.is_empty());
         assert!(p.copy_refused.unwrap().contains("netboot"));
-        assert!(render(&p.store)[1].ends_with("--show /img0.squashfs)"));
+        assert!(render(&p.store)[2].ends_with("--show /img0.squashfs)"));
     }
 
     #[test]
@@ -868,10 +1018,14 @@ pub mod tests {
             "mount -t tmpfs -o mode=0755,size=211582976 tmpfs /mnt-root/nix/.images"
         );
         assert_eq!(
-            copy[2],
-            "cp /mnt-root/iso/img0.squashfs /mnt-root/nix/.images/img0.squashfs"
+            copy[2..5],
+            [
+                "test $(stat -c %s /mnt-root/iso/img0.squashfs) = 104857600",
+                "test $(stat -c %s /mnt-root/iso/img1.squashfs) = 104857600",
+                "cp /mnt-root/iso/img0.squashfs /mnt-root/nix/.images/img0.squashfs"
+            ]
         );
-        let Step::CopyToRam { done, total, .. } = &p.copy[3] else {
+        let Step::CopyToRam { done, total, .. } = &p.copy[5] else {
             panic!("{copy:?}")
         };
         assert_eq!((*done, *total), (100 << 20, 200 << 20));
@@ -890,7 +1044,7 @@ pub mod tests {
         );
         // Should the copy fail, the medium stays and serves the images.
         let fallback = render(p.fallback.as_ref().unwrap());
-        assert!(fallback[1].contains("--show /mnt-root/iso/img0.squashfs"));
+        assert!(fallback[3].contains("--show /mnt-root/iso/img0.squashfs"));
         assert!(!fallback.iter().any(|s| s.starts_with("umount")));
     }
 
@@ -926,7 +1080,7 @@ pub mod tests {
         let p = plan(&c, &probed(cd(), 2));
         assert!(p.verify);
         assert_eq!(
-            render(&p.store)[..2],
+            render(&p.store)[2..4],
             [
                 "sha256sum --check /mnt-root/iso/img0.squashfs",
                 "sha256sum --check /mnt-root/iso/img1.squashfs"
@@ -955,5 +1109,132 @@ pub mod tests {
         };
         let p = plan(&c, &probed(cd(), 1));
         assert!(render(&p.store).iter().any(|s| s.contains("size=4096")));
+    }
+
+    pub fn with_verity(mut p: Probed) -> Probed {
+        for img in &mut p.manifest.images {
+            img.verity = Some(verity::Params {
+                data_block: 4096,
+                hash_block: 4096,
+                data_blocks: 25_000,
+                hash_offset: 25_000 * 4096,
+                salt: vec![0xaa; 2],
+                root: [0xbb; 32],
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn verity_goes_between_the_loop_device_and_the_mount() {
+        let p = plan(&Cmdline::default(), &with_verity(probed(cd(), 1)));
+        let s = render(&p.store);
+        assert_eq!(
+            s[..5],
+            [
+                "test $(stat -c %s /mnt-root/iso/img0.squashfs) = 104857600".to_string(),
+                "mkdir -p /mnt-root/nix/.ro-store".into(),
+                "image0=$(losetup --read-only --find --show /mnt-root/iso/img0.squashfs)".into(),
+                format!(
+                    "verity0=$(dmsetup create nixlive-image0 --readonly --table '0 200000 verity 1 $image0 $image0 4096 4096 25000 25001 sha256 {} aaaa')",
+                    "bb".repeat(32)
+                ),
+                "mount -t squashfs -o ro,nosuid,nodev $verity0 /mnt-root/nix/.ro-store".into(),
+            ]
+        );
+        assert_eq!(p.checks, [("img0.squashfs".to_string(), Check::Verity)]);
+    }
+
+    /// How each image is checked on every path, with a trusted key (or
+    /// nixlive.verify) and without.
+    #[test]
+    fn every_path_checks_every_image_when_asked() {
+        let copy = Cmdline {
+            copytoram: true,
+            ..Default::default()
+        };
+        let verify = Cmdline {
+            verify: true,
+            ..Default::default()
+        };
+        let trusted = |mut p: Probed| {
+            p.trusted = true;
+            p
+        };
+        let small = |mut p: Probed| {
+            p.mem_available = 300 << 20;
+            p
+        };
+        let has_sha = |p: &BootPlan| {
+            render(&p.store)
+                .iter()
+                .filter(|s| s.starts_with("sha256sum"))
+                .count()
+        };
+        let only = |p: &BootPlan| {
+            let mut c: Vec<Check> = p.checks.iter().map(|(_, c)| *c).collect();
+            c.dedup();
+            c
+        };
+        let paths = [
+            ("medium", Cmdline::default(), probed(cd(), 2)),
+            ("findiso", Cmdline::default(), probed(findiso("/a.iso"), 2)),
+            ("netboot", Cmdline::default(), probed(Found::Initrd, 2)),
+            ("copytoram refused", copy.clone(), small(probed(cd(), 2))),
+            (
+                "netboot with copytoram",
+                copy.clone(),
+                probed(Found::Initrd, 2),
+            ),
+        ];
+        for (what, c, p) in paths {
+            // Nothing asked: nothing hashed.
+            let plain = plan(&c, &p);
+            assert_eq!(only(&plain), [Check::None], "{what}");
+            assert_eq!(has_sha(&plain), 0, "{what}");
+            // A trusted key, or nixlive.verify: every image, by its sha256.
+            for p in [plan(&c, &trusted(p.clone())), {
+                let mut v = verify.clone();
+                v.copytoram = c.copytoram;
+                plan(&v, &p)
+            }] {
+                assert_eq!(only(&p), [Check::Sha256], "{what}");
+                assert_eq!(has_sha(&p), 2, "{what}");
+                assert!(p.verify, "{what}");
+            }
+            // With hash trees: dm-verity, and no whole-image hashing.
+            let v = plan(&c, &trusted(with_verity(p.clone())));
+            assert_eq!(only(&v), [Check::Verity], "{what}");
+            assert_eq!(has_sha(&v), 0, "{what}");
+            assert_eq!(
+                render(&v.store)
+                    .iter()
+                    .filter(|s| s.contains("dmsetup create"))
+                    .count(),
+                2,
+                "{what}"
+            );
+        }
+        // copytoram: hashed while copying, then verity over the copy; the
+        // fallback to the medium still checks every image.
+        let p = plan(&copy, &trusted(probed(cd(), 2)));
+        assert_eq!(only(&p), [Check::Copied]);
+        assert_eq!(p.fallback_checks.len(), 2);
+        assert!(p.fallback_checks.iter().all(|(_, c)| *c == Check::Sha256));
+        let fallback = render(p.fallback.as_ref().unwrap());
+        assert_eq!(
+            fallback
+                .iter()
+                .filter(|s| s.starts_with("sha256sum"))
+                .count(),
+            2
+        );
+        let p = plan(&copy, &with_verity(probed(cd(), 1)));
+        assert_eq!(only(&p), [Check::CopiedVerity]);
+        assert!(render(&p.store)[2].contains("dmsetup create nixlive-image0"));
+        assert_eq!(
+            Check::CopiedVerity.as_str(),
+            "sha256 while copying to RAM, then dm-verity"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub struct Recording {
     /// The first call containing this text fails (once).
     fail_on: Option<String>,
     loops: u32,
+    dms: u32,
 }
 
 impl Recording {
@@ -71,6 +72,29 @@ impl Executor for Recording {
     fn verify(&mut self, path: &str, sha256: &str) -> Result<(), BootError> {
         self.call(format!("verify {path}"))
             .map_err(|_| crate::verify::check(path, sha256, "bad").unwrap_err())
+    }
+    fn file_size(&mut self, path: &str) -> io::Result<u64> {
+        self.call(format!("stat {path}"))?;
+        // A file named `short...` is one byte short of what plan::tests' manifests say.
+        Ok(if path.contains("short") {
+            (100 << 20) - 1
+        } else {
+            100 << 20
+        })
+    }
+    fn verity(
+        &mut self,
+        name: &str,
+        dev: &str,
+        params: &nixlive_formats::verity::Params,
+    ) -> io::Result<String> {
+        let node = format!("/dev/dm-{}", self.dms);
+        self.call(format!("verity {name} {dev} {}", params.data_blocks))?;
+        self.dms += 1;
+        Ok(node)
+    }
+    fn remove_dm(&mut self, name: &str) {
+        self.calls.push(format!("dm-remove {name}"));
     }
     fn copy_to_ram(
         &mut self,
@@ -146,11 +170,12 @@ fn cd_boot_in_full() {
         after_api(&calls),
         [
             "mkdir /mnt-root/iso",
-            "mount iso9660 /dev/sr0 /mnt-root/iso Flags { ro: true, nosuid: false, nodev: false, noexec: false } ",
+            "mount iso9660 /dev/sr0 /mnt-root/iso Flags { ro: true, nosuid: true, nodev: true, noexec: false } ",
             "symlink /dev/sr0 /dev/root",
+            "stat /mnt-root/iso/img0.squashfs",
             "mkdir /mnt-root/nix/.ro-store",
             "attach /mnt-root/iso/img0.squashfs /dev/loop0",
-            "mount squashfs /dev/loop0 /mnt-root/nix/.ro-store Flags { ro: true, nosuid: false, nodev: false, noexec: false } ",
+            "mount squashfs /dev/loop0 /mnt-root/nix/.ro-store Flags { ro: true, nosuid: true, nodev: true, noexec: false } ",
             "mkdir /mnt-root/nix/.rw-store",
             "mount tmpfs tmpfs /mnt-root/nix/.rw-store Flags { ro: false, nosuid: false, nodev: false, noexec: false } mode=0755,size=536870900",
             "mkdir /mnt-root/nix/.rw-store/store",
@@ -190,7 +215,8 @@ fn findiso_loop_mounts_the_file_and_names_it_root() {
     assert_eq!(c[0], "attach /mnt-root/findiso/isos/nixos.iso /dev/loop0");
     assert!(c[2].starts_with("mount iso9660 /dev/loop0 /mnt-root/iso Flags { ro: true"));
     assert_eq!(c[3], "symlink /dev/loop0 /dev/root");
-    assert_eq!(c[5], "attach /mnt-root/iso/img0.squashfs /dev/loop1");
+    assert_eq!(c[4], "stat /mnt-root/iso/img0.squashfs");
+    assert_eq!(c[6], "attach /mnt-root/iso/img0.squashfs /dev/loop1");
 }
 
 #[test]
@@ -202,8 +228,9 @@ fn netboot_attaches_the_images_where_they_are() {
     );
     let c = after_api(&calls);
     assert_eq!(
-        c[..2],
+        c[..3],
         [
+            "stat /img0.squashfs",
             "mkdir /mnt-root/nix/.ro-store",
             "attach /img0.squashfs /dev/loop0"
         ]
@@ -235,16 +262,18 @@ fn copytoram_copies_then_lets_the_medium_go() {
     let (calls, _) = boot(&c, probed(cd(), 2), Recording::default());
     let c = after_api(&calls);
     assert_eq!(c[3], "mkdir /mnt-root/nix/.images");
+    // Both sizes are checked before anything is copied.
     assert_eq!(
-        c[5],
-        "copy /mnt-root/iso/img0.squashfs /mnt-root/nix/.images/img0.squashfs"
+        c[5..9],
+        [
+            "stat /mnt-root/iso/img0.squashfs",
+            "stat /mnt-root/iso/img1.squashfs",
+            "copy /mnt-root/iso/img0.squashfs /mnt-root/nix/.images/img0.squashfs",
+            "copy /mnt-root/iso/img1.squashfs /mnt-root/nix/.images/img1.squashfs"
+        ]
     );
     assert_eq!(
-        c[6],
-        "copy /mnt-root/iso/img1.squashfs /mnt-root/nix/.images/img1.squashfs"
-    );
-    assert_eq!(
-        c[8],
+        c[10],
         "attach /mnt-root/nix/.images/img0.squashfs /dev/loop0"
     );
     let overlay = c
@@ -283,7 +312,7 @@ fn stock_layout_verifies_nothing_it_cannot() {
     p.manifest.images[0].sha256 = String::new();
     let bp = plan::plan(&c, &p);
     assert_eq!(
-        bp.store[0],
+        bp.store[1],
         Step::Verify {
             path: "/mnt-root/iso/nix-store.squashfs".into(),
             sha256: String::new()
@@ -372,6 +401,8 @@ fn a_changed_image_stops_before_anything_is_mounted() {
     assert_eq!(
         after_api(&calls)[3..],
         [
+            "stat /mnt-root/iso/img0.squashfs",
+            "stat /mnt-root/iso/img1.squashfs",
             "verify /mnt-root/iso/img0.squashfs",
             "verify /mnt-root/iso/img1.squashfs"
         ]
@@ -396,13 +427,15 @@ fn a_failing_copy_undoes_the_ram_tmpfs_and_falls_back_to_the_medium() {
     );
     let c: Vec<&str> = ex.calls.iter().map(String::as_str).collect();
     assert_eq!(
-        c[5..7],
+        c[5..8],
         [
+            "stat /mnt-root/iso/img0.squashfs",
             "copy /mnt-root/iso/img0.squashfs /mnt-root/nix/.images/img0.squashfs",
             "umount /mnt-root/nix/.images"
         ]
     );
-    assert_eq!(c[8], "attach /mnt-root/iso/img0.squashfs /dev/loop0");
+    assert_eq!(c[8], "stat /mnt-root/iso/img0.squashfs");
+    assert_eq!(c[10], "attach /mnt-root/iso/img0.squashfs /dev/loop0");
     assert!(
         !c.contains(&"umount /mnt-root/iso"),
         "the medium serves the images: {c:?}"
@@ -441,6 +474,60 @@ fn a_failing_move_stops_the_switch() {
     assert!(!calls.iter().any(|c| c.starts_with("switch_root")));
 }
 
+#[test]
+fn a_short_image_stops_before_anything_is_read() {
+    let mut p = probed(cd(), 2);
+    p.manifest.images[1].name = "short.squashfs".into();
+    let (calls, err) = boot(&Cmdline::default(), p, Recording::default());
+    assert_eq!(
+        err.unwrap(),
+        "/mnt-root/iso/short.squashfs is 104857599 bytes, but the manifest says 104857600: \
+         the medium is damaged, truncated or was changed"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("attach /mnt-root/iso/img"))
+    );
+}
+
+#[test]
+fn verity_devices_are_mounted_and_undone() {
+    let p = crate::plan::tests::with_verity(probed(cd(), 2));
+    let (calls, err) = boot(&Cmdline::default(), p.clone(), Recording::default());
+    assert!(err.unwrap().starts_with("stage-2 init"));
+    let c = after_api(&calls);
+    assert_eq!(
+        c[6..9],
+        [
+            "attach /mnt-root/iso/img0.squashfs /dev/loop0",
+            "verity nixlive-image0 /dev/loop0 25000",
+            "mount squashfs /dev/dm-0 /mnt-root/nix/.ro-store/0 Flags { ro: true, nosuid: true, nodev: true, noexec: false } "
+        ]
+    );
+    // The second fails: the first comes apart in reverse order.
+    let (calls, err) = boot(
+        &Cmdline::default(),
+        p,
+        Recording::failing_on("verity nixlive-image1"),
+    );
+    let err = err.unwrap();
+    assert!(
+        err.starts_with("verity1=$(dmsetup create nixlive-image1") && err.contains("dm_verity"),
+        "{err}"
+    );
+    let n = calls.len();
+    assert_eq!(
+        calls[n - 4..],
+        [
+            "detach /dev/loop1",
+            "umount /mnt-root/nix/.ro-store/0",
+            "dm-remove nixlive-image0",
+            "detach /dev/loop0"
+        ]
+    );
+}
+
 /// A plain root's boot: the API mounts, the root, the switch.
 fn plain_boot(cmdline: &Cmdline, mut ex: Recording) -> (Vec<String>, Option<String>) {
     let probe = plan::PlainProbe {
@@ -477,6 +564,22 @@ fn plain_root_boot_in_full() {
     assert_eq!(
         calls.last().unwrap(),
         "switch_root /mnt-root /nix/store/a-sys/init"
+    );
+}
+
+#[test]
+fn a_changed_block_under_verity_is_explained() {
+    let p = crate::plan::tests::with_verity(probed(cd(), 1));
+    let (_, err) = boot(
+        &Cmdline::default(),
+        p,
+        Recording::failing_on("mount squashfs /dev/dm-0"),
+    );
+    let err = err.unwrap();
+    assert!(
+        err.contains("$verity0 /mnt-root/nix/.ro-store (dm-verity refused")
+            && err.contains("damaged or was changed"),
+        "{err}"
     );
 }
 

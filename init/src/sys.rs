@@ -145,3 +145,189 @@ pub fn bind_to_device(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
         Ok(())
     }
 }
+
+// Device-mapper (`<linux/dm-ioctl.h>`): enough to create one read-only
+// device with one target, resume it, and remove it again.
+
+/// `DM_VERSION_MAJOR`: the ioctl interface this code speaks.
+const DM_VERSION_MAJOR: u32 = 4;
+const DM_NAME_LEN: usize = 128;
+const DM_UUID_LEN: usize = 129;
+const DM_MAX_TYPE_NAME: usize = 16;
+const DM_READONLY_FLAG: u32 = 1 << 0;
+/// The room for one target's parameter string (a verity table is ~250 bytes).
+pub const DM_PARAMS_LEN: usize = 1024;
+
+/// `struct dm_ioctl`.
+#[repr(C)]
+struct DmIoctl {
+    version: [u32; 3],
+    data_size: u32,
+    data_start: u32,
+    target_count: u32,
+    open_count: i32,
+    flags: u32,
+    event_nr: u32,
+    padding: u32,
+    dev: u64,
+    name: [u8; DM_NAME_LEN],
+    uuid: [u8; DM_UUID_LEN],
+    data: [u8; 7],
+}
+
+/// `struct dm_target_spec`, followed by its parameter string.
+#[repr(C)]
+struct DmTargetSpec {
+    sector_start: u64,
+    length: u64,
+    status: i32,
+    next: u32,
+    target_type: [u8; DM_MAX_TYPE_NAME],
+}
+
+/// What `DM_TABLE_LOAD` reads: the header, one target, its parameters.
+#[repr(C)]
+struct DmTableLoad {
+    io: DmIoctl,
+    spec: DmTargetSpec,
+    params: [u8; DM_PARAMS_LEN],
+}
+
+// The kernel ABI sizes (the same on x86_64, i686 and aarch64).
+const _: () = assert!(std::mem::size_of::<DmIoctl>() == 312);
+const _: () = assert!(std::mem::size_of::<DmTargetSpec>() == 40);
+const _: () = assert!(std::mem::offset_of!(DmTableLoad, spec) == 312);
+const _: () = assert!(std::mem::offset_of!(DmTableLoad, params) == 352);
+
+/// `_IOWR(DM_IOCTL, nr, struct dm_ioctl)`.
+const fn dm_cmd(nr: libc::c_ulong) -> libc::c_ulong {
+    (3 << 30) | ((std::mem::size_of::<DmIoctl>() as libc::c_ulong) << 16) | (0xfd << 8) | nr
+}
+const DM_DEV_CREATE: libc::c_ulong = dm_cmd(3);
+const DM_DEV_REMOVE: libc::c_ulong = dm_cmd(4);
+const DM_DEV_SUSPEND: libc::c_ulong = dm_cmd(6);
+const DM_TABLE_LOAD: libc::c_ulong = dm_cmd(9);
+
+fn dm_header(name: &str, size: usize) -> io::Result<DmIoctl> {
+    let mut n = [0u8; DM_NAME_LEN];
+    if name.is_empty() || name.len() >= DM_NAME_LEN || name.contains('\0') {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    n[..name.len()].copy_from_slice(name.as_bytes());
+    Ok(DmIoctl {
+        version: [DM_VERSION_MAJOR, 0, 0],
+        data_size: size as u32,
+        data_start: std::mem::size_of::<DmIoctl>() as u32,
+        target_count: 0,
+        open_count: 0,
+        flags: 0,
+        event_nr: 0,
+        padding: 0,
+        dev: 0,
+        name: n,
+        uuid: [0; DM_UUID_LEN],
+        data: [0; 7],
+    })
+}
+
+/// A header-only device-mapper call on the device `name`; returns the
+/// header as the kernel left it.
+fn dm_simple(ctl: BorrowedFd<'_>, cmd: libc::c_ulong, name: &str) -> io::Result<DmIoctl> {
+    let mut io = dm_header(name, std::mem::size_of::<DmIoctl>())?;
+    // SAFETY: `io` is a fully initialised `struct dm_ioctl` (size checked
+    // above) whose `data_size` is its own size, so the kernel reads and
+    // writes only within it; `ctl` is open for the duration of the call.
+    let r = unsafe { libc::ioctl(ctl.as_raw_fd(), cmd as _, &mut io as *mut DmIoctl) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(io)
+    }
+}
+
+/// Creates a device-mapper device with one read-only target of `sectors`
+/// sectors and activates it; returns its minor number (`/dev/dm-N`).
+pub fn dm_create(
+    ctl: BorrowedFd<'_>,
+    name: &str,
+    sectors: u64,
+    target: &str,
+    params: &str,
+) -> io::Result<u32> {
+    if target.len() >= DM_MAX_TYPE_NAME || params.len() >= DM_PARAMS_LEN {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let created = dm_simple(ctl, DM_DEV_CREATE, name)?;
+    let loaded = (|| {
+        let mut t = DmTableLoad {
+            io: dm_header(name, std::mem::size_of::<DmTableLoad>())?,
+            spec: DmTargetSpec {
+                sector_start: 0,
+                length: sectors,
+                status: 0,
+                next: 0,
+                target_type: [0; DM_MAX_TYPE_NAME],
+            },
+            params: [0; DM_PARAMS_LEN],
+        };
+        t.io.target_count = 1;
+        t.io.flags = DM_READONLY_FLAG;
+        t.spec.target_type[..target.len()].copy_from_slice(target.as_bytes());
+        t.params[..params.len()].copy_from_slice(params.as_bytes());
+        // SAFETY: `t` is a fully initialised header, target and
+        // NUL-terminated parameter string (sizes and offsets checked
+        // above); `data_size` is its size, so the kernel reads only within
+        // it; `ctl` is open for the duration of the call.
+        let r = unsafe {
+            libc::ioctl(
+                ctl.as_raw_fd(),
+                DM_TABLE_LOAD as _,
+                &mut t as *mut DmTableLoad,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // DM_DEV_SUSPEND without DM_SUSPEND_FLAG resumes: the table goes live.
+        dm_simple(ctl, DM_DEV_SUSPEND, name).map(|_| ())
+    })();
+    if let Err(e) = loaded {
+        // not fatal: the error that matters is the one returned.
+        let _ = dm_remove(ctl, name);
+        return Err(e);
+    }
+    // `dev` is the kernel's huge_encode_dev(): the minor's low byte, then
+    // the major, then the minor's other bits from bit 20.
+    let dev = created.dev;
+    Ok(((dev & 0xff) | ((dev >> 12) & !0xff)) as u32)
+}
+
+/// Removes the device-mapper device `name`.
+pub fn dm_remove(ctl: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    dm_simple(ctl, DM_DEV_REMOVE, name).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dm_ioctl_numbers_as_the_kernel_headers() {
+        // From <linux/dm-ioctl.h> on x86_64 (the encoding is the generic one).
+        assert_eq!(DM_DEV_CREATE, 0xc138fd03);
+        assert_eq!(DM_DEV_REMOVE, 0xc138fd04);
+        assert_eq!(DM_DEV_SUSPEND, 0xc138fd06);
+        assert_eq!(DM_TABLE_LOAD, 0xc138fd09);
+    }
+
+    #[test]
+    fn bad_names_never_reach_the_kernel() {
+        assert!(dm_header("", 312).is_err());
+        assert!(dm_header(&"x".repeat(128), 312).is_err());
+        assert!(dm_header("a\0b", 312).is_err());
+        assert_eq!(
+            dm_header("nixlive-image0", 312).unwrap().name[..7],
+            *b"nixlive"
+        );
+    }
+}

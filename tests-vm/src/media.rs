@@ -29,6 +29,9 @@ pub const PROBE_INIT: &str =
     "/nix/store/00000000000000000000000000000000-nixlive-vm-probe/bin/probe";
 /// Files under this directory of any store path are printed by the probe.
 pub const PROBE_SHOWS: &str = "probe-shows";
+/// Files under this directory of any store path are read whole by the
+/// probe, which prints only its error, if any (`read PATH [ERROR]`).
+pub const PROBE_READS: &str = "probe-reads";
 /// Printed by the probe before it pauses (with `nixlive_test.pause`).
 pub const PROBE_PAUSED: &str = "PROBE-PAUSED";
 /// How long the probe pauses.
@@ -81,8 +84,12 @@ fn write_probe(store_root: &Path, system: &str) -> Result<(), String> {
 b={PROBE}/bin/busybox
 echo PROBE-BEGIN
 for f in /nix/store/*/{PROBE_SHOWS}/*; do
-  [ -f "$f" ] && echo "PROBE file $f $($b cat "$f")"
+  [ -f "$f" ] && echo "PROBE file $f $($b cat "$f" 2>&1)"
 done
+for f in /nix/store/*/{PROBE_READS}/*; do
+  [ -f "$f" ] && echo "PROBE read $f $($b cat "$f" 2>&1 >/dev/null | $b tr '\n' ' ')"
+done
+$b cat /proc/mounts | while read -r l; do echo "PROBE mounts $l"; done
 for d in /sys/block/*; do
   n=${{d##*/}}
   echo "PROBE block $n $($b cat $d/size)"
@@ -121,7 +128,16 @@ pub fn build_live(
 ) -> Result<Live, String> {
     let mut spec = artifacts::DemoSpec::new(crate::arch::Arch::X86_64, label);
     spec.modules = modules.iter().map(|m| m.to_string()).collect();
-    let demo = artifacts::build_demo_with(dir, &spec, &|root, system| {
+    build_live_spec(dir, &spec, extra)
+}
+
+/// [`build_live`] from a whole [`artifacts::DemoSpec`] (its label and modules).
+pub fn build_live_spec(
+    dir: &Path,
+    spec: &artifacts::DemoSpec,
+    extra: &dyn Fn(&Path) -> Result<(), String>,
+) -> Result<Live, String> {
+    let demo = artifacts::build_demo_with(dir, spec, &|root, system| {
         write_probe(root, system)?;
         extra(root)
     })?;
@@ -386,6 +402,7 @@ pub fn append_layer(medium: &Path, image: &str) -> Result<(), String> {
         fs: ImageFs::Squashfs,
         size,
         sha256: sha256(&file)?,
+        verity: None,
     });
     std::fs::write(&path, m.to_string()).map_err(io(format!("writing {}", path.display())))
 }

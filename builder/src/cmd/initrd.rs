@@ -28,7 +28,7 @@ pub fn run(a: &Args) -> Result<()> {
         medium_fs: None,
     };
     check::before_build(None, &a.initrd, &needs)?;
-    write(&a.out, &initrd::build(&a.initrd, epoch)?)?;
+    write(&a.out, &initrd::build(&a.initrd, epoch, true)?)?;
     let mut outs = Outputs::default();
     outs.add(Kind::Initrd, a.out.clone())?;
     outs.report(None, None)

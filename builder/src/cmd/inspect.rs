@@ -146,6 +146,9 @@ pub fn text(r: &Report, verify: bool) -> String {
                 bytes(i.size),
                 i.sha256
             );
+            if let Some((root, offset)) = &i.verity {
+                let _ = writeln!(o, "    verity    root {root}, hash tree at byte {offset}");
+            }
         }
     }
     if let Some(g) = &r.registration {
@@ -158,8 +161,18 @@ pub fn text(r: &Report, verify: bool) -> String {
             if g.closed { "closed" } else { "NOT closed" }
         );
     }
-    if r.manifest.is_some() {
-        let _ = writeln!(o, "signatures    none (manifest version 1 has none)");
+    if let Some(m) = &r.manifest {
+        let signers = if m.signers.is_empty() {
+            "none".to_string()
+        } else {
+            m.signers.join(", ")
+        };
+        let check = match &m.signature {
+            None => "the initrd trusts no key".to_string(),
+            Some(Ok(key)) => format!("verified with the initrd's trusted key {key}"),
+            Some(Err(why)) => format!("NOT AUTHENTIC: {why}"),
+        };
+        let _ = writeln!(o, "signatures    {signers} ({check})");
     }
     if r.problems.is_empty() {
         let _ = writeln!(o, "can boot      yes");

@@ -16,6 +16,7 @@ pub mod erofs;
 pub mod plan;
 pub mod split;
 pub mod squashfs;
+pub mod verity;
 
 use crate::closure::Closure;
 use crate::files::{sha256_file, write};
@@ -107,6 +108,14 @@ pub struct ImageArgs {
     pub image_format: ImageFormat,
     #[command(flatten)]
     pub squashfs: squashfs::Options,
+    /// Leave out the dm-verity hash trees (by default each image carries
+    /// one, and init reads the image through dm-verity).
+    #[arg(long)]
+    pub no_verity: bool,
+    /// Sign the manifest with this Nix secret key (from `nix-store
+    /// --generate-binary-cache-key NAME SECRET PUBLIC`; repeatable).
+    #[arg(long = "sign-key", value_name = "SECRET", value_parser = crate::keys::secret_key_file)]
+    pub sign_keys: Vec<nixlive_formats::nixkey::SecretKey>,
     #[command(flatten)]
     pub erofs: erofs::ErofsOptions,
 }
@@ -143,6 +152,17 @@ pub struct Layout {
 /// under the size limit (see [`split`]). Refuses, before anything is
 /// written, a path that cannot fit, more images than the manifest may
 /// list and a registration larger than postboot reads.
+/// Of `room` bytes for an image, what its data may take when a verity tree
+/// is appended: the tree for `room` bytes of data (32-byte hashes of 4 KiB
+/// blocks, every level, as `veritysetup` lays it out), its superblock and
+/// the data's padding to a block.
+fn verity_room(room: u64) -> u64 {
+    let tree: u64 = nixlive_formats::verity::levels(room.div_ceil(4096), 4096)
+        .iter()
+        .sum();
+    room.saturating_sub(tree * 4096 + 2 * 4096)
+}
+
 pub fn plan(args: &ImageArgs, closure: &Closure, limit: Option<u64>) -> Result<Layout> {
     let format = args.format();
     let top = format.top_image();
@@ -152,6 +172,10 @@ pub fn plan(args: &ImageArgs, closure: &Closure, limit: Option<u64>) -> Result<L
     // Without a limit the paths are still split when one image would take
     // more names than mksquashfs' command line holds.
     let room = match limit {
+        // The verity tree appended to each image takes about 1/127 of it
+        // (32-byte hashes of 4 KiB blocks, every level), plus its
+        // superblock and padding: keep that much of the limit free.
+        Some(limit) if !args.no_verity => verity_room(split::room(limit, reg_bytes)?),
         Some(limit) => split::room(limit, reg_bytes)?,
         None => u64::MAX,
     };
@@ -296,6 +320,11 @@ pub fn write_all(
         };
         let image = dir.join(&plan.name);
         format.write(args, &contents, &image, epoch)?;
+        let verity = if args.no_verity {
+            None
+        } else {
+            Some(verity::append_tree(&image)?)
+        };
         let (size, sha256) = sha256_file(&image)?;
         if let Some(limit) = layout.limit {
             ensure!(
@@ -310,13 +339,21 @@ pub fn write_all(
             fs: format.spec().fs,
             size,
             sha256,
+            verity,
         });
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         init: format!("{}/init", closure.system),
         registration: REGISTRATION.to_string(),
         images,
+        sigs: Vec::new(),
     };
+    let signed = manifest.unsigned_text();
+    manifest.sigs = args
+        .sign_keys
+        .iter()
+        .map(|k| k.sign(signed.as_bytes()))
+        .collect();
     write(
         &dir.join(nixlive_formats::manifest::DEFAULT_PATH),
         manifest.to_string().as_bytes(),
@@ -381,6 +418,24 @@ mod tests {
                 erofs_compression: erofs::ErofsComp::Lz4,
                 erofs_pcluster: 65536,
             },
+            // The room these tests count on is the limit less the
+            // registration's; verity's share is tested on its own below.
+            no_verity: true,
+            sign_keys: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn verity_keeps_room_for_its_tree() {
+        for room in [4095u64 << 20, 64 << 20, 3 << 20, 1 << 20] {
+            let data = verity_room(room).div_ceil(4096) * 4096;
+            let tree: u64 = nixlive_formats::verity::levels(data / 4096, 4096)
+                .iter()
+                .sum();
+            assert!(
+                data + 4096 + tree * 4096 <= room,
+                "room {room}: data {data} and a tree of {tree} blocks do not fit"
+            );
         }
     }
 

@@ -67,6 +67,11 @@ pub struct InitrdArgs {
     /// Without one the initrd has no shell.
     #[arg(long, value_name = "BIN")]
     pub shell: Option<PathBuf>,
+    /// Trust this Nix public key (from `nix-store
+    /// --generate-binary-cache-key`; repeatable): init then boots only a
+    /// medium whose manifest it signed, and checks every image.
+    #[arg(long = "trusted-key", value_name = "PUBLIC", value_parser = crate::keys::public_key_file)]
+    pub trusted_keys: Vec<nixlive_formats::nixkey::PublicKey>,
     /// What `root=` names at boot: set by `tarball` and `disk-image` (a
     /// plain root), live media otherwise.
     #[arg(skip)]
@@ -81,10 +86,15 @@ pub enum Compression {
     None,
 }
 
-/// The compressed initrd: the main archive, then each --extra-cpio.
-pub fn build(a: &InitrdArgs, epoch: u64) -> Result<Vec<u8>> {
+/// The compressed initrd: the main archive, then each --extra-cpio. With
+/// `verity`, the kernel's dm-verity module comes too (when it has one), so
+/// that init can read images through their hash trees.
+pub fn build(a: &InitrdArgs, epoch: u64, verity: bool) -> Result<Vec<u8>> {
     let init = read(&a.init, "--init")?;
-    let optional = modules::module_set(&a.module_sets).context("--module-set")?;
+    let mut optional = modules::module_set(&a.module_sets).context("--module-set")?;
+    if verity && !optional.iter().any(|m| m == "dm_verity") {
+        optional.push("dm_verity".into());
+    }
     let coldplug = modules::coldplug_set(&a.module_sets).context("--module-set")?;
     let firmware_codecs = firmware_codecs(a)?;
     let (mut archive, notes) = modules::archive(&InitrdSpec {
@@ -161,6 +171,24 @@ fn add_shell_and_keys(archive: &mut Archive, a: &InitrdArgs) -> Result<()> {
             keys.display()
         );
         archive.add(paths::INITRD_KEYS, 0o600, Kind::File(data))?;
+    }
+    if !a.trusted_keys.is_empty() {
+        let mut text = String::new();
+        for k in &a.trusted_keys {
+            ensure!(
+                !text
+                    .lines()
+                    .any(|l| l.split_once(':').is_some_and(|(n, _)| n == k.name)),
+                "--trusted-key: two keys are named {}",
+                k.name
+            );
+            text.push_str(&format!("{k}\n"));
+        }
+        archive.add(
+            nixlive_formats::nixkey::TRUSTED_KEYS,
+            0o444,
+            Kind::File(text.into_bytes()),
+        )?;
     }
     Ok(())
 }

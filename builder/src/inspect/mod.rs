@@ -22,6 +22,7 @@ use initrd::{Initrd, Segment};
 use nixlive_formats::elf::Machine;
 use nixlive_formats::kmod;
 use nixlive_formats::manifest::{self, Manifest};
+use nixlive_formats::nixkey;
 use nixlive_formats::registration::Registration;
 use nixlive_formats::{ImageFs, InitrdConf, digest, superblock};
 use std::collections::BTreeSet;
@@ -101,6 +102,8 @@ pub struct ImageReport {
     pub digest_ok: Option<bool>,
     /// Its compression (squashfs superblock), when readable.
     pub compression: Option<&'static str>,
+    /// Its dm-verity tree: root hash and where the tree starts.
+    pub verity: Option<(String, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +112,11 @@ pub struct ManifestReport {
     pub init: String,
     pub registration: String,
     pub images: Vec<ImageReport>,
+    /// The names of the keys its `sig` lines name.
+    pub signers: Vec<String>,
+    /// Checked against the initrd's trusted keys: the key that signed it,
+    /// or why none did; `None` when the initrd trusts no key.
+    pub signature: Option<Result<String, String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -505,6 +513,7 @@ fn analyze(path: &str, mut parts: Parts, verify: bool) -> Result<Report> {
     let mut registration = None;
     let mut images_fs = None;
     if let Some((mpath, text, images_in)) = parts.manifest.take() {
+        let signed = text.as_ref().ok().map(|t| manifest::signed_part(t));
         match text
             .map_err(|e| e.to_string())
             .and_then(|t| Manifest::parse(&t).map_err(|e| e.to_string()))
@@ -545,6 +554,21 @@ fn analyze(path: &str, mut parts: Parts, verify: bool) -> Result<Report> {
                             REBUILD,
                         ));
                     }
+                }
+                let mut rep = rep;
+                rep.signature = trusted_keys(initrd.as_ref()).map(|keys| {
+                    nixkey::check(
+                        signed.as_deref().unwrap_or_default().as_bytes(),
+                        &m.sigs,
+                        &keys,
+                    )
+                    .map_err(|e| e.to_string())
+                });
+                if let Some(Err(why)) = &rep.signature {
+                    problems.push(problem(
+                        format!("the manifest {mpath} is not authentic: {why}"),
+                        "sign it with --sign-key for a key the initrd trusts (--trusted-key), or rebuild the medium",
+                    ));
                 }
                 manifest_report = Some(rep);
             }
@@ -696,6 +720,10 @@ fn check_images(
             found_size: None,
             digest_ok: None,
             compression: None,
+            verity: i
+                .verity
+                .as_ref()
+                .map(|v| (nixlive_formats::hex::encode(&v.root), v.hash_offset)),
         };
         match &file {
             None => problems.push(problem(
@@ -751,9 +779,18 @@ fn check_images(
             init: m.init.clone(),
             registration: m.registration.clone(),
             images,
+            signers: m.sigs.iter().map(|s| s.name.clone()).collect(),
+            signature: None,
         },
         files,
     )
+}
+
+/// The keys the initrd trusts (`None` when it holds none).
+fn trusted_keys(initrd: Option<&Initrd>) -> Option<Vec<nixkey::PublicKey>> {
+    let (data, _) = initrd?.file(nixkey::TRUSTED_KEYS)?;
+    let keys = nixkey::parse_keys(&String::from_utf8_lossy(data)).ok()?;
+    (!keys.is_empty()).then_some(keys)
 }
 
 /// The registration in the top image (parsed, closed) and the stage-2

@@ -102,3 +102,23 @@ pub fn inspect_refuses(nixlive: &str, path: &Path) -> (String, String) {
     );
     (o, e)
 }
+
+/// The two-path store both builder test fixtures use: `lib` (a `libc.so`
+/// and an executable `bin/sh`) and `sys`, whose executable `init` is a
+/// script run by lib's `bin/sh` and which links `lib` to it.
+pub fn system_and_lib(store: &Path, lib: &str, sys: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = |p: &Path, data: &[u8]| {
+        std::fs::write(p, data).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o555)).unwrap();
+    };
+    std::fs::create_dir_all(store.join(lib).join("bin")).unwrap();
+    std::fs::write(store.join(lib).join("libc.so"), b"library").unwrap();
+    exe(&store.join(lib).join("bin/sh"), b"#!shell");
+    std::fs::create_dir_all(store.join(sys).join("bin")).unwrap();
+    exe(
+        &store.join(sys).join("init"),
+        format!("#!/nix/store/{lib}/bin/sh\n").as_bytes(),
+    );
+    std::os::unix::fs::symlink(format!("/nix/store/{lib}"), store.join(sys).join("lib")).unwrap();
+}

@@ -60,6 +60,14 @@ impl BlockDev {
     }
 }
 
+/// The filesystem label a device was probed with.
+pub fn label_of(d: &BlockDev) -> Option<&str> {
+    match &d.probe {
+        Some(Ok(Some(id))) => id.label.as_deref(),
+        _ => None,
+    }
+}
+
 /// Does this device satisfy `root=`? `seen` gives partitions their disk's GPT.
 pub fn matches(spec: &RootSpec, dev: &BlockDev, seen: &Seen) -> bool {
     let id = match &dev.probe {
@@ -182,6 +190,24 @@ impl Seen {
             .join("\n")
     }
 
+    /// The other devices (nodes) with `d`'s filesystem label, leaving out
+    /// `d`'s own disk and partitions (an isohybrid image has its label on
+    /// both).
+    pub fn same_label(&self, d: &BlockDev) -> Vec<String> {
+        let Some(label) = label_of(d) else {
+            return Vec::new();
+        };
+        let parent_of = |x: &BlockDev| x.parent.as_ref().map(|(p, _)| p.clone());
+        self.devs
+            .values()
+            .filter(|o| o.name != d.name)
+            .filter(|o| parent_of(o).as_deref() != Some(d.name.as_str()))
+            .filter(|o| parent_of(d).as_deref() != Some(o.name.as_str()))
+            .filter(|o| label_of(o) == Some(label))
+            .map(BlockDev::node)
+            .collect()
+    }
+
     /// A partition's GPT name, from its disk's partition table.
     pub fn partlabel(&self, dev: &BlockDev) -> Option<&str> {
         let (disk, n) = dev.parent.as_ref()?;
@@ -275,6 +301,17 @@ pub fn wait_for(
         let unreadable = seen.refresh(sys, &mut slow) && retry_unreadable;
         // Matched after the whole scan, so partitions see their disk's GPT.
         if let Some(d) = seen.devs.values().find(|d| accept(d, &seen)) {
+            let others = seen.same_label(d);
+            if !others.is_empty() {
+                log::warn!(
+                    "{} devices carry the label {}: {} and {}; using {}",
+                    others.len() + 1,
+                    label_of(d).unwrap_or_default(),
+                    d.node(),
+                    others.join(", "),
+                    d.node()
+                );
+            }
             return Found::Device(d.clone());
         }
         let elapsed = start.elapsed();
@@ -480,6 +517,30 @@ mod tests {
         let mut p0 = dev("vda9", None);
         p0.parent = Some(("vda".into(), 0));
         assert!(!matches(&want, &p0, &seen));
+    }
+
+    #[test]
+    fn two_devices_with_one_label() {
+        let mut seen = Seen::default();
+        let mut part = dev("sda1", Some("NIXLIVE"));
+        part.parent = Some(("sda".into(), 1));
+        for d in [
+            dev("sda", Some("NIXLIVE")),
+            part,
+            dev("sr0", Some("NIXLIVE")),
+            dev("vda", Some("OTHER")),
+        ] {
+            seen.devs.insert(d.name.clone(), d);
+        }
+        // The stick's disk and partition are one medium; the CD another.
+        assert_eq!(seen.same_label(&seen.devs["sda"]), ["/dev/sr0"]);
+        assert_eq!(seen.same_label(&seen.devs["sda1"]), ["/dev/sr0"]);
+        assert_eq!(
+            seen.same_label(&seen.devs["sr0"]),
+            ["/dev/sda", "/dev/sda1"]
+        );
+        assert!(seen.same_label(&seen.devs["vda"]).is_empty());
+        assert!(seen.same_label(&dev("x", None)).is_empty());
     }
 
     #[test]

@@ -314,14 +314,6 @@ pub fn fetch_manifest(url: &Url) -> Result<String, BootError> {
     Ok(text)
 }
 
-/// The hook for the manifest's signature: with a trusted key in the
-/// initrd, the manifest's `sig` lines are checked here, before any image
-/// is fetched. (Signatures are the authenticity issue's; until they land,
-/// every image is still checked against the manifest's SHA-256.)
-pub fn authenticate_manifest(_text: &str, _url: &Url) -> Result<(), BootError> {
-    Ok(())
-}
-
 /// `Step::Fetch`: one image into `to`, checked against its size and SHA-256.
 pub fn fetch_image(
     url: &str,
@@ -431,10 +423,11 @@ impl Progress for Line {
     }
 }
 
-/// The manifest at `url`: fetched, its signature checked (the hook), parsed.
-pub fn manifest(url: &Url) -> Result<nixlive_formats::Manifest, BootError> {
+/// The manifest at `url`: fetched and parsed, with its text for the
+/// signature check ([`crate::trust::authenticate`], which the caller makes
+/// before any image is fetched).
+pub fn manifest(url: &Url) -> Result<crate::medium::ReadManifest, BootError> {
     let text = fetch_manifest(url)?;
-    authenticate_manifest(&text, url)?;
     let m = nixlive_formats::Manifest::parse(&text).map_err(|source| BootError::Manifest {
         path: url.to_string(),
         source,
@@ -444,7 +437,11 @@ pub fn manifest(url: &Url) -> Result<nixlive_formats::Manifest, BootError> {
         m.images.len(),
         m.init
     );
-    Ok(m)
+    Ok(crate::medium::ReadManifest {
+        manifest: m,
+        text: Some(text),
+        path: url.to_string(),
+    })
 }
 
 /// Refuses images that cannot fit in RAM, before fetching a byte.

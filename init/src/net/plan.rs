@@ -49,7 +49,7 @@ pub fn fetch_steps(m: &Manifest, url: &Url, dir: &str) -> (u64, Vec<Step>) {
 #[cfg(test)]
 mod tests {
     use crate::plan::tests::{manifest, render};
-    use crate::plan::{Found, ImageSource, Probed, plan};
+    use crate::plan::{Check, Found, ImageSource, Probed, plan};
     use nixlive_formats::Cmdline;
     use nixlive_formats::net::url::Url;
 
@@ -61,6 +61,7 @@ mod tests {
             manifest: manifest(n),
             mem_available: 4 << 30,
             ram: 1 << 30,
+            trusted: false,
         }
     }
 
@@ -73,7 +74,9 @@ mod tests {
         let p = plan(&c, &http(2));
         assert!(matches!(p.images, ImageSource::Fetched { size } if size > 200 << 20));
         assert!(p.copy_refused.unwrap().contains("fetched over HTTP"));
-        assert!(p.fallback.is_none() && !p.verify);
+        // Every image is sized and hashed as it arrives: no sha256sum after.
+        assert!(p.fallback.is_none() && p.verify);
+        assert!(p.checks.iter().all(|(_, c)| *c == Check::Fetched));
         assert_eq!(
             render(&p.copy),
             [
@@ -94,5 +97,38 @@ mod tests {
                 .any(|s| s.starts_with("umount") || s.starts_with("sha256sum"))
         );
         assert!(crate::plan::medium(&http(1).found).is_empty());
+    }
+
+    /// With a trusted key and hash trees: hashed while fetched, then
+    /// mounted through dm-verity exactly as from a medium; never hashed
+    /// whole again.
+    #[test]
+    fn fetched_images_with_trees_go_through_verity() {
+        let mut p = crate::plan::tests::with_verity(http(2));
+        p.trusted = true;
+        let bp = plan(&Cmdline::default(), &p);
+        assert!(
+            bp.checks.iter().all(|(_, c)| *c == Check::FetchedVerity),
+            "{:?}",
+            bp.checks
+        );
+        assert_eq!(
+            Check::FetchedVerity.as_str(),
+            "sha256 while fetching, then dm-verity"
+        );
+        let store = render(&bp.store);
+        assert!(
+            store[1].ends_with("--show /mnt-root/nix/.images/img0.squashfs)"),
+            "{store:?}"
+        );
+        assert!(store[2].starts_with("verity0=$(dmsetup create nixlive-image0"));
+        assert!(store[3].starts_with("mount -t squashfs -o ro,nosuid,nodev $verity0 "));
+        assert!(
+            !store
+                .iter()
+                .any(|s| s.starts_with("sha256sum") || s.starts_with("test $(stat"))
+        );
+        // The fetches are the same as without a key.
+        assert_eq!(render(&bp.copy).len(), 4);
     }
 }

@@ -125,10 +125,16 @@ fn netboot_set_boots_through_ipxe() {
     let r = &run.report;
     let ctx = format!("{}\n{r:#?}", run.command_line);
     checks::live_system(r, "x86_64").unwrap_or_else(|e| panic!("netboot: {e}"));
-    // No medium: the image came inside the initrd and is attached in place.
+    // No medium: the image came inside the initrd and is attached in place,
+    // read through dm-verity (issue 11: verity on netboot too).
     assert!(r.mount("/iso").is_none(), "netboot mounted a medium\n{ctx}");
     let image = r.mount("/nix/.ro-store").unwrap();
-    assert!(image.source.starts_with("/dev/loop"), "{ctx}");
+    assert!(image.source.starts_with("/dev/dm-"), "{ctx}");
+    let checks = &r.stage1.as_ref().expect("stage1.json").images;
+    assert!(
+        !checks.is_empty() && checks.iter().all(|c| c.check == "dm-verity"),
+        "{checks:?}\n{ctx}"
+    );
     // The kernel got exactly the command line of the iPXE script, which
     // names no root device.
     let cmdline = kernel_cmdline(&run.serial_log);

@@ -5,6 +5,9 @@
 //! and boots them. The same set served by Debian's nginx; faults from the
 //! test's own server (a dropped connection, a changed byte, 404, a stalled
 //! body, a server that comes up late); RAM against the in-initrd set.
+//! Authenticity: a set signed with a Nix binary-cache key boots with the
+//! key trusted, its images through dm-verity; an unsigned or changed
+//! manifest is refused before any image is asked for.
 //!
 //! Run one: `cargo test -p nixlive-tests-vm --test vm http_netboot::`.
 
@@ -14,10 +17,12 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nixlive_formats::Manifest;
+use nixlive_testkit::nix::Nix;
 use nixlive_tests_vm::arch::Arch;
 use nixlive_tests_vm::artifacts::{DemoSpec, build_demo};
 use nixlive_tests_vm::boot_modes::ipxe_e1000_rom;
 use nixlive_tests_vm::http_server::{Fault, Nginx, Server, free_port};
+use nixlive_tests_vm::http_sets::{self, url};
 use nixlive_tests_vm::{BootRun, QemuCommand, Vm, boot_command_to_report, checks, kvm};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -77,61 +82,47 @@ fn fixture() -> &'static Fixture {
 
 /// The set's command line with `nixlive.url=` replaced by `url` (and `more`).
 fn cmdline(set: &Path, url: Option<&str>, more: &str) -> String {
-    let line = std::fs::read_to_string(set.join("cmdline")).expect("cmdline");
-    let mut words: Vec<String> = line
-        .split_whitespace()
-        .filter(|w| !w.starts_with("nixlive.url="))
-        .map(String::from)
-        .collect();
-    if let Some(u) = url {
-        words.push(format!("nixlive.url={u}"));
-    }
-    words.extend(more.split_whitespace().map(String::from));
-    words.join(" ")
+    http_sets::cmdline(set, url, more).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The set's kernel and initrd booted directly, a virtio NIC on QEMU's user network.
 fn direct(set: &Path, append: &str, mem_mib: u32) -> QemuCommand {
-    let mut cmd = QemuCommand::x86_64(kvm::accel());
-    if let Some(i) = cmd.args.iter().position(|a| a == "-m") {
-        cmd.args[i + 1] = mem_mib.to_string().into();
-    }
-    cmd.arg("-kernel")
-        .arg(set.join("bzImage"))
-        .arg("-initrd")
-        .arg(set.join("initrd"))
-        .arg("-append")
-        .arg(append)
-        .arg("-netdev")
-        .arg("user,id=n0")
-        .arg("-device")
-        .arg("virtio-net-pci,netdev=n0")
-}
-
-fn url(port: u16) -> String {
-    format!("http://10.0.2.2:{port}/nixlive.manifest")
+    http_sets::direct(Arch::X86_64, set, append, mem_mib, kvm::accel())
 }
 
 fn image_path(f: &Fixture) -> String {
     format!("/{}", f.manifest.images[0].name)
 }
 
-/// Booted over HTTP: the images on loop devices from the images tmpfs,
-/// the lease in stage1.json.
+/// Booted over HTTP: the images (with their hash trees, the builder's
+/// default) through dm-verity over loop devices on the images tmpfs,
+/// hashed while fetched; the lease in stage1.json.
 fn assert_fetched(run: &BootRun) {
+    assert_fetched_on(run, "x86_64")
+}
+
+fn assert_fetched_on(run: &BootRun, arch: &str) {
     let r = &run.report;
-    checks::live_system(r, "x86_64").unwrap_or_else(|e| panic!("{e}"));
+    checks::live_system(r, arch).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         r.mount("/iso").is_none(),
         "an HTTP boot mounted /iso\n{r:#?}"
     );
     let img = r.mount("/nix/.ro-store").expect("no image mount");
     assert!(
-        img.source.starts_with("/dev/loop"),
-        "image on {}",
+        img.source.starts_with("/dev/dm-"),
+        "the image is not read through dm-verity: {}",
         img.source
     );
     let t = r.stage1.as_ref().expect("stage1.json");
+    assert!(!t.images.is_empty(), "stage1.json names no image: {t:?}");
+    for i in &t.images {
+        assert_eq!(
+            i.check, "sha256 while fetching, then dm-verity",
+            "{}: {t:?}",
+            i.name
+        );
+    }
     let net: std::collections::BTreeMap<&str, &str> = t
         .net
         .iter()
@@ -151,11 +142,7 @@ fn assert_fetched(run: &BootRun) {
 }
 
 fn mem_available_kib(log: &str) -> u64 {
-    log.lines()
-        .find_map(|l| {
-            let rest = l.split_once("MemAvailable before stage 2: ")?.1;
-            rest.trim().strip_suffix("kB")?.trim().parse().ok()
-        })
+    http_sets::mem_available_kib(log)
         .unwrap_or_else(|| panic!("init logged no MemAvailable:\n{log}"))
 }
 
@@ -384,34 +371,12 @@ fn aarch64_fetches_the_http_set() {
         .netboot
         .expect("netboot set");
     let server = Server::serve(&set, Vec::new());
-    let cmd = Arch::Aarch64
-        .qemu(kvm::accel())
-        .arg("-kernel")
-        .arg(set.join("bzImage"))
-        .arg("-initrd")
-        .arg(set.join("initrd"))
-        .arg("-append")
-        .arg(cmdline(&set, Some(&url(server.port)), ""))
-        .arg("-netdev")
-        .arg("user,id=n0")
-        .arg("-device")
-        .arg("virtio-net-pci,netdev=n0");
+    let append = cmdline(&set, Some(&url(server.port)), "");
+    let cmd = http_sets::direct(Arch::Aarch64, &set, &append, 1024, kvm::accel());
     let run = boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    checks::live_system(&run.report, "aarch64").unwrap_or_else(|e| panic!("{e}"));
-    let img = run.report.mount("/nix/.ro-store").expect("no image mount");
-    assert!(
-        img.source.starts_with("/dev/loop"),
-        "image on {}",
-        img.source
-    );
-    let t = run.report.stage1.as_ref().expect("stage1.json");
-    assert!(
-        t.net
-            .iter()
-            .any(|(k, v)| k == "address" && v == "10.0.2.15/24"),
-        "{:?}",
-        t.net
-    );
+    assert_fetched_on(&run, "aarch64");
+    let paths: Vec<String> = server.requests().into_iter().map(|s| s.path).collect();
+    assert!(paths.iter().any(|p| p == "/nixlive.manifest"), "{paths:?}");
 }
 
 /// 600 MiB of images (incompressible ballast in the system's closure) boot
@@ -431,27 +396,11 @@ fn a_1_gib_vm_boots_600_mib_of_images() {
         "http://unused/".into(),
     ];
     let demo = nixlive_tests_vm::artifacts::build_demo_with(tmp.path(), &spec, &|root, system| {
-        // xorshift: fast, and squashfs cannot compress it.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut data = vec![0u8; BALLAST];
-        for chunk in data.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        let p = root.join(system.trim_start_matches('/')).join("ballast");
-        std::fs::write(&p, data).map_err(|e| format!("{}: {e}", p.display()))
+        http_sets::ballast(root, system, BALLAST)
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let set = demo.netboot.expect("netboot set");
-    let text = std::fs::read_to_string(set.join("nixlive.manifest")).unwrap();
-    let total: u64 = Manifest::parse(&text)
-        .unwrap()
-        .images
-        .iter()
-        .map(|i| i.size)
-        .sum();
+    let total = http_sets::images_total(&set).unwrap_or_else(|e| panic!("{e}"));
     assert!(total >= BALLAST as u64, "images total {total} bytes");
     let server = Server::serve(&set, Vec::new());
     let cmd = direct(&set, &cmdline(&set, Some(&url(server.port)), ""), 1024);
@@ -462,5 +411,144 @@ fn a_1_gib_vm_boots_600_mib_of_images() {
         "images {} MiB in a 1 GiB VM: MemAvailable at stage 2 {} MiB",
         total >> 20,
         avail >> 10
+    );
+}
+
+const KEY: &str = "nixlive-http-test-1";
+
+/// A `--http` set signed with a Nix binary-cache key (made by
+/// `nix-store --generate-binary-cache-key`, run hermetically) whose initrd
+/// trusts it; and copies of it served with the manifest unsigned, and with
+/// one byte of the manifest changed (a digit of the image's sha256).
+struct Signed {
+    _tmp: tempfile::TempDir,
+    good: PathBuf,
+    unsigned: PathBuf,
+    changed: PathBuf,
+}
+
+fn signed() -> &'static Signed {
+    static S: OnceLock<Signed> = OnceLock::new();
+    S.get_or_init(|| {
+        let tmp = tempfile::Builder::new()
+            .prefix("nixlive-http-signed-")
+            .tempdir()
+            .expect("temporary directory");
+        let dir = tmp.path();
+        let nix = Nix::new(dir);
+        let (secret, public) = (dir.join("key.secret"), dir.join("key.public"));
+        let status = nix
+            .command("nix-store")
+            .args(["--generate-binary-cache-key", KEY])
+            .arg(&secret)
+            .arg(&public)
+            .status()
+            .expect("running nix-store");
+        assert!(
+            status.success(),
+            "nix-store --generate-binary-cache-key: {status}"
+        );
+        let mut spec = DemoSpec::new(Arch::X86_64, "NIXLIVE_HTTP_SIGNED");
+        spec.netboot = true;
+        spec.netboot_args = vec![
+            "--http".into(),
+            "--base-url".into(),
+            "http://unused/".into(),
+        ];
+        spec.builder_args = vec![
+            "--sign-key".into(),
+            secret.display().to_string(),
+            "--trusted-key".into(),
+            public.display().to_string(),
+        ];
+        let good = build_demo(&dir.join("good"), &spec)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .netboot
+            .expect("netboot set");
+        let copy = |name: &str, change: &dyn Fn(&str) -> String| -> PathBuf {
+            let to = dir.join(name);
+            std::fs::create_dir_all(&to).unwrap();
+            for e in std::fs::read_dir(&good).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+            let m = to.join("nixlive.manifest");
+            let text = std::fs::read_to_string(&m).unwrap();
+            let new = change(&text);
+            assert_ne!(new, text, "{name}: the manifest did not change");
+            std::fs::write(&m, new).unwrap();
+            to
+        };
+        let unsigned = copy("unsigned", &|t| {
+            nixlive_formats::manifest::signed_part(t).to_string()
+        });
+        let changed = copy("changed", &|t| {
+            let i = t.find("sha256:").expect("no sha256 in the manifest") + 7;
+            let mut b = t.as_bytes().to_vec();
+            b[i] = if b[i] == b'0' { b'1' } else { b'0' };
+            String::from_utf8(b).unwrap()
+        });
+        Signed {
+            _tmp: tmp,
+            good,
+            unsigned,
+            changed,
+        }
+    })
+}
+
+/// The signed set with its key trusted: the manifest's signature named in
+/// the log, every image through dm-verity.
+#[test]
+fn a_signed_set_boots_with_its_key_trusted() {
+    let s = signed();
+    let server = Server::serve(&s.good, Vec::new());
+    let cmd = direct(
+        &s.good,
+        &cmdline(&s.good, Some(&url(server.port)), ""),
+        1024,
+    );
+    let run = boot_command_to_report(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_fetched(&run);
+    let log = run.serial_log.replace('\r', "");
+    let want = format!(
+        "manifest {} signed by the trusted key {KEY}",
+        url(server.port)
+    );
+    assert!(log.contains(&want), "no {want:?}:\n{log}");
+}
+
+/// A manifest the trusted key did not sign is refused, naming the key and
+/// the URL, and no image is asked for.
+fn refused_before_any_image(set: &Path, why: &str) {
+    let server = Server::serve(set, Vec::new());
+    let (vm, console) = fails(set, &cmdline(set, Some(&url(server.port)), ""));
+    let u = url(server.port);
+    for w in [
+        format!("served over HTTP at {u} is not authentic: its manifest {u}: "),
+        why.to_string(),
+    ] {
+        assert!(console.contains(&w), "{}", vm.failure(format!("no {w:?}")));
+    }
+    let paths: Vec<String> = server.requests().into_iter().map(|s| s.path).collect();
+    assert!(
+        !paths.is_empty() && paths.iter().all(|p| p == "/nixlive.manifest"),
+        "requests other than the manifest: {paths:?}"
+    );
+}
+
+#[test]
+fn an_unsigned_manifest_is_refused_before_any_image() {
+    refused_before_any_image(
+        &signed().unsigned,
+        &format!("it is not signed, and the initrd trusts only {KEY}"),
+    );
+}
+
+#[test]
+fn a_changed_manifest_is_refused_before_any_image() {
+    refused_before_any_image(
+        &signed().changed,
+        &format!("its signature by the trusted key {KEY} does not match its contents"),
     );
 }

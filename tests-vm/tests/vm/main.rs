@@ -3,6 +3,7 @@
 //! after another (most hold one or two long tests). Each module says what
 //! it checks.
 
+mod authenticity;
 mod big_closures;
 mod boot_x86_64;
 mod builder_boot;

@@ -62,13 +62,14 @@ fn kernel_cmdline(log: &str) -> String {
         .unwrap_or_else(|| panic!("the kernel logged no command line:\n{log}"))
 }
 
-/// Netboot leaves no medium: the images come from the initrd, on loop devices.
+/// Netboot leaves no medium: the images come from the initrd, on loop
+/// devices (through dm-verity, which the builder adds by default).
 fn assert_netbooted(run: &BootRun) {
     let r = &run.report;
     assert!(r.mount("/iso").is_none(), "netboot mounted /iso\n{r:#?}");
     let img = r.mount("/nix/.ro-store").expect("no image mount");
     assert!(
-        img.source.starts_with("/dev/loop"),
+        img.source.starts_with("/dev/dm-"),
         "image on {}",
         img.source
     );
