@@ -124,6 +124,26 @@ pub struct TimelineError {
     pub msg: String,
 }
 
+impl TimelineError {
+    /// Where [`TimelineError::at`] is in `json`: 1-based line and column
+    /// (the column in characters), for messages like `stage1.json:3:17`.
+    pub fn line_column(&self, json: &str) -> (usize, usize) {
+        let before = &json.as_bytes()[..self.at.min(json.len())];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        // Characters, not bytes: count the bytes that start one.
+        let column = before[line_start..]
+            .iter()
+            .filter(|&&b| b & 0xc0 != 0x80)
+            .count()
+            + 1;
+        (line, column)
+    }
+}
+
 /// Sets `slot` from `read`, refusing a key given twice.
 fn once<'a, T>(
     p: &mut Json<'a>,
@@ -437,5 +457,16 @@ mod tests {
         }
         let e = Timeline::parse("{\"version\":1,\"phases\":[],\"x\":1}").unwrap_err();
         assert_eq!(e.to_string(), "byte 29: unknown key \"x\"");
+    }
+
+    #[test]
+    fn errors_have_a_line_and_column() {
+        let json = "{\"version\":1,\n \"phases\":[\n  {\"name\":\"é\",\"start_ms\":1,\"x\":2}]}";
+        let e = Timeline::parse(json).unwrap_err();
+        assert_eq!(e.msg, "unknown phase key \"x\"");
+        assert_eq!(e.line_column(json), (3, 32), "at the value of the key");
+        assert_eq!(TimelineError { at: 0, msg: String::new() }.line_column(""), (1, 1));
+        // An offset past the end is taken as the end.
+        assert_eq!(TimelineError { at: 99, msg: String::new() }.line_column("a\nbc"), (2, 3));
     }
 }
