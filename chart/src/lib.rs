@@ -152,7 +152,8 @@ impl Chart {
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(label_width)
-                .build_cartesian_2d(lo..hi, (0..n).into_segmented())
+                // A discrete range holds its end too: n rows are 0..n - 1.
+                .build_cartesian_2d(lo..hi, (0..n - 1).into_segmented())
                 .map_err(|e| draw(e.into()))?;
             // Row 0 is drawn at the top: the segment n - 1.
             let row = |i: u32| n - 1 - i;
