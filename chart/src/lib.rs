@@ -244,11 +244,21 @@ mod tests {
         let c = Chart {
             title: "stage 1".into(),
             axis: "ms of kernel uptime".into(),
-            bars: vec![bar("mount-basics", 900.0, 910.0), bar("load-modules", 910.0, 2100.0)],
+            bars: vec![
+                bar("mount-basics", 900.0, 910.0),
+                bar("load-modules", 910.0, 2100.0),
+            ],
         };
         let svg = c.to_svg().unwrap();
         let t = texts(&svg);
-        for want in ["stage 1", "ms of kernel uptime", "mount-basics", "load-modules", "10 ms", "1190 ms"] {
+        for want in [
+            "stage 1",
+            "ms of kernel uptime",
+            "mount-basics",
+            "load-modules",
+            "10 ms",
+            "1190 ms",
+        ] {
             assert!(t.iter().any(|x| x == want), "no text {want:?} in {t:?}");
         }
         let doc = roxmltree::Document::parse(&svg).unwrap();
@@ -284,7 +294,10 @@ mod tests {
         assert!(t.contains(&"a?b<c>&".to_string()), "{t:?}");
         assert!(t.contains(&"boot <&> \"quoted\"".to_string()), "{t:?}");
         let doc = roxmltree::Document::parse(&svg).unwrap();
-        assert!(doc.descendants().any(|n| n.has_tag_name("polyline") || n.has_tag_name("path")));
+        assert!(
+            doc.descendants()
+                .any(|n| n.has_tag_name("polyline") || n.has_tag_name("path"))
+        );
     }
 
     #[test]
@@ -298,7 +311,10 @@ mod tests {
             bars: vec![bar(&long, 0.0, 0.0)],
         };
         let t = texts(&c.to_svg().unwrap());
-        assert!(t.iter().any(|x| x.ends_with('…') && x.chars().count() == LABEL_CHARS));
+        assert!(
+            t.iter()
+                .any(|x| x.ends_with('…') && x.chars().count() == LABEL_CHARS)
+        );
     }
 
     #[test]
@@ -325,7 +341,10 @@ mod tests {
         for (b, why) in [
             (bar("x", 2.0, 1.0), "it starts after it ends"),
             (bar("x", f64::NAN, 1.0), "its ends must be finite numbers"),
-            (bar("x", 0.0, f64::INFINITY), "its ends must be finite numbers"),
+            (
+                bar("x", 0.0, f64::INFINITY),
+                "its ends must be finite numbers",
+            ),
             (
                 Bar {
                     mark: Some(9.0),
@@ -333,14 +352,20 @@ mod tests {
                 },
                 "its mark lies outside it",
             ),
-            (bar("x", 0.0, f64::MAX), "the axis does not fit a floating-point number"),
+            (
+                bar("x", 0.0, f64::MAX),
+                "the axis does not fit a floating-point number",
+            ),
         ] {
             let c = Chart {
                 title: "t".into(),
                 axis: "a".into(),
                 bars: vec![b],
             };
-            assert_eq!(c.to_svg().unwrap_err().to_string(), format!("bar \"x\": {why}"));
+            assert_eq!(
+                c.to_svg().unwrap_err().to_string(),
+                format!("bar \"x\": {why}")
+            );
         }
     }
 
