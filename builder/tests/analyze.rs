@@ -112,12 +112,12 @@ fn a_missing_file_is_named() {
 fn bad_input_is_named_with_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     for (name, text, want) in [
-        ("html.json", "<html>\n", ":1:1: not a stage-1 timeline: want '{'"),
         (
-            "empty.json",
-            "",
+            "html.json",
+            "<html>\n",
             ":1:1: not a stage-1 timeline: want '{'",
         ),
+        ("empty.json", "", ":1:1: not a stage-1 timeline: want '{'"),
         (
             "truncated.json",
             "{\"version\":1,\n\"phases\":[{\"name\":\"a\"",
@@ -173,15 +173,24 @@ fn not_utf8_and_too_large_are_refused() {
     let bin = dir.path().join("bin.json");
     std::fs::write(&bin, b"{\"version\":1,\xff}").unwrap();
     let err = refused(&[bin.as_os_str()]);
-    assert!(err.contains(&format!("{}: not UTF-8 text (byte 13)", bin.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}: not UTF-8 text (byte 13)", bin.display())),
+        "{err}"
+    );
     let big = dir.path().join("big.json");
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(5 << 20).unwrap();
     let err = refused(&[big.as_os_str()]);
-    assert!(err.contains(&format!("{}: larger than 4 MiB", big.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}: larger than 4 MiB", big.display())),
+        "{err}"
+    );
     // A directory is not a timeline.
     let err = refused(&[dir.path().as_os_str()]);
-    assert!(err.contains(&format!("reading the timeline {}", dir.path().display())), "{err}");
+    assert!(
+        err.contains(&format!("reading the timeline {}", dir.path().display())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -191,5 +200,8 @@ fn an_svg_that_cannot_be_written_is_named() {
     std::fs::write(&file, "").unwrap();
     let out = file.join("stage1.svg");
     let err = refused(&[fixture().as_os_str(), "--svg".as_ref(), out.as_os_str()]);
-    assert!(err.contains(&format!("creating {}", file.display())), "{err}");
+    assert!(
+        err.contains(&format!("creating {}", file.display())),
+        "{err}"
+    );
 }

@@ -465,8 +465,22 @@ mod tests {
         let e = Timeline::parse(json).unwrap_err();
         assert_eq!(e.msg, "unknown phase key \"x\"");
         assert_eq!(e.line_column(json), (3, 32), "at the value of the key");
-        assert_eq!(TimelineError { at: 0, msg: String::new() }.line_column(""), (1, 1));
+        assert_eq!(
+            TimelineError {
+                at: 0,
+                msg: String::new()
+            }
+            .line_column(""),
+            (1, 1)
+        );
         // An offset past the end is taken as the end.
-        assert_eq!(TimelineError { at: 99, msg: String::new() }.line_column("a\nbc"), (2, 3));
+        assert_eq!(
+            TimelineError {
+                at: 99,
+                msg: String::new()
+            }
+            .line_column("a\nbc"),
+            (2, 3)
+        );
     }
 }

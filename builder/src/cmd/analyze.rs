@@ -60,7 +60,9 @@ pub struct Analysis {
 /// step whose end does not fit (start + duration past 2^64 ms), named.
 pub fn analyze(t: &Timeline) -> Result<Analysis, String> {
     if t.phases.is_empty() {
-        return Err("the timeline has no steps (stage 1 stopped before its first step ended?)".into());
+        return Err(
+            "the timeline has no steps (stage 1 stopped before its first step ended?)".into(),
+        );
     }
     let mut ends = Vec::with_capacity(t.phases.len());
     for (i, p) in t.phases.iter().enumerate() {
@@ -132,7 +134,11 @@ pub fn blame(a: &Analysis) -> String {
         a.last_ms,
         a.outside_ms
     );
-    let _ = writeln!(s, "{:>11} {:>11} {:>11}  step", "duration", "start", "offset");
+    let _ = writeln!(
+        s,
+        "{:>11} {:>11} {:>11}  step",
+        "duration", "start", "offset"
+    );
     for st in order {
         let _ = writeln!(
             s,
@@ -265,9 +271,17 @@ mod tests {
         // Equal durations keep the boot order.
         assert_eq!(
             names,
-            ["load-modules", "mount-store", "mount-api-filesystems", "find-medium"]
+            [
+                "load-modules",
+                "mount-store",
+                "mount-api-filesystems",
+                "find-medium"
+            ]
         );
-        assert_eq!(lines[2], "     900 ms     1060 ms      +60 ms  load-modules");
+        assert_eq!(
+            lines[2],
+            "     900 ms     1060 ms      +60 ms  load-modules"
+        );
     }
 
     #[test]
@@ -304,7 +318,10 @@ mod tests {
     fn chart_has_a_bar_per_step_in_boot_order() {
         let c = chart(&analyze(&timeline(&[("a", 1000, 50), ("b", 1100, 0)])).unwrap());
         assert_eq!(c.bars.len(), 2);
-        assert_eq!((c.bars[0].label.as_str(), c.bars[0].from, c.bars[0].to), ("a", 1000.0, 1050.0));
+        assert_eq!(
+            (c.bars[0].label.as_str(), c.bars[0].from, c.bars[0].to),
+            ("a", 1000.0, 1050.0)
+        );
         assert_eq!(c.bars[1].note, "0 ms");
         c.to_svg().unwrap();
     }
