@@ -123,7 +123,8 @@ fn printable(s: &str) -> String {
 /// The blame table: steps longest first (ties in boot order).
 pub fn blame(a: &Analysis) -> String {
     let mut order: Vec<&Step> = a.steps.iter().collect();
-    order.sort_by(|x, y| y.duration_ms.cmp(&x.duration_ms));
+    // Stable: equal durations keep the boot order.
+    order.sort_by_key(|s| std::cmp::Reverse(s.duration_ms));
     let mut s = String::new();
     let _ = writeln!(
         s,
