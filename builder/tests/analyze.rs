@@ -141,7 +141,7 @@ fn bad_input_is_named_with_line_and_column() {
         (
             "version.json",
             "{\"version\":2,\"phases\":[]}\n",
-            ":2:1: not a stage-1 timeline: version 2, only 1 is known",
+            ":1:12: not a stage-1 timeline: version 2, only 1 is known",
         ),
         (
             "array.json",

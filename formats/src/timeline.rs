@@ -94,8 +94,14 @@ impl Timeline {
         let mut version = None;
         let mut phases = None;
         let mut images = None;
+        // Where the version's value is, for the error of an unknown one.
+        let mut version_at = 0;
         p.object(|p, key| match key.as_str() {
-            "version" => once(p, &mut version, Json::number),
+            "version" => {
+                p.ws();
+                version_at = p.at;
+                once(p, &mut version, Json::number)
+            }
             "phases" => once(p, &mut phases, |p| p.array(Json::phase)),
             "images" => once(p, &mut images, |p| p.array(Json::image)),
             _ => Err(p.err(format!("unknown key {key:?}"))),
@@ -109,7 +115,10 @@ impl Timeline {
                 phases,
                 images: images.unwrap_or_default(),
             }),
-            (Some(v), Some(_)) => Err(p.err(format!("version {v}, only 1 is known"))),
+            (Some(v), Some(_)) => Err(TimelineError {
+                at: version_at,
+                msg: format!("version {v}, only 1 is known"),
+            }),
             _ => Err(p.err("want both version and phases".into())),
         }
     }
@@ -473,6 +482,10 @@ mod tests {
             .line_column(""),
             (1, 1)
         );
+        let json = "{\"phases\":[],\n  \"version\": 2}";
+        let e = Timeline::parse(json).unwrap_err();
+        assert_eq!(e.msg, "version 2, only 1 is known");
+        assert_eq!(e.line_column(json), (2, 14), "at the version's value");
         // An offset past the end is taken as the end.
         assert_eq!(
             TimelineError {
