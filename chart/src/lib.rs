@@ -157,17 +157,14 @@ impl Chart {
                 .map_err(|e| draw(e.into()))?;
             // Row 0 is drawn at the top: the segment n - 1.
             let row = |i: u32| n - 1 - i;
-            let label_of = |v: &SegmentValue<u32>| match v {
-                SegmentValue::CenterOf(y) | SegmentValue::Exact(y) if *y < n => {
-                    labels[(n - 1 - y) as usize].clone()
-                }
-                _ => String::new(),
-            };
+            // The rows' labels are drawn below, beside each bar: plotters
+            // gives a one-row axis no labels (and `y_labels(0)` overflows
+            // in its key-point search), so its own are left empty.
             chart
                 .configure_mesh()
                 .disable_y_mesh()
                 .y_labels(n as usize)
-                .y_label_formatter(&label_of)
+                .y_label_formatter(&|_| String::new())
                 .x_label_formatter(&|v| axis_number(*v))
                 .x_desc(clean(&self.axis, 120))
                 .label_style(("sans-serif", TEXT))
@@ -197,6 +194,16 @@ impl Chart {
                         ],
                         BLACK.stroke_width(3),
                     ))
+                }))
+                .map_err(|e| draw(e.into()))?;
+            let label_style = ("sans-serif", TEXT)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Right, VPos::Center));
+            chart
+                .draw_series(labels.iter().zip(0..).map(|(l, i)| {
+                    EmptyElement::at((lo, SegmentValue::CenterOf(row(i))))
+                        + Text::new(l.clone(), (-8, 0), label_style.clone())
                 }))
                 .map_err(|e| draw(e.into()))?;
             let note_style = ("sans-serif", TEXT)
