@@ -62,13 +62,20 @@ pub enum ChartError {
     },
 }
 
-/// `s` as one line of at most [`LABEL_CHARS`] characters, control
-/// characters (which XML cannot hold) as `?`.
+/// Whether XML 1.0 can hold `c` in text (its `Char` production, less the
+/// line ends a label must not have): not a control character, not
+/// U+FFFE or U+FFFF (Rust's `char` has no surrogates).
+fn xml_text_char(c: char) -> bool {
+    !c.is_control() && c != '\u{fffe}' && c != '\u{ffff}'
+}
+
+/// `s` as one line of at most `max` characters, those XML cannot hold
+/// as `?`.
 fn clean(s: &str, max: usize) -> String {
     let mut out: String = s
         .chars()
         .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if xml_text_char(c) { c } else { '?' })
         .collect();
     if s.chars().nth(max).is_some() {
         out.pop();
@@ -304,6 +311,27 @@ mod tests {
         assert!(
             doc.descendants()
                 .any(|n| n.has_tag_name("polyline") || n.has_tag_name("path"))
+        );
+    }
+
+    /// The `timeline` fuzz target's crash: a step named with U+FFFF, which
+    /// XML cannot hold, made an SVG no XML parser reads.
+    #[test]
+    fn characters_xml_cannot_hold_are_replaced() {
+        let c = Chart {
+            title: "t\u{fffe}".into(),
+            axis: "a".into(),
+            bars: vec![Bar {
+                note: "\u{ffff}".into(),
+                ..bar("\u{ffff}a\u{15e9}:\n", 0.0, 5.0)
+            }],
+        };
+        let t = texts(&c.to_svg().unwrap());
+        assert!(t.contains(&"?a\u{15e9}:?".to_string()), "{t:?}");
+        assert!(t.contains(&"t?".to_string()), "{t:?}");
+        assert_eq!(
+            clean("\u{10ffff}\u{e000}\u{fffd}", 9),
+            "\u{10ffff}\u{e000}\u{fffd}"
         );
     }
 
