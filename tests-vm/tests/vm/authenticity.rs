@@ -73,9 +73,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
     .map(|_| ())
 }
 
-fn build() -> Result<Fixture, String> {
-    let dir = media::work_dir("authenticity")?;
-    let nix = Nix::new(&dir);
+/// A key pair made by real Nix in `dir`, and the builder's arguments
+/// that sign the medium with it and make the initrd trust it.
+fn signing_args(dir: &Path) -> Result<Vec<String>, String> {
+    let nix = Nix::new(dir);
     let (secret, public) = (dir.join("key.secret"), dir.join("key.public"));
     let mut keygen = nix.command("nix-store");
     keygen
@@ -83,16 +84,21 @@ fn build() -> Result<Fixture, String> {
         .arg(&secret)
         .arg(&public);
     media::run(keygen)?;
-    let mut spec = artifacts::DemoSpec::new(Arch::X86_64, LABEL);
-    spec.modules = MODULES.iter().map(|m| m.to_string()).collect();
-    // The ISO also boots as a USB disk.
-    spec.module_sets = vec!["usb".into()];
-    spec.builder_args = vec![
+    Ok(vec![
         "--sign-key".into(),
         secret.display().to_string(),
         "--trusted-key".into(),
         public.display().to_string(),
-    ];
+    ])
+}
+
+fn build() -> Result<Fixture, String> {
+    let dir = media::work_dir("authenticity")?;
+    let mut spec = artifacts::DemoSpec::new(Arch::X86_64, LABEL);
+    spec.modules = MODULES.iter().map(|m| m.to_string()).collect();
+    // The ISO also boots as a USB disk.
+    spec.module_sets = vec!["usb".into()];
+    spec.builder_args = signing_args(&dir)?;
     let live = media::build_live_spec(&dir.join("live"), &spec, &|root| {
         let probe = root.join(PROBE.trim_start_matches('/'));
         let (shows, reads) = (probe.join(PROBE_SHOWS), probe.join(PROBE_READS));
@@ -401,21 +407,8 @@ fn aarch64_signed_verity_boots_and_a_changed_manifest_is_refused() {
     const ARM_LABEL: &str = "NIXLIVE_SIGNED_ARM";
     const ARM_TIMEOUT: Duration = Duration::from_secs(300);
     let dir = media::work_dir("authenticity-aarch64").unwrap();
-    let nix = Nix::new(&dir);
-    let (secret, public) = (dir.join("key.secret"), dir.join("key.public"));
-    let mut keygen = nix.command("nix-store");
-    keygen
-        .args(["--generate-binary-cache-key", KEY])
-        .arg(&secret)
-        .arg(&public);
-    media::run(keygen).unwrap_or_else(|e| panic!("{e}"));
     let mut spec = artifacts::DemoSpec::new(Arch::Aarch64, ARM_LABEL);
-    spec.builder_args = vec![
-        "--sign-key".into(),
-        secret.display().to_string(),
-        "--trusted-key".into(),
-        public.display().to_string(),
-    ];
+    spec.builder_args = signing_args(&dir).unwrap_or_else(|e| panic!("{e}"));
     let demo = artifacts::build_demo(&dir.join("live"), &spec).unwrap_or_else(|e| panic!("{e}"));
 
     // The bad ISO: the manifest's bytes are stored once, as they are; one
