@@ -3,6 +3,7 @@
 //! on its serial console (docs/contracts.md, "Guest report").
 //!
 //! - [`arch`]: what differs between x86_64, i686 and aarch64 guests.
+//! - [`bench_chart`]: the boot comparison of `make bench` as an SVG chart.
 //! - [`artifacts`]: where the binaries and kernels are; building the demo ISO.
 //! - [`http_server`], [`http_sets`]: serving and booting `netboot --http` sets.
 //! - [`kvm`]: whether KVM really works here (probed), else TCG.
@@ -12,6 +13,7 @@
 //! - [`qmp`]: acting on a running VM (hotplug, eject) through QMP.
 //! - [`regbench`]: registration throughput, native loader against `nix-store --load-db` (`make bench`).
 //! - [`report`]: the pure parser of the guest report.
+//! - [`throughput`]: the builder's NAR hashing, squashfs writers and ISO build against Nix's and squashfs-tools' (`make bench`).
 //! - [`systemd`]: a stage 2 running Debian's systemd on the live-ISO fstab, and its report.
 //!
 //! Every run has a hard timeout and kills its VM; every failure carries the
@@ -19,6 +21,7 @@
 
 pub mod arch;
 pub mod artifacts;
+pub mod bench_chart;
 pub mod boot_modes;
 pub mod checks;
 pub mod http_server;
@@ -31,6 +34,7 @@ pub mod qmp;
 pub mod regbench;
 pub mod report;
 pub mod systemd;
+pub mod throughput;
 
 use std::path::Path;
 use std::time::Duration;
