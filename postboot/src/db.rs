@@ -35,7 +35,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nixlive_formats::registration::{PathInfo, Registration};
+use nixlive_formats::registration::{PathHash, PathInfo, Registration};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 
@@ -370,19 +370,18 @@ fn build_fresh(tmp: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
     }
     // Nix's ids: 1, 2, ... in store-path order (given here, so they need
     // no lookups; `sqlite_sequence` follows them as with implicit ids).
+    // A file `nix-store --dump-db` wrote is in that order already.
     let mut sorted: Vec<&PathInfo> = reg.paths.iter().collect();
-    sorted.sort_by(|a, b| a.path.cmp(&b.path));
-    let ids: std::collections::HashMap<&str, i64, Fnv> = sorted
-        .iter()
-        .zip(1..)
-        .map(|(p, id)| (p.path.as_str(), id))
-        .collect();
-    let id_of = |path: &str| ids.get(path).copied();
-    let hashes: Vec<String> = sorted.iter().map(|p| p.nar_hash_base16()).collect();
-    let mut refs: Vec<[i64; 2]> = Vec::new();
+    if !sorted.is_sorted_by(|a, b| a.path <= b.path) {
+        sorted.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    }
+    let mut ids: std::collections::HashMap<&str, i64, PathHash> =
+        std::collections::HashMap::with_capacity_and_hasher(sorted.len(), PathHash::default());
+    ids.extend(sorted.iter().zip(1..).map(|(p, id)| (p.path.as_str(), id)));
+    let mut refs: Vec<[i64; 2]> = Vec::with_capacity(sorted.iter().map(|p| p.references.len()).sum());
     for (p, referrer) in sorted.iter().zip(1..) {
         for r in &p.references {
-            let reference = id_of(r).ok_or_else(|| DbError::Unregistered {
+            let reference = ids.get(r.as_str()).copied().ok_or_else(|| DbError::Unregistered {
                 line: p.line,
                 path: p.path.clone(),
                 reference: r.clone(),
@@ -390,43 +389,9 @@ fn build_fresh(tmp: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
             refs.push([referrer, reference]);
         }
     }
-    let rows: Vec<Vec<rusqlite::types::ToSqlOutput<'_>>> = sorted
-        .iter()
-        .zip(&hashes)
-        .zip(1i64..)
-        .map(|((p, hash), id)| {
-            use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-            vec![
-                ToSqlOutput::Owned(Value::Integer(id)),
-                ToSqlOutput::Borrowed(ValueRef::Text(p.path.as_bytes())),
-                ToSqlOutput::Borrowed(ValueRef::Text(hash.as_bytes())),
-                ToSqlOutput::Owned(Value::Integer(now)),
-                match &p.deriver {
-                    Some(d) => ToSqlOutput::Borrowed(ValueRef::Text(d.as_bytes())),
-                    None => ToSqlOutput::Owned(Value::Null),
-                },
-                match i64::try_from(p.nar_size) {
-                    Ok(n) => ToSqlOutput::Owned(Value::Integer(n)),
-                    Err(_) => ToSqlOutput::Owned(Value::Null),
-                },
-            ]
-        })
-        .collect();
-    insert_rows(
-        &tx,
-        "insert into ValidPaths (id, path, hash, registrationTime, deriver, narSize, ultimate, sigs, ca) values ",
-        "(?, ?, ?, ?, ?, ?, null, null, null)",
-        &rows,
-    )
-    .map_err(sq("inserting into ValidPaths"))?;
-    let ref_rows: Vec<[i64; 2]> = refs;
-    insert_rows(
-        &tx,
-        "insert or replace into Refs (referrer, reference) values ",
-        "(?, ?)",
-        &ref_rows,
-    )
-    .map_err(sq("inserting into Refs"))?;
+    insert_paths(&tx, &sorted, now).map_err(sq("inserting into ValidPaths"))?;
+    insert_refs(&tx, &refs).map_err(sq("inserting into Refs"))?;
+    let ref_rows = refs;
     let counts = Counts {
         added: sorted.len(),
         new_references: ref_rows.len(),
@@ -462,58 +427,74 @@ fn build_fresh(tmp: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
     Ok(counts)
 }
 
-/// FNV-1a, the hasher of the path-to-id map of [`build_fresh`]: store
-/// paths are short and the map is looked up once per reference, where
-/// SipHash was a twentieth of the run. (The registration comes from the
-/// medium being booted, and the parser has already checked it.)
-#[derive(Default)]
-struct FnvHasher(u64);
-
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
-
 /// Rows per multi-row `insert` (SQLite's limit on a `values` list is 500):
 /// one statement step for many rows.
 const ROWS_PER_INSERT: usize = 250;
 
-/// Inserts `rows` with `head` followed by one `row` placeholder group per
-/// row, [`ROWS_PER_INSERT`] rows a statement (two prepared statements: the
-/// full one and the rest's).
-fn insert_rows<R, T>(tx: &Connection, head: &str, row: &str, rows: &[R]) -> rusqlite::Result<()>
-where
-    R: AsRef<[T]>,
-    T: rusqlite::ToSql,
-{
-    let statement = |n: usize| format!("{head}{}", vec![row; n].join(", "));
+/// `head` followed by `n` times `row`, comma-separated.
+fn multi_row(head: &str, row: &str, n: usize) -> String {
+    format!("{head}{}", vec![row; n].join(", "))
+}
+
+/// Inserts `paths` (in store-path order) with ids 1, 2, ...: a
+/// [`ROWS_PER_INSERT`]-row statement prepared once (and one for the rest),
+/// parameters bound straight from the registration. `ultimate`, `sigs`
+/// and `ca` are NULL, as the columns' default.
+fn insert_paths(tx: &Connection, paths: &[&PathInfo], now: i64) -> rusqlite::Result<()> {
+    const HEAD: &str =
+        "insert into ValidPaths (id, path, hash, registrationTime, deriver, narSize) values ";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?)";
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut full = None;
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let params = rusqlite::params_from_iter(chunk.iter().flat_map(|r| r.as_ref().iter()));
-        if chunk.len() == ROWS_PER_INSERT {
-            if full.is_none() {
-                full = Some(tx.prepare(&statement(ROWS_PER_INSERT))?);
-            }
-            if let Some(st) = full.as_mut() {
-                st.execute(params)?;
-            }
+    let mut hash = *b"sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    for (c, chunk) in paths.chunks(ROWS_PER_INSERT).enumerate() {
+        let mut part;
+        let st = if chunk.len() == ROWS_PER_INSERT {
+            full.get_or_insert(tx.prepare(&multi_row(HEAD, ROW, ROWS_PER_INSERT))?)
         } else {
-            tx.prepare(&statement(chunk.len()))?.execute(params)?;
+            part = tx.prepare(&multi_row(HEAD, ROW, chunk.len()))?;
+            &mut part
+        };
+        for (k, p) in chunk.iter().enumerate() {
+            let at = k * 6;
+            let id = i64::try_from(c * ROWS_PER_INSERT + k + 1).unwrap_or(i64::MAX);
+            for (i, b) in p.nar_hash.iter().enumerate() {
+                hash[7 + 2 * i] = HEX[usize::from(b >> 4)];
+                hash[8 + 2 * i] = HEX[usize::from(b & 0xf)];
+            }
+            // All ASCII: the bytes are text.
+            let hash_text = std::str::from_utf8(&hash).unwrap_or_default();
+            st.raw_bind_parameter(at + 1, id)?;
+            st.raw_bind_parameter(at + 2, p.path.as_str())?;
+            st.raw_bind_parameter(at + 3, hash_text)?;
+            st.raw_bind_parameter(at + 4, now)?;
+            st.raw_bind_parameter(at + 5, p.deriver.as_deref())?;
+            st.raw_bind_parameter(at + 6, i64::try_from(p.nar_size).ok())?;
         }
+        st.raw_execute()?;
+    }
+    Ok(())
+}
+
+/// Inserts `(referrer, reference)` rows as [`insert_paths`] does. A new
+/// database has no row to replace: a plain insert, not Nix's
+/// `insert or replace` (the parser refused a reference listed twice).
+fn insert_refs(tx: &Connection, refs: &[[i64; 2]]) -> rusqlite::Result<()> {
+    const HEAD: &str = "insert into Refs (referrer, reference) values ";
+    let mut full = None;
+    for chunk in refs.chunks(ROWS_PER_INSERT) {
+        let mut part;
+        let st = if chunk.len() == ROWS_PER_INSERT {
+            full.get_or_insert(tx.prepare(&multi_row(HEAD, "(?, ?)", ROWS_PER_INSERT))?)
+        } else {
+            part = tx.prepare(&multi_row(HEAD, "(?, ?)", chunk.len()))?;
+            &mut part
+        };
+        for (k, [referrer, reference]) in chunk.iter().enumerate() {
+            st.raw_bind_parameter(2 * k + 1, referrer)?;
+            st.raw_bind_parameter(2 * k + 2, reference)?;
+        }
+        st.raw_execute()?;
     }
     Ok(())
 }

@@ -2,9 +2,9 @@
 //! (nothing is touched when it is malformed), then loaded by one of two
 //! loaders:
 //!
-//! - `native` ([`crate::db`]): writes Nix's database directly; built on
-//!   x86_64 (where SQLite can be compiled), proven equal to `nix-store
-//!   --load-db` by the host tests;
+//! - `native` ([`crate::db`]): writes Nix's database directly (with the
+//!   `native-loader` feature, the default: SQLite is compiled in), proven
+//!   equal to `nix-store --load-db` by the host tests;
 //! - `nix-store`: pipes the file into the system's `nix-store --load-db`
 //!   (with `--store ROOT` when the root is not `/`).
 //!
@@ -39,7 +39,7 @@ impl Loader {
 }
 
 /// Whether this build has the native loader.
-pub const NATIVE_AVAILABLE: bool = cfg!(all(feature = "native-loader", target_arch = "x86_64"));
+pub const NATIVE_AVAILABLE: bool = cfg!(feature = "native-loader");
 
 /// The largest registration read: 64 MiB. A NixOS system's is about 1 MB
 /// (some 2,000 paths); 64 MiB holds well over 100,000 paths with their
@@ -67,7 +67,7 @@ pub enum LoadError {
     },
     #[error("the native loader is not built for this architecture; use --loader nix-store")]
     NativeUnavailable,
-    #[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
+    #[cfg(feature = "native-loader")]
     #[error("native loader")]
     Db(#[from] crate::db::DbError),
     #[error("running {program} {args}")]
@@ -162,10 +162,13 @@ pub fn load(
 fn read_capped(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() > limit {
+    let len = file.metadata()?.len();
+    if len > limit {
         return Ok(None);
     }
-    let mut data = Vec::new();
+    // Room for the whole file and the byte that would tell it grew: no
+    // copying as the buffer grows.
+    let mut data = Vec::with_capacity(usize::try_from(len + 1).unwrap_or(0));
     file.take(limit + 1).read_to_end(&mut data)?;
     Ok((data.len() as u64 <= limit).then_some(data))
 }
@@ -193,7 +196,7 @@ pub fn choose(loader: Loader, native_built: bool, has_drv: bool, nix_store_found
     }
 }
 
-#[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
+#[cfg(feature = "native-loader")]
 fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Outcome, LoadError> {
     let dir = paths::under(root, paths::NIX_DB_DIR);
     // A second run finds everything in place and writes nothing.
@@ -208,7 +211,7 @@ fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Outcome, Loa
     })
 }
 
-#[cfg(not(all(feature = "native-loader", target_arch = "x86_64")))]
+#[cfg(not(feature = "native-loader"))]
 fn load_native(_: &Path, _: &Registration, _: i64) -> Result<Outcome, LoadError> {
     Err(LoadError::NativeUnavailable)
 }
