@@ -450,7 +450,10 @@ fn insert_paths(tx: &Connection, paths: &[&PathInfo], now: i64) -> rusqlite::Res
     for (c, chunk) in paths.chunks(ROWS_PER_INSERT).enumerate() {
         let mut part;
         let st = if chunk.len() == ROWS_PER_INSERT {
-            full.get_or_insert(tx.prepare(&multi_row(HEAD, ROW, ROWS_PER_INSERT))?)
+            if full.is_none() {
+                full = Some(tx.prepare(&multi_row(HEAD, ROW, ROWS_PER_INSERT))?);
+            }
+            full.as_mut().ok_or(rusqlite::Error::InvalidQuery)?
         } else {
             part = tx.prepare(&multi_row(HEAD, ROW, chunk.len()))?;
             &mut part
@@ -485,7 +488,10 @@ fn insert_refs(tx: &Connection, refs: &[[i64; 2]]) -> rusqlite::Result<()> {
     for chunk in refs.chunks(ROWS_PER_INSERT) {
         let mut part;
         let st = if chunk.len() == ROWS_PER_INSERT {
-            full.get_or_insert(tx.prepare(&multi_row(HEAD, "(?, ?)", ROWS_PER_INSERT))?)
+            if full.is_none() {
+                full = Some(tx.prepare(&multi_row(HEAD, "(?, ?)", ROWS_PER_INSERT))?);
+            }
+            full.as_mut().ok_or(rusqlite::Error::InvalidQuery)?
         } else {
             part = tx.prepare(&multi_row(HEAD, "(?, ?)", chunk.len()))?;
             &mut part

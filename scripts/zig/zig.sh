@@ -20,13 +20,16 @@ case "$mode" in
   cc)
     target=$1; shift
     # cc (the crate) passes clang's --target=<rust triple>, which Zig does
-    # not read (its triples have no vendor): the wrapper's -target stands.
+    # not read (its triples have no vendor, and i686 is x86): the
+    # wrapper's -target stands.
     args=()
     skip=0
     for a in "$@"; do
       if [ "$skip" = 1 ]; then skip=0; continue; fi
       case "$a" in
         --target=*) ;;
+        # A linker flag for gcc (the link is rust-lld's): Zig refuses it.
+        -Wl,-melf_i386) ;;
         -target|--target) skip=1 ;;
         *) args+=("$a") ;;
       esac
