@@ -146,93 +146,9 @@ impl Registration {
     /// The fast path of [`Registration::parse`]: `None` when the file is
     /// malformed or of a shape left to [`Registration::parse_reference`]
     /// (a line with a byte outside printable ASCII, a hash other than base
-    /// 16 or nix base 32); else exactly what that returns. One pass over
-    /// the bytes, no per-line allocation, paths found again through a
-    /// hash map of borrowed names, the reference graph as indices.
+    /// 16 or nix base 32); else exactly what that returns.
     pub fn parse_quick(data: &[u8]) -> Option<Registration> {
-        if data.is_empty() {
-            return Some(Registration::default());
-        }
-        if !data.ends_with(b"\n") {
-            return None;
-        }
-        let mut lines = QuickLines { data, pos: 0 };
-        // Records: (path, line, hash, size, deriver, references as names).
-        let mut records: Vec<QuickRecord<'_>> = Vec::new();
-        let mut index: HashMap<&[u8], u32, PathHash> = HashMap::default();
-        let mut refs: Vec<&[u8]> = Vec::new();
-        let mut line = 0usize;
-        while lines.pos < data.len() {
-            let start_line = line + 1;
-            let path = lines.next()?;
-            if !quick_store_path(path) {
-                return None;
-            }
-            let id = u32::try_from(records.len()).ok()?;
-            if index.insert(path, id).is_some() {
-                return None;
-            }
-            let hash = quick_sha256(lines.next()?)?;
-            let size = quick_decimal(lines.next()?)?;
-            if size == 0 {
-                return None;
-            }
-            let deriver = lines.next()?;
-            if !deriver.is_empty() && !quick_store_path(deriver) {
-                return None;
-            }
-            let count = quick_decimal(lines.next()?)?;
-            line += 5;
-            let first = refs.len();
-            // Checked when found among the paths, which are checked.
-            for _ in 0..count {
-                refs.push(lines.next()?);
-                line += 1;
-            }
-            let own = &mut refs[first..];
-            own.sort_unstable();
-            if own.windows(2).any(|w| w[0] == w[1]) {
-                return None;
-            }
-            records.push(QuickRecord {
-                path,
-                line: start_line,
-                hash,
-                size,
-                deriver,
-                refs: first..refs.len(),
-            });
-        }
-        // Every reference is registered; no cycle but self-references.
-        let targets: Vec<u32> = refs
-            .iter()
-            .map(|r| index.get(r).copied())
-            .collect::<Option<_>>()?;
-        if quick_has_cycle(&records, &targets) {
-            return None;
-        }
-        let text = |b: &[u8]| String::from_utf8(b.to_vec()).ok();
-        let paths = records
-            .iter()
-            .map(|r| {
-                Some(PathInfo {
-                    path: text(r.path)?,
-                    nar_hash: r.hash,
-                    nar_size: r.size,
-                    deriver: if r.deriver.is_empty() {
-                        None
-                    } else {
-                        Some(text(r.deriver)?)
-                    },
-                    references: refs[r.refs.clone()]
-                        .iter()
-                        .map(|b| text(b))
-                        .collect::<Option<_>>()?,
-                    line: r.line,
-                })
-            })
-            .collect::<Option<_>>()?;
-        Some(Registration { paths })
+        Borrowed::parse(data).map(|b| b.to_owned())
     }
 
     /// The line-by-line parser: every check in file order, the first
@@ -445,15 +361,131 @@ pub fn find_cycle(paths: &[PathInfo]) -> Option<(usize, usize)> {
     None
 }
 
-/// A record as [`Registration::parse_quick`] reads it, borrowing the file.
-struct QuickRecord<'a> {
-    path: &'a [u8],
-    line: usize,
-    hash: [u8; 32],
-    size: u64,
-    deriver: &'a [u8],
-    /// Its references' place in the list of all references.
-    refs: std::ops::Range<usize>,
+/// A registration as [`Borrowed::parse`] reads it: the records borrow the
+/// file, and references are indices of records. What postboot's native
+/// loader builds a new database from (no copy of a name, no second
+/// look-up); [`Borrowed::to_owned`] makes the [`Registration`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Borrowed<'a> {
+    /// In file order.
+    pub records: Vec<Record<'a>>,
+    /// The references of all records, each the index of a record:
+    /// `targets[records[i].refs]` are record `i`'s, in store-path order.
+    pub targets: Vec<u32>,
+}
+
+/// One record of a [`Borrowed`] registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub path: &'a str,
+    /// The line the record starts on.
+    pub line: usize,
+    pub nar_hash: [u8; 32],
+    pub nar_size: u64,
+    pub deriver: Option<&'a str>,
+    /// Where its references are in [`Borrowed::targets`].
+    pub refs: std::ops::Range<usize>,
+}
+
+impl<'a> Borrowed<'a> {
+    /// Reads `data` in one pass over its bytes, without a per-line
+    /// allocation, paths found again through a hash map of borrowed names;
+    /// `None` when [`Registration::parse_quick`] is.
+    pub fn parse(data: &'a [u8]) -> Option<Borrowed<'a>> {
+        if data.is_empty() {
+            return Some(Borrowed::default());
+        }
+        if !data.ends_with(b"\n") {
+            return None;
+        }
+        let mut lines = QuickLines { data, pos: 0 };
+        let mut records: Vec<Record<'a>> = Vec::new();
+        let mut index: HashMap<&[u8], u32, PathHash> = HashMap::default();
+        let mut refs: Vec<&'a [u8]> = Vec::new();
+        let mut line = 0usize;
+        while lines.pos < data.len() {
+            let start_line = line + 1;
+            let path = lines.next()?;
+            if !quick_store_path(path) {
+                return None;
+            }
+            let id = u32::try_from(records.len()).ok()?;
+            if index.insert(path, id).is_some() {
+                return None;
+            }
+            let hash = quick_sha256(lines.next()?)?;
+            let size = quick_decimal(lines.next()?)?;
+            if size == 0 {
+                return None;
+            }
+            let deriver = lines.next()?;
+            if !deriver.is_empty() && !quick_store_path(deriver) {
+                return None;
+            }
+            let count = quick_decimal(lines.next()?)?;
+            line += 5;
+            let first = refs.len();
+            // Checked when found among the paths, which are checked.
+            for _ in 0..count {
+                refs.push(lines.next()?);
+                line += 1;
+            }
+            let own = &mut refs[first..];
+            own.sort_unstable();
+            if own.windows(2).any(|w| w[0] == w[1]) {
+                return None;
+            }
+            // Printable ASCII: the bytes are text.
+            records.push(Record {
+                path: std::str::from_utf8(path).ok()?,
+                line: start_line,
+                nar_hash: hash,
+                nar_size: size,
+                deriver: match deriver {
+                    b"" => None,
+                    d => Some(std::str::from_utf8(d).ok()?),
+                },
+                refs: first..refs.len(),
+            });
+        }
+        // Every reference is registered; no cycle but self-references.
+        let targets: Vec<u32> = refs
+            .iter()
+            .map(|r| index.get(r).copied())
+            .collect::<Option<_>>()?;
+        if quick_has_cycle(&records, &targets) {
+            return None;
+        }
+        // The references' names are those of the paths they were found as.
+        Some(Borrowed { records, targets })
+    }
+
+    /// Record `i`'s references, as record indices in store-path order.
+    pub fn references(&self, i: usize) -> &[u32] {
+        &self.targets[self.records[i].refs.clone()]
+    }
+
+    /// The [`Registration`] of these records.
+    pub fn to_owned(&self) -> Registration {
+        let paths = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| PathInfo {
+                path: r.path.to_string(),
+                nar_hash: r.nar_hash,
+                nar_size: r.nar_size,
+                deriver: r.deriver.map(str::to_string),
+                references: self
+                    .references(i)
+                    .iter()
+                    .map(|&t| self.records[t as usize].path.to_string())
+                    .collect(),
+                line: r.line,
+            })
+            .collect();
+        Registration { paths }
+    }
 }
 
 /// The lines of a file that ends in a newline, each printable ASCII.
@@ -487,7 +519,9 @@ fn quick_store_path(p: &[u8]) -> bool {
         && base[..HASH_PART_LEN].iter().all(|&c| nix32::is_digit(c))
         && base[HASH_PART_LEN] == b'-'
         && base[HASH_PART_LEN + 1] != b'.'
-        && base[HASH_PART_LEN + 1..].iter().all(|&c| NAME_BYTE[usize::from(c)])
+        && base[HASH_PART_LEN + 1..]
+            .iter()
+            .all(|&c| NAME_BYTE[usize::from(c)])
 }
 
 /// The bytes a store path's name may hold.
@@ -544,7 +578,7 @@ fn quick_decimal(s: &[u8]) -> Option<u64> {
 
 /// Whether the references (`targets`: each record's, as record indices)
 /// make a cycle between different paths ([`find_cycle`]'s question).
-fn quick_has_cycle(records: &[QuickRecord<'_>], targets: &[u32]) -> bool {
+fn quick_has_cycle(records: &[Record<'_>], targets: &[u32]) -> bool {
     // 0 unvisited, 1 on the stack, 2 done.
     let mut state = vec![0u8; records.len()];
     let mut stack: Vec<(usize, usize)> = Vec::new();
@@ -863,7 +897,12 @@ mod tests {
     fn agree(data: &[u8]) {
         let reference = Registration::parse_reference(data);
         if let Some(quick) = Registration::parse_quick(data) {
-            assert_eq!(Ok(&quick), reference.as_ref(), "{:?}", String::from_utf8_lossy(data));
+            assert_eq!(
+                Ok(&quick),
+                reference.as_ref(),
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
         }
         assert_eq!(Registration::parse(data), reference);
     }
@@ -878,7 +917,10 @@ mod tests {
         // The file as written, unsorted references and a base-16 hash
         // after `sha256:` included.
         assert_eq!(Registration::parse_quick(good().as_bytes()), Some(r));
-        assert_eq!(Registration::parse_quick(b""), Some(Registration::default()));
+        assert_eq!(
+            Registration::parse_quick(b""),
+            Some(Registration::default())
+        );
         // Left to the reference parser: base 64, a bare base-32 digest.
         for other in [format!("sha256:{ABC64}"), ABC32.to_string()] {
             let text = good().replace(&format!("sha256:{ABC32}"), &other);
@@ -918,7 +960,10 @@ mod tests {
             agree(case.as_bytes());
         }
         // At the limit of a name's length, and upper-case base 16.
-        agree(g.replace("-a\n", &format!("-{}\n", "x".repeat(211))).as_bytes());
+        agree(
+            g.replace("-a\n", &format!("-{}\n", "x".repeat(211)))
+                .as_bytes(),
+        );
         agree(g.replace(ABC16, &ABC16.to_uppercase()).as_bytes());
     }
 
@@ -926,7 +971,9 @@ mod tests {
     fn the_two_parsers_agree_on_every_one_byte_change() {
         let g = good().into_bytes();
         for i in 0..g.len() {
-            for b in [b'\n', b'0', b'1', b'9', b'a', b'e', b'z', b'-', b'.', b'/', b':', b' ', 0x7f, 0xc3] {
+            for b in [
+                b'\n', b'0', b'1', b'9', b'a', b'e', b'z', b'-', b'.', b'/', b':', b' ', 0x7f, 0xc3,
+            ] {
                 let mut d = g.clone();
                 d[i] = b;
                 agree(&d);

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nixlive_formats::registration::{Registration, RegistrationError};
+use nixlive_formats::registration::{Borrowed, Registration, RegistrationError};
 use thiserror::Error;
 
 use crate::paths;
@@ -65,7 +65,7 @@ pub enum LoadError {
         #[source]
         source: RegistrationError,
     },
-    #[error("the native loader is not built for this architecture; use --loader nix-store")]
+    #[error("this build has no native loader (feature native-loader); use --loader nix-store")]
     NativeUnavailable,
     #[cfg(feature = "native-loader")]
     #[error("native loader")]
@@ -142,18 +142,52 @@ pub fn load(
             });
         }
     };
-    let reg = Registration::parse(&data).map_err(|source| LoadError::Parse {
-        path: file.to_string(),
-        source,
-    })?;
-    let has_drv = reg.paths.iter().any(|p| p.path.ends_with(".drv"));
-    match choose(loader, NATIVE_AVAILABLE, has_drv, nix_store.is_file()) {
-        Choice::Native => load_native(root, &reg, now),
-        Choice::NixStore => load_nix_store(root, &reg, &data, nix_store),
-        Choice::Unavailable => Err(LoadError::NativeUnavailable),
-        Choice::Skip => Ok(Outcome::NoLoader {
-            paths: reg.paths.len(),
+    // The quick parser reads a well-formed file in one pass and keeps it
+    // borrowed: the native loader builds a new database straight from it.
+    // Anything else is parsed again by the line-by-line parser, which says
+    // what is wrong and where.
+    let quick = Borrowed::parse(&data);
+    let owned = |quick: &Option<Borrowed<'_>>| match quick {
+        Some(q) => Ok(q.to_owned()),
+        None => Registration::parse_reference(&data).map_err(|source| LoadError::Parse {
+            path: file.to_string(),
+            source,
         }),
+    };
+    let (paths, has_drv, reg) = match &quick {
+        Some(q) => (
+            q.records.len(),
+            q.records.iter().any(|r| r.path.ends_with(".drv")),
+            None,
+        ),
+        None => {
+            let reg = owned(&None)?;
+            let has_drv = reg.paths.iter().any(|p| p.path.ends_with(".drv"));
+            (reg.paths.len(), has_drv, Some(reg))
+        }
+    };
+    match choose(loader, NATIVE_AVAILABLE, has_drv, nix_store.is_file()) {
+        Choice::Native => {
+            if let Some(q) = &quick
+                && let Some(outcome) = load_native_new(root, q, now)?
+            {
+                return Ok(outcome);
+            }
+            let reg = match reg {
+                Some(r) => r,
+                None => owned(&quick)?,
+            };
+            load_native(root, &reg, now)
+        }
+        Choice::NixStore => {
+            let reg = match reg {
+                Some(r) => r,
+                None => owned(&quick)?,
+            };
+            load_nix_store(root, &reg, &data, nix_store)
+        }
+        Choice::Unavailable => Err(LoadError::NativeUnavailable),
+        Choice::Skip => Ok(Outcome::NoLoader { paths }),
     }
 }
 
@@ -213,6 +247,29 @@ fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Outcome, Loa
 
 #[cfg(not(feature = "native-loader"))]
 fn load_native(_: &Path, _: &Registration, _: i64) -> Result<Outcome, LoadError> {
+    Err(LoadError::NativeUnavailable)
+}
+
+/// The first boot's load: a new database built from the quick parser's
+/// records; `None` when there is a database already.
+#[cfg(feature = "native-loader")]
+fn load_native_new(
+    root: &Path,
+    reg: &Borrowed<'_>,
+    now: i64,
+) -> Result<Option<Outcome>, LoadError> {
+    let dir = paths::under(root, paths::NIX_DB_DIR);
+    Ok(
+        crate::db::load_new(&dir, reg, now)?.map(|counts| Outcome::Loaded {
+            loader: Used::Native,
+            paths: reg.records.len(),
+            changed: counts.added,
+        }),
+    )
+}
+
+#[cfg(not(feature = "native-loader"))]
+fn load_native_new(_: &Path, _: &Borrowed<'_>, _: i64) -> Result<Option<Outcome>, LoadError> {
     Err(LoadError::NativeUnavailable)
 }
 
@@ -306,7 +363,7 @@ mod tests {
         assert_eq!(choose(Auto, true, false, false), Choice::Native);
         assert_eq!(choose(Auto, true, true, true), Choice::NixStore);
         assert_eq!(choose(Auto, false, false, true), Choice::NixStore);
-        // i686/aarch64 demo: no native loader, no Nix on the system.
+        // A build without the native loader, and no Nix on the system.
         assert_eq!(choose(Auto, false, false, false), Choice::Skip);
         assert_eq!(choose(Native, false, false, true), Choice::Unavailable);
         assert_eq!(choose(NixStore, true, false, false), Choice::NixStore);
