@@ -399,9 +399,13 @@ impl<'a> Borrowed<'a> {
             return None;
         }
         let mut lines = QuickLines { data, pos: 0 };
-        let mut records: Vec<Record<'a>> = Vec::new();
-        let mut index: HashMap<&[u8], u32, PathHash> = HashMap::default();
-        let mut refs: Vec<&'a [u8]> = Vec::new();
+        // A record takes at least 120 bytes (path, hash, size, count); one
+        // of a NixOS system about 500 with its references.
+        let guess = data.len() / 256;
+        let mut records: Vec<Record<'a>> = Vec::with_capacity(guess);
+        let mut index: HashMap<&[u8], u32, PathHash> =
+            HashMap::with_capacity_and_hasher(guess, PathHash::default());
+        let mut refs: Vec<&'a [u8]> = Vec::with_capacity(guess * 4);
         let mut line = 0usize;
         while lines.pos < data.len() {
             let start_line = line + 1;
