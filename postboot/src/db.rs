@@ -797,7 +797,9 @@ mod tests {
     }
 
     /// `(id, path)` of ValidPaths and `(referrer, reference)` of Refs.
-    fn rows(dir: &Path) -> (Vec<(i64, String)>, Vec<(i64, i64)>) {
+    type Rows = (Vec<(i64, String)>, Vec<(i64, i64)>);
+
+    fn rows(dir: &Path) -> Rows {
         let conn = Connection::open(dir.join("db.sqlite")).unwrap();
         let paths = conn
             .prepare("select id, path from ValidPaths order by id")

@@ -38,7 +38,11 @@ pub struct RegResult {
 /// milliseconds): the wall clock of a shared machine says more about the
 /// other load on it. Returns the standard output, the wall and the CPU
 /// seconds.
-fn run_timed(cmd: Command, input: Option<&[u8]>, scratch: &Path) -> Result<(Vec<u8>, f64, f64), String> {
+fn run_timed(
+    cmd: Command,
+    input: Option<&[u8]>,
+    scratch: &Path,
+) -> Result<(Vec<u8>, f64, f64), String> {
     let times = scratch.join("times");
     let mut timed = Command::new("/bin/bash");
     // Both commands here start from a cleared environment.
@@ -270,7 +274,10 @@ mod tests {
             "1700000000.250000 1700000001.000000\n0m0.004s 0m0.001s\n0m0.120s 1m0.030s\n",
         )
         .unwrap();
-        assert!((wall - 0.75).abs() < 1e-6 && (cpu - 60.15).abs() < 1e-9, "{wall} {cpu}");
+        assert!(
+            (wall - 0.75).abs() < 1e-6 && (cpu - 60.15).abs() < 1e-9,
+            "{wall} {cpu}"
+        );
         assert_eq!(parse_times("1 2\n0m0.004s 0m0.001s\n"), None);
         assert_eq!(parse_times("1 2\n0m0.004s 0m0.001s\n0m0.1 0m0.0s\n"), None);
         assert_eq!(parse_times("0m0.004s 0m0.001s\n0m0.1s 0m0.0s\n"), None);
