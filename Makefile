@@ -43,6 +43,7 @@ bench: build
 	bash scripts/fetch-bench-peers.sh
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-scale-bench
+	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-verity-bench
 
 # Every parser of untrusted input under libFuzzer for FUZZ_SECONDS each,
 # built as release with debug assertions and overflow checks (cargo fuzz's

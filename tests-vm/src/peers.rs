@@ -335,23 +335,9 @@ pub fn unpacked_size(path: &Path) -> Result<u64, String> {
 /// The length of the newc archive at the start of `d`, through its
 /// `TRAILER!!!` entry (4-byte aligned as the kernel reads it).
 fn newc_len(d: &[u8]) -> Option<usize> {
-    let align = |x: usize| (x + 3) & !3;
-    let hex = |s: &[u8]| usize::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok();
-    let mut off = 0;
-    loop {
-        let h = d.get(off..off + 110)?;
-        if &h[..6] != b"070701" {
-            return None;
-        }
-        let filesize = hex(&h[54..62])?;
-        let namesize = hex(&h[94..102])?;
-        let name = d.get(off + 110..off + 110 + namesize)?;
-        let data_start = align(off + 110 + namesize);
-        off = align(data_start + filesize);
-        if name.starts_with(b"TRAILER!!!") {
-            return Some(off.min(d.len()));
-        }
-    }
+    nixlive_formats::cpio::parse_archive(d)
+        .ok()
+        .map(|(_, n)| n.min(d.len()))
 }
 
 #[cfg(test)]

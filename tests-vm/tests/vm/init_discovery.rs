@@ -187,6 +187,38 @@ fn gpt_partition_by_partlabel() {
     assert_booted_from(&b, "ext4", "/dev/vda2");
 }
 
+/// Two disks carry the label and the initrd trusts no key: the log names
+/// both and the one used, and that one is what was mounted.
+#[test]
+fn two_disks_with_one_label_are_both_named() {
+    let f = fixture();
+    let cmd = pc(&format!("root=LABEL={EXT4_LABEL} nixlive.timeout=60"))
+        .virtio_disk(&f.ext4)
+        .virtio_disk(&f.ext4);
+    let b = media::boot(&cmd, TIMEOUT).unwrap();
+    let ctx = b.context();
+    let said = b
+        .init_lines()
+        .into_iter()
+        .find_map(|l| {
+            l.split_once(&format!("2 devices carry the label {EXT4_LABEL}: "))?
+                .1
+                .into()
+        })
+        .unwrap_or_else(|| panic!("init did not name both devices\n{ctx}"));
+    let (both, used) = said
+        .split_once("; using ")
+        .unwrap_or_else(|| panic!("{said:?} does not say which was used\n{ctx}"));
+    let mut both: Vec<&str> = both.split(" and ").collect();
+    both.sort_unstable();
+    assert_eq!(both, ["/dev/vda", "/dev/vdb"], "{ctx}");
+    assert!(
+        b.init_said("is not authenticated: the initrd trusts no key"),
+        "{ctx}"
+    );
+    assert_booted_from(&b, "ext4", used.trim());
+}
+
 #[test]
 fn findiso_on_an_ext4_disk() {
     let f = fixture();
