@@ -38,7 +38,9 @@ clean:
 # Boot-time and initrd-size comparison with the real peers (Debian
 # live-boot, dracut, built once into .cache/bench-peers) and registration
 # against nix-store, measured in one run (never part of `make test`).
-# NIXLIVE_BENCH_ROUNDS=N (default 5), NIXLIVE_BENCH_PARTS=boot,registration.
+# NIXLIVE_BENCH_ROUNDS=N (default 5), NIXLIVE_BENCH_PARTS=boot,registration,throughput,
+# NIXLIVE_BENCH_TREE_MB (the throughput tree, default 300). Writes bench.json,
+# bench.md and bench.svg in out/bench.
 bench: build
 	bash scripts/fetch-bench-peers.sh
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench
@@ -54,7 +56,7 @@ bench: build
 # input lands in fuzz/artifacts/<target>; keep it as a unit test.
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_SECONDS ?= 10
-FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod softdep superblock uevent authorized_keys passwd postboot_conf report encodings elf kimage cpio partition_table nixkey verity
+FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod softdep superblock uevent authorized_keys passwd postboot_conf report encodings elf kimage cpio partition_table nixkey verity timeline
 fuzz_max_len = $(or $(FUZZ_MAX_LEN_$(1)),8192)
 FUZZ_MAX_LEN_superblock := 65536
 FUZZ_MAX_LEN_kmod := 65536

@@ -11,7 +11,7 @@ S=fuzz/seeds
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rm -rf "$S"
-mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio,partition_table,nixkey,verity}
+mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio,partition_table,nixkey,verity,timeline}
 
 head64() { head -c 65536 "$1" > "$2"; }
 
@@ -98,6 +98,10 @@ if [ -n "$initrd" ]; then
   (cd "$T" && zstd -dc < "$OLDPWD/$initrd" | cpio -id --quiet etc/nixlive/initrd.conf) \
     && cp "$T/etc/nixlive/initrd.conf" "$S/initrd_conf/builder" || true
 fi
+# The stage-1 timeline of a real boot (the builder's analyze fixture, from
+# `make demo`'s out/demo/stage1.json) and one with escapes.
+cp builder/tests/fixtures/stage1.json "$S/timeline/demo-boot"
+printf '{"version":1,"phases":[{"name":"a\\u00e9\\n","start_ms":0,"duration_ms":0}]}\n' > "$S/timeline/escapes"
 printf "22 1 0:20 / / rw,relatime shared:1 - overlay overlay rw,lowerdir=/nix/.ro-store,upperdir=/nix/.rw-store/store\\n23 22 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw,size=4096k\\n24 22 7:0 / /iso ro - iso9660 /dev/sr0 ro\\n" > "$S/report/mountinfo"
 printf 'deadbeef00ff\n' > "$S/encodings/hex"
 printf 'AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI' > "$S/encodings/base64"

@@ -64,6 +64,10 @@ enum Cmd {
     /// Write the system tarball's tree as a partitioned disk image (one
     /// ext4 root partition labelled --label) for an SD card or USB disk.
     DiskImage(cmd::disk_image::Args),
+    /// Print where stage 1's time went (its steps, longest first, with
+    /// start and duration) from /run/nixlive/stage1.json, and with --svg
+    /// draw them on the uptime axis.
+    Analyze(cmd::analyze::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -77,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Inspect(a) => cmd::inspect::run(&a),
         Cmd::Tarball(a) => cmd::tarball::run(&a),
         Cmd::DiskImage(a) => cmd::disk_image::run(&a),
+        Cmd::Analyze(a) => cmd::analyze::run(&a),
     }
 }
 

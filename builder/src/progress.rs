@@ -51,10 +51,11 @@ pub fn during<T>(what: &str, f: impl FnOnce() -> T) -> T {
 }
 
 /// The line that ends a step: `what: 1200 paths, 1.5 GiB in 3.2 s
-/// (480.0 MiB/s)`; nothing for a step shorter than two seconds.
+/// (480.0 MiB/s)`; nothing for a step shorter than two seconds, unless
+/// `NIXLIVE_STEP_TIMES` is set (`make bench` reads every step's time).
 pub fn finished(what: &str, count: &str, bytes: u64, started: Instant) {
     let t = started.elapsed();
-    if t < QUIET_UNDER {
+    if t < QUIET_UNDER && std::env::var_os("NIXLIVE_STEP_TIMES").is_none() {
         return;
     }
     eprintln!("{}", summary(what, count, bytes, t));

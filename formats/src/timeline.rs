@@ -94,8 +94,14 @@ impl Timeline {
         let mut version = None;
         let mut phases = None;
         let mut images = None;
+        // Where the version's value is, for the error of an unknown one.
+        let mut version_at = 0;
         p.object(|p, key| match key.as_str() {
-            "version" => once(p, &mut version, Json::number),
+            "version" => {
+                p.ws();
+                version_at = p.at;
+                once(p, &mut version, Json::number)
+            }
             "phases" => once(p, &mut phases, |p| p.array(Json::phase)),
             "images" => once(p, &mut images, |p| p.array(Json::image)),
             _ => Err(p.err(format!("unknown key {key:?}"))),
@@ -109,7 +115,10 @@ impl Timeline {
                 phases,
                 images: images.unwrap_or_default(),
             }),
-            (Some(v), Some(_)) => Err(p.err(format!("version {v}, only 1 is known"))),
+            (Some(v), Some(_)) => Err(TimelineError {
+                at: version_at,
+                msg: format!("version {v}, only 1 is known"),
+            }),
             _ => Err(p.err("want both version and phases".into())),
         }
     }
@@ -122,6 +131,26 @@ pub struct TimelineError {
     /// 0-based byte offset into the JSON.
     pub at: usize,
     pub msg: String,
+}
+
+impl TimelineError {
+    /// Where [`TimelineError::at`] is in `json`: 1-based line and column
+    /// (the column in characters), for messages like `stage1.json:3:17`.
+    pub fn line_column(&self, json: &str) -> (usize, usize) {
+        let before = &json.as_bytes()[..self.at.min(json.len())];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        // Characters, not bytes: count the bytes that start one.
+        let column = before[line_start..]
+            .iter()
+            .filter(|&&b| b & 0xc0 != 0x80)
+            .count()
+            + 1;
+        (line, column)
+    }
 }
 
 /// Sets `slot` from `read`, refusing a key given twice.
@@ -437,5 +466,34 @@ mod tests {
         }
         let e = Timeline::parse("{\"version\":1,\"phases\":[],\"x\":1}").unwrap_err();
         assert_eq!(e.to_string(), "byte 29: unknown key \"x\"");
+    }
+
+    #[test]
+    fn errors_have_a_line_and_column() {
+        let json = "{\"version\":1,\n \"phases\":[\n  {\"name\":\"é\",\"start_ms\":1,\"x\":2}]}";
+        let e = Timeline::parse(json).unwrap_err();
+        assert_eq!(e.msg, "unknown phase key \"x\"");
+        assert_eq!(e.line_column(json), (3, 32), "at the value of the key");
+        assert_eq!(
+            TimelineError {
+                at: 0,
+                msg: String::new()
+            }
+            .line_column(""),
+            (1, 1)
+        );
+        let json = "{\"phases\":[],\n  \"version\": 2}";
+        let e = Timeline::parse(json).unwrap_err();
+        assert_eq!(e.msg, "version 2, only 1 is known");
+        assert_eq!(e.line_column(json), (2, 14), "at the version's value");
+        // An offset past the end is taken as the end.
+        assert_eq!(
+            TimelineError {
+                at: 99,
+                msg: String::new()
+            }
+            .line_column("a\nbc"),
+            (2, 3)
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! on its serial console (docs/contracts.md, "Guest report").
 //!
 //! - [`arch`]: what differs between x86_64, i686 and aarch64 guests.
+//! - [`bench_chart`]: the boot comparison of `make bench` as an SVG chart.
 //! - [`artifacts`]: where the binaries and kernels are; building the demo ISO.
 //! - [`kvm`]: whether KVM really works here (probed), else TCG.
 //! - [`media`]: ext4/FAT32/GPT disks and extra layers made from the builder's medium.
@@ -11,6 +12,7 @@
 //! - [`qmp`]: acting on a running VM (hotplug, eject) through QMP.
 //! - [`regbench`]: registration throughput, native loader against `nix-store --load-db` (`make bench`).
 //! - [`report`]: the pure parser of the guest report.
+//! - [`throughput`]: the builder's NAR hashing, squashfs writers and ISO build against Nix's and squashfs-tools' (`make bench`).
 //! - [`systemd`]: a stage 2 running Debian's systemd on the live-ISO fstab, and its report.
 //!
 //! Every run has a hard timeout and kills its VM; every failure carries the
@@ -18,6 +20,7 @@
 
 pub mod arch;
 pub mod artifacts;
+pub mod bench_chart;
 pub mod boot_modes;
 pub mod checks;
 pub mod kvm;
@@ -28,6 +31,7 @@ pub mod qmp;
 pub mod regbench;
 pub mod report;
 pub mod systemd;
+pub mod throughput;
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,8 +3,10 @@
 //! `tarball` and `disk-image` write the system tarball's tree
 //! ([`crate::system_tree`]);
 //! `initrd` runs its stage alone; `registration` and `demo-system` are
-//! tools around the store.
+//! tools around the store; `analyze` reads a booted system's stage-1
+//! timeline.
 
+pub mod analyze;
 pub mod demo_system;
 pub mod disk_image;
 pub mod initrd;

@@ -13,17 +13,27 @@
 //! the static musl postboot's native loader against `nix-store --load-db`
 //! ([`nixlive_tests_vm::regbench`]).
 //!
+//! Throughput (the `throughput` part): the builder's NAR hashing against
+//! `nix-hash`, its native squashfs writer against `mksquashfs`, and whole
+//! ISO builds, on directories of the host's `/usr` copied in as store
+//! paths ([`nixlive_tests_vm::throughput`]).
+//!
+//! The boot rows are also drawn as `out/bench/bench.svg`
+//! ([`nixlive_tests_vm::bench_chart`]).
+//!
 //! Environment: `NIXLIVE_BENCH_ROUNDS` (default 5), `NIXLIVE_BENCH_PARTS`
-//! (comma-separated, default `boot,registration`). Timings are printed
-//! and written, never asserted.
+//! (comma-separated, default `boot,registration,throughput`),
+//! `NIXLIVE_BENCH_TREE_MB` (the throughput tree's size, default 300).
+//! Timings are printed and written, never asserted.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use nixlive_formats::error;
 use nixlive_tests_vm::peers::{self, Sample};
 use nixlive_tests_vm::qemu::{QemuCommand, Vm};
-use nixlive_tests_vm::{arch::Arch, artifacts, kvm, regbench};
+use nixlive_tests_vm::{arch::Arch, artifacts, bench_chart, kvm, regbench, throughput};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -75,11 +85,15 @@ fn env_rounds() -> Result<usize, String> {
 
 fn run() -> Result<(), String> {
     let rounds = env_rounds()?;
-    let parts = std::env::var("NIXLIVE_BENCH_PARTS").unwrap_or("boot,registration".into());
+    let parts =
+        std::env::var("NIXLIVE_BENCH_PARTS").unwrap_or("boot,registration,throughput".into());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
-    if let Some(p) = parts.iter().find(|p| !["boot", "registration"].contains(p)) {
+    if let Some(p) = parts
+        .iter()
+        .find(|p| !["boot", "registration", "throughput"].contains(p))
+    {
         return Err(format!(
-            "NIXLIVE_BENCH_PARTS: unknown part {p:?} (parts: boot, registration)"
+            "NIXLIVE_BENCH_PARTS: unknown part {p:?} (parts: boot, registration, throughput)"
         ));
     }
     let out = artifacts::workspace_root().join("out/bench");
@@ -93,6 +107,11 @@ fn run() -> Result<(), String> {
     if parts.contains(&"registration") {
         let mut md = String::new();
         reg_result = Some((registrations(&out, rounds, &mut md)?, md));
+    }
+    let mut tp_result = None;
+    if parts.contains(&"throughput") {
+        let mut md = String::new();
+        tp_result = Some((throughput(rounds, &mut md)?, md));
     }
     // A run of some parts keeps the others' results from the last run
     // (read now, so a run of the other parts that ended meanwhile stays).
@@ -113,10 +132,31 @@ fn run() -> Result<(), String> {
         doc["registration_md"] = json!(md);
         doc["registration_rounds"] = json!(rounds);
     }
+    if let Some((list, md)) = tp_result {
+        doc["throughput"] = json!(list);
+        doc["throughput_md"] = json!(md);
+        doc["throughput_rounds"] = json!(rounds);
+    }
+    // The boot rows as a chart beside bench.md.
+    let svg_path = out.join("bench.svg");
+    let mut chart_md = String::new();
+    if doc["rows"].as_array().is_some_and(|r| !r.is_empty()) {
+        let about = format!(
+            "{} boots each, {}",
+            doc["boot_rounds"].as_u64().unwrap_or(0),
+            doc["accel"].as_str().unwrap_or("?")
+        );
+        let svg = bench_chart::boot_chart(&doc["rows"], &about)?
+            .to_svg()
+            .map_err(|e| format!("drawing {}: {}", svg_path.display(), error::chain(&e)))?;
+        std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+        chart_md = "![boot to stage 2, median and min-max](bench.svg)\n\n".into();
+    }
     let md = format!(
-        "# nixlive bench\n\n{}{}",
+        "# nixlive bench\n\n{}{chart_md}{}{}",
         doc["boot_md"].as_str().unwrap_or(""),
-        doc["registration_md"].as_str().unwrap_or("")
+        doc["registration_md"].as_str().unwrap_or(""),
+        doc["throughput_md"].as_str().unwrap_or("")
     );
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
     std::fs::write(&json_path, text + "\n").map_err(|e| format!("{}: {e}", json_path.display()))?;
@@ -350,4 +390,37 @@ fn registrations(
         "## Registration\n\nFresh database each round, {rounds} rounds, the databases compared with `nix path-info --json --all`. Wall clock, and CPU (user + system of the loader's process, from bash's `times`).\n\n{table}\n"
     ));
     Ok(list)
+}
+
+/// The throughput part: a tree of `NIXLIVE_BENCH_TREE_MB` (default 300)
+/// MB of the host's `/usr`, made in `target/`, measured, removed.
+fn throughput(rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, String> {
+    let mb = match std::env::var("NIXLIVE_BENCH_TREE_MB") {
+        Ok(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("NIXLIVE_BENCH_TREE_MB={s:?} is not a positive number"))?,
+        Err(_) => 300,
+    };
+    let builder = artifacts::programs_builder();
+    let work = tempfile::Builder::new()
+        .prefix("nixlive-throughput.")
+        .tempdir_in(artifacts::workspace_root().join("target"))
+        .map_err(|e| format!("creating a temporary directory: {e}"))?;
+    let mut tree = throughput::make_tree(&work.path().join("root"), mb * 1_000_000)?;
+    println!(
+        "throughput: {} store paths copied from /usr/lib and /usr/share, {rounds} rounds",
+        tree.paths
+    );
+    let rows = throughput::measure(work.path(), &builder, &mut tree, rounds)?;
+    let table = throughput::table(&rows);
+    println!("\n{table}");
+    md.push_str(&format!(
+        "## Builder throughput\n\n{} store paths ({:.0} MB of NAR) copied from the host's /usr, \
+         median of {rounds}; MB/s of the NAR size.\n\n{table}\n",
+        tree.paths,
+        tree.nar_bytes as f64 / 1e6
+    ));
+    Ok(throughput::json(&rows, &tree))
 }

@@ -1,5 +1,6 @@
 //! `nixlive-demo-run` (used by `make demo`): builds the demo ISO in
 //! `out/demo/`, boots it in QEMU and tells in plain words what happened.
+//! Leaves the stage-1 timeline in `out/demo/stage1.json` (for `nixlive analyze`).
 //! Exits non-zero, with the serial log, when the boot fails.
 
 use std::process::ExitCode;
@@ -56,6 +57,16 @@ fn main() -> ExitCode {
         println!("  {name:<24} at {:>6} ms, took {:>5} ms", start, dur);
     }
     println!("stage 2 reached at uptime {} ms ({})", r.uptime_ms, r.arch);
+    if let Some(t) = &r.stage1 {
+        let path = dir.join("stage1.json");
+        match std::fs::write(&path, t.to_json()) {
+            Ok(()) => println!(
+                "  the timeline is in {} (`nixlive analyze {0} --svg stage1.svg` plots it)",
+                path.display()
+            ),
+            Err(e) => eprintln!("demo: writing {}: {e}", path.display()),
+        }
+    }
     println!("/nix mounts:");
     for m in r
         .mounts
