@@ -71,6 +71,27 @@ for t in x86_64-unknown-linux-musl i686-unknown-linux-musl aarch64-unknown-linux
   rustup target list --installed | grep -qx "$t" || { log "rustup target add $t"; rustup target add "$t"; }
 done
 
+# Zig (PyPI's `ziglang`): the C cross compiler of SQLite and mimalloc in
+# the i686 and aarch64 musl builds of postboot (scripts/zig/, named in
+# .cargo/config.toml); x86_64's is musl-gcc. Installed with pip --target
+# into .cache, not into any Python (Debian's pip refuses the system's).
+ZIG_VERSION=$(cat scripts/zig/VERSION)
+ZIG_DIR=.cache/ziglang-$ZIG_VERSION
+if [ ! -x "$ZIG_DIR/ziglang/zig" ]; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    log "installing python3-pip (for ziglang)"
+    apt_update
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  log "pip install ziglang==$ZIG_VERSION into $ZIG_DIR"
+  rm -rf "$ZIG_DIR.tmp"
+  python3 -m pip install --disable-pip-version-check --root-user-action=ignore -q --no-deps \
+    --target "$ZIG_DIR.tmp" "ziglang==$ZIG_VERSION"
+  mv "$ZIG_DIR.tmp" "$ZIG_DIR"
+fi
+"$ZIG_DIR/ziglang/zig" version >/dev/null
+
 # Kernels: Debian's, unpacked (not installed) into .cache/kernels/ARCH.
 # amd64-bpo: bookworm-backports' 6.12 (.ko.xz modules it decompresses itself).
 for a in amd64 i386 arm64 amd64-bpo; do bash scripts/fetch-kernel.sh "$a"; done

@@ -129,7 +129,31 @@ pub struct Registration {
 
 impl Registration {
     /// Parses a whole registration file. An empty file registers nothing.
+    ///
+    /// A well-formed file of the usual shape is read in one pass over its
+    /// bytes ([`Registration::parse_quick`]); anything else (an error, a
+    /// hash in base 64, a name with non-ASCII bytes) goes through the
+    /// line-by-line [`Registration::parse_reference`], which says what is
+    /// wrong and where. The two agree wherever the quick one answers
+    /// (tested, and fuzzed by the `registration` target).
     pub fn parse(data: &[u8]) -> Result<Registration, RegistrationError> {
+        match Registration::parse_quick(data) {
+            Some(r) => Ok(r),
+            None => Registration::parse_reference(data),
+        }
+    }
+
+    /// The fast path of [`Registration::parse`]: `None` when the file is
+    /// malformed or of a shape left to [`Registration::parse_reference`]
+    /// (a line with a byte outside printable ASCII, a hash other than base
+    /// 16 or nix base 32); else exactly what that returns.
+    pub fn parse_quick(data: &[u8]) -> Option<Registration> {
+        Borrowed::parse(data).map(|b| b.to_owned())
+    }
+
+    /// The line-by-line parser: every check in file order, the first
+    /// failure reported with its line and field.
+    pub fn parse_reference(data: &[u8]) -> Result<Registration, RegistrationError> {
         if data.is_empty() {
             return Ok(Registration::default());
         }
@@ -336,6 +360,291 @@ pub fn find_cycle(paths: &[PathInfo]) -> Option<(usize, usize)> {
     }
     None
 }
+
+/// A registration as [`Borrowed::parse`] reads it: the records borrow the
+/// file, and references are indices of records. What postboot's native
+/// loader builds a new database from (no copy of a name, no second
+/// look-up); [`Borrowed::to_owned`] makes the [`Registration`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Borrowed<'a> {
+    /// In file order.
+    pub records: Vec<Record<'a>>,
+    /// The references of all records, each the index of a record:
+    /// `targets[records[i].refs]` are record `i`'s, in store-path order.
+    pub targets: Vec<u32>,
+}
+
+/// One record of a [`Borrowed`] registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub path: &'a str,
+    /// The line the record starts on.
+    pub line: usize,
+    pub nar_hash: [u8; 32],
+    pub nar_size: u64,
+    pub deriver: Option<&'a str>,
+    /// Where its references are in [`Borrowed::targets`].
+    pub refs: std::ops::Range<usize>,
+}
+
+impl<'a> Borrowed<'a> {
+    /// Reads `data` in one pass over its bytes, without a per-line
+    /// allocation, paths found again through a hash map of borrowed names;
+    /// `None` when [`Registration::parse_quick`] is.
+    pub fn parse(data: &'a [u8]) -> Option<Borrowed<'a>> {
+        if data.is_empty() {
+            return Some(Borrowed::default());
+        }
+        if !data.ends_with(b"\n") {
+            return None;
+        }
+        let mut lines = QuickLines { data, pos: 0 };
+        // A record takes at least 120 bytes (path, hash, size, count); one
+        // of a NixOS system about 500 with its references.
+        let guess = data.len() / 256;
+        let mut records: Vec<Record<'a>> = Vec::with_capacity(guess);
+        let mut index: HashMap<&[u8], u32, PathHash> =
+            HashMap::with_capacity_and_hasher(guess, PathHash::default());
+        let mut refs: Vec<&'a [u8]> = Vec::with_capacity(guess * 4);
+        let mut line = 0usize;
+        while lines.pos < data.len() {
+            let start_line = line + 1;
+            let path = lines.next()?;
+            if !quick_store_path(path) {
+                return None;
+            }
+            let id = u32::try_from(records.len()).ok()?;
+            if index.insert(path, id).is_some() {
+                return None;
+            }
+            let hash = quick_sha256(lines.next()?)?;
+            let size = quick_decimal(lines.next()?)?;
+            if size == 0 {
+                return None;
+            }
+            let deriver = lines.next()?;
+            if !deriver.is_empty() && !quick_store_path(deriver) {
+                return None;
+            }
+            let count = quick_decimal(lines.next()?)?;
+            line += 5;
+            let first = refs.len();
+            // Checked when found among the paths, which are checked.
+            for _ in 0..count {
+                refs.push(lines.next()?);
+                line += 1;
+            }
+            let own = &mut refs[first..];
+            own.sort_unstable();
+            if own.windows(2).any(|w| w[0] == w[1]) {
+                return None;
+            }
+            // Printable ASCII: the bytes are text.
+            records.push(Record {
+                path: std::str::from_utf8(path).ok()?,
+                line: start_line,
+                nar_hash: hash,
+                nar_size: size,
+                deriver: match deriver {
+                    b"" => None,
+                    d => Some(std::str::from_utf8(d).ok()?),
+                },
+                refs: first..refs.len(),
+            });
+        }
+        // Every reference is registered; no cycle but self-references.
+        let targets: Vec<u32> = refs
+            .iter()
+            .map(|r| index.get(r).copied())
+            .collect::<Option<_>>()?;
+        if quick_has_cycle(&records, &targets) {
+            return None;
+        }
+        // The references' names are those of the paths they were found as.
+        Some(Borrowed { records, targets })
+    }
+
+    /// Record `i`'s references, as record indices in store-path order.
+    pub fn references(&self, i: usize) -> &[u32] {
+        &self.targets[self.records[i].refs.clone()]
+    }
+
+    /// The [`Registration`] of these records.
+    pub fn to_owned(&self) -> Registration {
+        let paths = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| PathInfo {
+                path: r.path.to_string(),
+                nar_hash: r.nar_hash,
+                nar_size: r.nar_size,
+                deriver: r.deriver.map(str::to_string),
+                references: self
+                    .references(i)
+                    .iter()
+                    .map(|&t| self.records[t as usize].path.to_string())
+                    .collect(),
+                line: r.line,
+            })
+            .collect();
+        Registration { paths }
+    }
+}
+
+/// The lines of a file that ends in a newline, each printable ASCII.
+struct QuickLines<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> QuickLines<'a> {
+    /// The next line without its newline; `None` at the end or when it
+    /// holds a byte outside printable ASCII (left to the reference parser).
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.data.get(self.pos..)?;
+        let len = rest.iter().position(|&b| !(0x20..0x7f).contains(&b))?;
+        if rest[len] != b'\n' {
+            return None;
+        }
+        self.pos += len + 1;
+        Some(&rest[..len])
+    }
+}
+
+/// [`check_store_path`] as a yes or no, over bytes (printable ASCII).
+fn quick_store_path(p: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"/nix/store/";
+    let Some(base) = p.strip_prefix(PREFIX) else {
+        return false;
+    };
+    base.len() >= HASH_PART_LEN + 2
+        && base.len() <= HASH_PART_LEN + 1 + MAX_NAME_LEN
+        && base[..HASH_PART_LEN].iter().all(|&c| nix32::is_digit(c))
+        && base[HASH_PART_LEN] == b'-'
+        && base[HASH_PART_LEN + 1] != b'.'
+        && base[HASH_PART_LEN + 1..]
+            .iter()
+            .all(|&c| NAME_BYTE[usize::from(c)])
+}
+
+/// The bytes a store path's name may hold.
+const NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_' | b'?' | b'=');
+        c += 1;
+    }
+    t
+};
+
+/// A SHA-256 in base 16 (bare, as `nix-store --dump-db` writes it, or
+/// after `sha256:`) or in nix base 32 after `sha256:` (`closureInfo`).
+fn quick_sha256(s: &[u8]) -> Option<[u8; 32]> {
+    let digest = s.strip_prefix(b"sha256:").unwrap_or(s);
+    match digest.len() {
+        64 => {
+            let mut out = [0u8; 32];
+            for (o, pair) in out.iter_mut().zip(digest.chunks_exact(2)) {
+                *o = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+            }
+            Some(out)
+        }
+        52 if digest.len() != s.len() => {
+            let v = nix32::decode(std::str::from_utf8(digest).ok()?, 32).ok()?;
+            <[u8; 32]>::try_from(v.as_slice()).ok()
+        }
+        _ => None,
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// [`parse_decimal`] as an `Option`, over bytes.
+fn quick_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || (s.len() > 1 && s[0] == b'0') {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &c| {
+        let d = c.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
+}
+
+/// Whether the references (`targets`: each record's, as record indices)
+/// make a cycle between different paths ([`find_cycle`]'s question).
+fn quick_has_cycle(records: &[Record<'_>], targets: &[u32]) -> bool {
+    // 0 unvisited, 1 on the stack, 2 done.
+    let mut state = vec![0u8; records.len()];
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for start in 0..records.len() {
+        if state[start] != 0 {
+            continue;
+        }
+        state[start] = 1;
+        stack.push((start, records[start].refs.start));
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if *next == records[node].refs.end {
+                state[node] = 2;
+                stack.pop();
+                continue;
+            }
+            let to = targets[*next] as usize;
+            *next += 1;
+            if to == node {
+                continue;
+            }
+            match state[to] {
+                0 => {
+                    state[to] = 1;
+                    stack.push((to, records[to].refs.start));
+                }
+                1 => return true,
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+/// A hasher for store paths (FxHash's word-at-a-time mix): their hash
+/// parts are already random, and SipHash of every path and reference was
+/// a tenth of loading a registration. Not for keys an attacker picks to
+/// collide: the registration comes from the medium being booted.
+#[derive(Default, Clone, Copy)]
+pub struct PathHasher(u64);
+
+impl std::hash::Hasher for PathHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+}
+
+/// [`PathHasher`] for `HashMap`s keyed by store paths.
+pub type PathHash = std::hash::BuildHasherDefault<PathHasher>;
 
 fn err(line: usize, field: Field, msg: impl Into<String>) -> RegistrationError {
     RegistrationError {
@@ -586,6 +895,97 @@ mod tests {
         assert_eq!(dump.lines().nth(1), Some(ABC16));
         assert_eq!(render(&r.paths, HashFormat::ClosureInfo), r.render());
         assert_eq!(Registration::parse(dump.as_bytes()).unwrap(), r);
+    }
+
+    /// Where the quick parser answers, it answers as the reference one.
+    fn agree(data: &[u8]) {
+        let reference = Registration::parse_reference(data);
+        if let Some(quick) = Registration::parse_quick(data) {
+            assert_eq!(
+                Ok(&quick),
+                reference.as_ref(),
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        assert_eq!(Registration::parse(data), reference);
+    }
+
+    #[test]
+    fn the_quick_parser_reads_both_usual_forms() {
+        let r = Registration::parse_reference(good().as_bytes()).unwrap();
+        for form in [HashFormat::DumpDb, HashFormat::ClosureInfo] {
+            let text = render(&r.paths, form);
+            assert_eq!(Registration::parse_quick(text.as_bytes()), Some(r.clone()));
+        }
+        // The file as written, unsorted references and a base-16 hash
+        // after `sha256:` included.
+        assert_eq!(Registration::parse_quick(good().as_bytes()), Some(r));
+        assert_eq!(
+            Registration::parse_quick(b""),
+            Some(Registration::default())
+        );
+        // Left to the reference parser: base 64, a bare base-32 digest.
+        for other in [format!("sha256:{ABC64}"), ABC32.to_string()] {
+            let text = good().replace(&format!("sha256:{ABC32}"), &other);
+            assert_eq!(Registration::parse_quick(text.as_bytes()), None, "{other}");
+            assert!(Registration::parse(text.as_bytes()).is_ok(), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_quick_parser_declines_what_the_reference_refuses() {
+        let g = good();
+        let cyclic =
+            format!("{A}\nsha256:{ABC32}\n1\n\n1\n{B}\n{B}\nsha256:{ABC32}\n1\n\n2\n{A}\n{B}\n");
+        let cases = [
+            g.trim_end_matches('\n').to_string(),
+            format!("{g}\n"),
+            g.replace("\n120\n", "\n0120\n"),
+            g.replace("\n120\n", "\n0\n"),
+            g.replace("\n120\n", "\n18446744073709551616\n"),
+            g.replace("\n2\n", "\n3\n"),
+            g.replace("\n2\n", "\n99999999999999999999\n"),
+            g.replace(&format!("{A}\n{B}\nsha"), &format!("{A}\n{A}\nsha")),
+            format!("{g}{A}\nsha256:{ABC32}\n1\n\n0\n"),
+            g.replace(A, "/nix/store/tooshort-a"),
+            g.replace("-a\n", "-.a\n"),
+            g.replace("-a\n", "-a\tb\n"),
+            g.replace("-a\n", "-\u{e9}\n"),
+            g.replace("-a\n", &format!("-{}\n", "x".repeat(212))),
+            g.replace(ABC16, &ABC16[1..]),
+            g.replace(ABC16, &ABC16.replace('a', "g")),
+            g.replace(&format!("{B}.drv"), "/nix/store/x.drv"),
+            cyclic,
+        ];
+        for case in &cases {
+            assert_eq!(Registration::parse_quick(case.as_bytes()), None, "{case:?}");
+            assert!(Registration::parse(case.as_bytes()).is_err(), "{case:?}");
+            agree(case.as_bytes());
+        }
+        // At the limit of a name's length, and upper-case base 16.
+        agree(
+            g.replace("-a\n", &format!("-{}\n", "x".repeat(211)))
+                .as_bytes(),
+        );
+        agree(g.replace(ABC16, &ABC16.to_uppercase()).as_bytes());
+    }
+
+    #[test]
+    fn the_two_parsers_agree_on_every_one_byte_change() {
+        let g = good().into_bytes();
+        for i in 0..g.len() {
+            for b in [
+                b'\n', b'0', b'1', b'9', b'a', b'e', b'z', b'-', b'.', b'/', b':', b' ', 0x7f, 0xc3,
+            ] {
+                let mut d = g.clone();
+                d[i] = b;
+                agree(&d);
+            }
+            let mut d = g.clone();
+            d.remove(i);
+            agree(&d);
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nixlive_formats::registration::{PathInfo, Registration};
+use nixlive_formats::registration::{Borrowed, PathHash, PathInfo, Registration};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 
@@ -101,34 +101,17 @@ pub fn load(db_dir: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
     }
     let db_path = db_dir.join("db.sqlite");
     let schema_path = db_dir.join("schema");
-    let io = |what, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DbError::Io { what, path, source }
-    };
     let sq = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| DbError::Sqlite { path, what, source }
     };
-    let schema = match std::fs::read_to_string(&schema_path) {
-        Ok(s) => Some(s),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io("reading", &schema_path)(e)),
+    let schema = match state(db_dir)? {
+        State::New => {
+            let (paths, refs) = new_rows(reg)?;
+            return load_fresh(db_dir, &paths, &refs, now);
+        }
+        State::Existing { schema } => schema,
     };
-    if let Some(s) = &schema
-        && s.trim_end_matches('\n') != SCHEMA_VERSION
-    {
-        return Err(DbError::Schema {
-            path: schema_path,
-            found: s.clone(),
-        });
-    }
-    create_dir(db_dir).map_err(io("creating", db_dir))?;
-    if schema.is_none() && !existing_tables(&db_path)? {
-        let counts = load_fresh(db_dir, &db_path, reg, now)?;
-        write_new(db_dir, "schema", SCHEMA_VERSION.as_bytes())
-            .map_err(io("writing", &schema_path))?;
-        return Ok(counts);
-    }
 
     let mut conn = Connection::open(&db_path).map_err(sq("opening", &db_path))?;
     conn.busy_timeout(std::time::Duration::from_secs(60))
@@ -150,7 +133,7 @@ pub fn load(db_dir: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sq("starting a transaction", &db_path))?;
     let has_tables = has_tables(&tx).map_err(sq("reading sqlite_master", &db_path))?;
-    if schema.is_none() && !has_tables {
+    if !schema && !has_tables {
         tx.execute_batch(SCHEMA_SQL)
             .map_err(sq("creating Nix's schema", &db_path))?;
     }
@@ -242,11 +225,159 @@ pub fn load(db_dir: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
     }
     tx.commit().map_err(sq("committing", &db_path))?;
     drop(conn);
-    if schema.is_none() {
-        write_new(db_dir, "schema", SCHEMA_VERSION.as_bytes())
-            .map_err(io("writing", &schema_path))?;
+    if !schema {
+        write_new(db_dir, "schema", SCHEMA_VERSION.as_bytes()).map_err(|source| DbError::Io {
+            what: "writing",
+            path: schema_path,
+            source,
+        })?;
     }
     Ok(counts)
+}
+
+/// Loads the quick parser's `reg` when the database in `db_dir` is new
+/// (the first boot): built in bulk by [`load_fresh`], ids and references
+/// straight from the parsed records. `None` when there is a database
+/// already: then [`load`] (and [`missing`]) take the [`Registration`].
+pub fn load_new(db_dir: &Path, reg: &Borrowed<'_>, now: i64) -> Result<Option<Counts>, DbError> {
+    if let Some(r) = reg.records.iter().find(|r| r.path.ends_with(".drv")) {
+        return Err(DbError::Derivation {
+            line: r.line,
+            path: r.path.to_string(),
+        });
+    }
+    if !matches!(state(db_dir)?, State::New) {
+        return Ok(None);
+    }
+    // Nix's ids are 1, 2, ... in store-path order: each record's rank.
+    let n = reg.records.len();
+    let mut order: Vec<u32> = (0..u32::try_from(n).unwrap_or(u32::MAX)).collect();
+    if !reg.records.is_sorted_by(|a, b| a.path <= b.path) {
+        order.sort_unstable_by(|&a, &b| {
+            reg.records[a as usize]
+                .path
+                .cmp(reg.records[b as usize].path)
+        });
+    }
+    let mut id = vec![0i64; n];
+    for (rank, &i) in (1..).zip(&order) {
+        id[i as usize] = rank;
+    }
+    let paths: Vec<NewPath<'_>> = order
+        .iter()
+        .map(|&i| {
+            let r = &reg.records[i as usize];
+            NewPath {
+                path: r.path,
+                nar_hash: &r.nar_hash,
+                nar_size: r.nar_size,
+                deriver: r.deriver,
+            }
+        })
+        .collect();
+    // A record's references are in store-path order, so their ids ascend.
+    let mut refs = Vec::with_capacity(reg.targets.len());
+    for &i in &order {
+        let referrer = id[i as usize];
+        refs.extend(
+            reg.references(i as usize)
+                .iter()
+                .map(|&t| [referrer, id[t as usize]]),
+        );
+    }
+    load_fresh(db_dir, &paths, &refs, now).map(Some)
+}
+
+/// Whether the database in `db_dir` is new.
+enum State {
+    /// No `schema` file and no tables (none yet, or an interrupted first
+    /// run's).
+    New,
+    /// Nix's tables; `schema`: whether the `schema` file is there (a run
+    /// killed after the commit left it out).
+    Existing { schema: bool },
+}
+
+/// Reads the `schema` file (a version other than Nix's is refused) and
+/// looks for Nix's tables; creates `db_dir`.
+fn state(db_dir: &Path) -> Result<State, DbError> {
+    let db_path = db_dir.join("db.sqlite");
+    let schema_path = db_dir.join("schema");
+    let schema = match std::fs::read_to_string(&schema_path) {
+        Ok(s) => Some(s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(DbError::Io {
+                what: "reading",
+                path: schema_path,
+                source,
+            });
+        }
+    };
+    if let Some(s) = &schema
+        && s.trim_end_matches('\n') != SCHEMA_VERSION
+    {
+        return Err(DbError::Schema {
+            path: schema_path,
+            found: s.clone(),
+        });
+    }
+    create_dir(db_dir).map_err(|source| DbError::Io {
+        what: "creating",
+        path: db_dir.to_path_buf(),
+        source,
+    })?;
+    Ok(if schema.is_none() && !existing_tables(&db_path)? {
+        State::New
+    } else {
+        State::Existing {
+            schema: schema.is_some(),
+        }
+    })
+}
+
+/// A path of a new database; its id is its place in the list plus one.
+struct NewPath<'a> {
+    path: &'a str,
+    nar_hash: &'a [u8; 32],
+    nar_size: u64,
+    deriver: Option<&'a str>,
+}
+
+/// `reg`'s paths in store-path order and its references as
+/// `(referrer, reference)` ids, for [`load_fresh`].
+fn new_rows(reg: &Registration) -> Result<(Vec<NewPath<'_>>, Vec<[i64; 2]>), DbError> {
+    let mut sorted: Vec<&PathInfo> = reg.paths.iter().collect();
+    if !sorted.is_sorted_by(|a, b| a.path <= b.path) {
+        sorted.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    }
+    let mut ids: std::collections::HashMap<&str, i64, PathHash> =
+        std::collections::HashMap::with_capacity_and_hasher(sorted.len(), PathHash::default());
+    ids.extend(sorted.iter().zip(1..).map(|(p, id)| (p.path.as_str(), id)));
+    let mut refs = Vec::with_capacity(sorted.iter().map(|p| p.references.len()).sum());
+    for (p, referrer) in sorted.iter().zip(1..) {
+        for r in &p.references {
+            let reference = ids
+                .get(r.as_str())
+                .copied()
+                .ok_or_else(|| DbError::Unregistered {
+                    line: p.line,
+                    path: p.path.clone(),
+                    reference: r.clone(),
+                })?;
+            refs.push([referrer, reference]);
+        }
+    }
+    let paths = sorted
+        .iter()
+        .map(|p| NewPath {
+            path: &p.path,
+            nar_hash: &p.nar_hash,
+            nar_size: p.nar_size,
+            deriver: p.deriver.as_deref(),
+        })
+        .collect();
+    Ok((paths, refs))
 }
 
 /// Whether `db_path` holds Nix's tables (a missing file does not).
@@ -285,13 +416,14 @@ const FRESH_TMP: &str = ".db.sqlite.nixlive-tmp-";
 /// and its `-wal`/`-shm` (an interrupted run's) are replaced.
 fn load_fresh(
     db_dir: &Path,
-    db_path: &Path,
-    reg: &Registration,
+    paths: &[NewPath<'_>],
+    refs: &[[i64; 2]],
     now: i64,
 ) -> Result<Counts, DbError> {
+    let db_path = &db_dir.join("db.sqlite");
     let tmp = db_dir.join(format!("{FRESH_TMP}{}", std::process::id()));
     remove_stale(db_dir)?;
-    let result = build_fresh(&tmp, reg, now).and_then(|counts| {
+    let result = build_fresh(&tmp, paths, refs, now).and_then(|()| {
         for suffix in ["-wal", "-shm"] {
             let p = PathBuf::from(format!("{}{suffix}", db_path.display()));
             match std::fs::remove_file(&p) {
@@ -309,14 +441,23 @@ fn load_fresh(
             what: "renaming into place",
             path: tmp.clone(),
             source,
-        })?;
-        Ok(counts)
+        })
     });
     if result.is_err() {
         // not fatal: the error that matters is returned below.
         let _ = std::fs::remove_file(&tmp);
     }
-    result
+    result?;
+    write_new(db_dir, "schema", SCHEMA_VERSION.as_bytes()).map_err(|source| DbError::Io {
+        what: "writing",
+        path: db_dir.join("schema"),
+        source,
+    })?;
+    Ok(Counts {
+        added: paths.len(),
+        new_references: refs.len(),
+        ..Counts::default()
+    })
 }
 
 /// Removes what a killed run left of [`load_fresh`]'s file.
@@ -334,7 +475,12 @@ fn remove_stale(db_dir: &Path) -> Result<(), DbError> {
     Ok(())
 }
 
-fn build_fresh(tmp: &Path, reg: &Registration, now: i64) -> Result<Counts, DbError> {
+fn build_fresh(
+    tmp: &Path,
+    paths: &[NewPath<'_>],
+    refs: &[[i64; 2]],
+    now: i64,
+) -> Result<(), DbError> {
     let sq = |what| {
         let path = tmp.to_path_buf();
         move |source| DbError::Sqlite { path, what, source }
@@ -368,70 +514,8 @@ fn build_fresh(tmp: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
         tx.execute_batch(&format!("drop index {name}"))
             .map_err(sq("deferring an index"))?;
     }
-    // Nix's ids: 1, 2, ... in store-path order (given here, so they need
-    // no lookups; `sqlite_sequence` follows them as with implicit ids).
-    let mut sorted: Vec<&PathInfo> = reg.paths.iter().collect();
-    sorted.sort_by(|a, b| a.path.cmp(&b.path));
-    let ids: std::collections::HashMap<&str, i64, Fnv> = sorted
-        .iter()
-        .zip(1..)
-        .map(|(p, id)| (p.path.as_str(), id))
-        .collect();
-    let id_of = |path: &str| ids.get(path).copied();
-    let hashes: Vec<String> = sorted.iter().map(|p| p.nar_hash_base16()).collect();
-    let mut refs: Vec<[i64; 2]> = Vec::new();
-    for (p, referrer) in sorted.iter().zip(1..) {
-        for r in &p.references {
-            let reference = id_of(r).ok_or_else(|| DbError::Unregistered {
-                line: p.line,
-                path: p.path.clone(),
-                reference: r.clone(),
-            })?;
-            refs.push([referrer, reference]);
-        }
-    }
-    let rows: Vec<Vec<rusqlite::types::ToSqlOutput<'_>>> = sorted
-        .iter()
-        .zip(&hashes)
-        .zip(1i64..)
-        .map(|((p, hash), id)| {
-            use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-            vec![
-                ToSqlOutput::Owned(Value::Integer(id)),
-                ToSqlOutput::Borrowed(ValueRef::Text(p.path.as_bytes())),
-                ToSqlOutput::Borrowed(ValueRef::Text(hash.as_bytes())),
-                ToSqlOutput::Owned(Value::Integer(now)),
-                match &p.deriver {
-                    Some(d) => ToSqlOutput::Borrowed(ValueRef::Text(d.as_bytes())),
-                    None => ToSqlOutput::Owned(Value::Null),
-                },
-                match i64::try_from(p.nar_size) {
-                    Ok(n) => ToSqlOutput::Owned(Value::Integer(n)),
-                    Err(_) => ToSqlOutput::Owned(Value::Null),
-                },
-            ]
-        })
-        .collect();
-    insert_rows(
-        &tx,
-        "insert into ValidPaths (id, path, hash, registrationTime, deriver, narSize, ultimate, sigs, ca) values ",
-        "(?, ?, ?, ?, ?, ?, null, null, null)",
-        &rows,
-    )
-    .map_err(sq("inserting into ValidPaths"))?;
-    let ref_rows: Vec<[i64; 2]> = refs;
-    insert_rows(
-        &tx,
-        "insert or replace into Refs (referrer, reference) values ",
-        "(?, ?)",
-        &ref_rows,
-    )
-    .map_err(sq("inserting into Refs"))?;
-    let counts = Counts {
-        added: sorted.len(),
-        new_references: ref_rows.len(),
-        ..Counts::default()
-    };
+    insert_paths(&tx, paths, now).map_err(sq("inserting into ValidPaths"))?;
+    insert_refs(&tx, refs).map_err(sq("inserting into Refs"))?;
     for (_, create) in &deferred {
         tx.execute_batch(create).map_err(sq("creating an index"))?;
     }
@@ -458,62 +542,83 @@ fn build_fresh(tmp: &Path, reg: &Registration, now: i64) -> Result<Counts, DbErr
             what: "syncing",
             path: tmp.to_path_buf(),
             source,
-        })?;
-    Ok(counts)
+        })
 }
-
-/// FNV-1a, the hasher of the path-to-id map of [`build_fresh`]: store
-/// paths are short and the map is looked up once per reference, where
-/// SipHash was a twentieth of the run. (The registration comes from the
-/// medium being booted, and the parser has already checked it.)
-#[derive(Default)]
-struct FnvHasher(u64);
-
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
 
 /// Rows per multi-row `insert` (SQLite's limit on a `values` list is 500):
 /// one statement step for many rows.
 const ROWS_PER_INSERT: usize = 250;
 
-/// Inserts `rows` with `head` followed by one `row` placeholder group per
-/// row, [`ROWS_PER_INSERT`] rows a statement (two prepared statements: the
-/// full one and the rest's).
-fn insert_rows<R, T>(tx: &Connection, head: &str, row: &str, rows: &[R]) -> rusqlite::Result<()>
-where
-    R: AsRef<[T]>,
-    T: rusqlite::ToSql,
-{
-    let statement = |n: usize| format!("{head}{}", vec![row; n].join(", "));
+/// `head` followed by `n` times `row`, comma-separated.
+fn multi_row(head: &str, row: &str, n: usize) -> String {
+    format!("{head}{}", vec![row; n].join(", "))
+}
+
+/// Inserts `paths` (in store-path order) with ids 1, 2, ...: a
+/// [`ROWS_PER_INSERT`]-row statement prepared once (and one for the rest),
+/// parameters bound straight from the registration. `ultimate`, `sigs`
+/// and `ca` are NULL, as the columns' default.
+fn insert_paths(tx: &Connection, paths: &[NewPath<'_>], now: i64) -> rusqlite::Result<()> {
+    const HEAD: &str =
+        "insert into ValidPaths (id, path, hash, registrationTime, deriver, narSize) values ";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?)";
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut full = None;
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let params = rusqlite::params_from_iter(chunk.iter().flat_map(|r| r.as_ref().iter()));
-        if chunk.len() == ROWS_PER_INSERT {
+    let mut hash = *b"sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    for (c, chunk) in paths.chunks(ROWS_PER_INSERT).enumerate() {
+        let mut part;
+        let st = if chunk.len() == ROWS_PER_INSERT {
             if full.is_none() {
-                full = Some(tx.prepare(&statement(ROWS_PER_INSERT))?);
+                full = Some(tx.prepare(&multi_row(HEAD, ROW, ROWS_PER_INSERT))?);
             }
-            if let Some(st) = full.as_mut() {
-                st.execute(params)?;
-            }
+            full.as_mut().ok_or(rusqlite::Error::InvalidQuery)?
         } else {
-            tx.prepare(&statement(chunk.len()))?.execute(params)?;
+            part = tx.prepare(&multi_row(HEAD, ROW, chunk.len()))?;
+            &mut part
+        };
+        for (k, p) in chunk.iter().enumerate() {
+            let at = k * 6;
+            let id = i64::try_from(c * ROWS_PER_INSERT + k + 1).unwrap_or(i64::MAX);
+            for (i, b) in p.nar_hash.iter().enumerate() {
+                hash[7 + 2 * i] = HEX[usize::from(b >> 4)];
+                hash[8 + 2 * i] = HEX[usize::from(b & 0xf)];
+            }
+            // All ASCII: the bytes are text.
+            let hash_text = std::str::from_utf8(&hash).unwrap_or_default();
+            st.raw_bind_parameter(at + 1, id)?;
+            st.raw_bind_parameter(at + 2, p.path)?;
+            st.raw_bind_parameter(at + 3, hash_text)?;
+            st.raw_bind_parameter(at + 4, now)?;
+            st.raw_bind_parameter(at + 5, p.deriver)?;
+            st.raw_bind_parameter(at + 6, i64::try_from(p.nar_size).ok())?;
         }
+        st.raw_execute()?;
+    }
+    Ok(())
+}
+
+/// Inserts `(referrer, reference)` rows as [`insert_paths`] does. A new
+/// database has no row to replace: a plain insert, not Nix's
+/// `insert or replace` (the parser refused a reference listed twice).
+fn insert_refs(tx: &Connection, refs: &[[i64; 2]]) -> rusqlite::Result<()> {
+    const HEAD: &str = "insert into Refs (referrer, reference) values ";
+    let mut full = None;
+    for chunk in refs.chunks(ROWS_PER_INSERT) {
+        let mut part;
+        let st = if chunk.len() == ROWS_PER_INSERT {
+            if full.is_none() {
+                full = Some(tx.prepare(&multi_row(HEAD, "(?, ?)", ROWS_PER_INSERT))?);
+            }
+            full.as_mut().ok_or(rusqlite::Error::InvalidQuery)?
+        } else {
+            part = tx.prepare(&multi_row(HEAD, "(?, ?)", chunk.len()))?;
+            &mut part
+        };
+        for (k, [referrer, reference]) in chunk.iter().enumerate() {
+            st.raw_bind_parameter(2 * k + 1, referrer)?;
+            st.raw_bind_parameter(2 * k + 2, reference)?;
+        }
+        st.raw_execute()?;
     }
     Ok(())
 }
@@ -689,6 +794,70 @@ mod tests {
         let again = load(tmp.path(), &reg, 1700000001).unwrap();
         assert_eq!(again.unchanged, 2);
         assert!(!again.changed());
+    }
+
+    /// `(id, path)` of ValidPaths and `(referrer, reference)` of Refs.
+    type Rows = (Vec<(i64, String)>, Vec<(i64, i64)>);
+
+    fn rows(dir: &Path) -> Rows {
+        let conn = Connection::open(dir.join("db.sqlite")).unwrap();
+        let paths = conn
+            .prepare("select id, path from ValidPaths order by id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let refs = conn
+            .prepare("select referrer, reference from Refs order by 1, 2")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (paths, refs)
+    }
+
+    #[test]
+    fn the_quick_records_build_the_same_database_in_any_order() {
+        const C: &str = "/nix/store/cccccccccccccccccccccccccccccccc-c";
+        let h = "0".repeat(64);
+        // Not in store-path order: C, A, B; C refers to B and A, B to A.
+        let text =
+            format!("{C}\n{h}\n1\n\n3\n{B}\n{A}\n{C}\n{A}\n{h}\n1\n\n0\n{B}\n{h}\n1\n\n1\n{A}\n");
+        let quick = Borrowed::parse(text.as_bytes()).unwrap();
+        let new = tempfile::tempdir().unwrap();
+        let counts = load_new(new.path(), &quick, 1).unwrap().unwrap();
+        assert_eq!((counts.added, counts.new_references), (3, 4));
+        let owned = tempfile::tempdir().unwrap();
+        load(owned.path(), &quick.to_owned(), 1).unwrap();
+        let (paths, refs) = rows(new.path());
+        assert_eq!(
+            paths,
+            [(1, A.to_string()), (2, B.to_string()), (3, C.to_string())]
+        );
+        assert_eq!(refs, [(2, 1), (3, 1), (3, 2), (3, 3)]);
+        assert_eq!((paths, refs), rows(owned.path()));
+        assert_eq!(std::fs::read(new.path().join("schema")).unwrap(), b"10");
+        // A database is there now: the owned path takes over.
+        assert!(load_new(new.path(), &quick, 2).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_derivation_is_refused_by_the_quick_load_too() {
+        let h = "0".repeat(64);
+        let drv = format!("{A}.drv");
+        let text = format!("{drv}\n{h}\n1\n\n0\n");
+        let quick = Borrowed::parse(text.as_bytes()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let e = load_new(tmp.path(), &quick, 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "line 1: {drv} is a derivation; the native loader does not register derivations (use --loader nix-store)"
+            )
+        );
+        assert!(!tmp.path().join("db.sqlite").exists());
     }
 
     #[test]

@@ -21,7 +21,7 @@
 
 pub mod config;
 pub mod crypt;
-#[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
+#[cfg(feature = "native-loader")]
 pub mod db;
 pub mod grow;
 pub mod keys;

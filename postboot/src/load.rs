@@ -2,9 +2,9 @@
 //! (nothing is touched when it is malformed), then loaded by one of two
 //! loaders:
 //!
-//! - `native` ([`crate::db`]): writes Nix's database directly; built on
-//!   x86_64 (where SQLite can be compiled), proven equal to `nix-store
-//!   --load-db` by the host tests;
+//! - `native` ([`crate::db`]): writes Nix's database directly (with the
+//!   `native-loader` feature, the default: SQLite is compiled in), proven
+//!   equal to `nix-store --load-db` by the host tests;
 //! - `nix-store`: pipes the file into the system's `nix-store --load-db`
 //!   (with `--store ROOT` when the root is not `/`).
 //!
@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nixlive_formats::registration::{Registration, RegistrationError};
+use nixlive_formats::registration::{Borrowed, Registration, RegistrationError};
 use thiserror::Error;
 
 use crate::paths;
@@ -39,7 +39,7 @@ impl Loader {
 }
 
 /// Whether this build has the native loader.
-pub const NATIVE_AVAILABLE: bool = cfg!(all(feature = "native-loader", target_arch = "x86_64"));
+pub const NATIVE_AVAILABLE: bool = cfg!(feature = "native-loader");
 
 /// The largest registration read: 64 MiB. A NixOS system's is about 1 MB
 /// (some 2,000 paths); 64 MiB holds well over 100,000 paths with their
@@ -65,9 +65,9 @@ pub enum LoadError {
         #[source]
         source: RegistrationError,
     },
-    #[error("the native loader is not built for this architecture; use --loader nix-store")]
+    #[error("this build has no native loader (feature native-loader); use --loader nix-store")]
     NativeUnavailable,
-    #[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
+    #[cfg(feature = "native-loader")]
     #[error("native loader")]
     Db(#[from] crate::db::DbError),
     #[error("running {program} {args}")]
@@ -142,18 +142,52 @@ pub fn load(
             });
         }
     };
-    let reg = Registration::parse(&data).map_err(|source| LoadError::Parse {
-        path: file.to_string(),
-        source,
-    })?;
-    let has_drv = reg.paths.iter().any(|p| p.path.ends_with(".drv"));
-    match choose(loader, NATIVE_AVAILABLE, has_drv, nix_store.is_file()) {
-        Choice::Native => load_native(root, &reg, now),
-        Choice::NixStore => load_nix_store(root, &reg, &data, nix_store),
-        Choice::Unavailable => Err(LoadError::NativeUnavailable),
-        Choice::Skip => Ok(Outcome::NoLoader {
-            paths: reg.paths.len(),
+    // The quick parser reads a well-formed file in one pass and keeps it
+    // borrowed: the native loader builds a new database straight from it.
+    // Anything else is parsed again by the line-by-line parser, which says
+    // what is wrong and where.
+    let quick = Borrowed::parse(&data);
+    let owned = |quick: &Option<Borrowed<'_>>| match quick {
+        Some(q) => Ok(q.to_owned()),
+        None => Registration::parse_reference(&data).map_err(|source| LoadError::Parse {
+            path: file.to_string(),
+            source,
         }),
+    };
+    let (paths, has_drv, reg) = match &quick {
+        Some(q) => (
+            q.records.len(),
+            q.records.iter().any(|r| r.path.ends_with(".drv")),
+            None,
+        ),
+        None => {
+            let reg = owned(&None)?;
+            let has_drv = reg.paths.iter().any(|p| p.path.ends_with(".drv"));
+            (reg.paths.len(), has_drv, Some(reg))
+        }
+    };
+    match choose(loader, NATIVE_AVAILABLE, has_drv, nix_store.is_file()) {
+        Choice::Native => {
+            if let Some(q) = &quick
+                && let Some(outcome) = load_native_new(root, q, now)?
+            {
+                return Ok(outcome);
+            }
+            let reg = match reg {
+                Some(r) => r,
+                None => owned(&quick)?,
+            };
+            load_native(root, &reg, now)
+        }
+        Choice::NixStore => {
+            let reg = match reg {
+                Some(r) => r,
+                None => owned(&quick)?,
+            };
+            load_nix_store(root, &reg, &data, nix_store)
+        }
+        Choice::Unavailable => Err(LoadError::NativeUnavailable),
+        Choice::Skip => Ok(Outcome::NoLoader { paths }),
     }
 }
 
@@ -162,10 +196,13 @@ pub fn load(
 fn read_capped(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() > limit {
+    let len = file.metadata()?.len();
+    if len > limit {
         return Ok(None);
     }
-    let mut data = Vec::new();
+    // Room for the whole file and the byte that would tell it grew: no
+    // copying as the buffer grows.
+    let mut data = Vec::with_capacity(usize::try_from(len + 1).unwrap_or(0));
     file.take(limit + 1).read_to_end(&mut data)?;
     Ok((data.len() as u64 <= limit).then_some(data))
 }
@@ -193,7 +230,7 @@ pub fn choose(loader: Loader, native_built: bool, has_drv: bool, nix_store_found
     }
 }
 
-#[cfg(all(feature = "native-loader", target_arch = "x86_64"))]
+#[cfg(feature = "native-loader")]
 fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Outcome, LoadError> {
     let dir = paths::under(root, paths::NIX_DB_DIR);
     // A second run finds everything in place and writes nothing.
@@ -208,8 +245,31 @@ fn load_native(root: &Path, reg: &Registration, now: i64) -> Result<Outcome, Loa
     })
 }
 
-#[cfg(not(all(feature = "native-loader", target_arch = "x86_64")))]
+#[cfg(not(feature = "native-loader"))]
 fn load_native(_: &Path, _: &Registration, _: i64) -> Result<Outcome, LoadError> {
+    Err(LoadError::NativeUnavailable)
+}
+
+/// The first boot's load: a new database built from the quick parser's
+/// records; `None` when there is a database already.
+#[cfg(feature = "native-loader")]
+fn load_native_new(
+    root: &Path,
+    reg: &Borrowed<'_>,
+    now: i64,
+) -> Result<Option<Outcome>, LoadError> {
+    let dir = paths::under(root, paths::NIX_DB_DIR);
+    Ok(
+        crate::db::load_new(&dir, reg, now)?.map(|counts| Outcome::Loaded {
+            loader: Used::Native,
+            paths: reg.records.len(),
+            changed: counts.added,
+        }),
+    )
+}
+
+#[cfg(not(feature = "native-loader"))]
+fn load_native_new(_: &Path, _: &Borrowed<'_>, _: i64) -> Result<Option<Outcome>, LoadError> {
     Err(LoadError::NativeUnavailable)
 }
 
@@ -303,7 +363,7 @@ mod tests {
         assert_eq!(choose(Auto, true, false, false), Choice::Native);
         assert_eq!(choose(Auto, true, true, true), Choice::NixStore);
         assert_eq!(choose(Auto, false, false, true), Choice::NixStore);
-        // i686/aarch64 demo: no native loader, no Nix on the system.
+        // A build without the native loader, and no Nix on the system.
         assert_eq!(choose(Auto, false, false, false), Choice::Skip);
         assert_eq!(choose(Native, false, false, true), Choice::Unavailable);
         assert_eq!(choose(NixStore, true, false, false), Choice::NixStore);

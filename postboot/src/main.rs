@@ -10,7 +10,7 @@ use nixlive_postboot::{Options, run};
 /// The static musl build allocates through mimalloc: musl's own allocator
 /// makes the registration of 10,000 paths several times slower (SQLite's
 /// allocations go to mimalloc too, through its `override` of malloc).
-#[cfg(all(target_arch = "x86_64", target_env = "musl"))]
+#[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

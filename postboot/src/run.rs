@@ -237,7 +237,7 @@ fn registration(opts: &Options, log: &mut Log<'_>) {
         Ok(Outcome::NoLoader { paths }) => log.say(
             step,
             format_args!(
-                "{paths} paths in {}, but no loader here (no native loader on this architecture, no {}): the system has no Nix to use them, skipping",
+                "{paths} paths in {}, but no loader here (no native loader in this build, no {}): the system has no Nix to use them, skipping",
                 file,
                 nix_store.display()
             ),

@@ -12,22 +12,78 @@
 //! must be equal (registration times left out): a faster loader that writes
 //! something else is an error, not a result.
 //!
-//! Nix runs hermetically (nixlive-testkit).
+//! Nix runs hermetically (nixlive-testkit), the timed `nix-store
+//! --load-db` with Nix's default `fsync-metadata = true` (as on a booted
+//! system; the native loader syncs its database once). Each round records
+//! the wall clock and the CPU time (user + system) of the loader's process.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use nixlive_testkit::nix::Nix;
 
-/// One measured size: seconds of each round, per loader.
+/// One measured size: seconds of each round, per loader, wall clock and
+/// CPU (user and system time of the loader's process).
 #[derive(Debug, Clone)]
 pub struct RegResult {
     pub paths: usize,
     pub native_s: Vec<f64>,
     pub nix_store_s: Vec<f64>,
+    pub native_cpu_s: Vec<f64>,
+    pub nix_store_cpu_s: Vec<f64>,
+}
+
+/// Runs `cmd` as [`run`] does, under bash, which clocks it
+/// (`$EPOCHREALTIME` around it: bash's own start is not counted) and whose
+/// `times` then says the CPU time it took (its children's line,
+/// milliseconds): the wall clock of a shared machine says more about the
+/// other load on it. Returns the standard output, the wall and the CPU
+/// seconds.
+fn run_timed(
+    cmd: Command,
+    input: Option<&[u8]>,
+    scratch: &Path,
+) -> Result<(Vec<u8>, f64, f64), String> {
+    let times = scratch.join("times");
+    let mut timed = Command::new("/bin/bash");
+    // Both commands here start from a cleared environment.
+    timed.env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            timed.env(k, v);
+        }
+    }
+    timed
+        .arg("-c")
+        .arg(r#"out=$1; shift; t0=$EPOCHREALTIME; "$@"; rc=$?; t1=$EPOCHREALTIME; { echo "$t0 $t1"; times; } >"$out"; exit $rc"#)
+        .arg("bash")
+        .arg(&times)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    let out = run(timed, input)?;
+    let text = fs::read_to_string(&times).map_err(|e| format!("{}: {e}", times.display()))?;
+    let (wall, cpu) = parse_times(&text).ok_or_else(|| format!("bash said {text:?}"))?;
+    Ok((out, wall, cpu))
+}
+
+/// The wall seconds (first line: two `$EPOCHREALTIME`s) and the children's
+/// user plus system seconds from bash's `times` (third line:
+/// `0m0.123s 0m0.045s`).
+fn parse_times(text: &str) -> Option<(f64, f64)> {
+    let mut lines = text.lines();
+    let (t0, t1) = lines.next()?.split_once(' ')?;
+    let wall = t1.parse::<f64>().ok()? - t0.parse::<f64>().ok()?;
+    let line = lines.nth(1)?;
+    let cpu = line
+        .split_whitespace()
+        .map(|t| {
+            let (m, s) = t.strip_suffix('s')?.split_once('m')?;
+            Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+        })
+        .sum::<Option<f64>>()?;
+    Some((wall, cpu))
 }
 
 /// The generated store: path `i` is a file that names paths `i-1`, `i/2`
@@ -161,6 +217,8 @@ pub fn measure(
         paths,
         native_s: Vec::new(),
         nix_store_s: Vec::new(),
+        native_cpu_s: Vec::new(),
+        nix_store_cpu_s: Vec::new(),
     };
     let fresh = |name: &str| -> Result<PathBuf, String> {
         let p = dir.join(name);
@@ -177,9 +235,9 @@ pub fn measure(
             .arg("--root")
             .arg(&native)
             .args(["--loader", "native"]);
-        let t = Instant::now();
-        let out = run(cmd, None)?;
-        result.native_s.push(t.elapsed().as_secs_f64());
+        let (out, wall, cpu) = run_timed(cmd, None, dir)?;
+        result.native_s.push(wall);
+        result.native_cpu_s.push(cpu);
         let said = String::from_utf8_lossy(&out);
         if !said.contains(&format!("loaded {paths} paths")) {
             return Err(format!("postboot did not load {paths} paths:\n{said}"));
@@ -187,10 +245,14 @@ pub fn measure(
 
         let theirs = fresh("nix-store")?;
         let mut cmd = nix.on_store("nix-store", &theirs);
+        // Nix's default, as a booted NixOS loads its registration with:
+        // the database synced (the test configuration turns it off for
+        // throwaway stores). The native loader syncs its new database too.
+        cmd.env("NIX_CONFIG", "fsync-metadata = true");
         cmd.arg("--load-db");
-        let t = Instant::now();
-        run(cmd, Some(&registration))?;
-        result.nix_store_s.push(t.elapsed().as_secs_f64());
+        let (_, wall, cpu) = run_timed(cmd, Some(&registration), dir)?;
+        result.nix_store_s.push(wall);
+        result.nix_store_cpu_s.push(cpu);
     }
     let a = path_info(&nix, &dir.join("native"))?;
     let b = path_info(&nix, &dir.join("nix-store"))?;
@@ -212,6 +274,21 @@ pub fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bash_times_are_read_as_cpu_seconds() {
+        let (wall, cpu) = parse_times(
+            "1700000000.250000 1700000001.000000\n0m0.004s 0m0.001s\n0m0.120s 1m0.030s\n",
+        )
+        .unwrap();
+        assert!(
+            (wall - 0.75).abs() < 1e-6 && (cpu - 60.15).abs() < 1e-9,
+            "{wall} {cpu}"
+        );
+        assert_eq!(parse_times("1 2\n0m0.004s 0m0.001s\n"), None);
+        assert_eq!(parse_times("1 2\n0m0.004s 0m0.001s\n0m0.1 0m0.0s\n"), None);
+        assert_eq!(parse_times("0m0.004s 0m0.001s\n0m0.1s 0m0.0s\n"), None);
+    }
 
     #[test]
     fn hash_parts_are_distinct_and_in_nix_base32() {

@@ -376,7 +376,7 @@ fn registrations(
     let programs = artifacts::programs();
     let mut list = Vec::new();
     let mut table = String::from(
-        "| paths | native loader (static musl postboot), median (min-max) | nix-store --load-db | ratio |\n|---|---|---|---|\n",
+        "| paths | native loader (static musl postboot), wall, median (min-max) | nix-store --load-db, wall | ratio | native, CPU | nix-store, CPU | ratio |\n|---|---|---|---|---|---|---|\n",
     );
     for n in [1_000, 10_000] {
         let r = regbench::measure(
@@ -388,21 +388,28 @@ fn registrations(
         )?;
         let (nm, nmin, nmax) = stats(&r.native_s);
         let (sm, smin, smax) = stats(&r.nix_store_s);
+        let (ncm, ncmin, ncmax) = stats(&r.native_cpu_s);
+        let (scm, scmin, scmax) = stats(&r.nix_store_cpu_s);
         table.push_str(&format!(
-            "| {n} | {nm:.3} s ({nmin:.3}-{nmax:.3}) | {sm:.3} s ({smin:.3}-{smax:.3}) | {:.1}x |\n",
-            sm / nm
+            "| {n} | {nm:.3} s ({nmin:.3}-{nmax:.3}) | {sm:.3} s ({smin:.3}-{smax:.3}) | {:.1}x | {ncm:.3} s ({ncmin:.3}-{ncmax:.3}) | {scm:.3} s ({scmin:.3}-{scmax:.3}) | {:.1}x |\n",
+            sm / nm,
+            scm / ncm
         ));
         list.push(json!({
             "paths": n,
             "native_s": nm,
             "nix_store_s": sm,
+            "native_cpu_s": ncm,
+            "nix_store_cpu_s": scm,
             "native_samples_s": r.native_s,
             "nix_store_samples_s": r.nix_store_s,
+            "native_cpu_samples_s": r.native_cpu_s,
+            "nix_store_cpu_samples_s": r.nix_store_cpu_s,
         }));
     }
     println!("\n{table}");
     md.push_str(&format!(
-        "## Registration\n\nFresh database each round, {rounds} rounds, the databases compared with `nix path-info --json --all`.\n\n{table}\n"
+        "## Registration\n\nFresh database each round, {rounds} rounds, the databases compared with `nix path-info --json --all`. Wall clock, and CPU (user + system of the loader's process, from bash's `times`).\n\n{table}\n"
     ));
     Ok(list)
 }

@@ -174,6 +174,24 @@ fn guest_programs_are_static() {
     }
 }
 
+/// postboot of i686 and aarch64 carries C (SQLite and mimalloc, built by
+/// Zig's clang): still static, and of its machine.
+#[test]
+fn postboot_of_every_architecture_is_static() {
+    use nixlive_tests_vm::arch::Arch;
+    for arch in Arch::ALL {
+        let path = arch.guest_program("nixlive-postboot");
+        check_static(&path).unwrap();
+        let elf = parse(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            (elf.is64, elf.big_endian),
+            (arch != Arch::I686, false),
+            "{}",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn the_check_catches_a_dynamic_binary() {
     let ls = std::path::Path::new("/bin/ls");
