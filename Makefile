@@ -56,7 +56,7 @@ bench: build
 # input lands in fuzz/artifacts/<target>; keep it as a unit test.
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_SECONDS ?= 10
-FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod softdep superblock uevent authorized_keys passwd postboot_conf report encodings elf kimage cpio partition_table nixkey verity timeline
+FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod softdep superblock uevent authorized_keys passwd postboot_conf report encodings elf kimage cpio partition_table ipconf url http_head dhcp dns nixkey verity timeline
 fuzz_max_len = $(or $(FUZZ_MAX_LEN_$(1)),8192)
 FUZZ_MAX_LEN_superblock := 65536
 FUZZ_MAX_LEN_kmod := 65536

@@ -42,8 +42,9 @@ add_backports() {
 
 # gcc and libc6-dev: cargo's linker and the SQLite that postboot's native
 # loader compiles; g++: libFuzzer for `make fuzz`. (A bare machine may have
-# rustup without them.)
-APT_PKGS=(gcc g++ libc6-dev kmod xz-utils xorriso isolinux syslinux-common squashfs-tools erofs-utils cpio zstd busybox-static mtools dosfstools e2fsprogs exfatprogs ntfs-3g nix-bin musl-tools grub-efi-amd64-bin gdisk debootstrap openssl cryptsetup-bin)
+# rustup without them.) nginx-light: the packaged web server the HTTP netboot
+# VM test serves the set with (started by the test, on a loopback port).
+APT_PKGS=(gcc g++ libc6-dev kmod xz-utils xorriso isolinux syslinux-common squashfs-tools erofs-utils cpio zstd busybox-static mtools dosfstools e2fsprogs exfatprogs ntfs-3g nix-bin musl-tools grub-efi-amd64-bin gdisk debootstrap openssl cryptsetup-bin nginx-light)
 # ipxe-qemu: the e1000 ROM the netboot VM tests boot from (named here, not
 # left to qemu-system-x86's dependencies).
 QEMU_PKGS=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 ipxe-qemu)
@@ -60,7 +61,8 @@ fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -qq --no-install-recommends "${APT_PKGS[@]}" >/dev/null
+  # RUNLEVEL=1: packages with a service (nginx) are installed, not started.
+  $SUDO env RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${APT_PKGS[@]}" >/dev/null
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${QEMU_PKGS[@]}" >/dev/null
 fi
 

@@ -265,3 +265,94 @@ fn key_files_in_the_wrong_format_stop_the_build_before_it_writes() {
         assert!(!out.exists(), "{} was written", out.display());
     }
 }
+
+/// `netboot --http` signs the manifest it writes beside the small initrd,
+/// appends the hash trees to the images it serves, and packs the trusted
+/// key and dm-verity into the initrd; `inspect` checks the set's manifest
+/// with the initrd's key, as a medium's.
+#[test]
+fn an_http_netboot_set_is_signed_and_has_verity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, sys) = fixture(tmp.path());
+    let dir = tmp.path().to_path_buf();
+    let nix = Nix::new(tmp.path());
+    let (secret, public) = nix_keys(&nix, "nixlive-http-1");
+    let out = dir.join("set");
+    let mut cmd = Command::new(NIXLIVE);
+    cmd.arg("netboot")
+        .arg("--http")
+        .args(["--base-url", "http://10.0.0.5/live/"])
+        .arg("--kernel")
+        .arg(dir.join("vmlinuz"))
+        .arg("--modules-dir")
+        .arg(modules_dir(&dir))
+        .args(["--module", "squashfs", "--module-set", "base"])
+        .arg("--init")
+        .arg(dir.join("init"))
+        .arg("--store-root")
+        .arg(dir.join("root"))
+        .args(["--system", &sys])
+        .arg("--sign-key")
+        .arg(&secret)
+        .arg("--trusted-key")
+        .arg(&public)
+        .arg("--out")
+        .arg(&out)
+        .env("SOURCE_DATE_EPOCH", "1700000000");
+    let o = run(&mut cmd);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = fs::read_to_string(out.join("nixlive.manifest")).unwrap();
+    let m = Manifest::parse(&text).unwrap();
+    let key = PublicKey::parse(&fs::read_to_string(&public).unwrap()).unwrap();
+    assert_eq!(
+        nixkey::check(
+            nixlive_formats::manifest::signed_part(&text).as_bytes(),
+            &m.sigs,
+            std::slice::from_ref(&key)
+        ),
+        Ok("nixlive-http-1".into())
+    );
+    let v = m.images[0].verity.clone().expect("verity on by default");
+    assert_eq!(
+        fs::metadata(out.join(&m.images[0].name)).unwrap().len(),
+        m.images[0].size
+    );
+    assert!(v.hash_offset < m.images[0].size, "{v:?}");
+    let initrd = zstd::stream::decode_all(&fs::read(out.join("initrd")).unwrap()[..]).unwrap();
+    let has = |s: &[u8]| initrd.windows(s.len()).any(|w| w == s);
+    assert!(
+        has(format!("{key}\n").as_bytes()),
+        "no trusted key in the initrd"
+    );
+    assert!(
+        has(b"dm-verity.ko") || has(b"dm_verity"),
+        "no dm-verity in the initrd"
+    );
+    assert!(
+        !has(m.images[0].sha256.as_bytes()),
+        "the initrd holds the manifest"
+    );
+    let cmdline = fs::read_to_string(out.join("cmdline")).unwrap();
+    assert!(
+        cmdline.contains("nixlive.url=http://10.0.0.5/live/nixlive.manifest"),
+        "{cmdline}"
+    );
+    let shown = common::inspect_ok(NIXLIVE, &out);
+    assert!(
+        shown.contains(
+            "signatures    nixlive-http-1 (verified with the initrd's trusted key nixlive-http-1)"
+        ),
+        "{shown}"
+    );
+    // The served manifest unsigned: inspect refuses the set, naming the key.
+    fs::write(
+        out.join("nixlive.manifest"),
+        nixlive_formats::manifest::signed_part(&text),
+    )
+    .unwrap();
+    let (_, err) = common::inspect_refuses(NIXLIVE, &out);
+    assert!(
+        err.contains("it is not signed, and the initrd trusts only nixlive-http-1"),
+        "{err}"
+    );
+}

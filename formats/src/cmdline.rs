@@ -158,6 +158,15 @@ pub struct Cmdline {
     /// `live.nixos.passwordHash=`: the live user's password as a crypt(3)
     /// hash (checked by postboot, which writes it to `/etc/shadow`).
     pub live_password_hash: Option<String>,
+    /// `nixlive.url=http://HOST[:PORT]/PATH/nixlive.manifest`: boot over
+    /// HTTP; image names in the manifest resolve relative to it.
+    pub url: Option<crate::net::url::Url>,
+    /// `ip=` in the kernel's syntax (DHCP when absent and a URL is given).
+    pub ip: Option<crate::net::ipconf::IpConfig>,
+    /// `nixlive.net_timeout=SECONDS`: the budget of each network wait (a
+    /// carrier, a DHCP lease, a server that answers, a stalled transfer);
+    /// `None`: `nixlive.timeout`'s.
+    pub net_timeout: Option<Timeout>,
     /// `nixlive.root=plain|live`: what `root=` names, over what the initrd
     /// records.
     pub root_mode: Option<crate::RootMode>,
@@ -193,6 +202,9 @@ impl Default for Cmdline {
             ssh_keys: Vec::new(),
             live_password: None,
             live_password_hash: None,
+            url: None,
+            ip: None,
+            net_timeout: None,
             root_mode: None,
             read_only: false,
             grow_root: false,
@@ -366,6 +378,21 @@ impl Cmdline {
             "nixlive.timeout" => match val.and_then(|v| v.parse::<u64>().ok()) {
                 Some(0) => self.timeout = Timeout::Forever,
                 Some(s) => self.timeout = Timeout::After(Duration::from_secs(s)),
+                None => self.warn(key, val, "want whole seconds (0 = wait forever)"),
+            },
+            "nixlive.url" => match val.map(crate::net::url::Url::parse) {
+                Some(Ok(u)) => self.url = Some(u),
+                Some(Err(e)) => self.warn(key, None, &e.to_string()),
+                None => self.warn(key, val, "want http://HOST[:PORT]/PATH/nixlive.manifest"),
+            },
+            "ip" => match val.map(crate::net::ipconf::IpConfig::parse) {
+                Some(Ok(c)) => self.ip = Some(c),
+                Some(Err(e)) => self.warn(key, val, &e.to_string()),
+                None => self.warn(key, val, "want dhcp or ADDR::GW:MASK::IFACE:off"),
+            },
+            "nixlive.net_timeout" => match val.and_then(|v| v.parse::<u64>().ok()) {
+                Some(0) => self.net_timeout = Some(Timeout::Forever),
+                Some(s) => self.net_timeout = Some(Timeout::After(Duration::from_secs(s))),
                 None => self.warn(key, val, "want whole seconds (0 = wait forever)"),
             },
             "nixlive.overlay_size" => match val.and_then(parse_size) {
@@ -559,5 +586,29 @@ mod tests {
         let c = Cmdline::parse("live.nixos.passwd= live.nixos.passwd live.nixos.passwordHash=");
         assert_eq!((c.live_password, c.live_password_hash), (None, None));
         assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn network_keys() {
+        let c = Cmdline::parse(
+            "nixlive.url=http://10.0.2.2:8000/set/nixlive.manifest ip=dhcp nixlive.net_timeout=30",
+        );
+        assert_eq!(
+            c.url.as_ref().map(ToString::to_string).as_deref(),
+            Some("http://10.0.2.2:8000/set/nixlive.manifest")
+        );
+        assert_eq!(
+            c.ip,
+            Some(crate::net::ipconf::IpConfig::Dhcp { iface: None })
+        );
+        assert_eq!(c.net_timeout, Some(Timeout::After(Duration::from_secs(30))));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = Cmdline::parse(
+            "nixlive.url=https://h/m nixlive.url ip=1.2.3.4:::99:::off nixlive.net_timeout=x",
+        );
+        assert_eq!((c.url, c.ip, c.net_timeout), (None, None, None));
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("only http://"), "{}", c.warnings[0]);
+        assert!(c.warnings[2].contains("netmask `99`"), "{}", c.warnings[2]);
     }
 }

@@ -9,6 +9,7 @@
 //! - [`report`]: the guest report the demo's stage 2 prints and the VM tests read;
 //! - [`kmod`]: `modules.dep`, `modules.alias`; [`superblock`]: filesystem probes;
 //!   [`unpack`]: xz/zstd/gzip decoders for modules and firmware;
+//! - [`net`]: `ip=`, URLs, HTTP response heads, DHCPv4, DNS (booting over HTTP);
 //! - [`elf`]: a program's machine and interpreter; [`kimage`]: a kernel image's
 //!   machine and release; [`cpio`]: reading initramfs archives;
 //! - [`paths`]: the paths the programs agree on (`/nix/store/nix-path-registration`, `/mnt-root`, ...);
@@ -35,6 +36,7 @@ pub mod kimage;
 pub mod kmod;
 pub mod lines;
 pub mod manifest;
+pub mod net;
 pub mod nix32;
 pub mod nixkey;
 pub mod paths;

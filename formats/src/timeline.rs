@@ -26,6 +26,9 @@ pub struct ImageCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeline {
     pub phases: Vec<Phase>,
+    /// Booting over HTTP: the interface, address, lease and server, as
+    /// `"net":{"interface":"eth0",...}` (written only when not empty).
+    pub net: Vec<(String, String)>,
     /// Per image, how it was checked (absent in older timelines).
     pub images: Vec<ImageCheck>,
 }
@@ -44,6 +47,13 @@ fn escape_into(s: &mut String, text: &str) {
     }
 }
 
+/// `v` as a JSON string, quotes included.
+fn json_str(out: &mut String, v: &str) {
+    out.push('"');
+    escape_into(out, v);
+    out.push('"');
+}
+
 impl Timeline {
     /// `{"version":1,"phases":[{"name":"...","start_ms":N,"duration_ms":N},...],
     /// "images":[{"name":"...","check":"..."},...]}` (`images` only when known).
@@ -55,15 +65,27 @@ impl Timeline {
             if i > 0 {
                 s.push(',');
             }
-            s.push_str("{\"name\":\"");
-            escape_into(&mut s, &p.name);
+            s.push_str("{\"name\":");
+            json_str(&mut s, &p.name);
             let _ = write!(
                 s,
-                "\",\"start_ms\":{},\"duration_ms\":{}}}",
+                ",\"start_ms\":{},\"duration_ms\":{}}}",
                 p.start_ms, p.duration_ms
             );
         }
         s.push(']');
+        if !self.net.is_empty() {
+            s.push_str(",\"net\":{");
+            for (i, (k, v)) in self.net.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                json_str(&mut s, k);
+                s.push(':');
+                json_str(&mut s, v);
+            }
+            s.push('}');
+        }
         if !self.images.is_empty() {
             s.push_str(",\"images\":[");
             for (i, img) in self.images.iter().enumerate() {
@@ -93,6 +115,7 @@ impl Timeline {
         };
         let mut version = None;
         let mut phases = None;
+        let mut net = None;
         let mut images = None;
         // Where the version's value is, for the error of an unknown one.
         let mut version_at = 0;
@@ -102,6 +125,15 @@ impl Timeline {
                 version_at = p.at;
                 once(p, &mut version, Json::number)
             }
+            "net" => once(p, &mut net, |p| {
+                let mut kv: Vec<(String, String)> = Vec::new();
+                p.object(|p, k| {
+                    let v = p.string()?;
+                    kv.push((k, v));
+                    Ok(())
+                })?;
+                Ok(kv)
+            }),
             "phases" => once(p, &mut phases, |p| p.array(Json::phase)),
             "images" => once(p, &mut images, |p| p.array(Json::image)),
             _ => Err(p.err(format!("unknown key {key:?}"))),
@@ -113,6 +145,7 @@ impl Timeline {
         match (version, phases) {
             (Some(1), Some(phases)) => Ok(Timeline {
                 phases,
+                net: net.unwrap_or_default(),
                 images: images.unwrap_or_default(),
             }),
             (Some(v), Some(_)) => Err(TimelineError {
@@ -381,6 +414,7 @@ mod tests {
     #[test]
     fn json_shape() {
         let t = Timeline {
+            net: Vec::new(),
             phases: vec![
                 Phase {
                     name: "a\"b".into(),
@@ -405,6 +439,7 @@ mod tests {
     #[test]
     fn parse_round_trips_odd_names() {
         let t = Timeline {
+            net: Vec::new(),
             phases: vec![Phase {
                 name: "q\"\\\u{1}\n\té€😀".into(),
                 start_ms: u64::MAX,
@@ -466,6 +501,29 @@ mod tests {
         }
         let e = Timeline::parse("{\"version\":1,\"phases\":[],\"x\":1}").unwrap_err();
         assert_eq!(e.to_string(), "byte 29: unknown key \"x\"");
+    }
+
+    #[test]
+    fn net_round_trips() {
+        let t = Timeline {
+            phases: Vec::new(),
+            net: vec![
+                ("interface".into(), "eth0".into()),
+                ("address".into(), "10.0.2.15/24".into()),
+            ],
+            images: vec![ImageCheck {
+                name: "nix-store.squashfs".into(),
+                check: "sha256 while fetching, then dm-verity".into(),
+            }],
+        };
+        let j = t.to_json();
+        assert_eq!(
+            j,
+            "{\"version\":1,\"phases\":[],\"net\":{\"interface\":\"eth0\",\"address\":\"10.0.2.15/24\"},\
+             \"images\":[{\"name\":\"nix-store.squashfs\",\"check\":\"sha256 while fetching, then dm-verity\"}]}\n"
+        );
+        assert_eq!(Timeline::parse(&j), Ok(t));
+        assert!(Timeline::parse("{\"version\":1,\"phases\":[],\"net\":{\"a\":1}}").is_err());
     }
 
     #[test]

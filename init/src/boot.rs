@@ -7,7 +7,7 @@ use crate::error::BootError;
 use crate::exec::{Executor, Runner};
 use crate::modules::Loader;
 use crate::plan::{self, BootPlan, Found, ImageSource, PlainPlan, Probed};
-use crate::{console, copytoram, discover, failure, kmsg, medium, trust};
+use crate::{console, copytoram, discover, failure, kmsg, medium, net, trust};
 use nixlive_formats::nixkey;
 use nixlive_formats::paths::{self, in_new_root};
 use nixlive_formats::timeline::ImageCheck;
@@ -71,7 +71,12 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
         return plain_root(cmdline, ex, t, runner, events.as_ref(), loader);
     }
     runner.run(&plan::live_root(), ex)?;
-    let found = if medium::in_initrd(cmdline, Path::new("/")) {
+    let found = if let Some(url) = &cmdline.url {
+        let mut coldplug = || loader.coldplug(Path::new("/sys"));
+        let session = t.phase("network", || net::up(cmdline, &mut coldplug))?;
+        t.timeline.net = session.describe();
+        Found::Http { url: url.clone() }
+    } else if medium::in_initrd(cmdline, Path::new("/")) {
         log::info!("netboot: the images are inside the initrd");
         Found::Initrd
     } else {
@@ -84,7 +89,11 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
         loader.require_fs(fstype, &format!("the medium {node}"))?;
     }
     t.phase("mount-medium", || runner.run(&plan::medium(&found), ex))?;
-    let read = medium::read_manifest(&plan::images_dir(&found), cmdline)?;
+    let read = match &found {
+        // Authenticated below, before any image is fetched.
+        Found::Http { url } => t.phase("fetch-manifest", || net::manifest(url))?,
+        _ => medium::read_manifest(&plan::images_dir(&found), cmdline)?,
+    };
     let medium_name = describe(&found);
     let signed_by = trust::authenticate(
         &medium_name,
@@ -106,6 +115,13 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
         },
         None => e,
     })?;
+    // For `make bench` and the RAM tests: what stage 2 starts with.
+    if let Some(kib) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| copytoram::mem_available(&m))
+    {
+        log::info!("MemAvailable before stage 2: {} kB", kib >> 10);
+    }
     stop_point(cmdline.debug1mounts, "boot.debug1mounts");
     stage2_exists(&bp.init)?;
     hand_over_keys(medium_keys.filter(|_| released));
@@ -238,6 +254,7 @@ fn describe(found: &Found) -> String {
         Found::Initrd => "in the initrd (netboot)".to_string(),
         Found::Device { node, .. } => node.clone(),
         Found::File { path, .. } => path.clone(),
+        Found::Http { url } => format!("served over HTTP at {url}"),
     }
 }
 
@@ -269,9 +286,15 @@ pub(crate) fn mount_store(
         console::say(&format!("{why}\n"));
     }
     if bp.verify {
-        log::info!("every image is checked (nixlive.verify, a trusted key, or copytoram)");
+        log::info!(
+            "every image is checked (nixlive.verify, a trusted key, copytoram, or fetched over HTTP)"
+        );
     }
     let mut store = &bp.store;
+    if let ImageSource::Fetched { size } = bp.images {
+        net::fits(size)?;
+        t.phase("fetch-images", || runner.run(&bp.copy, ex))?;
+    }
     let mut checks = &bp.checks;
     if let ImageSource::Ram { size } = bp.images {
         match t.phase("copy-to-ram", || runner.run(&bp.copy, ex)) {

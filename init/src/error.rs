@@ -105,6 +105,9 @@ pub enum BootError {
         needed_for: String,
         modules: String,
     },
+    /// Booting over HTTP: the network, a name, a server, a transfer.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
     #[error(
         "stage-2 init {0} does not exist in the new root (set init= or fix the manifest's init line)"
     )]

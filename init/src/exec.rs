@@ -53,8 +53,21 @@ pub trait Executor {
         done: u64,
         total: u64,
     ) -> Result<(), BootError>;
+    /// Fetches one image over HTTP into `to`, checking its size and
+    /// SHA-256 (`done` of `total` bytes fetched before, for the progress line).
+    fn fetch(&mut self, f: &Fetch<'_>) -> Result<(), BootError>;
     /// Only returns on failure.
     fn switch_root(&mut self, new_root: &str, init: &str) -> BootError;
+}
+
+/// A [`Step::Fetch`]'s fields.
+pub struct Fetch<'a> {
+    pub url: &'a str,
+    pub to: &'a str,
+    pub sha256: &'a str,
+    pub size: u64,
+    pub done: u64,
+    pub total: u64,
 }
 
 /// Runs plans, remembering the loop devices their handles name.
@@ -167,6 +180,21 @@ impl Runner {
                 done,
                 total,
             } => ex.copy_to_ram(from, to, sha256, *done, *total)?,
+            Step::Fetch {
+                url,
+                to,
+                sha256,
+                size,
+                done,
+                total,
+            } => ex.fetch(&Fetch {
+                url,
+                to,
+                sha256,
+                size: *size,
+                done: *done,
+                total: *total,
+            })?,
             Step::SwitchRoot { new_root, init } => return Err(ex.switch_root(new_root, init)),
         }
         Ok(None)
@@ -355,6 +383,10 @@ impl Executor for Real {
         total: u64,
     ) -> Result<(), BootError> {
         crate::copytoram::copy_image(from, to, sha256, done, total)
+    }
+
+    fn fetch(&mut self, f: &Fetch<'_>) -> Result<(), BootError> {
+        crate::net::fetch_image(f.url, f.to, f.sha256, f.size, f.done, f.total)
     }
 
     fn switch_root(&mut self, new_root: &str, init: &str) -> BootError {

@@ -9,7 +9,8 @@
 //! the initrd says so) `root=` names the root filesystem itself, which is
 //! mounted as the new root instead ([`plan::plain_root`]).
 //!
-//! Non-goals: no shell, no udev, no networking, nothing stage 2 can do
+//! Non-goals: no shell, no udev, no networking beyond fetching the images
+//! (`nixlive.url=`: [`net`]), nothing stage 2 can do
 //! (registration, profiles and keys belong to `nixlive-postboot`).
 //!
 //! Deciding and doing are apart:
@@ -37,6 +38,7 @@ mod findiso;
 mod kmsg;
 mod medium;
 mod modules;
+mod net;
 mod plan;
 #[cfg(test)]
 mod recording;

@@ -107,6 +107,17 @@ pub enum Step {
         path: String,
         sha256: String,
     },
+    /// Fetch an image over HTTP into `to` (on the images tmpfs), checking
+    /// its size and SHA-256 as it arrives; `done` and `total` as for
+    /// [`Step::CopyToRam`].
+    Fetch {
+        url: String,
+        to: String,
+        sha256: String,
+        size: u64,
+        done: u64,
+        total: u64,
+    },
     /// Check that `path` has the size the manifest gives, before anything
     /// reads it.
     CheckSize {
@@ -179,6 +190,12 @@ impl fmt::Display for Step {
                 params.target(&format!("${source}"))
             ),
             Step::CopyToRam { from, to, .. } => write!(f, "cp {from} {to}"),
+            Step::Fetch { url, to, .. } => {
+                write!(
+                    f,
+                    "curl --fail --location --continue-at - --output {to} {url}"
+                )
+            }
             Step::SwitchRoot { new_root, init } => write!(f, "switch_root {new_root} {init}"),
         }
     }
@@ -328,6 +345,9 @@ pub enum Found {
         path: String,
         fstype: String,
     },
+    /// Booting over HTTP: the manifest at this URL (`nixlive.url=`), the
+    /// images next to it, fetched into RAM.
+    Http { url: nixlive_formats::net::url::Url },
 }
 
 /// The medium's handle when it is a loop device (`findiso=`).
@@ -340,7 +360,7 @@ pub const FINDISO_HOST: &str = "/findiso";
 pub fn medium(found: &Found) -> Vec<Step> {
     let iso = in_new_root(paths::MEDIUM);
     let (mut steps, source, fstype) = match found {
-        Found::Initrd => return Vec::new(),
+        Found::Initrd | Found::Http { .. } => return Vec::new(),
         Found::Device { node, fstype } => (Vec::new(), Source::Path(node.clone()), fstype),
         Found::File { path, fstype, .. } => (
             vec![Step::AttachLoop {
@@ -390,6 +410,10 @@ pub enum Check {
     Copied,
     /// Against its SHA-256 while copied to RAM, then through dm-verity.
     CopiedVerity,
+    /// Against its SHA-256 while fetched over HTTP.
+    Fetched,
+    /// Against its SHA-256 while fetched over HTTP, then through dm-verity.
+    FetchedVerity,
     /// Not at all (no `nixlive.verify`, no trusted key, no hash tree).
     None,
 }
@@ -401,6 +425,8 @@ impl Check {
             Check::Sha256 => "sha256 before mounting",
             Check::Copied => "sha256 while copying to RAM",
             Check::CopiedVerity => "sha256 while copying to RAM, then dm-verity",
+            Check::Fetched => "sha256 while fetching",
+            Check::FetchedVerity => "sha256 while fetching, then dm-verity",
             Check::None => "not checked",
         }
     }
@@ -413,6 +439,8 @@ pub enum ImageSource {
     InPlace { dir: String },
     /// Copied into a tmpfs of this size (`copytoram`), the medium released.
     Ram { size: u64 },
+    /// Fetched over HTTP into a tmpfs of this size, and used there.
+    Fetched { size: u64 },
 }
 
 /// The boot after the medium is mounted: the decisions and their steps.
@@ -430,7 +458,8 @@ pub struct BootPlan {
     /// The stage-2 init, as the new root sees it.
     pub init: String,
     /// Copying to RAM (empty unless [`ImageSource::Ram`]); it may fail and
-    /// be undone, after which [`BootPlan::fallback`] replaces `store`.
+    /// be undone, after which [`BootPlan::fallback`] replaces `store`. Or,
+    /// [`ImageSource::Fetched`], fetching the images (no fallback).
     pub copy: Vec<Step>,
     /// Verification, the images, the overlay store, releasing the medium.
     pub store: Vec<Step>,
@@ -444,6 +473,7 @@ pub struct BootPlan {
 pub fn images_dir(found: &Found) -> String {
     match found {
         Found::Initrd => String::new(),
+        Found::Http { .. } => in_new_root(paths::RAM_IMAGES),
         _ => in_new_root(paths::MEDIUM),
     }
 }
@@ -466,6 +496,9 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
         (false, _) => Ok(None),
         // Netboot images are in RAM already.
         (true, Found::Initrd) => Err("copytoram: netboot images are in RAM already".to_string()),
+        (true, Found::Http { .. }) => {
+            Err("copytoram: images fetched over HTTP are in RAM already".to_string())
+        }
         (true, _) => crate::copytoram::decide(total, p.mem_available).map(Some),
     };
     let (copy_refused, ram_size) = match copy {
@@ -474,21 +507,33 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
     };
     let overlay = overlay_size(cmdline, p.ram);
     let verify = cmdline.verify || p.trusted;
-    let in_place = store_steps(m, &dir, verify, overlay, None);
-    let in_place_checks = checks(m, verify, false);
-    let (images, copy, store, fallback, checks, fallback_checks) = match ram_size {
-        Some(size) => {
+    let in_place = store_steps(m, &dir, verify, overlay, false, None);
+    let in_place_checks = checks(m, verify, Via::InPlace);
+    let (images, copy, store, fallback, checks, fallback_checks) = match (ram_size, &p.found) {
+        // Sized and hashed while fetched.
+        (_, Found::Http { url }) => {
+            let (size, fetch) = crate::net::plan::fetch_steps(m, url, &dir);
+            (
+                ImageSource::Fetched { size },
+                fetch,
+                store_steps(m, &dir, false, overlay, true, None),
+                None,
+                checks(m, true, Via::Fetched),
+                Vec::new(),
+            )
+        }
+        (Some(size), _) => {
             let ram_dir = in_new_root(paths::RAM_IMAGES);
             (
                 ImageSource::Ram { size },
                 copy_steps(m, &dir, &ram_dir, size, total),
-                store_steps(m, &ram_dir, false, overlay, Some(&p.found)),
+                store_steps(m, &ram_dir, false, overlay, true, Some(&p.found)),
                 Some(in_place),
-                checks(m, true, true),
+                checks(m, true, Via::Copied),
                 in_place_checks,
             )
         }
-        None => (
+        (None, _) => (
             ImageSource::InPlace { dir },
             Vec::new(),
             in_place,
@@ -501,7 +546,7 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
     BootPlan {
         images,
         copy_refused,
-        verify: verify || ram_size.is_some(),
+        verify: verify || ram_size.is_some() || matches!(p.found, Found::Http { .. }),
         checks,
         fallback_checks,
         switch: switch_steps(&init),
@@ -512,18 +557,28 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
     }
 }
 
+/// Where the images are read from, for [`checks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    InPlace,
+    Copied,
+    Fetched,
+}
+
 /// How each image of `m` is checked: by verity when it has a tree, else
-/// by its SHA-256 when `verify` (or while `copied`).
-fn checks(m: &Manifest, verify: bool, copied: bool) -> Vec<(String, Check)> {
+/// by its SHA-256 when `verify` (or while copied or fetched).
+fn checks(m: &Manifest, verify: bool, via: Via) -> Vec<(String, Check)> {
     m.images
         .iter()
         .map(|i| {
-            let c = match (i.verity.is_some(), copied, verify) {
-                (true, true, _) => Check::CopiedVerity,
-                (true, false, _) => Check::Verity,
-                (false, true, _) => Check::Copied,
-                (false, false, true) => Check::Sha256,
-                (false, false, false) => Check::None,
+            let c = match (i.verity.is_some(), via, verify) {
+                (true, Via::Copied, _) => Check::CopiedVerity,
+                (true, Via::Fetched, _) => Check::FetchedVerity,
+                (true, Via::InPlace, _) => Check::Verity,
+                (false, Via::Copied, _) => Check::Copied,
+                (false, Via::Fetched, _) => Check::Fetched,
+                (false, Via::InPlace, true) => Check::Sha256,
+                (false, Via::InPlace, false) => Check::None,
             };
             (i.name.clone(), c)
         })
@@ -566,16 +621,17 @@ fn copy_steps(m: &Manifest, from: &str, to: &str, size: u64, total: u64) -> Vec<
 
 /// The images as lower layers (first = top), the rw tmpfs, the overlay at
 /// `/nix/store`; after a copy to RAM, the medium (`release`) is let go.
+/// Images `copied` (to RAM, or fetched) were sized and hashed on the way.
 fn store_steps(
     m: &Manifest,
     dir: &str,
     verify: bool,
     overlay: u64,
+    copied: bool,
     release: Option<&Found>,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    // A copy in RAM was sized and hashed while copying.
-    if release.is_none() {
+    if !copied {
         steps.extend(m.images.iter().map(|img| Step::CheckSize {
             path: format!("{dir}/{}", img.name),
             size: img.size,

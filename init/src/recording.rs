@@ -107,6 +107,10 @@ impl Executor for Recording {
         self.call(format!("copy {from} {to}"))
             .map_err(BootError::sys("copy", from))
     }
+    fn fetch(&mut self, f: &crate::exec::Fetch<'_>) -> Result<(), BootError> {
+        self.call(format!("fetch {} {}", f.url, f.to))
+            .map_err(BootError::sys("fetch", f.url))
+    }
     fn switch_root(&mut self, new_root: &str, init: &str) -> BootError {
         let _ = self.call(format!("switch_root {new_root} {init}"));
         BootError::NoStage2(init.into())

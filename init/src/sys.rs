@@ -121,6 +121,31 @@ pub fn cdrom_drive_status(dev: BorrowedFd<'_>) -> Option<DriveStatus> {
     }
 }
 
+/// `SO_BINDTODEVICE`: `fd` sends and receives on interface `name` only
+/// (DHCP before the interface has an address; rustix has no wrapper).
+pub fn bind_to_device(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    let name =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let bytes = name.as_bytes_with_nul();
+    // SAFETY: `bytes` is a NUL-terminated interface name that outlives the
+    // call, and its exact length is passed; the kernel only reads it; `fd`
+    // is a valid open socket for the duration of the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            bytes.as_ptr().cast(),
+            bytes.len() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 // Device-mapper (`<linux/dm-ioctl.h>`): enough to create one read-only
 // device with one target, resume it, and remove it again.
 

@@ -155,6 +155,8 @@ pub struct DemoSpec {
     pub append: String,
     /// Also write the netboot set to `dir/netboot`.
     pub netboot: bool,
+    /// More arguments for `nixlive netboot` (`--http`, `--base-url`).
+    pub netboot_args: Vec<String>,
     /// An authorized_keys file to pack into the initrd.
     pub authorized_keys: Option<PathBuf>,
     /// The kernel: a directory under `.cache/kernels` (default: the
@@ -181,6 +183,7 @@ impl DemoSpec {
             module_sets: Vec::new(),
             append,
             netboot: false,
+            netboot_args: Vec::new(),
             authorized_keys: None,
             kernel: None,
             builder_args: Vec::new(),
@@ -289,7 +292,7 @@ pub fn build_demo_with(
     let netboot = if spec.netboot {
         let out = dir.join("netboot");
         let mut cmd = common("netboot");
-        cmd.arg("--out").arg(&out);
+        cmd.arg("--out").arg(&out).args(&spec.netboot_args);
         run_command(cmd)?;
         inspect(&out)?;
         Some(out)

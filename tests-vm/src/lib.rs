@@ -5,6 +5,7 @@
 //! - [`arch`]: what differs between x86_64, i686 and aarch64 guests.
 //! - [`bench_chart`]: the boot comparison of `make bench` as an SVG chart.
 //! - [`artifacts`]: where the binaries and kernels are; building the demo ISO.
+//! - [`http_server`], [`http_sets`]: serving and booting `netboot --http` sets.
 //! - [`kvm`]: whether KVM really works here (probed), else TCG.
 //! - [`media`]: ext4/FAT32/GPT disks and extra layers made from the builder's medium.
 //! - [`peers`]: the stage 1s and the payload `make bench` compares nixlive with.
@@ -23,6 +24,8 @@ pub mod artifacts;
 pub mod bench_chart;
 pub mod boot_modes;
 pub mod checks;
+pub mod http_server;
+pub mod http_sets;
 pub mod kvm;
 pub mod media;
 pub mod peers;

@@ -243,7 +243,7 @@ mod tests {
                     duration_ms,
                 })
                 .collect(),
-            images: Vec::new(),
+            ..Timeline::default()
         }
     }
 

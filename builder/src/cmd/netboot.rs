@@ -3,8 +3,12 @@
 //! a stored archive the kernel only copies, so init attaches the images in
 //! place), `netboot.ipxe` and `cmdline`.
 //!
-//! Non-goals: no fetching at boot beyond what the boot loader loads (the
-//! images ride in the initrd), no PXE server.
+//! With `--http`, the initrd is small (init, modules with the `net` set,
+//! keys; no images) and the images and the manifest sit next to it: init
+//! fetches them from `nixlive.url=`, which the iPXE script makes from the
+//! URL it was fetched from (`${cwduri}`) or from `--base-url`.
+//!
+//! Non-goals: no PXE or HTTP server (any plain web server serves the set).
 
 use crate::cmdline;
 use crate::epoch::{mtime32, source_date_epoch};
@@ -29,9 +33,33 @@ pub struct Args {
     /// Directory to write into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Serve the images over HTTP: init fetches the manifest and the images
+    /// (written next to the initrd, not into it); the `net` module set is added.
+    #[arg(long)]
+    pub http: bool,
+    /// With --http: the URL the directory is served at
+    /// (`http://HOST[:PORT]/PATH/`). Default: the directory iPXE fetched the
+    /// script from (`${cwduri}`, iPXE 1.21.1 of 2024 and later).
+    #[arg(long, value_name = "URL", requires = "http")]
+    pub base_url: Option<String>,
+}
+
+/// The manifest's URL in the kernel command line: `--base-url`'s, or
+/// `${base}` for the iPXE script to fill in.
+fn manifest_url(base_url: Option<&str>) -> Result<String> {
+    let Some(b) = base_url else {
+        return Ok(format!("${{base}}/{MANIFEST}"));
+    };
+    let url = nixlive_formats::net::url::Url::parse(b).context("--base-url")?;
+    let url = format!("{}/{MANIFEST}", url.to_string().trim_end_matches('/'));
+    nixlive_formats::net::url::Url::parse(&url).context("--base-url")?;
+    Ok(url)
 }
 
 pub fn run(a: &Args) -> Result<()> {
+    if a.http {
+        return run_http(a);
+    }
     let (c, out) = (&a.common, &a.out);
     let epoch = source_date_epoch()?;
     let params = cmdline::netboot_params(&c.inputs.system, &c.append).context("--append")?;
@@ -58,6 +86,53 @@ pub fn run(a: &Args) -> Result<()> {
     let mut outs = Outputs::default();
     outs.add(Kind::Kernel, kernel)?;
     outs.add(Kind::Initrd, initrd_path)?;
+    outs.add(Kind::Ipxe, out.join("netboot.ipxe"))?;
+    outs.add(Kind::Cmdline, out.join("cmdline"))?;
+    c.report(&outs)
+}
+
+/// `--http`: the small initrd, the images and the manifest beside it, the
+/// script that passes `nixlive.url=`.
+fn run_http(a: &Args) -> Result<()> {
+    let mut c = a.common.clone();
+    if !c
+        .initrd
+        .module_sets
+        .iter()
+        .flat_map(|s| s.split(','))
+        .any(|s| s.trim() == "net")
+    {
+        c.initrd.module_sets.push("net".into());
+    }
+    let out = &a.out;
+    let epoch = source_date_epoch()?;
+    let url = manifest_url(a.base_url.as_deref())?;
+    let append = format!("{} nixlive.url={url}", c.append.trim());
+    let params = cmdline::netboot_params(&c.inputs.system, append.trim()).context("--append")?;
+    c.check_kernel()?;
+    let machine = c.check_boot(None)?;
+    let build = Build::start(&c, epoch, "nixlive-netboot.", None)?;
+    build.check_stage2(machine)?;
+    create_dir(out)?;
+    let manifest = build.images(out)?;
+    let initrd_path = out.join("initrd");
+    write(&initrd_path, &build.initrd()?)?;
+    let kernel = out.join("bzImage");
+    copy(&c.kernel, &kernel)?;
+    write(&out.join("cmdline"), format!("{params}\n").as_bytes())?;
+    let script = if a.base_url.is_some() {
+        ipxe_script("bzImage", "initrd", &params)
+    } else {
+        ipxe_script_cwduri("bzImage", "initrd", &params)
+    };
+    write(&out.join("netboot.ipxe"), script.as_bytes())?;
+    let mut outs = Outputs::default();
+    outs.add(Kind::Kernel, kernel)?;
+    outs.add(Kind::Initrd, initrd_path)?;
+    for i in &manifest.images {
+        outs.add(Kind::Image(c.images.format()), out.join(&i.name))?;
+    }
+    outs.add(Kind::Manifest, out.join(MANIFEST))?;
     outs.add(Kind::Ipxe, out.join("netboot.ipxe"))?;
     outs.add(Kind::Cmdline, out.join("cmdline"))?;
     c.report(&outs)
@@ -107,9 +182,58 @@ fn ipxe_script(kernel: &str, initrd: &str, params: &str) -> String {
     )
 }
 
+/// `netboot.ipxe` for `--http` without `--base-url`: `nixlive.url=` is
+/// made from the directory iPXE fetched the script from; an iPXE too old
+/// to know `${cwduri}` says so instead of booting without images.
+fn ipxe_script_cwduri(kernel: &str, initrd: &str, params: &str) -> String {
+    format!(
+        "#!ipxe\n\
+         # nixlive netboot over HTTP: serve this directory as it is, boot this script by its URL\n\
+         isset ${{cwduri}} || goto no_cwduri\n\
+         set base ${{cwduri}}\n\
+         kernel {kernel} initrd={initrd} {params}\n\
+         initrd {initrd}\n\
+         boot\n\
+         :no_cwduri\n\
+         echo nixlive: this iPXE does not know ${{cwduri}}: rebuild the set with --base-url http://HOST/PATH/\n\
+         exit 1\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_scripts_and_urls() {
+        assert_eq!(manifest_url(None).unwrap(), "${base}/nixlive.manifest");
+        assert_eq!(
+            manifest_url(Some("http://10.0.2.2:8000/set/")).unwrap(),
+            "http://10.0.2.2:8000/set/nixlive.manifest"
+        );
+        assert_eq!(
+            manifest_url(Some("http://boot.lan")).unwrap(),
+            "http://boot.lan/nixlive.manifest"
+        );
+        let e = format!("{:#}", manifest_url(Some("https://x/")).unwrap_err());
+        assert!(
+            e.contains("--base-url") && e.contains("only http://"),
+            "{e}"
+        );
+        let s = ipxe_script_cwduri(
+            "bzImage",
+            "initrd",
+            "init=/x/init nixlive.url=${base}/nixlive.manifest",
+        );
+        assert!(
+            s.contains("isset ${cwduri} || goto no_cwduri\nset base ${cwduri}\n"),
+            "{s}"
+        );
+        assert!(s.contains(
+            "kernel bzImage initrd=initrd init=/x/init nixlive.url=${base}/nixlive.manifest\n"
+        ));
+        assert!(s.ends_with("exit 1\n"));
+    }
 
     #[test]
     fn netboot_text() {

@@ -33,7 +33,7 @@ pub struct InitrdArgs {
     #[arg(long = "module", value_name = "NAME")]
     pub modules: Vec<String>,
     /// Named module sets (repeatable or comma-separated): base, cd, sata,
-    /// usb, virtio, nvme, mmc, fs. Names the kernel lacks are skipped.
+    /// usb, virtio, nvme, net, mmc, fs. Names the kernel lacks are skipped.
     #[arg(long = "module-set", value_name = "SET[,SET]")]
     pub module_sets: Vec<String>,
     /// Where firmware named by the modules is looked up (repeatable).
@@ -95,12 +95,14 @@ pub fn build(a: &InitrdArgs, epoch: u64, verity: bool) -> Result<Vec<u8>> {
     if verity && !optional.iter().any(|m| m == "dm_verity") {
         optional.push("dm_verity".into());
     }
+    let coldplug = modules::coldplug_set(&a.module_sets).context("--module-set")?;
     let firmware_codecs = firmware_codecs(a)?;
     let (mut archive, notes) = modules::archive(&InitrdSpec {
         init: &init,
         modules_dir: &a.modules_dir,
         modules: &a.modules,
         optional_modules: &optional,
+        coldplug_modules: &coldplug,
         firmware_dirs: &a.firmware_dirs,
         firmware_codecs: &firmware_codecs,
         root: a.root,

@@ -46,6 +46,25 @@ const MODULE_SETS: &[(&str, &[&str])] = &[
         ],
     ),
     ("nvme", &["nvme"]),
+    // NICs for booting over HTTP (`netboot --http`): VMs, then the common
+    // Intel, Realtek and Broadcom chips.
+    (
+        "net",
+        &[
+            "virtio_pci",
+            "virtio_net",
+            "e1000",
+            "e1000e",
+            "igb",
+            "igc",
+            "ixgbe",
+            "r8169",
+            "tg3",
+            "bnx2",
+            "vmxnet3",
+            "hv_netvsc",
+        ],
+    ),
     ("mmc", &["sdhci_pci", "sdhci_acpi", "mmc_block"]),
     (
         "fs",
@@ -60,12 +79,30 @@ const MODULE_SETS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Sets whose modules are packed but loaded only when a device's modalias
+/// matches (coldplug), never all at once: a dozen NIC drivers cost seconds
+/// to load under emulation, and a machine has one or two NICs.
+const COLDPLUG_SETS: &[&str] = &["net"];
+
 /// The modules of the named sets (comma-separated names are accepted too),
-/// in set order, without duplicates.
+/// in set order, without duplicates, except those of [`COLDPLUG_SETS`].
 pub fn module_set(names: &[String]) -> Result<Vec<String>> {
+    sets(names, false)
+}
+
+/// The modules of the named [`COLDPLUG_SETS`] that no other named set has.
+pub fn coldplug_set(names: &[String]) -> Result<Vec<String>> {
+    let listed = module_set(names)?;
+    Ok(sets(names, true)?
+        .into_iter()
+        .filter(|m| !listed.contains(m))
+        .collect())
+}
+
+fn sets(names: &[String], coldplug: bool) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for n in names.iter().flat_map(|n| n.split(',')).map(str::trim) {
-        if n.is_empty() {
+        if n.is_empty() || COLDPLUG_SETS.contains(&n) != coldplug {
             continue;
         }
         let (_, mods) = MODULE_SETS.iter().find(|(s, _)| *s == n).ok_or_else(|| {
@@ -121,6 +158,9 @@ pub struct InitrdSpec<'a> {
     pub modules: &'a [String],
     /// Modules from module sets: skipped with a note when the kernel lacks them.
     pub optional_modules: &'a [String],
+    /// Modules packed (with their dependencies) but not listed for loading:
+    /// init loads them by coldplug when a device matches.
+    pub coldplug_modules: &'a [String],
     /// Where to look for firmware the modules name (first match wins).
     pub firmware_dirs: &'a [PathBuf],
     /// Compressed firmware formats the kernel reads itself
@@ -165,6 +205,24 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
     let db = ModuleDb::load(spec.modules_dir)?;
     let mut notes = Notes::default();
     let closure = db.resolve(spec, &mut notes)?;
+    let packed = if spec.coldplug_modules.is_empty() {
+        closure.files.clone()
+    } else {
+        let mut more = spec.optional_modules.to_vec();
+        more.extend(spec.coldplug_modules.iter().cloned());
+        let all = InitrdSpec {
+            optional_modules: &more,
+            ..*spec
+        };
+        let mut n = Notes::default();
+        let files = db.resolve(&all, &mut n)?.files;
+        for m in n.skipped {
+            if !notes.skipped.contains(&m) {
+                notes.skipped.push(m);
+            }
+        }
+        files
+    };
     let mut a = Archive::new();
     add_skeleton(&mut a, spec.init)?;
     let conf = InitrdConf {
@@ -181,7 +239,7 @@ pub fn archive(spec: &InitrdSpec<'_>) -> Result<(Archive, Notes)> {
         0o644,
         Kind::File(conf.to_string().into_bytes()),
     )?;
-    let firmware = db.add_modules(&mut a, &closure.files)?;
+    let firmware = db.add_modules(&mut a, &packed)?;
     add_firmware(&mut a, spec, firmware, &mut notes)?;
     Ok((a, notes))
 }
@@ -208,6 +266,7 @@ pub fn plan(dir: &Path, modules: &[String], optional: &[String]) -> Result<Plan>
         modules_dir: dir,
         modules,
         optional_modules: optional,
+        coldplug_modules: &[],
         firmware_dirs: &[],
         firmware_codecs: &[],
         // Which modules a medium needs does not depend on the root mode.
@@ -431,6 +490,7 @@ mod tests {
             modules_dir: &m,
             modules: &["a".into(), "ext4".into()],
             optional_modules: &["nothere".into(), "b_c".into()],
+            coldplug_modules: &[],
             firmware_dirs: std::slice::from_ref(&fw),
             firmware_codecs: &[],
             root: nixlive_formats::RootMode::Live,
@@ -506,6 +566,7 @@ mod tests {
             modules_dir: &m,
             modules: &["a".into()],
             optional_modules: &[],
+            coldplug_modules: &[],
             firmware_dirs: std::slice::from_ref(&fw),
             firmware_codecs: &[],
             root: nixlive_formats::RootMode::Live,
@@ -541,6 +602,17 @@ mod tests {
             "{conf}"
         );
         assert!(!String::from_utf8_lossy(&bytes).contains(".ko.xz"));
+        // Coldplug-only (the net set): packed with its dependencies, not listed.
+        let (cold, _) = super::archive(&InitrdSpec {
+            modules: &[],
+            coldplug_modules: &["a".into()],
+            ..spec
+        })
+        .unwrap();
+        let cold = cold.to_bytes(0);
+        let text = String::from_utf8_lossy(&cold);
+        assert!(text.contains("kernel/fs/a.ko\0") && text.contains("kernel/fs/b.ko\0"));
+        assert!(!text.contains("module kernel/fs/"), "listed for loading");
         // A kernel that reads xz firmware gets it as it is.
         let (archive, notes) = super::archive(&InitrdSpec {
             firmware_codecs: &[Codec::Xz],
@@ -593,6 +665,15 @@ mod tests {
         assert_eq!(&m[..5], ["loop", "squashfs", "erofs", "overlay", "isofs"]);
         assert!(m.contains(&"usb_storage".to_string()) && m.contains(&"sr_mod".to_string()));
         assert_eq!(m.iter().filter(|x| *x == "isofs").count(), 1);
+        // NIC drivers are packed for coldplug, not loaded all at once.
+        let sets = ["net,virtio".to_string()];
+        let listed = module_set(&sets).unwrap();
+        let cold = coldplug_set(&sets).unwrap();
+        assert!(listed.contains(&"virtio_pci".to_string()));
+        assert!(!listed.contains(&"virtio_net".to_string()));
+        assert!(cold.contains(&"virtio_net".to_string()) && cold.contains(&"e1000".to_string()));
+        assert!(!cold.contains(&"virtio_pci".to_string()), "listed already");
+        assert!(coldplug_set(&["floppy".into()]).is_err());
         let e = module_set(&["floppy".into()]).unwrap_err();
         assert!(
             e.to_string().contains("floppy") && e.to_string().contains("usb"),

@@ -299,6 +299,15 @@ fn netboot_parts(dir: &Path) -> Parts {
             });
         }
     }
+    // `netboot --http`: the manifest and images are served beside the initrd.
+    let mpath = dir.join(manifest::DEFAULT_PATH);
+    let manifest = mpath.exists().then(|| {
+        (
+            rel(dir, &mpath),
+            fs::read_to_string(&mpath).map_err(|e| e.to_string()),
+            ImagesIn::Dir(dir.to_path_buf()),
+        )
+    });
     Parts {
         kind: MediumKind::Netboot,
         label: None,
@@ -308,7 +317,7 @@ fn netboot_parts(dir: &Path) -> Parts {
             read_opt(&dir.join("initrd")).unwrap_or_default(),
         )),
         entries,
-        manifest: None,
+        manifest,
         medium_fs: None,
     }
 }
@@ -318,10 +327,12 @@ pub fn inspect(path: &Path, verify: bool) -> Result<Report> {
     let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     let _tmp;
     let parts = if meta.is_dir() {
-        if path.join(manifest::DEFAULT_PATH).exists() || path.join("boot/vmlinuz").exists() {
-            tree_parts(path, MediumKind::Tree, None)
-        } else if path.join("bzImage").exists() && path.join("initrd").exists() {
+        // A netboot set first: an HTTP one (`netboot --http`) has the
+        // manifest beside its initrd, as a tree does.
+        if path.join("bzImage").exists() && path.join("initrd").exists() {
             netboot_parts(path)
+        } else if path.join(manifest::DEFAULT_PATH).exists() || path.join("boot/vmlinuz").exists() {
+            tree_parts(path, MediumKind::Tree, None)
         } else {
             bail!(
                 "{} is neither a medium tree (nixlive.manifest, boot/) nor a netboot set (bzImage, initrd)",

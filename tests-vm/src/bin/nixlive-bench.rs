@@ -13,6 +13,13 @@
 //! the static musl postboot's native loader against `nix-store --load-db`
 //! ([`nixlive_tests_vm::regbench`]).
 //!
+//! Netboot RAM (the `netboot` part): `MemAvailable` at the start of stage
+//! 2 (init logs it) for the same system (the demo with 128 MiB of
+//! incompressible ballast) booted from the in-initrd netboot set and from
+//! the `--http` set (fetched from a server on the host's loopback), 1 GiB
+//! each; then a 1 GiB VM booting an `--http` set whose images total about
+//! 600 MiB.
+//!
 //! Throughput (the `throughput` part): the builder's NAR hashing against
 //! `nix-hash`, its native squashfs writer against `mksquashfs`, and whole
 //! ISO builds, on directories of the host's `/usr` copied in as store
@@ -22,7 +29,7 @@
 //! ([`nixlive_tests_vm::bench_chart`]).
 //!
 //! Environment: `NIXLIVE_BENCH_ROUNDS` (default 5), `NIXLIVE_BENCH_PARTS`
-//! (comma-separated, default `boot,registration,throughput`),
+//! (comma-separated, default `boot,registration,throughput,netboot`),
 //! `NIXLIVE_BENCH_TREE_MB` (the throughput tree's size, default 300).
 //! Timings are printed and written, never asserted.
 
@@ -31,9 +38,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use nixlive_formats::error;
+use nixlive_tests_vm::http_server::Server;
+use nixlive_tests_vm::http_sets;
 use nixlive_tests_vm::peers::{self, Sample};
 use nixlive_tests_vm::qemu::{QemuCommand, Vm};
-use nixlive_tests_vm::{arch::Arch, artifacts, bench_chart, kvm, regbench, throughput};
+use nixlive_tests_vm::{
+    arch::Arch, artifacts, bench_chart, boot_command_to_report, kvm, regbench, throughput,
+};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -85,15 +96,15 @@ fn env_rounds() -> Result<usize, String> {
 
 fn run() -> Result<(), String> {
     let rounds = env_rounds()?;
-    let parts =
-        std::env::var("NIXLIVE_BENCH_PARTS").unwrap_or("boot,registration,throughput".into());
+    let parts = std::env::var("NIXLIVE_BENCH_PARTS")
+        .unwrap_or("boot,registration,throughput,netboot".into());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
     if let Some(p) = parts
         .iter()
-        .find(|p| !["boot", "registration", "throughput"].contains(p))
+        .find(|p| !["boot", "registration", "throughput", "netboot"].contains(p))
     {
         return Err(format!(
-            "NIXLIVE_BENCH_PARTS: unknown part {p:?} (parts: boot, registration, throughput)"
+            "NIXLIVE_BENCH_PARTS: unknown part {p:?} (parts: boot, registration, throughput, netboot)"
         ));
     }
     let out = artifacts::workspace_root().join("out/bench");
@@ -113,6 +124,11 @@ fn run() -> Result<(), String> {
         let mut md = String::new();
         tp_result = Some((throughput(rounds, &mut md)?, md));
     }
+    let mut net_result = None;
+    if parts.contains(&"netboot") {
+        let mut md = String::new();
+        net_result = Some((netboot_ram(&out, rounds, &mut md)?, md));
+    }
     // A run of some parts keeps the others' results from the last run
     // (read now, so a run of the other parts that ended meanwhile stays).
     let json_path = out.join("bench.json");
@@ -120,7 +136,7 @@ fn run() -> Result<(), String> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .filter(serde_json::Value::is_object)
-        .unwrap_or_else(|| json!({"rows": [], "registration": []}));
+        .unwrap_or_else(|| json!({"rows": [], "registration": [], "netboot": []}));
     if let Some((rows, md)) = boot_result {
         doc["rows"] = json!(rows);
         doc["boot_md"] = json!(md);
@@ -152,11 +168,17 @@ fn run() -> Result<(), String> {
         std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
         chart_md = "![boot to stage 2, median and min-max](bench.svg)\n\n".into();
     }
+    if let Some((list, md)) = net_result {
+        doc["netboot"] = json!(list);
+        doc["netboot_md"] = json!(md);
+        doc["netboot_rounds"] = json!(rounds);
+    }
     let md = format!(
-        "# nixlive bench\n\n{}{chart_md}{}{}",
+        "# nixlive bench\n\n{}{chart_md}{}{}{}",
         doc["boot_md"].as_str().unwrap_or(""),
         doc["registration_md"].as_str().unwrap_or(""),
-        doc["throughput_md"].as_str().unwrap_or("")
+        doc["throughput_md"].as_str().unwrap_or(""),
+        doc["netboot_md"].as_str().unwrap_or("")
     );
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
     std::fs::write(&json_path, text + "\n").map_err(|e| format!("{}: {e}", json_path.display()))?;
@@ -423,4 +445,133 @@ fn throughput(rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, 
         tree.nar_bytes as f64 / 1e6
     ));
     Ok(throughput::json(&rows, &tree))
+}
+
+/// The images of the big `--http` set: about 600 MiB, incompressible.
+const BALLAST: usize = 600 << 20;
+/// The ballast of the pair compared (in the initrd, over HTTP): enough
+/// that a second copy of the images would show.
+const PAIR_BALLAST: usize = 128 << 20;
+
+/// One boot of a netboot set to the guest report: `MemAvailable` (KiB)
+/// init logged before stage 2, and the uptime (s) stage 2 began at.
+fn netboot_once(cmd: &QemuCommand) -> Result<(u64, f64), String> {
+    let run = boot_command_to_report(cmd, TIMEOUT).map_err(|f| f.to_string())?;
+    let mem = http_sets::mem_available_kib(&run.serial_log)
+        .ok_or("init logged no MemAvailable before stage 2")?;
+    let up = run
+        .report
+        .stage1
+        .as_ref()
+        .and_then(|t| {
+            t.phases
+                .last()
+                .map(|p| (p.start_ms + p.duration_ms) as f64 / 1e3)
+        })
+        .unwrap_or(f64::NAN);
+    Ok((mem, up))
+}
+
+/// `MemAvailable` at stage 2: in-initrd set against `--http` set (same
+/// system and images), and a 1 GiB VM with ~600 MiB of images over HTTP.
+fn netboot_ram(
+    out: &Path,
+    rounds: usize,
+    md: &mut String,
+) -> Result<Vec<serde_json::Value>, String> {
+    let accel = kvm::accel();
+    let dir = out.join("netboot");
+    let set = |sub: &str, http: bool, ballast: usize| -> Result<std::path::PathBuf, String> {
+        let mut spec = artifacts::DemoSpec::new(Arch::X86_64, "NIXLIVE_NET_BENCH");
+        spec.netboot = true;
+        if http {
+            spec.netboot_args = vec![
+                "--http".into(),
+                "--base-url".into(),
+                "http://unused/".into(),
+            ];
+        }
+        let demo = artifacts::build_demo_with(&dir.join(sub), &spec, &|root, system| {
+            if ballast > 0 {
+                http_sets::ballast(root, system, ballast)
+            } else {
+                Ok(())
+            }
+        })?;
+        demo.netboot
+            .ok_or_else(|| "the builder made no netboot set".to_string())
+    };
+    let in_initrd = set("in-initrd", false, PAIR_BALLAST)?;
+    let http = set("http", true, PAIR_BALLAST)?;
+    let big = set("http-600", true, BALLAST)?;
+    let initrd_size = |s: &Path| {
+        std::fs::metadata(s.join("initrd"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    println!(
+        "netboot RAM: {rounds} boots per set, {}, 1 GiB",
+        accel.name()
+    );
+    let mut rows = Vec::new();
+    let mut table = String::from(
+        "| set | initrd | images | MemAvailable at stage 2, median (min-max) | stage 2 at uptime, median |\n|---|---|---|---|---|\n",
+    );
+    let cases: [(&str, &Path, usize); 3] = [
+        ("in-initrd netboot, ~128 MiB of images", &in_initrd, rounds),
+        ("--http, the same images", &http, rounds),
+        ("--http, ~600 MiB of images", &big, 1),
+    ];
+    for (name, set, n) in cases {
+        let server = Server::serve(set, Vec::new());
+        let url = http_sets::url(server.port);
+        let is_http = set.join("nixlive.manifest").is_file();
+        let append = http_sets::cmdline(set, is_http.then_some(url.as_str()), "")?;
+        let images = if is_http {
+            http_sets::images_total(set)?
+        } else {
+            0
+        };
+        let mut mem = Vec::new();
+        let mut up = Vec::new();
+        for round in 0..n {
+            let cmd = http_sets::direct(Arch::X86_64, set, &append, 1024, accel);
+            let (m, u) = netboot_once(&cmd).map_err(|e| format!("{name}: {e}"))?;
+            println!(
+                "  {name:<38} round {}: MemAvailable {m} KiB, stage 2 at {u:.2} s",
+                round + 1
+            );
+            mem.push(m as f64);
+            up.push(u);
+        }
+        let (mm, mmin, mmax) = stats(&mem);
+        let (um, _, _) = stats(&up);
+        let images_col = if is_http {
+            format!("{:.1} MiB", images as f64 / 1048576.0)
+        } else {
+            "in the initrd".into()
+        };
+        table.push_str(&format!(
+            "| {name} | {:.2} MB | {images_col} | {:.1} MiB ({:.1}-{:.1}) | {um:.2} s |\n",
+            initrd_size(set) as f64 / 1e6,
+            mm / 1024.0,
+            mmin / 1024.0,
+            mmax / 1024.0
+        ));
+        rows.push(json!({
+            "name": name,
+            "initrd_bytes": initrd_size(set),
+            "images_bytes": images,
+            "mem_available_kib": {"median": mm, "min": mmin, "max": mmax, "samples": mem},
+            "stage2_uptime_s": {"median": um, "samples": up},
+        }));
+    }
+    println!("\n{table}");
+    md.push_str(&format!(
+        "## Netboot RAM\n\n`MemAvailable` as init logs it just before stage 2, the demo system \
+         netbooted with `-kernel`/`-initrd` in 1 GiB, {}; the `--http` sets fetched from a server \
+         on the host's loopback over QEMU's user network.\n\n{table}\n",
+        accel.name()
+    ));
+    Ok(rows)
 }
