@@ -22,6 +22,7 @@
 pub mod arch;
 pub mod artifacts;
 pub mod bench_chart;
+pub mod bench_stats;
 pub mod boot_modes;
 pub mod checks;
 pub mod http_server;

@@ -38,6 +38,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use nixlive_formats::error;
+use nixlive_tests_vm::bench_stats::{rounds, stats};
 use nixlive_tests_vm::http_server::Server;
 use nixlive_tests_vm::http_sets;
 use nixlive_tests_vm::peers::{self, Sample};
@@ -60,19 +61,6 @@ struct Peer {
     cdrom: std::path::PathBuf,
 }
 
-/// Median (of an even count: the mean of the middle two), min and max.
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    let median = if n.is_multiple_of(2) {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    } else {
-        s[n / 2]
-    };
-    (median, s[0], s[n - 1])
-}
-
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,19 +71,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn env_rounds() -> Result<usize, String> {
-    match std::env::var("NIXLIVE_BENCH_ROUNDS") {
-        Ok(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("NIXLIVE_BENCH_ROUNDS={s:?} is not a positive number")),
-        Err(_) => Ok(5),
-    }
-}
-
 fn run() -> Result<(), String> {
-    let rounds = env_rounds()?;
+    let rounds = rounds()?;
     let parts = std::env::var("NIXLIVE_BENCH_PARTS")
         .unwrap_or("boot,registration,throughput,netboot".into());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use nixlive_tests_vm::bench_stats::{rounds, stats};
 use nixlive_tests_vm::boot_modes::BootMode;
 use nixlive_tests_vm::qemu::QemuCommand;
 use nixlive_tests_vm::{arch::Arch, artifacts, boot_command_to_report, kvm};
@@ -27,30 +28,6 @@ fn main() -> ExitCode {
             eprintln!("verity bench: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Median, min and max.
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    let median = if n.is_multiple_of(2) {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    } else {
-        s[n / 2]
-    };
-    (median, s[0], s[n - 1])
-}
-
-fn rounds() -> Result<usize, String> {
-    match std::env::var("NIXLIVE_BENCH_ROUNDS") {
-        Ok(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("NIXLIVE_BENCH_ROUNDS={s:?} is not a positive number")),
-        Err(_) => Ok(5),
     }
 }
 
