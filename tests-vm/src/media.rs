@@ -22,11 +22,14 @@ use crate::artifacts;
 use crate::qemu::{Accel, Failure, QemuCommand, Vm};
 use crate::report::{self, Report};
 
-/// The probe's store path (a valid, if unlikely, store path name).
-pub const PROBE: &str = "/nix/store/00000000000000000000000000000000-nixlive-vm-probe";
+/// The probe's store path (a valid, if unlikely, store path name). Not
+/// 32 zeros: the builder scans every file for the hash parts of the
+/// closure's paths, as Nix does, and a run of 32 `0`s in a binary
+/// (postboot's hash buffer) made the system seem to refer to the probe.
+pub const PROBE: &str = "/nix/store/1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r6s-nixlive-vm-probe";
 /// Where the probe's script is, for `init=`.
 pub const PROBE_INIT: &str =
-    "/nix/store/00000000000000000000000000000000-nixlive-vm-probe/bin/probe";
+    "/nix/store/1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r6s-nixlive-vm-probe/bin/probe";
 /// Files under this directory of any store path are printed by the probe.
 pub const PROBE_SHOWS: &str = "probe-shows";
 /// Files under this directory of any store path are read whole by the
