@@ -41,22 +41,7 @@ pub fn decide(total: u64, available: u64) -> Result<u64, String> {
 /// `done` of `total`, at `copied` bytes in `secs` (the estimate at that
 /// rate; none once done or before a rate is known).
 pub fn progress_line(done: u64, total: u64, copied: u64, secs: f64) -> String {
-    let pct = (done * 100).checked_div(total).unwrap_or(100);
-    let rate = if secs > 0.0 {
-        copied as f64 / 1e6 / secs
-    } else {
-        0.0
-    };
-    let left = if done < total && rate > 0.0 {
-        format!(", {:.0} s left", (total - done) as f64 / 1e6 / rate)
-    } else {
-        String::new()
-    };
-    format!(
-        "copying to RAM: {pct:3}% ({} MiB of {} MiB, {rate:.1} MB/s{left})",
-        done >> 20,
-        total >> 20
-    )
+    crate::console::progress_line("copying to RAM", done, total, copied, secs, true)
 }
 
 /// Copies `src` to `dst`, hashing on the way, with a progress line on

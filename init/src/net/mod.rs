@@ -386,17 +386,7 @@ impl Line {
 
 /// `fetching: 45% (123 MiB of 273 MiB, 40.2 MB/s)`.
 pub fn progress_line(done: u64, total: u64, got: u64, secs: f64) -> String {
-    let pct = (done * 100).checked_div(total).unwrap_or(100);
-    let rate = if secs > 0.0 {
-        got as f64 / 1e6 / secs
-    } else {
-        0.0
-    };
-    format!(
-        "fetching: {pct:3}% ({} MiB of {} MiB, {rate:.1} MB/s)",
-        done >> 20,
-        total >> 20
-    )
+    crate::console::progress_line("fetching", done, total, got, secs, false)
 }
 
 impl Progress for Line {
