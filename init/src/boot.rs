@@ -12,6 +12,7 @@ use nixlive_formats::nixkey;
 use nixlive_formats::paths::{self, in_new_root};
 use nixlive_formats::timeline::ImageCheck;
 use nixlive_formats::{Cmdline, InitrdConf, Manifest, Phase, RootMode, Timeline, initrd_conf};
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::path::Path;
 
@@ -80,13 +81,22 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
         log::info!("netboot: the images are inside the initrd");
         Found::Initrd
     } else {
-        let mut modalias = |a: &str| loader.modalias(a);
-        t.phase("find-medium", || {
-            medium::find(cmdline, &keys, events.as_ref(), &mut modalias)
-        })?
+        let modules = RefCell::new(loader);
+        let found = t.phase("find-medium", || {
+            medium::find(cmdline, &keys, events.as_ref(), &modules)
+        });
+        loader = modules.into_inner();
+        found?
     };
-    if let Found::Device { node, fstype } = &found {
-        loader.require_fs(fstype, &format!("the medium {node}"))?;
+    match &found {
+        Found::Device { node, fstype } => {
+            loader.require_fs(fstype, &format!("the medium {node}"))?;
+        }
+        Found::File { path, fstype, .. } => {
+            loader.require_loop(&format!("the ISO file {path}"))?;
+            loader.require_fs(fstype, &format!("the ISO file {path}"))?;
+        }
+        Found::Initrd | Found::Http { .. } => {}
     }
     t.phase("mount-medium", || runner.run(&plan::medium(&found), ex))?;
     let read = match &found {
@@ -145,10 +155,12 @@ fn plain_root(
 ) -> Result<Infallible, BootError> {
     log::info!("plain root: root= names the root filesystem itself");
     let (probe, described) = {
-        let mut modalias = |a: &str| loader.modalias(a);
-        t.phase("find-root", || {
-            medium::find_plain(cmdline, events, &mut modalias)
-        })?
+        let modules = RefCell::new(loader);
+        let found = t.phase("find-root", || {
+            medium::find_plain(cmdline, events, &modules)
+        });
+        loader = modules.into_inner();
+        found?
     };
     loader.require_fs(
         &probe.fstype,
@@ -226,10 +238,13 @@ fn read_conf() -> InitrdConf {
         })
 }
 
-/// The builder's list, `nixlive.modules=`, then coldplug.
+/// What of the builder's list nothing else asks for ([`Loader::upfront`]:
+/// drivers wait for their device, filesystems, loop and device-mapper for
+/// the boot to need them), `nixlive.modules=`, then coldplug.
 fn load_modules(cmdline: &Cmdline, conf: &InitrdConf) -> Loader {
     let mut loader = Loader::new(Path::new("/"), conf);
-    loader.load_files(&conf.modules);
+    let now = loader.upfront(&conf.modules);
+    loader.load_files(&now);
     loader.load_names(&cmdline.modules, true);
     loader.coldplug(Path::new("/sys"));
     log::info!("loaded {} modules", loader.loaded);

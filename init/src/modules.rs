@@ -10,6 +10,7 @@
 //! remembered: when the boot then needs what it provides (a filesystem, loop
 //! devices), that is a failure which names the module and why it failed.
 
+use crate::discover::Hotplug;
 use crate::error::{BootError, ModuleFailure};
 use nixlive_formats::InitrdConf;
 use nixlive_formats::kmod::{self, Aliases, ModDep};
@@ -42,6 +43,76 @@ pub fn method(file: &str, kernel_decompresses: Option<&str>) -> Method {
         Some(c) if kernel_decompresses.map(str::trim) == Some(c.kernel_name()) => Method::Kernel(c),
         Some(c) => Method::Own(c),
     }
+}
+
+/// When a module of the builder's list is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// At once: nothing else would ask for it (a code page, a module named
+    /// for its own sake), or a module loaded at once needs it.
+    Now,
+    /// When a device it drives shows up: coldplug for the devices there,
+    /// uevents for those that come later.
+    Device,
+    /// When the boot needs it: a filesystem before its first mount, loop
+    /// devices, device-mapper and its verity target before the images.
+    Needed,
+}
+
+/// When module `name` loads, from the patterns `modules.alias` gives it:
+/// a filesystem (`fs-*`), loop or device-mapper control, or the verity
+/// target is [`When::Needed`]; one that matches a device (`pci:`, `usb:`,
+/// `scsi:`, `virtio:`, `acpi*:`, ...) is [`When::Device`]; the rest (code
+/// pages, libraries, modules without aliases) [`When::Now`].
+pub fn when(name: &str, patterns: &[&str]) -> When {
+    let needed = kmod::module_name(name) == "dm_verity"
+        || patterns.iter().any(|p| {
+            p.starts_with("fs-") || *p == "devname:loop-control" || *p == "devname:mapper/control"
+        });
+    if needed {
+        When::Needed
+    } else if patterns.iter().any(|p| matches_devices(p)) {
+        When::Device
+    } else {
+        When::Now
+    }
+}
+
+/// Whether an alias pattern is a device's modalias (`BUS:...`), not a
+/// name the kernel asks for (`devname:`, `symbol:`, `char-major-...`).
+fn matches_devices(pattern: &str) -> bool {
+    match pattern.split_once(':') {
+        Some((bus, _)) => !bus.is_empty() && bus != "devname" && bus != "symbol",
+        None => false,
+    }
+}
+
+/// The files of the builder's list (in its load order) to load at once:
+/// each one no other listed module depends on and [`when`] puts at
+/// [`When::Now`], with the files it needs (`closure_of(file)`: its
+/// dependencies and itself). A dependency (a library such as `scsi_mod`
+/// or `cdrom`) loads with the first module that needs it; the others
+/// wait for their device or for the boot to need them.
+pub fn upfront(
+    files: &[String],
+    when_of: impl Fn(&str) -> When,
+    closure_of: impl Fn(&str) -> Vec<String>,
+) -> Vec<String> {
+    let closures: Vec<Vec<String>> = files.iter().map(|f| closure_of(f)).collect();
+    let needed_by_another = |f: &String| {
+        files
+            .iter()
+            .zip(&closures)
+            .any(|(g, c)| g != f && c.contains(f))
+    };
+    let mut keep: HashSet<&String> = HashSet::new();
+    for (f, c) in files.iter().zip(&closures) {
+        if when_of(f) == When::Now && !needed_by_another(f) {
+            keep.insert(f);
+            keep.extend(c);
+        }
+    }
+    files.iter().filter(|f| keep.contains(f)).cloned().collect()
 }
 
 /// A module that did not load: its file and the error.
@@ -108,6 +179,34 @@ impl Loader {
             running,
             loaded: 0,
         }
+    }
+
+    /// [`upfront`] of the builder's list with this initrd's `modules.dep`
+    /// and `modules.alias`; logs what waits and for what.
+    pub fn upfront(&self, files: &[String]) -> Vec<String> {
+        let when_of = |f: &str| when(f, &self.aliases.of_module(&kmod::module_name(f)));
+        let closure_of = |f: &str| {
+            kmod::closure(&self.dep, &HashSet::new(), &[kmod::module_name(f)])
+                .map(|c| c.files)
+                .unwrap_or_default()
+        };
+        let now = upfront(files, when_of, closure_of);
+        let later = |w: When| -> Vec<String> {
+            files
+                .iter()
+                .filter(|f| !now.contains(f) && when_of(f) == w)
+                .map(|f| kmod::module_name(f))
+                .collect()
+        };
+        let (device, needed) = (later(When::Device), later(When::Needed));
+        log::info!(
+            "modules: {} of the {} listed load now; when their device shows up: {}; when the boot needs them: {}",
+            now.len(),
+            files.len(),
+            none_if_empty(&device),
+            none_if_empty(&needed)
+        );
+        now
     }
 
     /// Loads module files (relative to the modules dir) in the given order.
@@ -206,6 +305,36 @@ impl Loader {
         for a in collect_modaliases(sys) {
             self.modalias(&a);
         }
+    }
+}
+
+fn none_if_empty(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(" ")
+    }
+}
+
+/// What the search for the medium asks of the module loader (a trait, so
+/// that tests can walk the search's failure paths without a kernel).
+pub trait Modules {
+    /// A device announced itself, or every device is to be looked at again.
+    fn hotplug(&mut self, h: Hotplug<'_>);
+    /// Makes sure the kernel can mount `fstype`, as [`Loader::require_fs`].
+    fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError>;
+}
+
+impl Modules for Loader {
+    fn hotplug(&mut self, h: Hotplug<'_>) {
+        match h {
+            Hotplug::Modalias(a) => self.modalias(a),
+            Hotplug::Rescan => self.coldplug(Path::new("/sys")),
+        }
+    }
+
+    fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError> {
+        Loader::require_fs(self, fstype, needed_for)
     }
 }
 
@@ -442,6 +571,112 @@ mod tests {
             ]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn when_modules_load() {
+        assert_eq!(when("kernel/fs/isofs/isofs.ko", &["iso9660", "fs-iso9660"]), When::Needed);
+        assert_eq!(
+            when("loop", &["devname:loop-control", "char-major-10-237", "block-major-7-*"]),
+            When::Needed
+        );
+        assert_eq!(when("dm_mod", &["devname:mapper/control"]), When::Needed);
+        // dm-verity has no alias: the boot asks for it by name.
+        assert_eq!(when("kernel/drivers/md/dm-verity.ko", &[]), When::Needed);
+        assert_eq!(
+            when("ata_piix", &["pci:v00008086d00007010sv*sd*bc*sc*i*"]),
+            When::Device
+        );
+        assert_eq!(when("sr_mod", &["scsi:t-0x05*", "block-major-11-*"]), When::Device);
+        assert_eq!(when("sdhci_acpi", &["acpi*:80860F14:*"]), When::Device);
+        assert_eq!(when("virtio_blk", &["virtio:d00000002v*"]), When::Device);
+        // Code pages, libraries, names the kernel asks for: at once.
+        assert_eq!(when("nls_cp437", &["nls_cp437"]), When::Now);
+        assert_eq!(when("scsi_mod", &[]), When::Now);
+        assert_eq!(when("tun", &["devname:net/tun", "char-major-10-200"]), When::Now);
+        assert_eq!(when("crc32c_generic", &["crypto-crc32c", "crc32c"]), When::Now);
+    }
+
+    /// The bench's list (Debian 6.1, a CD, dm-verity): nothing loads before
+    /// coldplug; with the fs set's code pages, those (and only those) do.
+    #[test]
+    fn only_what_nothing_asks_for_loads_at_once() {
+        let dep = ModDep::parse(
+            "kernel/fs/squashfs/squashfs.ko:\n\
+             kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko\n\
+             kernel/fs/overlayfs/overlay.ko:\n\
+             kernel/lib/reed_solomon/reed_solomon.ko:\n\
+             kernel/drivers/block/loop.ko:\n\
+             kernel/drivers/scsi/scsi_mod.ko: kernel/drivers/scsi/scsi_common.ko\n\
+             kernel/drivers/scsi/scsi_common.ko:\n\
+             kernel/drivers/scsi/sr_mod.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko kernel/drivers/cdrom/cdrom.ko\n\
+             kernel/drivers/cdrom/cdrom.ko:\n\
+             kernel/drivers/md/dm-mod.ko:\n\
+             kernel/drivers/md/dm-bufio.ko: kernel/drivers/md/dm-mod.ko\n\
+             kernel/drivers/md/dm-verity.ko: kernel/drivers/md/dm-bufio.ko kernel/drivers/md/dm-mod.ko kernel/lib/reed_solomon/reed_solomon.ko\n\
+             kernel/drivers/ata/libata.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko\n\
+             kernel/drivers/ata/ata_piix.ko: kernel/drivers/ata/libata.ko kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko\n\
+             kernel/fs/nls/nls_cp437.ko:\n\
+             kernel/fs/fat/fat.ko:\n\
+             kernel/fs/fat/vfat.ko: kernel/fs/fat/fat.ko\n",
+        )
+        .unwrap();
+        let aliases = Aliases::parse(
+            "alias fs-squashfs squashfs\nalias fs-iso9660 isofs\nalias fs-overlay overlay\n\
+             alias devname:loop-control loop\nalias scsi:t-0x05* sr_mod\n\
+             alias devname:mapper/control dm_mod\n\
+             alias pci:v00008086d00007010sv*sd*bc*sc*i* ata_piix\n\
+             alias nls_cp437 nls_cp437\nalias fs-vfat vfat\n",
+        );
+        let when_of = |f: &str| when(f, &aliases.of_module(&kmod::module_name(f)));
+        let closure_of = |f: &str| {
+            kmod::closure(&dep, &HashSet::new(), &[kmod::module_name(f)])
+                .unwrap()
+                .files
+        };
+        let files: Vec<String> = [
+            "scsi/scsi_common.ko",
+            "scsi/scsi_mod.ko",
+            "ata/libata.ko",
+            "ata/ata_piix.ko",
+            "cdrom/cdrom.ko",
+            "scsi/sr_mod.ko",
+            "isofs/isofs.ko",
+            "block/loop.ko",
+            "squashfs/squashfs.ko",
+            "overlayfs/overlay.ko",
+            "reed_solomon/reed_solomon.ko",
+            "md/dm-mod.ko",
+            "md/dm-bufio.ko",
+            "md/dm-verity.ko",
+        ]
+        .iter()
+        .map(|f| match *f {
+            "reed_solomon/reed_solomon.ko" => format!("kernel/lib/{f}"),
+            f if f.starts_with("isofs") || f.starts_with("squashfs") || f.starts_with("overlayfs") => {
+                format!("kernel/fs/{f}")
+            }
+            f => format!("kernel/drivers/{f}"),
+        })
+        .collect();
+        assert!(upfront(&files, when_of, closure_of).is_empty());
+        let mut with_fs = files.clone();
+        with_fs.extend(
+            ["kernel/fs/fat/fat.ko", "kernel/fs/fat/vfat.ko", "kernel/fs/nls/nls_cp437.ko"]
+                .map(String::from),
+        );
+        assert_eq!(upfront(&with_fs, when_of, closure_of), ["kernel/fs/nls/nls_cp437.ko"]);
+        // A module without aliases that nothing listed depends on (the
+        // user named it) loads at once, with what it needs, in list order.
+        let mut lone = files.clone();
+        lone.retain(|f| !f.contains("sr_mod") && !f.contains("isofs"));
+        assert_eq!(
+            upfront(&lone, when_of, closure_of),
+            ["kernel/drivers/cdrom/cdrom.ko"]
+        );
+        let only_lib = ["kernel/drivers/scsi/scsi_common.ko", "kernel/drivers/scsi/scsi_mod.ko"]
+            .map(String::from);
+        assert_eq!(upfront(&only_lib, when_of, closure_of), only_lib);
     }
 
     #[test]
