@@ -5,7 +5,7 @@
 
 use crate::error::BootError;
 use crate::exec::{Executor, Runner};
-use crate::modules::Loader;
+use crate::modules::{self, Loader};
 use crate::plan::{self, BootPlan, Found, ImageSource, PlainPlan, Probed};
 use crate::{console, copytoram, discover, failure, kmsg, medium, net, trust};
 use nixlive_formats::nixkey;
@@ -71,6 +71,8 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     if cmdline.root_mode.unwrap_or(conf.root) == RootMode::Plain {
         return plain_root(cmdline, ex, t, runner, events.as_ref(), loader);
     }
+    // What the live boot surely needs loads while the medium is searched for.
+    loader.start_background(&modules::background(&conf.modules));
     runner.run(&plan::live_root(), ex)?;
     let found = if let Some(url) = &cmdline.url {
         let mut coldplug = || loader.coldplug(Path::new("/sys"));
@@ -135,6 +137,15 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     stop_point(cmdline.debug1mounts, "boot.debug1mounts");
     stage2_exists(&bp.init)?;
     hand_over_keys(medium_keys.filter(|_| released));
+    // Nothing may still be loading from the initramfs when it is emptied.
+    loader.finish_background();
+    if let Some((start, end)) = loader.background_span {
+        t.timeline.phases.push(Phase {
+            name: "background-modules".into(),
+            start_ms: start.as_millis() as u64,
+            duration_ms: end.saturating_sub(start).as_millis() as u64,
+        });
+    }
     write_timeline(&t.timeline);
     // switch-root itself takes well under a millisecond: no phase of its own.
     match runner.run(&bp.switch, ex) {

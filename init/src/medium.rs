@@ -237,7 +237,10 @@ fn authentic<'a>(
             let node = d.node();
             let checked = modules
                 .borrow_mut()
-                .require_fs(id.fstype, &format!("looking for a signed manifest on {node}"))
+                .require_fs(
+                    id.fstype,
+                    &format!("looking for a signed manifest on {node}"),
+                )
                 .map_err(|e| format!("cannot mount it: {}", nixlive_formats::error::chain(&e)))
                 .and_then(|()| trust::candidate(&node, id.fstype, &cmdline, &keys));
             match checked {
@@ -524,10 +527,16 @@ mod tests {
         let usb = dev("nixlive-test-nosuch-sdz1", "exfat", "STICK");
         assert!(!accept(&usb, &seen));
         assert!(!accept(&usb, &seen));
-        assert!(!accept(&dev("nixlive-test-nosuch-loop9", "squashfs", "x"), &seen));
+        assert!(!accept(
+            &dev("nixlive-test-nosuch-loop9", "squashfs", "x"),
+            &seen
+        ));
         let m = modules.borrow();
         assert_eq!(m.asked.len(), 1, "{:?}", m.asked);
-        assert!(m.asked[0].starts_with("exfat for looking for /nixos.iso on /dev/nixlive-test-nosuch-sdz1"));
+        assert!(
+            m.asked[0]
+                .starts_with("exfat for looking for /nixos.iso on /dev/nixlive-test-nosuch-sdz1")
+        );
         let s = skipped.borrow();
         assert_eq!(s.len(), 1);
         assert!(
@@ -557,9 +566,15 @@ mod tests {
             &modules,
         );
         let seen = Seen::default();
-        assert!(!accept(&dev("nixlive-test-nosuch-sdy", "ntfs", "OTHER"), &seen));
+        assert!(!accept(
+            &dev("nixlive-test-nosuch-sdy", "ntfs", "OTHER"),
+            &seen
+        ));
         assert!(modules.borrow().asked.is_empty());
-        assert!(!accept(&dev("nixlive-test-nosuch-sdy1", "ntfs", "LIVE"), &seen));
+        assert!(!accept(
+            &dev("nixlive-test-nosuch-sdy1", "ntfs", "LIVE"),
+            &seen
+        ));
         assert_eq!(modules.borrow().asked.len(), 1);
         let s = skipped.borrow();
         assert_eq!(s.len(), 1);

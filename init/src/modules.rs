@@ -18,6 +18,7 @@ use nixlive_formats::unpack::{self, Codec};
 use rustix::fs::{Mode, OFlags};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// `MODULE_INIT_COMPRESSED_FILE`: the kernel decompresses `.ko.xz`/`.ko.zst` itself.
 const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
@@ -115,11 +116,33 @@ pub fn upfront(
     files.iter().filter(|f| keep.contains(f)).cloned().collect()
 }
 
+/// Of the builder's list (files), what a live boot surely asks for and
+/// may load while the search for the medium waits on devices, in the
+/// order the boot needs it: loop devices, squashfs (the images' usual
+/// filesystem), dm-verity (the builder lists it when the images carry
+/// hash trees) and overlayfs. The medium's own filesystem waits for its
+/// probe to say which it is.
+pub fn background(files: &[String]) -> Vec<String> {
+    const SURE: [&str; 4] = ["loop", "squashfs", "dm_verity", "overlay"];
+    SURE.iter()
+        .filter(|n| files.iter().any(|f| kmod::module_name(f) == **n))
+        .map(|n| n.to_string())
+        .collect()
+}
+
 /// A module that did not load: its file and the error.
 #[derive(Debug, Clone)]
 pub struct Failed {
     pub path: String,
     pub error: String,
+}
+
+/// Modules loading on a thread: their files, when it began, and the
+/// thread, which returns each file's outcome and when it ended.
+struct Background {
+    files: Vec<String>,
+    started: Duration,
+    handle: std::thread::JoinHandle<(Vec<Result<bool, Failed>>, Duration)>,
 }
 
 pub struct Loader {
@@ -137,6 +160,9 @@ pub struct Loader {
     built_for: String,
     running: String,
     pub loaded: usize,
+    background: Option<Background>,
+    /// When the background thread ran (uptime), once it was waited for.
+    pub background_span: Option<(Duration, Duration)>,
 }
 
 impl Loader {
@@ -178,6 +204,8 @@ impl Loader {
             built_for: conf.kernel.clone(),
             running,
             loaded: 0,
+            background: None,
+            background_span: None,
         }
     }
 
@@ -210,46 +238,114 @@ impl Loader {
     }
 
     /// Loads module files (relative to the modules dir) in the given order.
+    /// A file the background thread took waits for that thread first.
     pub fn load_files(&mut self, files: &[String]) {
+        if self
+            .background
+            .as_ref()
+            .is_some_and(|b| files.iter().any(|f| b.files.contains(f)))
+        {
+            self.finish_background();
+        }
         for f in files {
             if !self.tried.insert(f.clone()) {
                 continue;
             }
-            let path = present_variant(&self.dir.join(f));
-            let how = method(&path.to_string_lossy(), self.kernel_decompresses.as_deref());
-            let started = std::time::Instant::now();
-            match load(&path, how) {
-                Ok(true) => {
-                    self.loaded += 1;
-                    let d = started.elapsed();
-                    match how {
-                        Method::Plain => log::debug!("loaded {} in {d:?}", path.display()),
-                        // Rare with this builder's initrds (they hold .ko files): say it.
-                        Method::Kernel(c) => log::info!(
-                            "loaded {} in {d:?}, decompressed by the kernel ({})",
-                            path.display(),
-                            c.kernel_name()
-                        ),
-                        Method::Own(c) => log::info!(
-                            "loaded {} in {d:?}, decompressed by init ({}; the kernel cannot)",
-                            path.display(),
-                            c.kernel_name()
-                        ),
+            self.note(
+                f,
+                load_one(&self.dir, f, self.kernel_decompresses.as_deref()),
+            );
+        }
+    }
+
+    fn note(&mut self, f: &str, outcome: Result<bool, Failed>) {
+        match outcome {
+            Ok(true) => self.loaded += 1,
+            Ok(false) => {}
+            Err(failed) => {
+                self.failed.insert(kmod::module_name(f), failed);
+            }
+        }
+    }
+
+    /// Loads `files` (with their dependencies, in order) on a thread: what
+    /// the boot will surely need, while the search for the medium waits on
+    /// devices. Whatever asks for one of them later waits for the thread.
+    pub fn start_background(&mut self, names: &[String]) {
+        let mut files: Vec<String> = Vec::new();
+        for n in names {
+            if let Ok(c) = kmod::closure(&self.dep, &HashSet::new(), std::slice::from_ref(n)) {
+                for f in c.files {
+                    if !self.tried.contains(&f) && !files.contains(&f) {
+                        files.push(f);
                     }
                 }
-                Ok(false) => log::debug!("{} already loaded", path.display()),
-                Err(e) => {
-                    log::warn!(
-                        "module {} did not load: {e} (the boot fails if it needs this module)",
-                        path.display()
-                    );
-                    self.failed.insert(
-                        kmod::module_name(f),
-                        Failed {
-                            path: path.display().to_string(),
-                            error: e.to_string(),
-                        },
-                    );
+            }
+        }
+        if files.is_empty() || self.background.is_some() {
+            return;
+        }
+        let names: Vec<String> = files.iter().map(|f| kmod::module_name(f)).collect();
+        log::info!(
+            "loading {} in the background while the devices are probed",
+            names.join(" ")
+        );
+        self.tried.extend(files.iter().cloned());
+        let (dir, kd, list) = (
+            self.dir.clone(),
+            self.kernel_decompresses.clone(),
+            files.clone(),
+        );
+        let started = crate::kmsg::uptime();
+        let spawned = std::thread::Builder::new()
+            .name("modules".into())
+            .spawn(move || {
+                let out: Vec<Result<bool, Failed>> = list
+                    .iter()
+                    .map(|f| load_one(&dir, f, kd.as_deref()))
+                    .collect();
+                (out, crate::kmsg::uptime())
+            });
+        match spawned {
+            Ok(handle) => {
+                self.background = Some(Background {
+                    files,
+                    started,
+                    handle,
+                })
+            }
+            Err(e) => {
+                log::warn!("cannot start a thread ({e}); loading them when needed");
+                for f in &files {
+                    self.tried.remove(f);
+                }
+            }
+        }
+    }
+
+    /// Waits for the background thread, if any, and takes in what it did.
+    pub fn finish_background(&mut self) {
+        let Some(b) = self.background.take() else {
+            return;
+        };
+        match b.handle.join() {
+            Ok((outcomes, ended)) => {
+                for (f, o) in b.files.iter().zip(outcomes) {
+                    self.note(f, o);
+                }
+                log::info!(
+                    "background modules: {} loaded, {} ms from {} ms of uptime",
+                    b.files.len(),
+                    ended.saturating_sub(b.started).as_millis(),
+                    b.started.as_millis()
+                );
+                self.background_span = Some((b.started, ended));
+            }
+            Err(_) => {
+                // A panic there is a bug; what it did not load is tried again.
+                log::warn!("the background module thread failed; loading its modules here");
+                for f in &b.files {
+                    self.tried.remove(f);
                 }
             }
         }
@@ -401,6 +497,48 @@ fn present_variant(path: &Path) -> PathBuf {
         .unwrap_or_else(|| path.to_path_buf())
 }
 
+/// Loads one module file (relative to `dir`), logging the outcome;
+/// `Ok(false)` when it was loaded already.
+fn load_one(dir: &Path, f: &str, kernel_decompresses: Option<&str>) -> Result<bool, Failed> {
+    let path = present_variant(&dir.join(f));
+    let how = method(&path.to_string_lossy(), kernel_decompresses);
+    let started = std::time::Instant::now();
+    match load(&path, how) {
+        Ok(true) => {
+            let d = started.elapsed();
+            match how {
+                Method::Plain => log::debug!("loaded {} in {d:?}", path.display()),
+                // Rare with this builder's initrds (they hold .ko files): say it.
+                Method::Kernel(c) => log::info!(
+                    "loaded {} in {d:?}, decompressed by the kernel ({})",
+                    path.display(),
+                    c.kernel_name()
+                ),
+                Method::Own(c) => log::info!(
+                    "loaded {} in {d:?}, decompressed by init ({}; the kernel cannot)",
+                    path.display(),
+                    c.kernel_name()
+                ),
+            }
+            Ok(true)
+        }
+        Ok(false) => {
+            log::debug!("{} already loaded", path.display());
+            Ok(false)
+        }
+        Err(e) => {
+            log::warn!(
+                "module {} did not load: {e} (the boot fails if it needs this module)",
+                path.display()
+            );
+            Err(Failed {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })
+        }
+    }
+}
+
 /// Returns false when the module was already loaded.
 fn load(path: &Path, how: Method) -> std::io::Result<bool> {
     // `async_probe`: the module's devices are probed in the background
@@ -472,14 +610,24 @@ impl Loader {
         what: &str,
         needed_for: &str,
     ) -> Result<(), BootError> {
-        if known() {
-            return Ok(());
-        }
         let mut names = self.aliases.lookup(alias);
         if names.is_empty() {
             // modules.alias lists filesystems as `fs-NAME`; a kernel without
             // it still names most modules after their filesystem.
             names.push(kmod::module_name(alias.trim_start_matches("fs-")));
+        }
+        // A module the background thread is loading may show in /sys or
+        // /dev before its init has finished: wait for the thread first.
+        if let Some(b) = &self.background {
+            let files = kmod::closure(&self.dep, &HashSet::new(), &names)
+                .map(|c| c.files)
+                .unwrap_or_default();
+            if files.iter().any(|f| b.files.contains(f)) {
+                self.finish_background();
+            }
+        }
+        if known() {
+            return Ok(());
         }
         self.load_names(&names, false);
         if known() {
@@ -575,9 +723,19 @@ mod tests {
 
     #[test]
     fn when_modules_load() {
-        assert_eq!(when("kernel/fs/isofs/isofs.ko", &["iso9660", "fs-iso9660"]), When::Needed);
         assert_eq!(
-            when("loop", &["devname:loop-control", "char-major-10-237", "block-major-7-*"]),
+            when("kernel/fs/isofs/isofs.ko", &["iso9660", "fs-iso9660"]),
+            When::Needed
+        );
+        assert_eq!(
+            when(
+                "loop",
+                &[
+                    "devname:loop-control",
+                    "char-major-10-237",
+                    "block-major-7-*"
+                ]
+            ),
             When::Needed
         );
         assert_eq!(when("dm_mod", &["devname:mapper/control"]), When::Needed);
@@ -587,14 +745,23 @@ mod tests {
             when("ata_piix", &["pci:v00008086d00007010sv*sd*bc*sc*i*"]),
             When::Device
         );
-        assert_eq!(when("sr_mod", &["scsi:t-0x05*", "block-major-11-*"]), When::Device);
+        assert_eq!(
+            when("sr_mod", &["scsi:t-0x05*", "block-major-11-*"]),
+            When::Device
+        );
         assert_eq!(when("sdhci_acpi", &["acpi*:80860F14:*"]), When::Device);
         assert_eq!(when("virtio_blk", &["virtio:d00000002v*"]), When::Device);
         // Code pages, libraries, names the kernel asks for: at once.
         assert_eq!(when("nls_cp437", &["nls_cp437"]), When::Now);
         assert_eq!(when("scsi_mod", &[]), When::Now);
-        assert_eq!(when("tun", &["devname:net/tun", "char-major-10-200"]), When::Now);
-        assert_eq!(when("crc32c_generic", &["crypto-crc32c", "crc32c"]), When::Now);
+        assert_eq!(
+            when("tun", &["devname:net/tun", "char-major-10-200"]),
+            When::Now
+        );
+        assert_eq!(
+            when("crc32c_generic", &["crypto-crc32c", "crc32c"]),
+            When::Now
+        );
     }
 
     /// The bench's list (Debian 6.1, a CD, dm-verity): nothing loads before
@@ -653,7 +820,10 @@ mod tests {
         .iter()
         .map(|f| match *f {
             "reed_solomon/reed_solomon.ko" => format!("kernel/lib/{f}"),
-            f if f.starts_with("isofs") || f.starts_with("squashfs") || f.starts_with("overlayfs") => {
+            f if f.starts_with("isofs")
+                || f.starts_with("squashfs")
+                || f.starts_with("overlayfs") =>
+            {
                 format!("kernel/fs/{f}")
             }
             f => format!("kernel/drivers/{f}"),
@@ -662,10 +832,17 @@ mod tests {
         assert!(upfront(&files, when_of, closure_of).is_empty());
         let mut with_fs = files.clone();
         with_fs.extend(
-            ["kernel/fs/fat/fat.ko", "kernel/fs/fat/vfat.ko", "kernel/fs/nls/nls_cp437.ko"]
-                .map(String::from),
+            [
+                "kernel/fs/fat/fat.ko",
+                "kernel/fs/fat/vfat.ko",
+                "kernel/fs/nls/nls_cp437.ko",
+            ]
+            .map(String::from),
         );
-        assert_eq!(upfront(&with_fs, when_of, closure_of), ["kernel/fs/nls/nls_cp437.ko"]);
+        assert_eq!(
+            upfront(&with_fs, when_of, closure_of),
+            ["kernel/fs/nls/nls_cp437.ko"]
+        );
         // A module without aliases that nothing listed depends on (the
         // user named it) loads at once, with what it needs, in list order.
         let mut lone = files.clone();
@@ -674,8 +851,11 @@ mod tests {
             upfront(&lone, when_of, closure_of),
             ["kernel/drivers/cdrom/cdrom.ko"]
         );
-        let only_lib = ["kernel/drivers/scsi/scsi_common.ko", "kernel/drivers/scsi/scsi_mod.ko"]
-            .map(String::from);
+        let only_lib = [
+            "kernel/drivers/scsi/scsi_common.ko",
+            "kernel/drivers/scsi/scsi_mod.ko",
+        ]
+        .map(String::from);
         assert_eq!(upfront(&only_lib, when_of, closure_of), only_lib);
     }
 
@@ -760,6 +940,8 @@ mod tests {
             built_for: "6.12.1".into(),
             running: "6.1.0".into(),
             loaded: 0,
+            background: None,
+            background_span: None,
         };
         // Injected: squashfs failed at load time, as a wrong-kernel module does.
         l.failed.insert(
@@ -798,6 +980,78 @@ mod tests {
             .to_string();
         assert!(e.contains("erofs") && e.contains("nixlive.modules="), "{e}");
         assert!(l.require(|| true, "fs-erofs", "x", "y").is_ok());
+    }
+
+    /// A module the background thread could not load: the thread is
+    /// waited for before the boot checks what it needs, and the failure is
+    /// named as if it had been loaded in the foreground; nothing is tried
+    /// twice.
+    #[test]
+    fn a_module_that_failed_in_the_background_is_named() {
+        let dir = tempfile_dir("background");
+        let mut l = Loader {
+            dir: dir.clone(),
+            dep: ModDep::parse("kernel/fs/squashfs/squashfs.ko:\nkernel/drivers/block/loop.ko:\n")
+                .unwrap(),
+            aliases: Aliases::parse("alias fs-squashfs squashfs\n"),
+            tried: HashSet::new(),
+            seen_aliases: HashSet::new(),
+            failed: BTreeMap::new(),
+            kernel_decompresses: None,
+            built_for: "6.1.0".into(),
+            running: "6.1.0".into(),
+            loaded: 0,
+            background: None,
+            background_span: None,
+        };
+        let files: Vec<String> = [
+            "kernel/drivers/block/loop.ko",
+            "kernel/fs/squashfs/squashfs.ko",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(background(&files), ["loop", "squashfs"]);
+        l.start_background(&background(&files));
+        assert!(l.background.is_some());
+        let e = l
+            .require(
+                || false,
+                "fs-squashfs",
+                "squashfs filesystems",
+                "the store images",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(l.background.is_none(), "the thread was waited for");
+        assert!(l.background_span.is_some());
+        for part in [
+            "squashfs filesystems",
+            "the store images",
+            "squashfs.ko",
+            "No such file",
+        ] {
+            assert!(e.contains(part), "{part} missing: {e}");
+        }
+        assert!(l.failed.contains_key("loop") && l.failed.contains_key("squashfs"));
+        assert_eq!(l.loaded, 0);
+        // Started again: what was tried is not tried twice.
+        l.start_background(&["loop".to_string()]);
+        assert!(l.background.is_none());
+        // The bench's list: the medium's filesystem is not among them.
+        let bench: Vec<String> = [
+            "kernel/fs/isofs/isofs.ko",
+            "kernel/drivers/block/loop.ko",
+            "kernel/fs/squashfs/squashfs.ko",
+            "kernel/fs/overlayfs/overlay.ko",
+            "kernel/drivers/md/dm-verity.ko",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            background(&bench),
+            ["loop", "squashfs", "dm_verity", "overlay"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn tempfile_dir(name: &str) -> PathBuf {
