@@ -116,6 +116,34 @@ pub fn upfront(
     files.iter().filter(|f| keep.contains(f)).cloned().collect()
 }
 
+/// The drivers of the builder's list (files) that come next behind a bus
+/// the loaded drivers just brought: each [`When::Device`] module not
+/// loaded yet that depends on a loaded module, and whose dependencies that
+/// match devices are all loaded (`sr_mod` once an ATA or SCSI controller's
+/// driver brought `scsi_mod`; `usb_storage` only once a USB controller's
+/// brought `usbcore`). Loaded at once, they are there when the disk behind
+/// the controller is announced, instead of after it. `deps_of(file)`: the
+/// file's dependencies, without itself.
+pub fn followers(
+    files: &[String],
+    when_of: impl Fn(&str) -> When,
+    deps_of: impl Fn(&str) -> Vec<String>,
+    loaded: &HashSet<String>,
+) -> Vec<String> {
+    files
+        .iter()
+        .filter(|f| when_of(f) == When::Device && !loaded.contains(*f))
+        .filter(|f| {
+            let deps = deps_of(f);
+            deps.iter().any(|d| loaded.contains(d))
+                && deps
+                    .iter()
+                    .all(|d| loaded.contains(d) || when_of(d) != When::Device)
+        })
+        .cloned()
+        .collect()
+}
+
 /// Of the builder's list (files), what a live boot surely asks for and
 /// may load while the search for the medium waits on devices, in the
 /// order the boot needs it: loop devices, squashfs (the images' usual
@@ -300,6 +328,7 @@ impl Loader {
         let spawned = std::thread::Builder::new()
             .name("modules".into())
             .spawn(move || {
+                idle_priority();
                 let out: Vec<Result<bool, Failed>> = list
                     .iter()
                     .map(|f| load_one(&dir, f, kd.as_deref()))
@@ -392,6 +421,34 @@ impl Loader {
         let names = self.aliases.lookup(alias);
         if !names.is_empty() {
             log::debug!("{alias} -> {}", names.join(" "));
+            self.load_names(&names, false);
+        }
+    }
+
+    /// Loads [`followers`] of the builder's list (after coldplug).
+    pub fn load_followers(&mut self, files: &[String]) {
+        let loaded: HashSet<String> = self
+            .tried
+            .iter()
+            .filter(|f| !self.failed.contains_key(&kmod::module_name(f)))
+            .cloned()
+            .collect();
+        let next = followers(
+            files,
+            |f| when(f, &self.aliases.of_module(&kmod::module_name(f))),
+            |f| {
+                kmod::closure(&self.dep, &HashSet::new(), &[kmod::module_name(f)])
+                    .map(|c| c.files.into_iter().filter(|d| d != f).collect())
+                    .unwrap_or_default()
+            },
+            &loaded,
+        );
+        if !next.is_empty() {
+            let names: Vec<String> = next.iter().map(|f| kmod::module_name(f)).collect();
+            log::info!(
+                "{}: their bus is there, so their devices may come next",
+                names.join(" ")
+            );
             self.load_names(&names, false);
         }
     }
@@ -495,6 +552,15 @@ fn present_variant(path: &Path) -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// The calling thread runs only when nothing else wants the CPU
+/// (`SCHED_IDLE`): loading ahead must not slow the probing of the
+/// medium, which is on the boot's path, on a machine with one CPU.
+fn idle_priority() {
+    if let Err(e) = crate::sys::sched_idle() {
+        log::debug!("background modules: SCHED_IDLE refused ({e}); at normal priority");
+    }
 }
 
 /// Loads one module file (relative to `dir`), logging the outcome;
