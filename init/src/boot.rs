@@ -258,7 +258,7 @@ fn load_modules(cmdline: &Cmdline, conf: &InitrdConf) -> Loader {
     loader.load_files(&now);
     loader.load_names(&cmdline.modules, true);
     loader.coldplug(Path::new("/sys"));
-    loader.load_followers(&conf.modules);
+    loader.load_followers(&conf.modules, Path::new("/sys"));
     log::info!("loaded {} modules", loader.loaded);
     loader
 }

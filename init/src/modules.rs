@@ -116,29 +116,38 @@ pub fn upfront(
     files.iter().filter(|f| keep.contains(f)).cloned().collect()
 }
 
-/// The drivers of the builder's list (files) that come next behind a bus
-/// the loaded drivers just brought: each [`When::Device`] module not
-/// loaded yet that depends on a loaded module, and whose dependencies that
-/// match devices are all loaded (`sr_mod` once an ATA or SCSI controller's
-/// driver brought `scsi_mod`; `usb_storage` only once a USB controller's
-/// brought `usbcore`). Loaded at once, they are there when the disk behind
-/// the controller is announced, instead of after it. `deps_of(file)`: the
-/// file's dependencies, without itself.
+/// Buses whose devices exist only behind a host controller's driver: a
+/// disk on them is announced some time after that driver loads.
+const BEHIND_A_CONTROLLER: [&str; 4] = ["scsi", "usb", "mmc", "sdio"];
+
+/// The drivers of the builder's list (files) that come next behind a
+/// controller: each [`When::Device`] module not loaded yet whose device
+/// patterns are all on buses behind a controller ([`BEHIND_A_CONTROLLER`])
+/// that `bus_present` says are there now (`/sys/bus/NAME`: `sr_mod` and
+/// `sd_mod` once an ATA or SCSI controller's driver brought `scsi_mod`,
+/// `usb_storage` once a USB controller's brought `usbcore`). Loaded at
+/// once, they are there when the disk behind the controller is
+/// announced, instead of after it. A controller's own driver (`pci:`) is
+/// never one: coldplug sees its device or it is not there.
 pub fn followers(
     files: &[String],
-    when_of: impl Fn(&str) -> When,
-    deps_of: impl Fn(&str) -> Vec<String>,
+    patterns_of: impl Fn(&str) -> Vec<String>,
+    bus_present: impl Fn(&str) -> bool,
     loaded: &HashSet<String>,
 ) -> Vec<String> {
     files
         .iter()
-        .filter(|f| when_of(f) == When::Device && !loaded.contains(*f))
+        .filter(|f| !loaded.contains(*f))
         .filter(|f| {
-            let deps = deps_of(f);
-            deps.iter().any(|d| loaded.contains(d))
-                && deps
-                    .iter()
-                    .all(|d| loaded.contains(d) || when_of(d) != When::Device)
+            let patterns = patterns_of(f);
+            let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+            if when(f, &refs) != When::Device {
+                return false;
+            }
+            refs.iter()
+                .filter(|p| matches_devices(p))
+                .filter_map(|p| p.split_once(':').map(|(bus, _)| bus))
+                .all(|bus| BEHIND_A_CONTROLLER.contains(&bus) && bus_present(bus))
         })
         .cloned()
         .collect()
@@ -426,7 +435,7 @@ impl Loader {
     }
 
     /// Loads [`followers`] of the builder's list (after coldplug).
-    pub fn load_followers(&mut self, files: &[String]) {
+    pub fn load_followers(&mut self, files: &[String], sys: &Path) {
         let loaded: HashSet<String> = self
             .tried
             .iter()
@@ -435,18 +444,20 @@ impl Loader {
             .collect();
         let next = followers(
             files,
-            |f| when(f, &self.aliases.of_module(&kmod::module_name(f))),
             |f| {
-                kmod::closure(&self.dep, &HashSet::new(), &[kmod::module_name(f)])
-                    .map(|c| c.files.into_iter().filter(|d| d != f).collect())
-                    .unwrap_or_default()
+                self.aliases
+                    .of_module(&kmod::module_name(f))
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
             },
+            |bus| sys.join("bus").join(bus).is_dir(),
             &loaded,
         );
         if !next.is_empty() {
             let names: Vec<String> = next.iter().map(|f| kmod::module_name(f)).collect();
             log::info!(
-                "{}: their bus is there, so their devices may come next",
+                "{}: their controller's bus is there, so their disks may come next",
                 names.join(" ")
             );
             self.load_names(&names, false);
@@ -923,6 +934,55 @@ mod tests {
         ]
         .map(String::from);
         assert_eq!(upfront(&only_lib, when_of, closure_of), only_lib);
+    }
+
+    #[test]
+    fn drivers_behind_a_controller_follow_its_bus() {
+        let aliases = Aliases::parse(
+            "alias scsi:t-0x05* sr_mod\nalias scsi:t-0x00* sd_mod\n\
+             alias usb:v*p*d*dc*dsc*dp*ic08isc06ip50in* usb_storage\n\
+             alias pci:v*d*sv*sd*bc01sc06i01* ahci\n\
+             alias pci:v*d*sv*sd*bc01sc08i02* nvme\n\
+             alias virtio:d00000008v* virtio_scsi\nalias fs-ext4 ext4\n\
+             alias mmc:block mmc_block\n",
+        );
+        let files: Vec<String> = [
+            "sr_mod.ko",
+            "sd_mod.ko",
+            "usb-storage.ko",
+            "ahci.ko",
+            "nvme.ko",
+            "virtio_scsi.ko",
+            "ext4.ko",
+            "mmc_block.ko",
+            "scsi_mod.ko",
+        ]
+        .map(String::from)
+        .to_vec();
+        let patterns_of = |f: &str| {
+            aliases
+                .of_module(&kmod::module_name(f))
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let loaded: HashSet<String> = ["scsi_mod.ko".to_string()].into();
+        // An ATA controller's driver brought scsi_mod: the SCSI disk and CD
+        // drivers follow; not the USB, PCI, virtio or MMC ones.
+        let scsi = |b: &str| b == "scsi";
+        assert_eq!(
+            followers(&files, patterns_of, scsi, &loaded),
+            ["sr_mod.ko", "sd_mod.ko"]
+        );
+        let scsi_usb = |b: &str| b == "scsi" || b == "usb";
+        assert_eq!(
+            followers(&files, patterns_of, scsi_usb, &loaded),
+            ["sr_mod.ko", "sd_mod.ko", "usb-storage.ko"]
+        );
+        // What is loaded already is not loaded again; no bus, no follower.
+        let both: HashSet<String> = ["sr_mod.ko".to_string(), "sd_mod.ko".to_string()].into();
+        assert!(followers(&files, patterns_of, scsi, &both).is_empty());
+        assert!(followers(&files, patterns_of, |_| false, &loaded).is_empty());
     }
 
     #[test]
