@@ -504,12 +504,14 @@ fn cell(v: &[f64]) -> String {
 }
 
 /// The Markdown table: size, build time, both reads (median, min-max)
-/// and the read rate of the tree's `bytes` (every file).
-pub fn table(rows: &[Row], bytes: u64, sample_files: usize) -> String {
+/// and the read rate of the tree's `bytes` (every file); the sample is
+/// `sample_files` files of `sample_bytes`.
+pub fn table(rows: &[Row], bytes: u64, sample_files: usize, sample_bytes: u64) -> String {
     let rounds = rows.first().map_or(0, |r| r.all_s.len());
     let mut t = format!(
-        "| format | image | build time | read every file, cold, median (min-max) of {rounds} | MB/s | read {sample_files} random files, cold |\n\
-         |---|---|---|---|---|---|\n"
+        "| format | image | build time | read every file, cold, median (min-max) of {rounds} | MB/s | read {sample_files} random files ({:.1} MB), cold |\n\
+         |---|---|---|---|---|---|\n",
+        sample_bytes as f64 / 1e6
     );
     for r in rows {
         let rate = if r.all_s.is_empty() {
@@ -583,18 +585,18 @@ pub fn run(out: &Path, rounds: usize, mb: u64) -> Result<Part, String> {
     let tree = throughput::make_tree(&work.path().join("root"), mb * 1_000_000)?;
     let store = tree.root.join("nix/store");
     let files = regular_files(&store)?;
-    let bytes: u64 = files
-        .iter()
-        .map(|f| std::fs::metadata(store.join(f)).map_or(0, |m| m.len()))
-        .sum();
+    let size_of = |f: &String| std::fs::metadata(store.join(f)).map_or(0, |m| m.len());
+    let bytes: u64 = files.iter().map(size_of).sum();
     let chosen = sample(&files, sample_size(files.len()), SEED);
+    let sample_bytes: u64 = chosen.iter().map(size_of).sum();
     println!(
         "images: {} store paths copied from /usr/lib and /usr/share, {} files, {:.0} MB; \
-         a sample of {}; {rounds} rounds",
+         a sample of {} ({:.1} MB); {rounds} rounds",
         tree.paths,
         files.len(),
         bytes as f64 / 1e6,
-        chosen.len()
+        chosen.len(),
+        sample_bytes as f64 / 1e6
     );
     let mut images = Vec::new();
     for (n, f) in FORMATS.iter().enumerate() {
@@ -676,7 +678,7 @@ pub fn run(out: &Path, rounds: usize, mb: u64) -> Result<Part, String> {
         }
     }
     let load_end = loadavg();
-    let t = table(&rows, bytes, chosen.len());
+    let t = table(&rows, bytes, chosen.len(), sample_bytes);
     println!("\n{t}");
     let about = format!(
         "{} store paths copied from the host's /usr ({} files, {:.0} MB), each format made once \
@@ -698,6 +700,7 @@ pub fn run(out: &Path, rounds: usize, mb: u64) -> Result<Part, String> {
         "files": files.len(),
         "bytes": bytes,
         "sample_files": chosen.len(),
+        "sample_bytes": sample_bytes,
         "seed": SEED,
         "rounds": rounds,
         "accel": accel.name(),
@@ -820,9 +823,9 @@ mod tests {
             all_s: vec![4.0, 2.0, 3.0],
             sample_s: vec![1.0, 0.5, 0.75],
         }];
-        let t = table(&rows, 60_000_000, 200);
+        let t = table(&rows, 60_000_000, 200, 6_050_000);
         assert!(t.contains("median (min-max) of 3"), "{t}");
-        assert!(t.contains("read 200 random files"), "{t}");
+        assert!(t.contains("read 200 random files (6.0 MB), cold"), "{t}");
         assert!(
             t.ends_with(
                 "| erofs lz4 | 26.1 MB | 3.4 s | 3.00 s (2.00-4.00) | 20 | 0.75 s (0.50-1.00) |\n"
