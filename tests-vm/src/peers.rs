@@ -201,7 +201,7 @@ pub fn busybox_floor_initrd(work: &Path, nixlive_tree: &Path) -> Result<PathBuf,
 /// A root file system for the peers' media: busybox, the payload as
 /// `/sbin/init`, `/etc/os-release` (systemd's switch-root in dracut's
 /// initrd wants one).
-fn payload_root(dir: &Path) -> Result<(), String> {
+fn payload_root(dir: &Path, ballast: usize) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(dir);
     sh(&format!(
         "mkdir -p '{0}/bin' '{0}/sbin' '{0}/etc' '{0}/usr/lib' '{0}/proc' '{0}/sys' '{0}/dev' '{0}/run' '{0}/tmp' '{0}/root' && \
@@ -213,6 +213,9 @@ fn payload_root(dir: &Path) -> Result<(), String> {
         "NAME=\"nixlive bench payload\"\nID=nixlive-bench\nPRETTY_NAME=\"nixlive bench payload\"\n";
     for f in ["etc/os-release", "usr/lib/os-release"] {
         std::fs::write(dir.join(f), os_release).map_err(|e| format!("{f}: {e}"))?;
+    }
+    if ballast > 0 {
+        crate::http_sets::ballast(dir, "/", ballast)?;
     }
     Ok(())
 }
@@ -238,8 +241,14 @@ fn iso(tree: &Path, label: &str, out: &Path) -> Result<(), String> {
 /// The CD Debian's live-boot boots: `/live/filesystem.squashfs` of the
 /// payload root.
 pub fn live_boot_iso(work: &Path) -> Result<PathBuf, String> {
+    live_boot_iso_with(work, 0)
+}
+
+/// [`live_boot_iso`] with `ballast` bytes of incompressible data in the
+/// payload root (`/ballast`).
+pub fn live_boot_iso_with(work: &Path, ballast: usize) -> Result<PathBuf, String> {
     let root = work.join("live-boot-root");
-    payload_root(&root)?;
+    payload_root(&root, ballast)?;
     let medium = work.join("live-boot-medium");
     let _ = std::fs::remove_dir_all(&medium);
     std::fs::create_dir_all(medium.join("live")).map_err(|e| e.to_string())?;
@@ -255,15 +264,22 @@ pub const DRACUT_LABEL: &str = "BENCH_DRACUT";
 /// The CD dracut's dmsquash-live boots: `LiveOS/squashfs.img` holding
 /// `LiveOS/rootfs.img`, an ext4 image of the payload root.
 pub fn dracut_iso(work: &Path) -> Result<PathBuf, String> {
+    dracut_iso_with(work, 0)
+}
+
+/// [`dracut_iso`] with `ballast` bytes of incompressible data in the
+/// payload root (`/ballast`); the ext4 image grows by as much.
+pub fn dracut_iso_with(work: &Path, ballast: usize) -> Result<PathBuf, String> {
     let root = work.join("dracut-root");
-    payload_root(&root)?;
+    payload_root(&root, ballast)?;
     let inner = work.join("dracut-squash-tree");
     let _ = std::fs::remove_dir_all(&inner);
     std::fs::create_dir_all(inner.join("LiveOS")).map_err(|e| e.to_string())?;
     sh(&format!(
-        "mkfs.ext4 -q -F -d '{}' -L rootfs -E root_owner=0:0 '{}' 32M",
+        "mkfs.ext4 -q -F -d '{}' -L rootfs -E root_owner=0:0 '{}' {}M",
         root.display(),
-        inner.join("LiveOS/rootfs.img").display()
+        inner.join("LiveOS/rootfs.img").display(),
+        32 + (ballast >> 20) * 11 / 10
     ))?;
     let medium = work.join("dracut-medium");
     let _ = std::fs::remove_dir_all(&medium);

@@ -180,10 +180,22 @@ fn run() -> Result<(), String> {
 /// and its boot entry's command line with the bench's console and
 /// `init=` the payload.
 fn nixlive_medium(out: &Path) -> Result<(artifacts::DemoIso, String), String> {
+    nixlive_medium_with(out, 0)
+}
+
+/// [`nixlive_medium`] with `ballast` bytes of incompressible data in the
+/// demo system.
+fn nixlive_medium_with(out: &Path, ballast: usize) -> Result<(artifacts::DemoIso, String), String> {
     let demo = artifacts::build_demo_with(
         out,
         &artifacts::DemoSpec::new(Arch::X86_64, LABEL),
-        &|root, _| peers::write_payload_store_path(root),
+        &|root, system| {
+            peers::write_payload_store_path(root)?;
+            if ballast > 0 {
+                http_sets::ballast(root, system, ballast)?;
+            }
+            Ok(())
+        },
     )?;
     let cfg = std::fs::read_to_string(demo.medium.join("isolinux/isolinux.cfg"))
         .map_err(|e| format!("reading isolinux.cfg: {e}"))?;
@@ -562,6 +574,10 @@ fn netboot_ram(
     Ok(rows)
 }
 
+/// The incompressible ballast in every root image of the `ram` part: a
+/// stage 1 that held a second copy of its image would show it.
+const RAM_BALLAST: usize = 32 << 20;
+
 /// One row of the `ram` part: a stage 1 that holds its root image in RAM,
 /// copied from the CD or fetched over HTTP.
 struct RamRow {
@@ -666,9 +682,13 @@ fn wanted(name: &str) -> bool {
 fn ram(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, String> {
     let (live_boot_initrd, dracut_initrd) = peers::peer_initrds()?;
     let kernel = artifacts::kernel("amd64");
-    let (demo, append) = nixlive_medium(out)?;
-    let live_iso = peers::live_boot_iso(out)?;
-    let dracut_iso = peers::dracut_iso(out)?;
+    // Its own media (the boot part's stay as they are), each root with the
+    // same ballast.
+    let out = &out.join("ram");
+    std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let (demo, append) = nixlive_medium_with(out, RAM_BALLAST)?;
+    let live_iso = peers::live_boot_iso_with(out, RAM_BALLAST)?;
+    let dracut_iso = peers::dracut_iso_with(out, RAM_BALLAST)?;
     let live_squash = out.join("live-boot-medium/live");
     let dracut_squash = out.join("dracut-medium/LiveOS");
     // nixlive's images on the CD: the files at its top (the store image
@@ -726,7 +746,7 @@ fn ram(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Val
         "debian-live-boot-fetch",
         "dracut-dmsquash-live-net",
     ]) {
-        let dir = out.join("ram-netboot");
+        let dir = out.join("netboot");
         let set = |sub: &str, http: bool| -> Result<std::path::PathBuf, String> {
             let mut spec = artifacts::DemoSpec::new(Arch::X86_64, LABEL);
             spec.netboot = true;
@@ -737,8 +757,9 @@ fn ram(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Val
                     "http://unused/".into(),
                 ];
             }
-            artifacts::build_demo_with(&dir.join(sub), &spec, &|root, _| {
-                peers::write_payload_store_path(root)
+            artifacts::build_demo_with(&dir.join(sub), &spec, &|root, system| {
+                peers::write_payload_store_path(root)?;
+                http_sets::ballast(root, system, RAM_BALLAST)
             })?
             .netboot
             .ok_or_else(|| "the builder made no netboot set".to_string())
