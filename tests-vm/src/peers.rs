@@ -30,6 +30,9 @@ pub const MEM_MARKER: &str = "BENCH-MEMAVAIL";
 /// stage 2 (after the two measured lines): 0 once a stage 1 released the
 /// CD it copied to RAM.
 pub const ISO_MOUNTS_MARKER: &str = "BENCH-ISO9660-MOUNTS";
+/// The payload's line with `Shmem` (KiB: tmpfs and ramfs contents, where
+/// an image copied to RAM lives), after the measured lines.
+pub const SHMEM_MARKER: &str = "BENCH-SHMEM";
 /// The line after all.
 pub const DONE_MARKER: &str = "BENCH-DONE";
 
@@ -49,6 +52,7 @@ pub fn payload_script(busybox: &str) -> String {
          read up idle < /proc/uptime\n\
          echo \"{UPTIME_MARKER} $up\"\n\
          while read k v u; do [ \"$k\" = MemAvailable: ] && echo \"{MEM_MARKER} $v\"; done < /proc/meminfo\n\
+         while read k v u; do [ \"$k\" = Shmem: ] && echo \"{SHMEM_MARKER} $v\"; done < /proc/meminfo\n\
          n=0; while read d m t r; do [ \"$t\" = iso9660 ] && n=$((n+1)); done < /proc/mounts\n\
          echo \"{ISO_MOUNTS_MARKER} $n\"\n\
          echo {DONE_MARKER}\n\
@@ -63,6 +67,8 @@ pub struct Sample {
     pub mem_available_kib: u64,
     /// iso9660 file systems mounted in stage 2 (`None`: not reported).
     pub iso9660_mounts: Option<u32>,
+    /// `Shmem` (KiB) then (`None`: not reported).
+    pub shmem_kib: Option<u64>,
 }
 
 /// Reads the payload's lines from a serial log (the last of each).
@@ -70,6 +76,7 @@ pub fn parse_sample(log: &str) -> Option<Sample> {
     let mut uptime = None;
     let mut mem = None;
     let mut isos = None;
+    let mut shmem = None;
     for l in log.lines() {
         // A console line may carry the kernel's output before the marker.
         if let Some(i) = l.find(UPTIME_MARKER) {
@@ -81,11 +88,15 @@ pub fn parse_sample(log: &str) -> Option<Sample> {
         if let Some(i) = l.find(ISO_MOUNTS_MARKER) {
             isos = l[i + ISO_MOUNTS_MARKER.len()..].trim().parse::<u32>().ok();
         }
+        if let Some(i) = l.find(SHMEM_MARKER) {
+            shmem = l[i + SHMEM_MARKER.len()..].trim().parse::<u64>().ok();
+        }
     }
     Some(Sample {
         uptime_s: uptime?,
         mem_available_kib: mem?,
         iso9660_mounts: isos,
+        shmem_kib: shmem,
     })
 }
 
@@ -550,11 +561,14 @@ mod tests {
                 uptime_s: 4.52,
                 mem_available_kib: 812_345,
                 iso9660_mounts: None,
+                shmem_kib: None,
             })
         );
         let log =
             "BENCH-UPTIME 4.5\nBENCH-MEMAVAIL 9\n[ 5.0] x BENCH-ISO9660-MOUNTS 1\nBENCH-DONE\n";
         assert_eq!(parse_sample(log).unwrap().iso9660_mounts, Some(1));
+        let log = "BENCH-UPTIME 4.5\nBENCH-MEMAVAIL 9\nBENCH-SHMEM 35000\nBENCH-DONE\n";
+        assert_eq!(parse_sample(log).unwrap().shmem_kib, Some(35_000));
         assert_eq!(parse_sample("BENCH-UPTIME 4.52\n"), None);
         assert_eq!(parse_sample("BENCH-UPTIME x\nBENCH-MEMAVAIL 1\n"), None);
     }
@@ -564,6 +578,7 @@ mod tests {
             uptime_s: 1.0,
             mem_available_kib: 1,
             iso9660_mounts: isos,
+            shmem_kib: None,
         }
     }
 
@@ -688,8 +703,9 @@ mod tests {
         let s = payload_script("/bin/busybox");
         let up = s.find("/proc/uptime").unwrap();
         let mem = s.find("/proc/meminfo").unwrap();
+        let shmem = s.find("Shmem:").unwrap();
         let iso = s.find("/proc/mounts").unwrap();
-        assert!(up < mem && mem < iso, "{s}");
+        assert!(up < mem && mem < shmem && shmem < iso, "{s}");
     }
 
     #[test]

@@ -829,11 +829,12 @@ fn ram(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Val
                 .boot(&kernel.vmlinuz, accel)
                 .map_err(|e| format!("{}: {e}", r.name))?;
             println!(
-                "  {:<26} round {}: stage 2 at {:.2} s, MemAvailable {} KiB, iso9660 mounts {}",
+                "  {:<26} round {}: stage 2 at {:.2} s, MemAvailable {} KiB, Shmem {} KiB, iso9660 mounts {}",
                 r.name,
                 round + 1,
                 sample.uptime_s,
                 sample.mem_available_kib,
+                sample.shmem_kib.map_or("?".into(), |n| n.to_string()),
                 sample.iso9660_mounts.map_or("?".into(), |n| n.to_string())
             );
             s.push(sample);
@@ -841,7 +842,7 @@ fn ram(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Val
     }
     let mut rows = Vec::new();
     let mut table = format!(
-        "| stage 1 | initrd | image in RAM | MemAvailable at stage 2, median (min-max) | MemAvailable + image | CD still mounted | stage 2 at uptime, median (min-max) of {rounds} |\n|---|---|---|---|---|---|---|\n"
+        "| stage 1 | initrd | image in RAM | MemAvailable at stage 2, median (min-max) | MemAvailable + image | Shmem, median | CD still mounted | stage 2 at uptime, median (min-max) of {rounds} |\n|---|---|---|---|---|---|---|---|\n"
     );
     for (r, s) in list.iter().zip(&samples) {
         let size = std::fs::metadata(&r.initrd)
@@ -851,6 +852,16 @@ fn ram(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Val
         let (um, umin, umax) = stats(&up);
         let mem: Vec<f64> = s.iter().map(|x| x.mem_available_kib as f64).collect();
         let (mm, mmin, mmax) = stats(&mem);
+        let shmem: Vec<f64> = s
+            .iter()
+            .filter_map(|x| x.shmem_kib)
+            .map(|k| k as f64)
+            .collect();
+        let shmem_col = if shmem.is_empty() {
+            "?".to_string()
+        } else {
+            format!("{:.1} MiB", stats(&shmem).0 / 1024.0)
+        };
         let mounted = if r.cdrom.is_none() {
             "no CD".to_string()
         } else {
@@ -861,7 +872,7 @@ fn ram(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Val
             }
         };
         table.push_str(&format!(
-            "| {}: {} | {:.2} MB | {:.2} MiB | {:.1} MiB ({:.1}-{:.1}) | {:.1} MiB | {mounted} | {um:.2} s ({umin:.2}-{umax:.2}) |\n",
+            "| {}: {} | {:.2} MB | {:.2} MiB | {:.1} MiB ({:.1}-{:.1}) | {:.1} MiB | {shmem_col} | {mounted} | {um:.2} s ({umin:.2}-{umax:.2}) |\n",
             r.name,
             r.what,
             size as f64 / 1e6,
@@ -878,6 +889,7 @@ fn ram(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Val
             "image_bytes": r.image_bytes,
             "mem_available_kib": {"median": mm, "min": mmin, "max": mmax, "samples": mem},
             "stage2_uptime_s": {"median": um, "min": umin, "max": umax, "samples": up},
+            "shmem_kib_samples": shmem,
             "cd_mounted_at_stage2": mounted,
             "kernel_append": r.append,
         }));
