@@ -9,6 +9,17 @@
 //! alike; median, min and max of the uptime at which stage 2 began, the
 //! initrd's size (compressed and unpacked) and `MemAvailable` then.
 //!
+//! Root image in RAM (the `ram` part): `MemAvailable`, `Shmem` and the
+//! uptime at the start of stage 2, with the same kernel, payload (its root
+//! image carrying 32 MiB of incompressible ballast), RAM and QEMU, for the
+//! stage 1s that hold their image in RAM: copied from the CD (nixlive
+//! `copytoram`, live-boot `toram`, dracut `rd.live.ram=1`; each boot must
+//! show its peer's own copy lines, and nixlive and live-boot must have let
+//! the CD go, else the row is an error) and fetched over HTTP from the host
+//! (nixlive's in-initrd and `--http` netboot sets, live-boot `fetch=`,
+//! dracut livenet `root=live:http://`; the server must have served the
+//! image). Round-robin like the boot part.
+//!
 //! Registration (the `registration` part): 1,000 and 10,000 paths,
 //! the static musl postboot's native loader against `nix-store --load-db`
 //! ([`nixlive_tests_vm::regbench`]).
@@ -29,7 +40,9 @@
 //! ([`nixlive_tests_vm::bench_chart`]).
 //!
 //! Environment: `NIXLIVE_BENCH_ROUNDS` (default 5), `NIXLIVE_BENCH_PARTS`
-//! (comma-separated, default `boot,registration,throughput,netboot`),
+//! (comma-separated, default `boot,ram,registration,throughput,netboot`),
+//! `NIXLIVE_BENCH_RAM_ROWS` (comma-separated parts of the `ram` part's row
+//! names, e.g. `ram` for the three copy-to-RAM rows; default all),
 //! `NIXLIVE_BENCH_TREE_MB` (the throughput tree's size, default 300).
 //! Timings are printed and written, never asserted.
 
