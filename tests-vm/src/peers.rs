@@ -473,7 +473,7 @@ pub fn check_ram(peer: &str, proof: &RamProof, log: &str, sample: &Sample) -> Re
 /// asked for) during `peer`'s netboot: the root came over the network.
 pub fn check_fetched(peer: &str, seen: &[String], file: &str) -> Result<(), String> {
     let want = format!("/{}", file.trim_start_matches('/'));
-    if seen.iter().any(|p| *p == want) {
+    if seen.contains(&want) {
         Ok(())
     } else if seen.is_empty() {
         Err(format!(
