@@ -38,7 +38,8 @@ clean:
 # Boot-time and initrd-size comparison with the real peers (Debian
 # live-boot, dracut, built once into .cache/bench-peers) and registration
 # against nix-store, measured in one run (never part of `make test`).
-# NIXLIVE_BENCH_ROUNDS=N (default 5), NIXLIVE_BENCH_PARTS=boot,registration,throughput,
+# NIXLIVE_BENCH_ROUNDS=N (default 5), NIXLIVE_BENCH_PARTS=boot,ram,registration,throughput,netboot,
+# NIXLIVE_BENCH_RAM_ROWS (some of the ram part's rows),
 # NIXLIVE_BENCH_TREE_MB (the throughput tree, default 300). Writes bench.json,
 # bench.md and bench.svg in out/bench.
 bench: build
