@@ -36,11 +36,16 @@
 //! ISO builds, on directories of the host's `/usr` copied in as store
 //! paths ([`nixlive_tests_vm::throughput`]).
 //!
+//! Store images (the `images` part): the same tree as squashfs (zstd,
+//! xz) and erofs (lz4hc, lz4), made by the builder, read back in a VM,
+//! every file and a random sample, cold ([`nixlive_tests_vm::image_read`];
+//! `NIXLIVE_BENCH_IMAGES_MB`, default 200, the tree's size).
+//!
 //! The boot rows are also drawn as `out/bench/bench.svg`
 //! ([`nixlive_tests_vm::bench_chart`]).
 //!
 //! Environment: `NIXLIVE_BENCH_ROUNDS` (default 5), `NIXLIVE_BENCH_PARTS`
-//! (comma-separated, default `boot,ram,registration,throughput,netboot`),
+//! (comma-separated, default `boot,ram,registration,throughput,netboot,images`),
 //! `NIXLIVE_BENCH_RAM_ROWS` (comma-separated parts of the `ram` part's row
 //! names, e.g. `ram` for the three copy-to-RAM rows; default all),
 //! `NIXLIVE_BENCH_TREE_MB` (the throughput tree's size, default 300).
@@ -57,7 +62,8 @@ use nixlive_tests_vm::http_sets;
 use nixlive_tests_vm::peers::{self, Sample};
 use nixlive_tests_vm::qemu::{QemuCommand, Vm};
 use nixlive_tests_vm::{
-    arch::Arch, artifacts, bench_chart, boot_command_to_report, kvm, regbench, throughput,
+    arch::Arch, artifacts, bench_chart, boot_command_to_report, image_read, kvm, regbench,
+    throughput,
 };
 use serde_json::json;
 
@@ -87,14 +93,20 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let rounds = rounds()?;
     let parts = std::env::var("NIXLIVE_BENCH_PARTS")
-        .unwrap_or("boot,ram,registration,throughput,netboot".into());
+        .unwrap_or("boot,ram,registration,throughput,netboot,images".into());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
-    if let Some(p) = parts
-        .iter()
-        .find(|p| !["boot", "ram", "registration", "throughput", "netboot"].contains(p))
-    {
+    const PARTS: [&str; 6] = [
+        "boot",
+        "ram",
+        "registration",
+        "throughput",
+        "netboot",
+        "images",
+    ];
+    if let Some(p) = parts.iter().find(|p| !PARTS.contains(p)) {
         return Err(format!(
-            "NIXLIVE_BENCH_PARTS: unknown part {p:?} (parts: boot, ram, registration, throughput, netboot)"
+            "NIXLIVE_BENCH_PARTS: unknown part {p:?} (parts: {})",
+            PARTS.join(", ")
         ));
     }
     let out = artifacts::workspace_root().join("out/bench");
@@ -123,6 +135,11 @@ fn run() -> Result<(), String> {
     if parts.contains(&"netboot") {
         let mut md = String::new();
         net_result = Some((netboot_ram(&out, rounds, &mut md)?, md));
+    }
+    let mut img_result = None;
+    if parts.contains(&"images") {
+        let mb = positive_env("NIXLIVE_BENCH_IMAGES_MB", 200)?;
+        img_result = Some(image_read::run(&out, rounds, mb)?);
     }
     // A run of some parts keeps the others' results from the last run
     // (read now, so a run of the other parts that ended meanwhile stays).
@@ -153,6 +170,11 @@ fn run() -> Result<(), String> {
         doc["throughput_md"] = json!(md);
         doc["throughput_rounds"] = json!(rounds);
     }
+    if let Some(part) = img_result {
+        doc["images"] = json!(part.entries);
+        doc["images_md"] = json!(part.md);
+        doc["images_rounds"] = json!(rounds);
+    }
     // The boot rows as a chart beside bench.md.
     let svg_path = out.join("bench.svg");
     let mut chart_md = String::new();
@@ -174,12 +196,13 @@ fn run() -> Result<(), String> {
         doc["netboot_rounds"] = json!(rounds);
     }
     let md = format!(
-        "# nixlive bench\n\n{}{chart_md}{}{}{}{}",
+        "# nixlive bench\n\n{}{chart_md}{}{}{}{}{}",
         doc["boot_md"].as_str().unwrap_or(""),
         doc["ram_md"].as_str().unwrap_or(""),
         doc["registration_md"].as_str().unwrap_or(""),
         doc["throughput_md"].as_str().unwrap_or(""),
-        doc["netboot_md"].as_str().unwrap_or("")
+        doc["netboot_md"].as_str().unwrap_or(""),
+        doc["images_md"].as_str().unwrap_or("")
     );
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
     std::fs::write(&json_path, text + "\n").map_err(|e| format!("{}: {e}", json_path.display()))?;
@@ -428,14 +451,7 @@ fn registrations(
 /// The throughput part: a tree of `NIXLIVE_BENCH_TREE_MB` (default 300)
 /// MB of the host's `/usr`, made in `target/`, measured, removed.
 fn throughput(rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, String> {
-    let mb = match std::env::var("NIXLIVE_BENCH_TREE_MB") {
-        Ok(s) => s
-            .parse::<u64>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("NIXLIVE_BENCH_TREE_MB={s:?} is not a positive number"))?,
-        Err(_) => 300,
-    };
+    let mb = positive_env("NIXLIVE_BENCH_TREE_MB", 300)?;
     let builder = artifacts::programs_builder();
     let work = tempfile::Builder::new()
         .prefix("nixlive-throughput.")
@@ -456,6 +472,18 @@ fn throughput(rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, 
         tree.nar_bytes as f64 / 1e6
     ));
     Ok(throughput::json(&rows, &tree))
+}
+
+/// The positive number in the environment variable `var`, or `default`.
+fn positive_env(var: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(var) {
+        Ok(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("{var}={s:?} is not a positive number")),
+        Err(_) => Ok(default),
+    }
 }
 
 /// The images of the big `--http` set: about 600 MiB, incompressible.
