@@ -538,10 +538,19 @@ fn build_fresh(
         tx.execute_batch(create).map_err(sq("creating an index"))?;
     }
     tx.commit().map_err(sq("committing"))?;
-    // Nix's journal mode, kept in the file's header.
+    finish_fresh(conn, tmp)
+}
+
+/// Switches the new database in `tmp` to WAL, Nix's journal mode (kept in
+/// the file's header), closes it and syncs it once.
+fn finish_fresh(conn: Connection, tmp: &Path) -> Result<(), DbError> {
     let mode: String = conn
         .query_row("pragma main.journal_mode = wal", [], |r| r.get(0))
-        .map_err(sq("setting WAL journal mode"))?;
+        .map_err(|source| DbError::Sqlite {
+            path: tmp.to_path_buf(),
+            what: "setting WAL journal mode",
+            source,
+        })?;
     if mode != "wal" {
         return Err(DbError::Sqlite {
             path: tmp.to_path_buf(),
@@ -784,25 +793,7 @@ fn build_fresh_pages(
     let conn = Connection::open(tmp).map_err(sq("opening"))?;
     conn.execute_batch("pragma locking_mode = exclusive; pragma synchronous = off;")
         .map_err(sq("setting up a new database"))?;
-    let mode: String = conn
-        .query_row("pragma main.journal_mode = wal", [], |r| r.get(0))
-        .map_err(sq("setting WAL journal mode"))?;
-    if mode != "wal" {
-        return Err(Fresh::Failed(DbError::Sqlite {
-            path: tmp.to_path_buf(),
-            what: "setting WAL journal mode",
-            source: rusqlite::Error::InvalidQuery,
-        }));
-    }
-    conn.close().map_err(|(_, source)| DbError::Sqlite {
-        path: tmp.to_path_buf(),
-        what: "closing",
-        source,
-    })?;
-    std::fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io("syncing"))?;
-    Ok(())
+    Ok(finish_fresh(conn, tmp)?)
 }
 
 /// Removes `path` if it is there.
