@@ -38,9 +38,11 @@ clean:
 # Boot-time and initrd-size comparison with the real peers (Debian
 # live-boot, dracut, built once into .cache/bench-peers) and registration
 # against nix-store, measured in one run (never part of `make test`).
-# NIXLIVE_BENCH_ROUNDS=N (default 5), NIXLIVE_BENCH_PARTS=boot,registration,throughput,
-# NIXLIVE_BENCH_TREE_MB (the throughput tree, default 300). Writes bench.json,
-# bench.md and bench.svg in out/bench.
+# NIXLIVE_BENCH_ROUNDS=N (default 5), NIXLIVE_BENCH_PARTS=boot,ram,registration,throughput,netboot,
+# images, NIXLIVE_BENCH_RAM_ROWS (some of the ram part's rows),
+# NIXLIVE_BENCH_TREE_MB (the throughput tree, default 300),
+# NIXLIVE_BENCH_IMAGES_MB (the images part's tree, default 200). Writes
+# bench.json, bench.md and bench.svg (and images.json, images.md) in out/bench.
 bench: build
 	bash scripts/fetch-bench-peers.sh
 	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench

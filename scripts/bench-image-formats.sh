@@ -6,8 +6,9 @@
 #
 #   scripts/bench-image-formats.sh [TREE]   (default /usr/lib/x86_64-linux-gnu)
 #
-# Reading the images back in a VM (cold, all files and a random sample) is
-# not measured here yet.
+# Reading the images back in a VM (cold, every file and a random sample) is
+# `make bench`'s part `images` (NIXLIVE_BENCH_PARTS=images), which makes
+# the images with the builder itself.
 set -euo pipefail
 tree=${1:-/usr/lib/x86_64-linux-gnu}
 out=$(mktemp -d "${TMPDIR:-/tmp}/nixlive-image-formats.XXXXXX")

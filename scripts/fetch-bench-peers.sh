@@ -5,7 +5,14 @@
 #   live-boot.img  Debian's live-boot (initramfs-tools' mkinitramfs, its
 #                  default MODULES=most and compression), `boot=live`;
 #   dracut.img     dracut's dmsquash-live (dracut-live, systemd in the
-#                  initrd), `--no-hostonly`, `root=live:CDLABEL=...`.
+#                  initrd), `--no-hostonly`, `root=live:CDLABEL=...`;
+#   dracut-net.img the same plus dracut's network (dracut-network's
+#                  network-legacy: dhclient) and livenet (curl) modules,
+#                  for `root=live:http://...` (built separately, so the
+#                  two above stay cached when only it is missing).
+#
+# live-boot's `fetch=http://...` needs no other initrd: MODULES=most carries
+# the NIC drivers, and live-boot its ipconfig and wget.
 #
 # Each is made in its own debootstrap chroot (dracut conflicts with
 # initramfs-tools) for the bench kernel KVER, whose module tree
@@ -23,18 +30,25 @@ kdir=.cache/kernels/amd64
 kver=$(cat "$kdir/version")
 LIVEBOOT_PKGS="live-boot live-boot-initramfs-tools initramfs-tools busybox zstd"
 DRACUT_PKGS="dracut dracut-live systemd-sysv zstd"
+DRACUT_NET_PKGS="$DRACUT_PKGS dracut-network isc-dhcp-client iputils-arping iproute2 procps curl"
+DRACUT_NET_MODULES="dmsquash-live livenet network-legacy"
 out=.cache/bench-peers
 info=$out/spec
 spec="suite=$SUITE kver=$kver live-boot=[$LIVEBOOT_PKGS] dracut=[$DRACUT_PKGS] v1"
+net_info=$out/spec-net
+net_spec="suite=$SUITE kver=$kver dracut-net=[$DRACUT_NET_PKGS] modules=[$DRACUT_NET_MODULES] v1"
 
 log() { printf '[bench-peers] %s\n' "$*" >&2; }
 
-[ -f "$out/live-boot.img" ] && [ -f "$out/dracut.img" ] && [ "$(cat "$info" 2>/dev/null)" = "$spec" ] && exit 0
+base_ok() { [ -f "$out/live-boot.img" ] && [ -f "$out/dracut.img" ] && [ "$(cat "$info" 2>/dev/null)" = "$spec" ]; }
+net_ok() { [ -f "$out/dracut-net.img" ] && [ "$(cat "$net_info" 2>/dev/null)" = "$net_spec" ]; }
+
+base_ok && net_ok && exit 0
 
 mkdir -p .cache
 exec 9>.cache/bench-peers.lock
 flock 9
-[ -f "$out/live-boot.img" ] && [ -f "$out/dracut.img" ] && [ "$(cat "$info" 2>/dev/null)" = "$spec" ] && exit 0
+base_ok && net_ok && exit 0
 
 mirror=""
 if [ -f /etc/apt/sources.list.d/debian.sources ]; then
@@ -121,25 +135,42 @@ bootstrap() {
 }
 
 started=$(date +%s)
-bootstrap "$tmp/live" "$LIVEBOOT_PKGS"
-log "mkinitramfs (live-boot) for $kver"
-in_root "$tmp/live" mkinitramfs -o /initrd.img "$kver" >"$tmp/live-boot.build.log" 2>&1 ||
-  { cat "$tmp/live-boot.build.log" >&2; exit 1; }
-in_root "$tmp/live" dpkg-query -W live-boot initramfs-tools >>"$tmp/live-boot.build.log"
-umount_under "$tmp/live"
+if ! base_ok; then
+  bootstrap "$tmp/live" "$LIVEBOOT_PKGS"
+  log "mkinitramfs (live-boot) for $kver"
+  in_root "$tmp/live" mkinitramfs -o /initrd.img "$kver" >"$tmp/live-boot.build.log" 2>&1 ||
+    { cat "$tmp/live-boot.build.log" >&2; exit 1; }
+  in_root "$tmp/live" dpkg-query -W live-boot initramfs-tools >>"$tmp/live-boot.build.log"
+  umount_under "$tmp/live"
 
-bootstrap "$tmp/dracut" "$DRACUT_PKGS"
-log "dracut --no-hostonly -a dmsquash-live for $kver"
-in_root "$tmp/dracut" dracut --force --no-hostonly --no-hostonly-cmdline -a dmsquash-live \
-  --kver "$kver" /initrd.img >"$tmp/dracut.build.log" 2>&1 ||
-  { cat "$tmp/dracut.build.log" >&2; exit 1; }
-in_root "$tmp/dracut" dpkg-query -W dracut dracut-live systemd >>"$tmp/dracut.build.log"
-umount_under "$tmp/dracut"
+  bootstrap "$tmp/dracut" "$DRACUT_PKGS"
+  log "dracut --no-hostonly -a dmsquash-live for $kver"
+  in_root "$tmp/dracut" dracut --force --no-hostonly --no-hostonly-cmdline -a dmsquash-live \
+    --kver "$kver" /initrd.img >"$tmp/dracut.build.log" 2>&1 ||
+    { cat "$tmp/dracut.build.log" >&2; exit 1; }
+  in_root "$tmp/dracut" dpkg-query -W dracut dracut-live systemd >>"$tmp/dracut.build.log"
+  umount_under "$tmp/dracut"
 
-rm -rf "$out.new" && mkdir -p "$out.new"
-cp "$tmp/live/initrd.img" "$out.new/live-boot.img"
-cp "$tmp/dracut/initrd.img" "$out.new/dracut.img"
-cp "$tmp/live-boot.build.log" "$tmp/dracut.build.log" "$out.new/"
-echo "$spec" >"$out.new/spec"
-rm -rf "$out" && mv "$out.new" "$out"
-log "$out: live-boot $(stat -c %s "$out/live-boot.img") B, dracut $(stat -c %s "$out/dracut.img") B, $(($(date +%s) - started)) s"
+  rm -rf "$out.new" && mkdir -p "$out.new"
+  cp "$tmp/live/initrd.img" "$out.new/live-boot.img"
+  cp "$tmp/dracut/initrd.img" "$out.new/dracut.img"
+  cp "$tmp/live-boot.build.log" "$tmp/dracut.build.log" "$out.new/"
+  echo "$spec" >"$out.new/spec"
+  rm -rf "$out" && mv "$out.new" "$out"
+  log "$out: live-boot $(stat -c %s "$out/live-boot.img") B, dracut $(stat -c %s "$out/dracut.img") B, $(($(date +%s) - started)) s"
+fi
+
+if ! net_ok; then
+  bootstrap "$tmp/dracut-net" "$DRACUT_NET_PKGS"
+  log "dracut --no-hostonly -a \"$DRACUT_NET_MODULES\" for $kver"
+  in_root "$tmp/dracut-net" dracut --force --no-hostonly --no-hostonly-cmdline -a "$DRACUT_NET_MODULES" \
+    --kver "$kver" /initrd.img >"$tmp/dracut-net.build.log" 2>&1 ||
+    { cat "$tmp/dracut-net.build.log" >&2; exit 1; }
+  in_root "$tmp/dracut-net" dpkg-query -W dracut dracut-live dracut-network systemd curl >>"$tmp/dracut-net.build.log"
+  umount_under "$tmp/dracut-net"
+  cp "$tmp/dracut-net/initrd.img" "$out/dracut-net.img.new"
+  cp "$tmp/dracut-net.build.log" "$out/"
+  mv "$out/dracut-net.img.new" "$out/dracut-net.img"
+  echo "$net_spec" >"$net_info"
+  log "$out: dracut-net $(stat -c %s "$out/dracut-net.img") B, $(($(date +%s) - started)) s"
+fi

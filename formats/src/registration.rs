@@ -403,7 +403,7 @@ impl<'a> Borrowed<'a> {
         // of a NixOS system about 500 with its references.
         let guess = data.len() / 256;
         let mut records: Vec<Record<'a>> = Vec::with_capacity(guess);
-        let mut index: HashMap<&[u8], u32, PathHash> =
+        let mut index: HashMap<PathKey<'a>, u32, PathHash> =
             HashMap::with_capacity_and_hasher(guess, PathHash::default());
         let mut refs: Vec<&'a [u8]> = Vec::with_capacity(guess * 4);
         let mut line = 0usize;
@@ -414,7 +414,7 @@ impl<'a> Borrowed<'a> {
                 return None;
             }
             let id = u32::try_from(records.len()).ok()?;
-            if index.insert(path, id).is_some() {
+            if index.insert(PathKey(path), id).is_some() {
                 return None;
             }
             let hash = quick_sha256(lines.next()?)?;
@@ -455,7 +455,7 @@ impl<'a> Borrowed<'a> {
         // Every reference is registered; no cycle but self-references.
         let targets: Vec<u32> = refs
             .iter()
-            .map(|r| index.get(r).copied())
+            .map(|r| index.get(&PathKey(r)).copied())
             .collect::<Option<_>>()?;
         if quick_has_cycle(&records, &targets) {
             return None;
@@ -503,7 +503,25 @@ impl<'a> QuickLines<'a> {
     /// holds a byte outside printable ASCII (left to the reference parser).
     fn next(&mut self) -> Option<&'a [u8]> {
         let rest = self.data.get(self.pos..)?;
-        let len = rest.iter().position(|&b| !(0x20..0x7f).contains(&b))?;
+        // Eight bytes at a time while all are printable: no byte below
+        // 0x20 (the borrow test) and none above 0x7e (the carry test).
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let mut words = rest.chunks_exact(8);
+        let mut start = 0;
+        for c in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            let w = u64::from_le_bytes(w);
+            if (w.wrapping_sub(ONES * 0x20) & !w | (w.wrapping_add(ONES) | w)) & HIGH != 0 {
+                break;
+            }
+            start += 8;
+        }
+        let len = start
+            + rest[start..]
+                .iter()
+                .position(|&b| !(0x20..0x7f).contains(&b))?;
         if rest[len] != b'\n' {
             return None;
         }
@@ -643,6 +661,37 @@ impl std::hash::Hasher for PathHasher {
     }
 }
 
+/// A store path as a hash map key, compared a word at a time: musl's
+/// `memcmp`, which `[u8]`'s `==` calls, goes a byte at a time, and every
+/// reference of a registration is looked up by its whole name.
+#[derive(Clone, Copy)]
+struct PathKey<'a>(&'a [u8]);
+
+impl std::hash::Hash for PathKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.0);
+    }
+}
+
+impl PartialEq for PathKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0, other.0);
+        if a.len() != b.len() {
+            return false;
+        }
+        let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+        let word = |c: &[u8]| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            u64::from_ne_bytes(w)
+        };
+        (&mut x).zip(&mut y).all(|(p, q)| word(p) == word(q))
+            && x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
+    }
+}
+
+impl Eq for PathKey<'_> {}
+
 /// [`PathHasher`] for `HashMap`s keyed by store paths.
 pub type PathHash = std::hash::BuildHasherDefault<PathHasher>;
 
@@ -774,6 +823,45 @@ fn to32(s: &str, v: Vec<u8>) -> Result<[u8; 32], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_keys_are_equal_only_when_every_byte_is() {
+        let a = b"/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-hello-2.12";
+        let copy = a.to_vec();
+        assert!(PathKey(a) == PathKey(&copy));
+        for i in 0..a.len() {
+            let mut b = *a;
+            b[i] ^= 1;
+            assert!(PathKey(a) != PathKey(&b), "byte {i}");
+        }
+        assert!(PathKey(a) != PathKey(&a[..a.len() - 1]));
+        assert!(PathKey(b"") == PathKey(b""));
+    }
+
+    #[test]
+    fn lines_end_at_the_first_byte_outside_printable_ascii() {
+        for len in 0..40 {
+            for bad in [0x00u8, 0x09, 0x1f, 0x7f, 0x80, 0xff] {
+                let mut data = vec![b'x'; len];
+                data.push(b'\n');
+                data.extend_from_slice(b"next\n");
+                let mut lines = QuickLines {
+                    data: &data,
+                    pos: 0,
+                };
+                assert_eq!(lines.next(), Some(&data[..len]), "{len}");
+                assert_eq!(lines.next(), Some(&b"next"[..]));
+                assert_eq!(lines.next(), None);
+                // The same line with a bad byte at any place is refused.
+                for at in 0..len {
+                    let mut d = data.clone();
+                    d[at] = bad;
+                    let mut lines = QuickLines { data: &d, pos: 0 };
+                    assert_eq!(lines.next(), None, "{len} {at} {bad:#x}");
+                }
+            }
+        }
+    }
 
     const A: &str = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-a";
     const B: &str = "/nix/store/zyxwvsrqpnmlkjihgfdcba9876543210-b-1.0";

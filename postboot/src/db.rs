@@ -15,12 +15,15 @@
 //! - all of it in one transaction: any error leaves the database as it was.
 //!
 //! A new database (no `schema` file, no tables: the first boot) is built
-//! in bulk ([`load_fresh`]): in a file of its own, with no journal, no
-//! syncs and exclusive locking, ids kept from the inserts instead of looked
-//! up, then switched to WAL, synced once and renamed to `db.sqlite`. That
-//! is what makes the native loader many times faster than
-//! `nix-store --load-db` (`make bench` measures it), and it is as safe: the
-//! database appears whole or not at all.
+//! in bulk ([`load_fresh`]): in a file of its own, SQLite making the schema
+//! and [`crate::btree`] writing the rows' and indexes' pages in one pass
+//! (ids are ranks in store-path order, so nothing is looked up), then
+//! switched to WAL by SQLite, synced once and renamed to `db.sqlite`. Rows
+//! the page builder does not take (a record too long for a cell) are
+//! inserted by SQLite instead, with no journal and no syncs. That is what
+//! makes the native loader many times faster than `nix-store --load-db`
+//! (`make bench` measures it), and it is as safe: the database appears
+//! whole or not at all.
 //!
 //! Interrupted runs: the `schema` file is written (atomically, by rename)
 //! only after the transaction committed, so a run that failed or was killed
@@ -82,6 +85,9 @@ pub struct Counts {
     pub updated: usize,
     pub unchanged: usize,
     pub new_references: usize,
+    /// A new database whose rows SQLite inserted: why the page builder
+    /// ([`crate::btree`]) did not write them.
+    pub sqlite_inserts: Option<&'static str>,
 }
 
 impl Counts {
@@ -423,26 +429,37 @@ fn load_fresh(
     let db_path = &db_dir.join("db.sqlite");
     let tmp = db_dir.join(format!("{FRESH_TMP}{}", std::process::id()));
     remove_stale(db_dir)?;
-    let result = build_fresh(&tmp, paths, refs, now).and_then(|()| {
-        for suffix in ["-wal", "-shm"] {
-            let p = PathBuf::from(format!("{}{suffix}", db_path.display()));
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(DbError::Io {
-                        what: "removing",
-                        path: p,
-                        source: e,
-                    });
-                }
-                _ => {}
+    let mut sqlite_inserts = None;
+    let result = build_fresh_pages(&tmp, paths, refs, now)
+        .or_else(|why| match why {
+            Fresh::Failed(e) => Err(e),
+            // SQLite inserts what the page builder does not take.
+            Fresh::Unsuitable(why) => {
+                sqlite_inserts = Some(why);
+                remove_if_there(&tmp)?;
+                build_fresh(&tmp, paths, refs, now)
             }
-        }
-        std::fs::rename(&tmp, db_path).map_err(|source| DbError::Io {
-            what: "renaming into place",
-            path: tmp.clone(),
-            source,
         })
-    });
+        .and_then(|()| {
+            for suffix in ["-wal", "-shm"] {
+                let p = PathBuf::from(format!("{}{suffix}", db_path.display()));
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(DbError::Io {
+                            what: "removing",
+                            path: p,
+                            source: e,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            std::fs::rename(&tmp, db_path).map_err(|source| DbError::Io {
+                what: "renaming into place",
+                path: tmp.clone(),
+                source,
+            })
+        });
     if result.is_err() {
         // not fatal: the error that matters is returned below.
         let _ = std::fs::remove_file(&tmp);
@@ -456,6 +473,7 @@ fn load_fresh(
     Ok(Counts {
         added: paths.len(),
         new_references: refs.len(),
+        sqlite_inserts,
         ..Counts::default()
     })
 }
@@ -520,10 +538,19 @@ fn build_fresh(
         tx.execute_batch(create).map_err(sq("creating an index"))?;
     }
     tx.commit().map_err(sq("committing"))?;
-    // Nix's journal mode, kept in the file's header.
+    finish_fresh(conn, tmp)
+}
+
+/// Switches the new database in `tmp` to WAL, Nix's journal mode (kept in
+/// the file's header), closes it and syncs it once.
+fn finish_fresh(conn: Connection, tmp: &Path) -> Result<(), DbError> {
     let mode: String = conn
         .query_row("pragma main.journal_mode = wal", [], |r| r.get(0))
-        .map_err(sq("setting WAL journal mode"))?;
+        .map_err(|source| DbError::Sqlite {
+            path: tmp.to_path_buf(),
+            what: "setting WAL journal mode",
+            source,
+        })?;
     if mode != "wal" {
         return Err(DbError::Sqlite {
             path: tmp.to_path_buf(),
@@ -543,6 +570,242 @@ fn build_fresh(
             path: tmp.to_path_buf(),
             source,
         })
+}
+
+/// Why [`build_fresh_pages`] did not build the database.
+#[derive(Debug)]
+enum Fresh {
+    /// Rows the page builder leaves to SQLite (a record larger than a
+    /// cell, a path or reference listed twice, a file SQLite made with
+    /// other settings): [`build_fresh`] takes over.
+    Unsuitable(&'static str),
+    Failed(DbError),
+}
+
+impl From<DbError> for Fresh {
+    fn from(e: DbError) -> Self {
+        Fresh::Failed(e)
+    }
+}
+
+/// The tables and indexes [`build_fresh_pages`] fills, by their names in
+/// `sqlite_master`.
+const FILLED: [&str; 6] = [
+    "ValidPaths",
+    "sqlite_autoindex_ValidPaths_1",
+    "Refs",
+    "sqlite_autoindex_Refs_1",
+    "IndexReferrer",
+    "IndexReference",
+];
+
+/// [`build_fresh`] without SQLite's inserts: SQLite makes the schema (its
+/// tables and indexes empty, `sqlite_sequence` set), [`btree`] writes every
+/// row's and index entry's pages in one pass, and SQLite opens the file
+/// again to switch it to WAL. The rows are the ones [`insert_paths`] and
+/// [`insert_refs`] would insert, with the same ids and rowids.
+fn build_fresh_pages(
+    tmp: &Path,
+    paths: &[NewPath<'_>],
+    refs: &[[i64; 2]],
+    now: i64,
+) -> Result<(), Fresh> {
+    use crate::btree::{Cells, PAGE_SIZE, Pages, Value};
+    let unsuitable = |_: crate::btree::TooLarge| {
+        Fresh::Unsuitable("a record larger than a page keeps in a cell")
+    };
+    if !paths.windows(2).all(|w| w[0].path < w[1].path) {
+        return Err(Fresh::Unsuitable("paths not in strict store-path order"));
+    }
+    // The rows first: nothing is written for rows SQLite must insert.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hash_text = [0u8; 7 + 64];
+    hash_text[..7].copy_from_slice(b"sha256:");
+    let text: usize = paths
+        .iter()
+        .map(|p| 2 * p.path.len() + p.deriver.map_or(0, str::len))
+        .sum();
+    let mut valid = Cells::with_capacity(paths.len(), text + paths.len() * 100);
+    let mut by_path = Cells::with_capacity(paths.len(), text / 2 + paths.len() * 8);
+    for (p, id) in paths.iter().zip(1i64..) {
+        for (i, b) in p.nar_hash.iter().enumerate() {
+            hash_text[7 + 2 * i] = HEX[usize::from(b >> 4)];
+            hash_text[8 + 2 * i] = HEX[usize::from(b & 0xf)];
+        }
+        let size = i64::try_from(p.nar_size).map_or(Value::Null, Value::Int);
+        let deriver = p.deriver.map_or(Value::Null, |d| Value::Text(d.as_bytes()));
+        let path = Value::Text(p.path.as_bytes());
+        valid
+            .push_row(
+                id,
+                &[
+                    Value::Null,
+                    path,
+                    Value::Text(&hash_text),
+                    Value::Int(now),
+                    deriver,
+                    size,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                ],
+            )
+            .map_err(unsuitable)?;
+        by_path
+            .push_key(&[path, Value::Int(id)])
+            .map_err(unsuitable)?;
+    }
+    // Refs' rowids are the order of insertion; its three indexes are
+    // sorted by their keys.
+    let mut rows = Cells::with_capacity(refs.len(), refs.len() * 10);
+    for (&[referrer, reference], rowid) in refs.iter().zip(1i64..) {
+        rows.push_row(rowid, &[Value::Int(referrer), Value::Int(reference)])
+            .map_err(unsuitable)?;
+    }
+    let mut keyed: Vec<(i64, i64, i64)> = refs
+        .iter()
+        .zip(1i64..)
+        .map(|(&[a, b], r)| (a, b, r))
+        .collect();
+    if !keyed.is_sorted() {
+        keyed.sort_unstable();
+    }
+    if keyed
+        .windows(2)
+        .any(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1))
+    {
+        return Err(Fresh::Unsuitable("a reference listed twice"));
+    }
+    let mut primary = Cells::with_capacity(refs.len(), refs.len() * 10);
+    let mut referrers = Cells::with_capacity(refs.len(), refs.len() * 8);
+    for &(a, b, r) in &keyed {
+        primary
+            .push_key(&[Value::Int(a), Value::Int(b), Value::Int(r)])
+            .map_err(unsuitable)?;
+        referrers
+            .push_key(&[Value::Int(a), Value::Int(r)])
+            .map_err(unsuitable)?;
+    }
+    let mut by_reference: Vec<(i64, i64)> = keyed.iter().map(|&(_, b, r)| (b, r)).collect();
+    by_reference.sort_unstable();
+    let mut references = Cells::with_capacity(refs.len(), refs.len() * 8);
+    for &(b, r) in &by_reference {
+        references
+            .push_key(&[Value::Int(b), Value::Int(r)])
+            .map_err(unsuitable)?;
+    }
+
+    // SQLite makes the schema and the empty trees.
+    let sq = |what| {
+        let path = tmp.to_path_buf();
+        move |source| DbError::Sqlite { path, what, source }
+    };
+    let conn = Connection::open_with_flags(
+        tmp,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sq("opening"))?;
+    conn.execute_batch(
+        "pragma locking_mode = exclusive; pragma journal_mode = off; pragma synchronous = off;",
+    )
+    .map_err(sq("setting up a new database"))?;
+    conn.execute_batch(&format!("begin; {SCHEMA_SQL}"))
+        .map_err(sq("creating Nix's schema"))?;
+    if !paths.is_empty() {
+        // What an insert into an AUTOINCREMENT table leaves there.
+        conn.execute(
+            "insert into sqlite_sequence (name, seq) values ('ValidPaths', ?)",
+            [paths.len() as i64],
+        )
+        .map_err(sq("setting sqlite_sequence"))?;
+    }
+    conn.execute_batch("commit").map_err(sq("committing"))?;
+    let mut roots = [0u32; FILLED.len()];
+    {
+        let mut st = conn
+            .prepare("select name, rootpage from sqlite_master where rootpage > 0")
+            .map_err(sq("reading sqlite_master"))?;
+        let mut q = st.query([]).map_err(sq("reading sqlite_master"))?;
+        while let Some(row) = q.next().map_err(sq("reading sqlite_master"))? {
+            let name: String = row.get(0).map_err(sq("reading sqlite_master"))?;
+            let root: u32 = row.get(1).map_err(sq("reading sqlite_master"))?;
+            if let Some(i) = FILLED.iter().position(|&n| n == name) {
+                roots[i] = root;
+            }
+        }
+    }
+    let (count, size): (u32, usize) = conn
+        .query_row(
+            "select * from pragma_page_count, pragma_page_size",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sq("reading the page count"))?;
+    conn.close().map_err(|(_, source)| DbError::Sqlite {
+        path: tmp.to_path_buf(),
+        what: "closing",
+        source,
+    })?;
+    let io = |what| {
+        let path = tmp.to_path_buf();
+        move |source| DbError::Io { what, path, source }
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(tmp)
+        .map_err(io("opening"))?;
+    let mut header = [0u8; 100];
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut header, 0).map_err(io("reading"))?;
+    }
+    // The page builder writes 4096-byte pages without reserved bytes, in
+    // schema format 4 (0 and 1 stored without bytes) and UTF-8.
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    if size != PAGE_SIZE || header[20] != 0 || be32(44) != 4 || be32(56) != 1 || roots.contains(&0)
+    {
+        return Err(Fresh::Unsuitable(
+            "SQLite made the file with other page settings, or without Nix's tables",
+        ));
+    }
+
+    let bytes = [&valid, &by_path, &rows, &primary, &referrers, &references]
+        .iter()
+        .map(|c| c.bytes())
+        .sum();
+    let mut pages = Pages::new(count + 1, bytes);
+    pages.table(roots[0], &valid);
+    pages.index(roots[1], &by_path);
+    pages.table(roots[2], &rows);
+    pages.index(roots[3], &primary);
+    pages.index(roots[4], &referrers);
+    pages.index(roots[5], &references);
+    pages.write_to(&file).map_err(io("writing"))?;
+    drop(file);
+
+    // Nix's journal mode, set by SQLite, which reads the file again (not
+    // syncing: the file is synced once, below, before it is renamed).
+    let conn = Connection::open(tmp).map_err(sq("opening"))?;
+    conn.execute_batch("pragma locking_mode = exclusive; pragma synchronous = off;")
+        .map_err(sq("setting up a new database"))?;
+    Ok(finish_fresh(conn, tmp)?)
+}
+
+/// Removes `path` if it is there.
+fn remove_if_there(path: &Path) -> Result<(), DbError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DbError::Io {
+            what: "removing",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Rows per multi-row `insert` (SQLite's limit on a `values` list is 500):
@@ -764,7 +1027,8 @@ mod tests {
                 added: 2,
                 updated: 0,
                 unchanged: 0,
-                new_references: 2
+                new_references: 2,
+                sqlite_inserts: None,
             }
         );
         let conn = Connection::open(tmp.path().join("db.sqlite")).unwrap();
@@ -892,5 +1156,141 @@ mod tests {
         );
         let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// Everything a database holds that Nix or SQLite reads, root page
+    /// numbers aside: rows of every table (with rowids), `sqlite_master`,
+    /// the journal mode, and SQLite's own integrity check (which also
+    /// reads every index against its table).
+    fn contents(db: &Path) -> Vec<String> {
+        let conn = Connection::open(db).unwrap();
+        let mut out = Vec::new();
+        for q in [
+            "pragma integrity_check",
+            "pragma journal_mode",
+            "select * from ValidPaths order by id",
+            "select rowid, * from Refs order by rowid",
+            "select * from Refs indexed by IndexReference where reference > 0 order by reference, rowid",
+            "select * from sqlite_sequence",
+            "select type, name, tbl_name, sql from sqlite_master order by name",
+            "select count(*) from DerivationOutputs",
+        ] {
+            let mut st = conn.prepare(q).unwrap();
+            let n = st.column_count();
+            let rows = st
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .unwrap();
+            for row in rows {
+                out.push(format!("{q}: {}", row.unwrap().join(" | ")));
+            }
+        }
+        out
+    }
+
+    /// `n` paths with names of `name_len` bytes, a deriver on every
+    /// third, each referring to itself now and then and to up to three
+    /// earlier paths.
+    fn synthetic(n: usize, name_len: usize) -> (Vec<String>, Vec<Option<String>>, Vec<[i64; 2]>) {
+        let names: Vec<String> = (0..n)
+            .map(|i| format!("/nix/store/{i:032}-{}", "p".repeat(name_len)))
+            .collect();
+        let derivers = (0..n)
+            .map(|i| (i % 3 == 0).then(|| format!("/nix/store/{i:032}-x.drv")))
+            .collect();
+        let mut refs = Vec::new();
+        for i in 0..n as i64 {
+            let mut to: Vec<i64> = [i - 1, i / 2, i * 7 / 11]
+                .into_iter()
+                .filter(|&j| j >= 0 && j < i)
+                .collect();
+            if i % 5 == 0 {
+                to.push(i);
+            }
+            to.sort_unstable();
+            to.dedup();
+            refs.extend(to.into_iter().map(|j| [i + 1, j + 1]));
+        }
+        (names, derivers, refs)
+    }
+
+    fn new_paths<'a>(
+        names: &'a [String],
+        derivers: &'a [Option<String>],
+        hash: &'a [u8; 32],
+    ) -> Vec<NewPath<'a>> {
+        names
+            .iter()
+            .zip(derivers)
+            .enumerate()
+            .map(|(i, (path, deriver))| NewPath {
+                path,
+                nar_hash: hash,
+                nar_size: [0, 1, 127, 128, 40_000, 1 << 33][i % 6],
+                deriver: deriver.as_deref(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_pages_hold_what_sqlites_inserts_would() {
+        let hash = [0xa5; 32];
+        for (n, name_len) in [(0, 10), (1, 10), (3, 10), (12_000, 40), (300, 200)] {
+            let (names, derivers, refs) = synthetic(n, name_len);
+            let paths = new_paths(&names, &derivers, &hash);
+            let dir = tempfile::tempdir().unwrap();
+            let (ours, theirs) = (dir.path().join("pages"), dir.path().join("inserts"));
+            build_fresh_pages(&ours, &paths, &refs, 1_700_000_000).unwrap();
+            build_fresh(&theirs, &paths, &refs, 1_700_000_000).unwrap();
+            let (a, b) = (contents(&ours), contents(&theirs));
+            assert_eq!(a[0], "pragma integrity_check: Text(\"ok\")", "{n} paths");
+            assert_eq!(a.len(), b.len(), "{n} paths");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x, y, "{n} paths");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_the_pages_do_not_take_are_inserted_by_sqlite() {
+        let hash = [3; 32];
+        let dir = tempfile::tempdir().unwrap();
+        // A store path longer than an index cell keeps: SQLite spills it
+        // to an overflow page, which the page builder does not write.
+        let (names, derivers, refs) = synthetic(40, 1100);
+        let paths = new_paths(&names, &derivers, &hash);
+        let counts = load_fresh(dir.path(), &paths, &refs, 7).unwrap();
+        assert_eq!(
+            counts.sqlite_inserts,
+            Some("a record larger than a page keeps in a cell")
+        );
+        let theirs = dir.path().join("inserts");
+        build_fresh(&theirs, &paths, &refs, 7).unwrap();
+        assert_eq!(contents(&dir.path().join("db.sqlite")), contents(&theirs));
+        // A reference listed twice: SQLite's primary key refuses it.
+        let dup = tempfile::tempdir().unwrap();
+        let (names, derivers, _) = synthetic(2, 10);
+        let paths = new_paths(&names, &derivers, &hash);
+        match load_fresh(dup.path(), &paths, &[[2, 1], [2, 1]], 7) {
+            Err(DbError::Sqlite { what, source, .. }) => {
+                assert_eq!(what, "inserting into Refs");
+                assert!(
+                    source.to_string().contains("UNIQUE constraint failed"),
+                    "{source}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!dup.path().join("db.sqlite").exists());
+        // And the ordinary case says nothing.
+        let ok = tempfile::tempdir().unwrap();
+        let counts = load_fresh(ok.path(), &paths, &[[2, 1]], 7).unwrap();
+        assert_eq!(counts.sqlite_inserts, None);
     }
 }

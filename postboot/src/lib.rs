@@ -19,6 +19,7 @@
 //!
 //! Non-goals: starting services, creating users, anything after boot.
 
+pub mod btree;
 pub mod config;
 pub mod crypt;
 #[cfg(feature = "native-loader")]

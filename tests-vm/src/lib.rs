@@ -6,6 +6,7 @@
 //! - [`bench_chart`]: the boot comparison of `make bench` as an SVG chart.
 //! - [`artifacts`]: where the binaries and kernels are; building the demo ISO.
 //! - [`http_server`], [`http_sets`]: serving and booting `netboot --http` sets.
+//! - [`image_read`]: store images (squashfs, erofs) made by the builder and read back in a VM (`make bench`).
 //! - [`kvm`]: whether KVM really works here (probed), else TCG.
 //! - [`media`]: ext4/FAT32/GPT disks and extra layers made from the builder's medium.
 //! - [`peers`]: the stage 1s and the payload `make bench` compares nixlive with.
@@ -27,6 +28,7 @@ pub mod boot_modes;
 pub mod checks;
 pub mod http_server;
 pub mod http_sets;
+pub mod image_read;
 pub mod kvm;
 pub mod media;
 pub mod peers;

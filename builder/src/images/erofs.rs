@@ -86,6 +86,7 @@ pub fn write(opts: &ErofsOptions, contents: &Contents<'_>, out: &Path, epoch: u6
         "--erofs-pcluster {}: must be a multiple of 4096",
         opts.erofs_pcluster
     );
+    let started = std::time::Instant::now();
     let parent = out.parent().unwrap_or(Path::new("."));
     let stage = tempfile::Builder::new()
         .prefix(".nixlive-erofs-")
@@ -105,7 +106,16 @@ pub fn write(opts: &ErofsOptions, contents: &Contents<'_>, out: &Path, epoch: u6
     let mut cmd = command(opts, &root, out, epoch);
     progress::during(&format!("making {}", out.display()), || {
         tool::run(&mut cmd, "mkfs.erofs (erofs-utils)")
-    })
+    })?;
+    // The step line squashfs images get too (`make bench` reads its time).
+    let size = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    progress::finished(
+        &format!("wrote {}", out.display()),
+        &format!("{} paths", contents.names.len()),
+        size,
+        started,
+    );
+    Ok(())
 }
 
 /// Recreates `src` at `dst`: files hard-linked (copied across file

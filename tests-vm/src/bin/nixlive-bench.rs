@@ -9,6 +9,17 @@
 //! alike; median, min and max of the uptime at which stage 2 began, the
 //! initrd's size (compressed and unpacked) and `MemAvailable` then.
 //!
+//! Root image in RAM (the `ram` part): `MemAvailable`, `Shmem` and the
+//! uptime at the start of stage 2, with the same kernel, payload (its root
+//! image carrying 32 MiB of incompressible ballast), RAM and QEMU, for the
+//! stage 1s that hold their image in RAM: copied from the CD (nixlive
+//! `copytoram`, live-boot `toram`, dracut `rd.live.ram=1`; each boot must
+//! show its peer's own copy lines, and nixlive and live-boot must have let
+//! the CD go, else the row is an error) and fetched over HTTP from the host
+//! (nixlive's in-initrd and `--http` netboot sets, live-boot `fetch=`,
+//! dracut livenet `root=live:http://`; the server must have served the
+//! image). Round-robin like the boot part.
+//!
 //! Registration (the `registration` part): 1,000 and 10,000 paths,
 //! the static musl postboot's native loader against `nix-store --load-db`
 //! ([`nixlive_tests_vm::regbench`]).
@@ -25,11 +36,18 @@
 //! ISO builds, on directories of the host's `/usr` copied in as store
 //! paths ([`nixlive_tests_vm::throughput`]).
 //!
+//! Store images (the `images` part): the same tree as squashfs (zstd,
+//! xz) and erofs (lz4hc, lz4), made by the builder, read back in a VM,
+//! every file and a random sample, cold ([`nixlive_tests_vm::image_read`];
+//! `NIXLIVE_BENCH_IMAGES_MB`, default 200, the tree's size).
+//!
 //! The boot rows are also drawn as `out/bench/bench.svg`
 //! ([`nixlive_tests_vm::bench_chart`]).
 //!
 //! Environment: `NIXLIVE_BENCH_ROUNDS` (default 5), `NIXLIVE_BENCH_PARTS`
-//! (comma-separated, default `boot,registration,throughput,netboot`),
+//! (comma-separated, default `boot,ram,registration,throughput,netboot,images`),
+//! `NIXLIVE_BENCH_RAM_ROWS` (comma-separated parts of the `ram` part's row
+//! names, e.g. `ram` for the three copy-to-RAM rows; default all),
 //! `NIXLIVE_BENCH_TREE_MB` (the throughput tree's size, default 300).
 //! Timings are printed and written, never asserted.
 
@@ -44,7 +62,8 @@ use nixlive_tests_vm::http_sets;
 use nixlive_tests_vm::peers::{self, Sample};
 use nixlive_tests_vm::qemu::{QemuCommand, Vm};
 use nixlive_tests_vm::{
-    arch::Arch, artifacts, bench_chart, boot_command_to_report, kvm, regbench, throughput,
+    arch::Arch, artifacts, bench_chart, boot_command_to_report, image_read, kvm, regbench,
+    throughput,
 };
 use serde_json::json;
 
@@ -74,14 +93,20 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let rounds = rounds()?;
     let parts = std::env::var("NIXLIVE_BENCH_PARTS")
-        .unwrap_or("boot,registration,throughput,netboot".into());
+        .unwrap_or("boot,ram,registration,throughput,netboot,images".into());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
-    if let Some(p) = parts
-        .iter()
-        .find(|p| !["boot", "registration", "throughput", "netboot"].contains(p))
-    {
+    const PARTS: [&str; 6] = [
+        "boot",
+        "ram",
+        "registration",
+        "throughput",
+        "netboot",
+        "images",
+    ];
+    if let Some(p) = parts.iter().find(|p| !PARTS.contains(p)) {
         return Err(format!(
-            "NIXLIVE_BENCH_PARTS: unknown part {p:?} (parts: boot, registration, throughput, netboot)"
+            "NIXLIVE_BENCH_PARTS: unknown part {p:?} (parts: {})",
+            PARTS.join(", ")
         ));
     }
     let out = artifacts::workspace_root().join("out/bench");
@@ -90,6 +115,11 @@ fn run() -> Result<(), String> {
     if parts.contains(&"boot") {
         let mut md = String::new();
         boot_result = Some((boot(&out, rounds, &mut md)?, md));
+    }
+    let mut ram_result = None;
+    if parts.contains(&"ram") {
+        let mut md = String::new();
+        ram_result = Some((ram(&out, rounds, &mut md)?, md));
     }
     let mut reg_result = None;
     if parts.contains(&"registration") {
@@ -106,6 +136,11 @@ fn run() -> Result<(), String> {
         let mut md = String::new();
         net_result = Some((netboot_ram(&out, rounds, &mut md)?, md));
     }
+    let mut img_result = None;
+    if parts.contains(&"images") {
+        let mb = positive_env("NIXLIVE_BENCH_IMAGES_MB", 200)?;
+        img_result = Some(image_read::run(&out, rounds, mb)?);
+    }
     // A run of some parts keeps the others' results from the last run
     // (read now, so a run of the other parts that ended meanwhile stays).
     let json_path = out.join("bench.json");
@@ -120,6 +155,11 @@ fn run() -> Result<(), String> {
         doc["boot_rounds"] = json!(rounds);
         doc["accel"] = json!(kvm::accel().name());
     }
+    if let Some((list, md)) = ram_result {
+        doc["ram"] = json!(list);
+        doc["ram_md"] = json!(md);
+        doc["ram_rounds"] = json!(rounds);
+    }
     if let Some((list, md)) = reg_result {
         doc["registration"] = json!(list);
         doc["registration_md"] = json!(md);
@@ -129,6 +169,11 @@ fn run() -> Result<(), String> {
         doc["throughput"] = json!(list);
         doc["throughput_md"] = json!(md);
         doc["throughput_rounds"] = json!(rounds);
+    }
+    if let Some(part) = img_result {
+        doc["images"] = json!(part.entries);
+        doc["images_md"] = json!(part.md);
+        doc["images_rounds"] = json!(rounds);
     }
     // The boot rows as a chart beside bench.md.
     let svg_path = out.join("bench.svg");
@@ -151,11 +196,13 @@ fn run() -> Result<(), String> {
         doc["netboot_rounds"] = json!(rounds);
     }
     let md = format!(
-        "# nixlive bench\n\n{}{chart_md}{}{}{}",
+        "# nixlive bench\n\n{}{chart_md}{}{}{}{}{}",
         doc["boot_md"].as_str().unwrap_or(""),
+        doc["ram_md"].as_str().unwrap_or(""),
         doc["registration_md"].as_str().unwrap_or(""),
         doc["throughput_md"].as_str().unwrap_or(""),
-        doc["netboot_md"].as_str().unwrap_or("")
+        doc["netboot_md"].as_str().unwrap_or(""),
+        doc["images_md"].as_str().unwrap_or("")
     );
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
     std::fs::write(&json_path, text + "\n").map_err(|e| format!("{}: {e}", json_path.display()))?;
@@ -165,32 +212,42 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-fn boot(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, String> {
-    let (live_boot_initrd, dracut_initrd) = peers::peer_initrds()?;
+/// nixlive's medium with the payload store path beside the demo system,
+/// and its boot entry's command line with the bench's console and
+/// `init=` the payload.
+fn nixlive_medium(out: &Path) -> Result<(artifacts::DemoIso, String), String> {
+    nixlive_medium_with(out, 0)
+}
+
+/// [`nixlive_medium`] with `ballast` bytes of incompressible data in the
+/// demo system.
+fn nixlive_medium_with(out: &Path, ballast: usize) -> Result<(artifacts::DemoIso, String), String> {
     let demo = artifacts::build_demo_with(
         out,
         &artifacts::DemoSpec::new(Arch::X86_64, LABEL),
-        &|root, _| peers::write_payload_store_path(root),
+        &|root, system| {
+            peers::write_payload_store_path(root)?;
+            if ballast > 0 {
+                http_sets::ballast(root, system, ballast)?;
+            }
+            Ok(())
+        },
     )?;
-    let kernel = artifacts::kernel("amd64");
     let cfg = std::fs::read_to_string(demo.medium.join("isolinux/isolinux.cfg"))
         .map_err(|e| format!("reading isolinux.cfg: {e}"))?;
-    let mut append: Vec<String> = cfg
+    let line = cfg
         .lines()
         .find_map(|l| l.trim().strip_prefix("APPEND "))
-        .ok_or("isolinux.cfg has no APPEND line")?
-        .split_whitespace()
-        // The boot entry's consoles (tty0 too) give way to the peers' one.
-        .filter(|w| {
-            !["initrd=", "init=", "console="]
-                .iter()
-                .any(|k| w.starts_with(k))
-        })
-        .map(str::to_string)
-        .collect();
-    append.push(CONSOLE.to_string());
-    append.push(format!("init={}", peers::payload_init()));
-    let append = append.join(" ");
+        .ok_or("isolinux.cfg has no APPEND line")?;
+    // The boot entry's consoles (tty0 too) give way to the peers' one.
+    let append = peers::payload_append(line, CONSOLE);
+    Ok((demo, append))
+}
+
+fn boot(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, String> {
+    let (live_boot_initrd, dracut_initrd) = peers::peer_initrds()?;
+    let (demo, append) = nixlive_medium(out)?;
+    let kernel = artifacts::kernel("amd64");
 
     // nixlive's own initrd, unpacked, gives the busybox script the same modules.
     let tree = out.join("nixlive-initrd");
@@ -394,14 +451,7 @@ fn registrations(
 /// The throughput part: a tree of `NIXLIVE_BENCH_TREE_MB` (default 300)
 /// MB of the host's `/usr`, made in `target/`, measured, removed.
 fn throughput(rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, String> {
-    let mb = match std::env::var("NIXLIVE_BENCH_TREE_MB") {
-        Ok(s) => s
-            .parse::<u64>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("NIXLIVE_BENCH_TREE_MB={s:?} is not a positive number"))?,
-        Err(_) => 300,
-    };
+    let mb = positive_env("NIXLIVE_BENCH_TREE_MB", 300)?;
     let builder = artifacts::programs_builder();
     let work = tempfile::Builder::new()
         .prefix("nixlive-throughput.")
@@ -422,6 +472,18 @@ fn throughput(rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, 
         tree.nar_bytes as f64 / 1e6
     ));
     Ok(throughput::json(&rows, &tree))
+}
+
+/// The positive number in the environment variable `var`, or `default`.
+fn positive_env(var: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(var) {
+        Ok(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("{var}={s:?} is not a positive number")),
+        Err(_) => Ok(default),
+    }
 }
 
 /// The images of the big `--http` set: about 600 MiB, incompressible.
@@ -549,6 +611,338 @@ fn netboot_ram(
          netbooted with `-kernel`/`-initrd` in 1 GiB, {}; the `--http` sets fetched from a server \
          on the host's loopback over QEMU's user network.\n\n{table}\n",
         accel.name()
+    ));
+    Ok(rows)
+}
+
+/// The incompressible ballast in every root image of the `ram` part: a
+/// stage 1 that held a second copy of its image would show it.
+const RAM_BALLAST: usize = 32 << 20;
+
+/// One row of the `ram` part: a stage 1 that holds its root image in RAM,
+/// copied from the CD or fetched over HTTP.
+struct RamRow {
+    name: &'static str,
+    what: &'static str,
+    initrd: std::path::PathBuf,
+    append: String,
+    /// The CD (copy-to-RAM rows); none for netboot rows.
+    cdrom: Option<std::path::PathBuf>,
+    /// The netboot rows' server and the file the peer must fetch from it.
+    server: Option<(Server, &'static str)>,
+    /// How the copy-to-RAM rows prove the copy.
+    proof: Option<peers::RamProof>,
+    /// The bytes of the images the stage 1 holds in RAM.
+    image_bytes: u64,
+}
+
+impl RamRow {
+    fn command(&self, kernel: &Path, accel: nixlive_tests_vm::qemu::Accel) -> QemuCommand {
+        let mut cmd = QemuCommand::x86_64(accel)
+            .arg("-kernel")
+            .arg(kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .arg("-append")
+            .arg(&self.append);
+        if let Some(cd) = &self.cdrom {
+            cmd = cmd.arg("-cdrom").arg(cd);
+        }
+        if self.server.is_some() {
+            cmd = cmd
+                .arg("-netdev")
+                .arg("user,id=n0")
+                .arg("-device")
+                .arg("virtio-net-pci,netdev=n0");
+        }
+        cmd
+    }
+
+    /// One boot, then the proof that the image was in RAM: the peer's own
+    /// lines (copy to RAM) or the server's log (netboot).
+    fn boot(&self, kernel: &Path, accel: nixlive_tests_vm::qemu::Accel) -> Result<Sample, String> {
+        let cmd = self.command(kernel, accel);
+        let mut last = String::new();
+        for attempt in 1..=3 {
+            let before = self.server.as_ref().map_or(0, |(s, _)| s.requests().len());
+            let run = (|| -> Result<(Sample, String), String> {
+                let vm = Vm::spawn(&cmd, TIMEOUT).map_err(|f| f.to_string())?;
+                vm.wait_for(peers::DONE_MARKER, TIMEOUT)
+                    .map_err(|f| f.to_string())?;
+                vm.wait_exit(Duration::from_secs(60))
+                    .map_err(|f| f.to_string())?;
+                let log = vm.serial_log();
+                let sample = peers::parse_sample(&log)
+                    .ok_or_else(|| format!("no payload lines in the serial log:\n{log}"))?;
+                Ok((sample, log))
+            })();
+            match run {
+                Ok((sample, log)) => {
+                    if let Some(proof) = &self.proof {
+                        peers::check_ram(self.name, proof, &log, &sample)
+                            .map_err(|e| format!("{e}\n--- serial log ---\n{log}"))?;
+                    }
+                    if let Some((server, file)) = &self.server {
+                        let seen: Vec<String> = server.requests()[before..]
+                            .iter()
+                            .map(|r| r.path.clone())
+                            .collect();
+                        peers::check_fetched(self.name, &seen, file)?;
+                    }
+                    return Ok(sample);
+                }
+                Err(e) => {
+                    let first = e.lines().next().unwrap_or_default().to_string();
+                    eprintln!("    boot attempt {attempt} failed: {first}");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Whether the `ram` part's row `name` is asked for:
+/// `NIXLIVE_BENCH_RAM_ROWS` (comma-separated parts of row names, e.g.
+/// `toram,ram` or `net,fetch`) picks some; unset, all are.
+fn wanted(name: &str) -> bool {
+    match std::env::var("NIXLIVE_BENCH_RAM_ROWS") {
+        Ok(list) => list
+            .split(',')
+            .any(|w| !w.is_empty() && name.contains(w.trim())),
+        Err(_) => true,
+    }
+}
+
+/// The `ram` part: `MemAvailable` and the uptime at the start of stage 2
+/// for the stage 1s that hold their root image in RAM, booted round-robin
+/// with the same kernel, payload, RAM and QEMU as the boot part: copied
+/// from the CD (nixlive `copytoram`, live-boot `toram`, dracut
+/// `rd.live.ram=1`) and fetched over HTTP from the host (nixlive's netboot
+/// sets, live-boot `fetch=`, dracut's livenet `root=live:http://`).
+fn ram(out: &Path, rounds: usize, md: &mut String) -> Result<Vec<serde_json::Value>, String> {
+    let (live_boot_initrd, dracut_initrd) = peers::peer_initrds()?;
+    let kernel = artifacts::kernel("amd64");
+    // Its own media (the boot part's stay as they are), each root with the
+    // same ballast.
+    let out = &out.join("ram");
+    std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let (demo, append) = nixlive_medium_with(out, RAM_BALLAST)?;
+    let live_iso = peers::live_boot_iso_with(out, RAM_BALLAST)?;
+    let dracut_iso = peers::dracut_iso_with(out, RAM_BALLAST)?;
+    let live_squash = out.join("live-boot-medium/live");
+    let dracut_squash = out.join("dracut-medium/LiveOS");
+    // nixlive's images on the CD: the files at its top (the store image
+    // and the manifest).
+    let mut nixlive_images = 0;
+    for e in
+        std::fs::read_dir(&demo.medium).map_err(|e| format!("{}: {e}", demo.medium.display()))?
+    {
+        let e = e.map_err(|e| e.to_string())?;
+        if e.file_type().map_err(|e| e.to_string())?.is_file() {
+            nixlive_images += e.metadata().map_err(|e| e.to_string())?.len();
+        }
+    }
+    let mut list = Vec::new();
+    let any = |names: &[&str]| names.iter().any(|n| wanted(n));
+    if any(&[
+        "nixlive-copytoram",
+        "debian-live-boot-toram",
+        "dracut-dmsquash-live-ram",
+    ]) {
+        list.push(RamRow {
+            name: "nixlive-copytoram",
+            what: "nixlive `copytoram`",
+            initrd: demo.initrd(),
+            append: format!("{append} copytoram"),
+            cdrom: Some(demo.iso.clone()),
+            server: None,
+            proof: Some(peers::NIXLIVE_RAM),
+            image_bytes: nixlive_images,
+        });
+        list.push(RamRow {
+            name: "debian-live-boot-toram",
+            what: "Debian live-boot `toram`",
+            initrd: live_boot_initrd.clone(),
+            append: peers::live_boot_toram_append(CONSOLE),
+            cdrom: Some(live_iso),
+            server: None,
+            proof: Some(peers::LIVE_BOOT_RAM),
+            image_bytes: peers::bytes_under(&out.join("live-boot-medium"))?,
+        });
+        list.push(RamRow {
+            name: "dracut-dmsquash-live-ram",
+            what: "dracut dmsquash-live `rd.live.ram=1`",
+            initrd: dracut_initrd,
+            append: peers::dracut_ram_append(CONSOLE),
+            cdrom: Some(dracut_iso),
+            server: None,
+            proof: Some(peers::DRACUT_RAM),
+            image_bytes: peers::bytes_under(&dracut_squash.join("squashfs.img"))?,
+        });
+    }
+    if any(&[
+        "nixlive-netboot",
+        "nixlive-netboot-http",
+        "debian-live-boot-fetch",
+        "dracut-dmsquash-live-net",
+    ]) {
+        let dir = out.join("netboot");
+        let set = |sub: &str, http: bool| -> Result<std::path::PathBuf, String> {
+            let mut spec = artifacts::DemoSpec::new(Arch::X86_64, LABEL);
+            spec.netboot = true;
+            if http {
+                spec.netboot_args = vec![
+                    "--http".into(),
+                    "--base-url".into(),
+                    "http://unused/".into(),
+                ];
+            }
+            artifacts::build_demo_with(&dir.join(sub), &spec, &|root, system| {
+                peers::write_payload_store_path(root)?;
+                http_sets::ballast(root, system, RAM_BALLAST)
+            })?
+            .netboot
+            .ok_or_else(|| "the builder made no netboot set".to_string())
+        };
+        let in_initrd = set("in-initrd", false)?;
+        let http = set("http", true)?;
+        let images = http_sets::images_total(&http)?;
+        list.push(RamRow {
+            name: "nixlive-netboot",
+            what: "nixlive netboot, images in the initrd",
+            initrd: in_initrd.join("initrd"),
+            append: peers::payload_append(&http_sets::cmdline(&in_initrd, None, "")?, CONSOLE),
+            cdrom: None,
+            server: None,
+            proof: None,
+            image_bytes: images,
+        });
+        let server = Server::serve(&http, Vec::new());
+        let url = http_sets::url(server.port);
+        list.push(RamRow {
+            name: "nixlive-netboot-http",
+            what: "nixlive netboot `--http`",
+            initrd: http.join("initrd"),
+            append: peers::payload_append(&http_sets::cmdline(&http, Some(&url), "")?, CONSOLE),
+            cdrom: None,
+            server: Some((server, "nixlive.manifest")),
+            proof: None,
+            image_bytes: images,
+        });
+        let server = Server::serve(&live_squash, Vec::new());
+        let url = peers::host_url(server.port, "filesystem.squashfs");
+        list.push(RamRow {
+            name: "debian-live-boot-fetch",
+            what: "Debian live-boot `fetch=http://`",
+            initrd: live_boot_initrd,
+            append: peers::live_boot_fetch_append(CONSOLE, &url),
+            cdrom: None,
+            server: Some((server, "filesystem.squashfs")),
+            proof: None,
+            image_bytes: peers::bytes_under(&live_squash.join("filesystem.squashfs"))?,
+        });
+        let server = Server::serve(&dracut_squash, Vec::new());
+        let url = peers::host_url(server.port, "squashfs.img");
+        list.push(RamRow {
+            name: "dracut-dmsquash-live-net",
+            what: "dracut livenet `root=live:http://`",
+            initrd: peers::dracut_net_initrd()?,
+            append: peers::dracut_net_append(CONSOLE, &url),
+            cdrom: None,
+            server: Some((server, "squashfs.img")),
+            proof: None,
+            image_bytes: peers::bytes_under(&dracut_squash.join("squashfs.img"))?,
+        });
+    }
+    list.retain(|r| wanted(r.name));
+
+    let accel = kvm::accel();
+    println!(
+        "ram: {rounds} boots per stage 1, round-robin, {}, 1 GiB, kernel {}",
+        accel.name(),
+        kernel.version
+    );
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); list.len()];
+    for round in 0..rounds {
+        for (r, s) in list.iter().zip(samples.iter_mut()) {
+            let sample = r
+                .boot(&kernel.vmlinuz, accel)
+                .map_err(|e| format!("{}: {e}", r.name))?;
+            println!(
+                "  {:<26} round {}: stage 2 at {:.2} s, MemAvailable {} KiB, Shmem {} KiB, iso9660 mounts {}",
+                r.name,
+                round + 1,
+                sample.uptime_s,
+                sample.mem_available_kib,
+                sample.shmem_kib.map_or("?".into(), |n| n.to_string()),
+                sample.iso9660_mounts.map_or("?".into(), |n| n.to_string())
+            );
+            s.push(sample);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut table = format!(
+        "| stage 1 | initrd | image in RAM | MemAvailable at stage 2, median (min-max) | MemAvailable + image | Shmem, median | CD still mounted | stage 2 at uptime, median (min-max) of {rounds} |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    for (r, s) in list.iter().zip(&samples) {
+        let size = std::fs::metadata(&r.initrd)
+            .map_err(|e| format!("{}: {e}", r.initrd.display()))?
+            .len();
+        let up: Vec<f64> = s.iter().map(|x| x.uptime_s).collect();
+        let (um, umin, umax) = stats(&up);
+        let mem: Vec<f64> = s.iter().map(|x| x.mem_available_kib as f64).collect();
+        let (mm, mmin, mmax) = stats(&mem);
+        let shmem: Vec<f64> = s
+            .iter()
+            .filter_map(|x| x.shmem_kib)
+            .map(|k| k as f64)
+            .collect();
+        let shmem_col = if shmem.is_empty() {
+            "?".to_string()
+        } else {
+            format!("{:.1} MiB", stats(&shmem).0 / 1024.0)
+        };
+        let mounted = if r.cdrom.is_none() {
+            "no CD".to_string()
+        } else {
+            match s.iter().filter_map(|x| x.iso9660_mounts).max() {
+                Some(0) => "no".into(),
+                Some(_) => "yes".into(),
+                None => "?".into(),
+            }
+        };
+        table.push_str(&format!(
+            "| {}: {} | {:.2} MB | {:.2} MiB | {:.1} MiB ({:.1}-{:.1}) | {:.1} MiB | {shmem_col} | {mounted} | {um:.2} s ({umin:.2}-{umax:.2}) |\n",
+            r.name,
+            r.what,
+            size as f64 / 1e6,
+            r.image_bytes as f64 / 1048576.0,
+            mm / 1024.0,
+            mmin / 1024.0,
+            mmax / 1024.0,
+            mm / 1024.0 + r.image_bytes as f64 / 1048576.0,
+        ));
+        rows.push(json!({
+            "name": r.name,
+            "description": r.what,
+            "initrd_bytes": size,
+            "image_bytes": r.image_bytes,
+            "mem_available_kib": {"median": mm, "min": mmin, "max": mmax, "samples": mem},
+            "stage2_uptime_s": {"median": um, "min": umin, "max": umax, "samples": up},
+            "shmem_kib_samples": shmem,
+            "cd_mounted_at_stage2": mounted,
+            "kernel_append": r.append,
+        }));
+    }
+    println!("\n{table}");
+    md.push_str(&format!(
+        "## Root image in RAM\n\n{rounds} boots per stage 1, round-robin, {}, 1 GiB, Debian's kernel {} \
+         with `-kernel`, the same busybox stage-2 payload; the image copied from the CD, or fetched \
+         from a server on the host's loopback over QEMU's user network (virtio NIC). \
+         \"MemAvailable + image\" takes the image's own size out: what the stage 1 costs beside it.\n\n{table}\n",
+        accel.name(),
+        kernel.version
     ));
     Ok(rows)
 }
