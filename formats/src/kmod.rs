@@ -323,6 +323,16 @@ impl Aliases {
         Aliases { entries }
     }
 
+    /// The patterns that name module `name` (`-` and `_` alike).
+    pub fn of_module(&self, name: &str) -> Vec<&str> {
+        let name = module_name(name);
+        self.entries
+            .iter()
+            .filter(|(_, m)| *m == name)
+            .map(|(p, _)| p.as_str())
+            .collect()
+    }
+
     /// Names of the modules whose patterns match `modalias`, in file order, without repeats.
     pub fn lookup(&self, modalias: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
@@ -453,6 +463,12 @@ mod alias_tests {
             vec!["ata_piix"]
         );
         assert!(a.lookup("usb:v1234").is_empty());
+        assert_eq!(
+            a.of_module("ata_piix"),
+            vec!["pci:v00008086d00007010sv*sd*bc*sc*i*"]
+        );
+        assert_eq!(a.of_module("virtio-blk").len(), 2);
+        assert!(a.of_module("loop").is_empty());
     }
 }
 

@@ -5,13 +5,14 @@
 
 use crate::error::BootError;
 use crate::exec::{Executor, Runner};
-use crate::modules::Loader;
+use crate::modules::{self, Loader};
 use crate::plan::{self, BootPlan, Found, ImageSource, PlainPlan, Probed};
 use crate::{console, copytoram, discover, failure, kmsg, medium, net, trust};
 use nixlive_formats::nixkey;
 use nixlive_formats::paths::{self, in_new_root};
 use nixlive_formats::timeline::ImageCheck;
 use nixlive_formats::{Cmdline, InitrdConf, Manifest, Phase, RootMode, Timeline, initrd_conf};
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::path::Path;
 
@@ -70,6 +71,8 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     if cmdline.root_mode.unwrap_or(conf.root) == RootMode::Plain {
         return plain_root(cmdline, ex, t, runner, events.as_ref(), loader);
     }
+    // What the live boot surely needs loads while the medium is searched for.
+    loader.start_background(&modules::background(&conf.modules));
     runner.run(&plan::live_root(), ex)?;
     let found = if let Some(url) = &cmdline.url {
         let mut coldplug = || loader.coldplug(Path::new("/sys"));
@@ -80,13 +83,22 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
         log::info!("netboot: the images are inside the initrd");
         Found::Initrd
     } else {
-        let mut modalias = |a: &str| loader.modalias(a);
-        t.phase("find-medium", || {
-            medium::find(cmdline, &keys, events.as_ref(), &mut modalias)
-        })?
+        let modules = RefCell::new(loader);
+        let found = t.phase("find-medium", || {
+            medium::find(cmdline, &keys, events.as_ref(), &modules)
+        });
+        loader = modules.into_inner();
+        found?
     };
-    if let Found::Device { node, fstype } = &found {
-        loader.require_fs(fstype, &format!("the medium {node}"))?;
+    match &found {
+        Found::Device { node, fstype } => {
+            loader.require_fs(fstype, &format!("the medium {node}"))?;
+        }
+        Found::File { path, fstype, .. } => {
+            loader.require_loop(&format!("the ISO file {path}"))?;
+            loader.require_fs(fstype, &format!("the ISO file {path}"))?;
+        }
+        Found::Initrd | Found::Http { .. } => {}
     }
     t.phase("mount-medium", || runner.run(&plan::medium(&found), ex))?;
     let read = match &found {
@@ -125,6 +137,15 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     stop_point(cmdline.debug1mounts, "boot.debug1mounts");
     stage2_exists(&bp.init)?;
     hand_over_keys(medium_keys.filter(|_| released));
+    // Nothing may still be loading from the initramfs when it is emptied.
+    loader.finish_background();
+    if let Some((start, end)) = loader.background_span {
+        t.timeline.phases.push(Phase {
+            name: "background-modules".into(),
+            start_ms: start.as_millis() as u64,
+            duration_ms: end.saturating_sub(start).as_millis() as u64,
+        });
+    }
     write_timeline(&t.timeline);
     // switch-root itself takes well under a millisecond: no phase of its own.
     match runner.run(&bp.switch, ex) {
@@ -145,10 +166,12 @@ fn plain_root(
 ) -> Result<Infallible, BootError> {
     log::info!("plain root: root= names the root filesystem itself");
     let (probe, described) = {
-        let mut modalias = |a: &str| loader.modalias(a);
-        t.phase("find-root", || {
-            medium::find_plain(cmdline, events, &mut modalias)
-        })?
+        let modules = RefCell::new(loader);
+        let found = t.phase("find-root", || {
+            medium::find_plain(cmdline, events, &modules)
+        });
+        loader = modules.into_inner();
+        found?
     };
     loader.require_fs(
         &probe.fstype,
@@ -226,12 +249,16 @@ fn read_conf() -> InitrdConf {
         })
 }
 
-/// The builder's list, `nixlive.modules=`, then coldplug.
+/// What of the builder's list nothing else asks for ([`Loader::upfront`]:
+/// drivers wait for their device, filesystems, loop and device-mapper for
+/// the boot to need them), `nixlive.modules=`, then coldplug.
 fn load_modules(cmdline: &Cmdline, conf: &InitrdConf) -> Loader {
     let mut loader = Loader::new(Path::new("/"), conf);
-    loader.load_files(&conf.modules);
+    let now = loader.upfront(&conf.modules);
+    loader.load_files(&now);
     loader.load_names(&cmdline.modules, true);
     loader.coldplug(Path::new("/sys"));
+    loader.load_followers(&conf.modules, Path::new("/sys"));
     log::info!("loaded {} modules", loader.loaded);
     loader
 }

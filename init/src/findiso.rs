@@ -8,9 +8,15 @@ use rustix::mount::{MountFlags, UnmountFlags, unmount};
 /// Filesystems a findiso host may have; anything else is not tried.
 const HOST_FS: [&str; 7] = ["vfat", "exfat", "ntfs3", "ext4", "ext3", "ext2", "iso9660"];
 
-/// Mounts `node` at `at` and keeps it mounted if `file` is there.
+/// Whether a filesystem of type `fstype` is looked into for the file.
+pub fn may_host(fstype: &str) -> bool {
+    HOST_FS.contains(&fstype)
+}
+
+/// Mounts `node` at `at` and keeps it mounted if `file` is there (the
+/// kernel must know `fstype` already: the caller requires its module).
 pub fn holds(node: &str, fstype: &str, at: &str, file: &str) -> bool {
-    if !HOST_FS.contains(&fstype) {
+    if !may_host(fstype) {
         return false;
     }
     if let Err(e) = std::fs::create_dir_all(at) {

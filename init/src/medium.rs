@@ -3,8 +3,9 @@
 //! them. Waiting and probing are in [`crate::discover`]; this turns the
 //! command line into what to wait for and the outcome into a [`Found`].
 
-use crate::discover::{self, BlockDev, Seen};
+use crate::discover::{self, BlockDev, Hotplug, Seen};
 use crate::error::BootError;
+use crate::modules::Modules;
 use crate::plan::{FINDISO_HOST, Found, PlainProbe};
 use crate::{findiso, trust};
 use nixlive_formats::nixkey::PublicKey;
@@ -16,7 +17,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// Decides whether a device is the one wanted.
-type Accept = Box<dyn FnMut(&BlockDev, &Seen) -> bool>;
+type Accept<'a> = Box<dyn FnMut(&BlockDev, &Seen) -> bool + 'a>;
 
 /// Netboot: no `root=`, no `findiso=`, and the builder put the manifest
 /// into the initrd itself (`initrd_root` is `/` at boot).
@@ -27,12 +28,14 @@ pub fn in_initrd(cmdline: &Cmdline, initrd_root: &Path) -> bool {
 }
 
 /// Waits for the medium (or the filesystem holding the ISO file) within
-/// `nixlive.timeout`; `on_modalias` loads drivers for devices that appear.
+/// `nixlive.timeout`; `modules` loads drivers for devices that appear, and
+/// the filesystem module of each candidate before it is mounted to look
+/// into (findiso, a signed manifest).
 pub fn find(
     cmdline: &Cmdline,
     keys: &[PublicKey],
     events: Option<&discover::uevent::Uevents>,
-    on_modalias: &mut dyn FnMut(&str),
+    modules: &RefCell<dyn Modules + '_>,
 ) -> Result<Found, BootError> {
     let budget = match cmdline.timeout {
         Timeout::Forever => None,
@@ -43,14 +46,14 @@ pub fn find(
     });
     // Media refused as not authentic, for the message if none is found.
     let skipped = Rc::new(RefCell::new(Vec::new()));
-    let (wanted, retry, mut accept): (String, bool, Accept) =
+    let (wanted, retry, mut accept): (String, bool, Accept<'_>) =
         match (&cmdline.findiso, &cmdline.root) {
             (Some(iso), _) => {
                 log::info!("looking for the ISO file {iso} on every filesystem ({says})");
                 (
                     format!("file {iso}"),
                     true,
-                    Box::new(holds_iso(iso.clone())),
+                    Box::new(holds_iso(iso.clone(), modules, skipped.clone())),
                 )
             }
             (None, Some(RootSpec::File(path))) => return in_initramfs(path),
@@ -63,18 +66,20 @@ pub fn find(
                     cmdline.clone(),
                     keys.to_vec(),
                     skipped.clone(),
+                    modules,
                 );
                 (wanted, retry, Box::new(accept))
             }
             (None, None) => return Err(BootError::NoRoot),
         };
     let sys = Path::new("/sys");
-    match discover::wait_for(&mut *accept, retry, on_modalias, sys, events, budget) {
+    let mut on_hotplug = |h: Hotplug<'_>| modules.borrow_mut().hotplug(h);
+    match discover::wait_for(&mut *accept, retry, &mut on_hotplug, sys, events, budget) {
         discover::Found::Device(d) => Ok(found(cmdline, &d)),
         discover::Found::TimedOut(seen) => {
             let mut seen = seen.list();
             for s in skipped.borrow().iter() {
-                seen.push_str(&format!("\n  skipped, not authentic: {s}"));
+                seen.push_str(&format!("\n  {s}"));
             }
             Err(BootError::MediumNotFound {
                 check: discover::what_to_check(cmdline),
@@ -92,7 +97,7 @@ pub fn find(
 pub fn find_plain(
     cmdline: &Cmdline,
     events: Option<&discover::uevent::Uevents>,
-    on_modalias: &mut dyn FnMut(&str),
+    modules: &RefCell<dyn Modules + '_>,
 ) -> Result<(PlainProbe, String), BootError> {
     if let Some(iso) = &cmdline.findiso {
         return Err(BootError::PlainNotADevice {
@@ -105,7 +110,7 @@ pub fn find_plain(
         });
     }
     // A plain root has no manifest to sign: no key takes part in the search.
-    let found = find(cmdline, &[], events, on_modalias).map_err(|e| match e {
+    let found = find(cmdline, &[], events, modules).map_err(|e| match e {
         BootError::MediumNotFound {
             wanted,
             secs,
@@ -210,12 +215,13 @@ fn top_of_initramfs() -> String {
 /// manifest one of them signed; one that does not is skipped (once, with
 /// a warning) and the search goes on, so a good medium plugged in later
 /// still wins.
-fn authentic(
+fn authentic<'a>(
     spec: RootSpec,
     cmdline: Cmdline,
     keys: Vec<PublicKey>,
     skipped: Rc<RefCell<Vec<String>>>,
-) -> impl FnMut(&BlockDev, &Seen) -> bool {
+    modules: &'a RefCell<dyn Modules + '_>,
+) -> impl FnMut(&BlockDev, &Seen) -> bool + 'a {
     let mut verdicts = std::collections::HashMap::new();
     move |d, seen| {
         if !discover::matches(&spec, d, seen) {
@@ -228,7 +234,16 @@ fn authentic(
             let Some(Ok(Some(id))) = &d.probe else {
                 return false;
             };
-            match trust::candidate(&d.node(), id.fstype, &cmdline, &keys) {
+            let node = d.node();
+            let checked = modules
+                .borrow_mut()
+                .require_fs(
+                    id.fstype,
+                    &format!("looking for a signed manifest on {node}"),
+                )
+                .map_err(|e| format!("cannot mount it: {}", nixlive_formats::error::chain(&e)))
+                .and_then(|()| trust::candidate(&node, id.fstype, &cmdline, &keys));
+            match checked {
                 Ok(key) => {
                     log::info!(
                         "{} is {spec}, its manifest signed by the trusted key {key}",
@@ -241,7 +256,9 @@ fn authentic(
                         "skipping {}: it is {spec}, but it is not authentic: {why}; still looking",
                         d.node()
                     );
-                    skipped.borrow_mut().push(format!("{}: {why}", d.node()));
+                    skipped
+                        .borrow_mut()
+                        .push(format!("skipped, not authentic: {}: {why}", d.node()));
                     false
                 }
             }
@@ -249,13 +266,29 @@ fn authentic(
     }
 }
 
-/// `findiso=`: a device whose filesystem holds the file; it stays mounted.
-fn holds_iso(iso: String) -> impl FnMut(&BlockDev, &Seen) -> bool {
+/// `findiso=`: a device whose filesystem holds the file; it stays
+/// mounted. Its filesystem's module is loaded first; a device whose module
+/// is missing or failed is not looked into, and the timeout says so.
+fn holds_iso<'a>(
+    iso: String,
+    modules: &'a RefCell<dyn Modules + '_>,
+    skipped: Rc<RefCell<Vec<String>>>,
+) -> impl FnMut(&BlockDev, &Seen) -> bool + 'a {
     let mut tried = std::collections::HashSet::new();
     let host = in_new_root(FINDISO_HOST);
     move |d, _| match &d.probe {
-        Some(Ok(Some(id))) if tried.insert(d.name.clone()) => {
-            findiso::holds(&d.node(), id.fstype, &host, &iso)
+        Some(Ok(Some(id))) if findiso::may_host(id.fstype) && tried.insert(d.name.clone()) => {
+            let node = d.node();
+            let why = format!("looking for {iso} on {node}");
+            if let Err(e) = modules.borrow_mut().require_fs(id.fstype, &why) {
+                let e = nixlive_formats::error::chain(&e);
+                log::warn!("not looking into {node}: {e}");
+                skipped
+                    .borrow_mut()
+                    .push(format!("not looked into: {node}: {e}"));
+                return false;
+            }
+            findiso::holds(&node, id.fstype, &host, &iso)
         }
         _ => false,
     }
@@ -436,12 +469,121 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
+    /// A loader whose filesystem modules are all missing (or all load).
+    #[derive(Default)]
+    struct FakeModules {
+        have: bool,
+        asked: Vec<String>,
+    }
+
+    impl Modules for FakeModules {
+        fn hotplug(&mut self, _: Hotplug<'_>) {}
+        fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError> {
+            self.asked.push(format!("{fstype} for {needed_for}"));
+            if self.have {
+                return Ok(());
+            }
+            Err(BootError::NoModule {
+                what: format!("{fstype} filesystems"),
+                needed_for: needed_for.to_string(),
+                modules: fstype.to_string(),
+            })
+        }
+    }
+
+    fn dev(name: &str, fstype: &'static str, label: &str) -> BlockDev {
+        BlockDev {
+            name: name.into(),
+            size_bytes: 1 << 20,
+            partition: false,
+            parent: None,
+            gpt: None,
+            probe: Some(Ok(Some(discover::probe::Identity {
+                fstype,
+                label: Some(label.into()),
+                uuid: None,
+            }))),
+        }
+    }
+
     #[test]
     fn no_root_is_explained() {
-        let mut none = |_: &str| {};
-        let e = find(&Cmdline::default(), &[], None, &mut none)
+        let none = RefCell::new(FakeModules::default());
+        let e = find(&Cmdline::default(), &[], None, &none)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no root=") && e.contains("root=LABEL="), "{e}");
+    }
+
+    /// findiso: a host whose filesystem module is missing is not mounted,
+    /// asked once, and named in what the timeout lists; a filesystem that
+    /// cannot hold the file is not asked for.
+    #[test]
+    fn findiso_host_without_its_module_is_skipped_and_named() {
+        let modules = RefCell::new(FakeModules::default());
+        let skipped = Rc::new(RefCell::new(Vec::new()));
+        let mut accept = holds_iso("/nixos.iso".into(), &modules, skipped.clone());
+        let seen = Seen::default();
+        let usb = dev("nixlive-test-nosuch-sdz1", "exfat", "STICK");
+        assert!(!accept(&usb, &seen));
+        assert!(!accept(&usb, &seen));
+        assert!(!accept(
+            &dev("nixlive-test-nosuch-loop9", "squashfs", "x"),
+            &seen
+        ));
+        let m = modules.borrow();
+        assert_eq!(m.asked.len(), 1, "{:?}", m.asked);
+        assert!(
+            m.asked[0]
+                .starts_with("exfat for looking for /nixos.iso on /dev/nixlive-test-nosuch-sdz1")
+        );
+        let s = skipped.borrow();
+        assert_eq!(s.len(), 1);
+        assert!(
+            s[0].starts_with("not looked into: /dev/nixlive-test-nosuch-sdz1: ")
+                && s[0].contains("exfat filesystems")
+                && s[0].contains("(looked for: exfat)"),
+            "{}",
+            s[0]
+        );
+    }
+
+    /// A signed boot: a candidate whose filesystem module is missing is
+    /// skipped as not checkable, with the module in the reason, and never
+    /// mounted; a device with another label is not asked about.
+    #[test]
+    fn candidate_without_its_module_is_skipped_and_named() {
+        use nixlive_formats::nixkey::SecretKey;
+        let modules = RefCell::new(FakeModules::default());
+        let skipped = Rc::new(RefCell::new(Vec::new()));
+        let key = SecretKey::from_seed("k-1", &[7; 32]).public();
+        let spec = RootSpec::Label("LIVE".into());
+        let mut accept = authentic(
+            spec,
+            Cmdline::default(),
+            vec![key],
+            skipped.clone(),
+            &modules,
+        );
+        let seen = Seen::default();
+        assert!(!accept(
+            &dev("nixlive-test-nosuch-sdy", "ntfs", "OTHER"),
+            &seen
+        ));
+        assert!(modules.borrow().asked.is_empty());
+        assert!(!accept(
+            &dev("nixlive-test-nosuch-sdy1", "ntfs", "LIVE"),
+            &seen
+        ));
+        assert_eq!(modules.borrow().asked.len(), 1);
+        let s = skipped.borrow();
+        assert_eq!(s.len(), 1);
+        assert!(
+            s[0].starts_with(
+                "skipped, not authentic: /dev/nixlive-test-nosuch-sdy1: cannot mount it: "
+            ) && s[0].contains("ntfs filesystems"),
+            "{}",
+            s[0]
+        );
     }
 }

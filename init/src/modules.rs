@@ -10,6 +10,7 @@
 //! remembered: when the boot then needs what it provides (a filesystem, loop
 //! devices), that is a failure which names the module and why it failed.
 
+use crate::discover::Hotplug;
 use crate::error::{BootError, ModuleFailure};
 use nixlive_formats::InitrdConf;
 use nixlive_formats::kmod::{self, Aliases, ModDep};
@@ -17,6 +18,7 @@ use nixlive_formats::unpack::{self, Codec};
 use rustix::fs::{Mode, OFlags};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// `MODULE_INIT_COMPRESSED_FILE`: the kernel decompresses `.ko.xz`/`.ko.zst` itself.
 const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
@@ -44,11 +46,140 @@ pub fn method(file: &str, kernel_decompresses: Option<&str>) -> Method {
     }
 }
 
+/// When a module of the builder's list is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// At once: nothing else would ask for it (a code page, a module named
+    /// for its own sake), or a module loaded at once needs it.
+    Now,
+    /// When a device it drives shows up: coldplug for the devices there,
+    /// uevents for those that come later.
+    Device,
+    /// When the boot needs it: a filesystem before its first mount, loop
+    /// devices, device-mapper and its verity target before the images.
+    Needed,
+}
+
+/// When module `name` loads, from the patterns `modules.alias` gives it:
+/// a filesystem (`fs-*`), loop or device-mapper control, or the verity
+/// target is [`When::Needed`]; one that matches a device (`pci:`, `usb:`,
+/// `scsi:`, `virtio:`, `acpi*:`, ...) is [`When::Device`]; the rest (code
+/// pages, libraries, modules without aliases) [`When::Now`].
+pub fn when(name: &str, patterns: &[&str]) -> When {
+    let needed = kmod::module_name(name) == "dm_verity"
+        || patterns.iter().any(|p| {
+            p.starts_with("fs-") || *p == "devname:loop-control" || *p == "devname:mapper/control"
+        });
+    if needed {
+        When::Needed
+    } else if patterns.iter().any(|p| matches_devices(p)) {
+        When::Device
+    } else {
+        When::Now
+    }
+}
+
+/// Whether an alias pattern is a device's modalias (`BUS:...`), not a
+/// name the kernel asks for (`devname:`, `symbol:`, `char-major-...`).
+fn matches_devices(pattern: &str) -> bool {
+    match pattern.split_once(':') {
+        Some((bus, _)) => !bus.is_empty() && bus != "devname" && bus != "symbol",
+        None => false,
+    }
+}
+
+/// The files of the builder's list (in its load order) to load at once:
+/// each one no other listed module depends on and [`when`] puts at
+/// [`When::Now`], with the files it needs (`closure_of(file)`: its
+/// dependencies and itself). A dependency (a library such as `scsi_mod`
+/// or `cdrom`) loads with the first module that needs it; the others
+/// wait for their device or for the boot to need them.
+pub fn upfront(
+    files: &[String],
+    when_of: impl Fn(&str) -> When,
+    closure_of: impl Fn(&str) -> Vec<String>,
+) -> Vec<String> {
+    let closures: Vec<Vec<String>> = files.iter().map(|f| closure_of(f)).collect();
+    let needed_by_another = |f: &String| {
+        files
+            .iter()
+            .zip(&closures)
+            .any(|(g, c)| g != f && c.contains(f))
+    };
+    let mut keep: HashSet<&String> = HashSet::new();
+    for (f, c) in files.iter().zip(&closures) {
+        if when_of(f) == When::Now && !needed_by_another(f) {
+            keep.insert(f);
+            keep.extend(c);
+        }
+    }
+    files.iter().filter(|f| keep.contains(f)).cloned().collect()
+}
+
+/// Buses whose devices exist only behind a host controller's driver: a
+/// disk on them is announced some time after that driver loads.
+const BEHIND_A_CONTROLLER: [&str; 4] = ["scsi", "usb", "mmc", "sdio"];
+
+/// The drivers of the builder's list (files) that come next behind a
+/// controller: each [`When::Device`] module not loaded yet whose device
+/// patterns are all on buses behind a controller ([`BEHIND_A_CONTROLLER`])
+/// that `bus_present` says are there now (`/sys/bus/NAME`: `sr_mod` and
+/// `sd_mod` once an ATA or SCSI controller's driver brought `scsi_mod`,
+/// `usb_storage` once a USB controller's brought `usbcore`). Loaded at
+/// once, they are there when the disk behind the controller is
+/// announced, instead of after it. A controller's own driver (`pci:`) is
+/// never one: coldplug sees its device or it is not there.
+pub fn followers(
+    files: &[String],
+    patterns_of: impl Fn(&str) -> Vec<String>,
+    bus_present: impl Fn(&str) -> bool,
+    loaded: &HashSet<String>,
+) -> Vec<String> {
+    files
+        .iter()
+        .filter(|f| !loaded.contains(*f))
+        .filter(|f| {
+            let patterns = patterns_of(f);
+            let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+            if when(f, &refs) != When::Device {
+                return false;
+            }
+            refs.iter()
+                .filter(|p| matches_devices(p))
+                .filter_map(|p| p.split_once(':').map(|(bus, _)| bus))
+                .all(|bus| BEHIND_A_CONTROLLER.contains(&bus) && bus_present(bus))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Of the builder's list (files), what a live boot surely asks for and
+/// may load while the search for the medium waits on devices, in the
+/// order the boot needs it: loop devices, squashfs (the images' usual
+/// filesystem), dm-verity (the builder lists it when the images carry
+/// hash trees) and overlayfs. The medium's own filesystem waits for its
+/// probe to say which it is.
+pub fn background(files: &[String]) -> Vec<String> {
+    const SURE: [&str; 4] = ["loop", "squashfs", "dm_verity", "overlay"];
+    SURE.iter()
+        .filter(|n| files.iter().any(|f| kmod::module_name(f) == **n))
+        .map(|n| n.to_string())
+        .collect()
+}
+
 /// A module that did not load: its file and the error.
 #[derive(Debug, Clone)]
 pub struct Failed {
     pub path: String,
     pub error: String,
+}
+
+/// Modules loading on a thread: their files, when it began, and the
+/// thread, which returns each file's outcome and when it ended.
+struct Background {
+    files: Vec<String>,
+    started: Duration,
+    handle: std::thread::JoinHandle<(Vec<Result<bool, Failed>>, Duration)>,
 }
 
 pub struct Loader {
@@ -66,6 +197,9 @@ pub struct Loader {
     built_for: String,
     running: String,
     pub loaded: usize,
+    background: Option<Background>,
+    /// When the background thread ran (uptime), once it was waited for.
+    pub background_span: Option<(Duration, Duration)>,
 }
 
 impl Loader {
@@ -107,50 +241,149 @@ impl Loader {
             built_for: conf.kernel.clone(),
             running,
             loaded: 0,
+            background: None,
+            background_span: None,
         }
     }
 
+    /// [`upfront`] of the builder's list with this initrd's `modules.dep`
+    /// and `modules.alias`; logs what waits and for what.
+    pub fn upfront(&self, files: &[String]) -> Vec<String> {
+        let when_of = |f: &str| when(f, &self.aliases.of_module(&kmod::module_name(f)));
+        let closure_of = |f: &str| {
+            kmod::closure(&self.dep, &HashSet::new(), &[kmod::module_name(f)])
+                .map(|c| c.files)
+                .unwrap_or_default()
+        };
+        let now = upfront(files, when_of, closure_of);
+        let later = |w: When| -> Vec<String> {
+            files
+                .iter()
+                .filter(|f| !now.contains(f) && when_of(f) == w)
+                .map(|f| kmod::module_name(f))
+                .collect()
+        };
+        let (device, needed) = (later(When::Device), later(When::Needed));
+        log::info!(
+            "modules: {} of the {} listed load now; when their device shows up: {}; when the boot needs them: {}",
+            now.len(),
+            files.len(),
+            none_if_empty(&device),
+            none_if_empty(&needed)
+        );
+        now
+    }
+
     /// Loads module files (relative to the modules dir) in the given order.
+    /// A file the background thread took waits for that thread first.
     pub fn load_files(&mut self, files: &[String]) {
+        if self
+            .background
+            .as_ref()
+            .is_some_and(|b| files.iter().any(|f| b.files.contains(f)))
+        {
+            self.finish_background();
+        }
         for f in files {
             if !self.tried.insert(f.clone()) {
                 continue;
             }
-            let path = present_variant(&self.dir.join(f));
-            let how = method(&path.to_string_lossy(), self.kernel_decompresses.as_deref());
-            let started = std::time::Instant::now();
-            match load(&path, how) {
-                Ok(true) => {
-                    self.loaded += 1;
-                    let d = started.elapsed();
-                    match how {
-                        Method::Plain => log::debug!("loaded {} in {d:?}", path.display()),
-                        // Rare with this builder's initrds (they hold .ko files): say it.
-                        Method::Kernel(c) => log::info!(
-                            "loaded {} in {d:?}, decompressed by the kernel ({})",
-                            path.display(),
-                            c.kernel_name()
-                        ),
-                        Method::Own(c) => log::info!(
-                            "loaded {} in {d:?}, decompressed by init ({}; the kernel cannot)",
-                            path.display(),
-                            c.kernel_name()
-                        ),
+            self.note(
+                f,
+                load_one(&self.dir, f, self.kernel_decompresses.as_deref()),
+            );
+        }
+    }
+
+    fn note(&mut self, f: &str, outcome: Result<bool, Failed>) {
+        match outcome {
+            Ok(true) => self.loaded += 1,
+            Ok(false) => {}
+            Err(failed) => {
+                self.failed.insert(kmod::module_name(f), failed);
+            }
+        }
+    }
+
+    /// Loads `files` (with their dependencies, in order) on a thread: what
+    /// the boot will surely need, while the search for the medium waits on
+    /// devices. Whatever asks for one of them later waits for the thread.
+    pub fn start_background(&mut self, names: &[String]) {
+        let mut files: Vec<String> = Vec::new();
+        for n in names {
+            if let Ok(c) = kmod::closure(&self.dep, &HashSet::new(), std::slice::from_ref(n)) {
+                for f in c.files {
+                    if !self.tried.contains(&f) && !files.contains(&f) {
+                        files.push(f);
                     }
                 }
-                Ok(false) => log::debug!("{} already loaded", path.display()),
-                Err(e) => {
-                    log::warn!(
-                        "module {} did not load: {e} (the boot fails if it needs this module)",
-                        path.display()
-                    );
-                    self.failed.insert(
-                        kmod::module_name(f),
-                        Failed {
-                            path: path.display().to_string(),
-                            error: e.to_string(),
-                        },
-                    );
+            }
+        }
+        if files.is_empty() || self.background.is_some() {
+            return;
+        }
+        let names: Vec<String> = files.iter().map(|f| kmod::module_name(f)).collect();
+        log::info!(
+            "loading {} in the background while the devices are probed",
+            names.join(" ")
+        );
+        self.tried.extend(files.iter().cloned());
+        let (dir, kd, list) = (
+            self.dir.clone(),
+            self.kernel_decompresses.clone(),
+            files.clone(),
+        );
+        let started = crate::kmsg::uptime();
+        let spawned = std::thread::Builder::new()
+            .name("modules".into())
+            .spawn(move || {
+                idle_priority();
+                let out: Vec<Result<bool, Failed>> = list
+                    .iter()
+                    .map(|f| load_one(&dir, f, kd.as_deref()))
+                    .collect();
+                (out, crate::kmsg::uptime())
+            });
+        match spawned {
+            Ok(handle) => {
+                self.background = Some(Background {
+                    files,
+                    started,
+                    handle,
+                })
+            }
+            Err(e) => {
+                log::warn!("cannot start a thread ({e}); loading them when needed");
+                for f in &files {
+                    self.tried.remove(f);
+                }
+            }
+        }
+    }
+
+    /// Waits for the background thread, if any, and takes in what it did.
+    pub fn finish_background(&mut self) {
+        let Some(b) = self.background.take() else {
+            return;
+        };
+        match b.handle.join() {
+            Ok((outcomes, ended)) => {
+                for (f, o) in b.files.iter().zip(outcomes) {
+                    self.note(f, o);
+                }
+                log::info!(
+                    "background modules: {} loaded, {} ms from {} ms of uptime",
+                    b.files.len(),
+                    ended.saturating_sub(b.started).as_millis(),
+                    b.started.as_millis()
+                );
+                self.background_span = Some((b.started, ended));
+            }
+            Err(_) => {
+                // A panic there is a bug; what it did not load is tried again.
+                log::warn!("the background module thread failed; loading its modules here");
+                for f in &b.files {
+                    self.tried.remove(f);
                 }
             }
         }
@@ -201,11 +434,71 @@ impl Loader {
         }
     }
 
+    /// Loads [`followers`] of the builder's list (after coldplug).
+    pub fn load_followers(&mut self, files: &[String], sys: &Path) {
+        let loaded: HashSet<String> = self
+            .tried
+            .iter()
+            .filter(|f| !self.failed.contains_key(&kmod::module_name(f)))
+            .cloned()
+            .collect();
+        let next = followers(
+            files,
+            |f| {
+                self.aliases
+                    .of_module(&kmod::module_name(f))
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            },
+            |bus| sys.join("bus").join(bus).is_dir(),
+            &loaded,
+        );
+        if !next.is_empty() {
+            let names: Vec<String> = next.iter().map(|f| kmod::module_name(f)).collect();
+            log::info!(
+                "{}: their controller's bus is there, so their disks may come next",
+                names.join(" ")
+            );
+            self.load_names(&names, false);
+        }
+    }
+
     /// Coldplug: the `modalias` of every device already there.
     pub fn coldplug(&mut self, sys: &Path) {
         for a in collect_modaliases(sys) {
             self.modalias(&a);
         }
+    }
+}
+
+fn none_if_empty(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(" ")
+    }
+}
+
+/// What the search for the medium asks of the module loader (a trait, so
+/// that tests can walk the search's failure paths without a kernel).
+pub trait Modules {
+    /// A device announced itself, or every device is to be looked at again.
+    fn hotplug(&mut self, h: Hotplug<'_>);
+    /// Makes sure the kernel can mount `fstype`, as [`Loader::require_fs`].
+    fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError>;
+}
+
+impl Modules for Loader {
+    fn hotplug(&mut self, h: Hotplug<'_>) {
+        match h {
+            Hotplug::Modalias(a) => self.modalias(a),
+            Hotplug::Rescan => self.coldplug(Path::new("/sys")),
+        }
+    }
+
+    fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError> {
+        Loader::require_fs(self, fstype, needed_for)
     }
 }
 
@@ -270,6 +563,57 @@ fn present_variant(path: &Path) -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// The calling thread runs only when nothing else wants the CPU
+/// (`SCHED_IDLE`): loading ahead must not slow the probing of the
+/// medium, which is on the boot's path, on a machine with one CPU.
+fn idle_priority() {
+    if let Err(e) = crate::sys::sched_idle() {
+        log::debug!("background modules: SCHED_IDLE refused ({e}); at normal priority");
+    }
+}
+
+/// Loads one module file (relative to `dir`), logging the outcome;
+/// `Ok(false)` when it was loaded already.
+fn load_one(dir: &Path, f: &str, kernel_decompresses: Option<&str>) -> Result<bool, Failed> {
+    let path = present_variant(&dir.join(f));
+    let how = method(&path.to_string_lossy(), kernel_decompresses);
+    let started = std::time::Instant::now();
+    match load(&path, how) {
+        Ok(true) => {
+            let d = started.elapsed();
+            match how {
+                Method::Plain => log::debug!("loaded {} in {d:?}", path.display()),
+                // Rare with this builder's initrds (they hold .ko files): say it.
+                Method::Kernel(c) => log::info!(
+                    "loaded {} in {d:?}, decompressed by the kernel ({})",
+                    path.display(),
+                    c.kernel_name()
+                ),
+                Method::Own(c) => log::info!(
+                    "loaded {} in {d:?}, decompressed by init ({}; the kernel cannot)",
+                    path.display(),
+                    c.kernel_name()
+                ),
+            }
+            Ok(true)
+        }
+        Ok(false) => {
+            log::debug!("{} already loaded", path.display());
+            Ok(false)
+        }
+        Err(e) => {
+            log::warn!(
+                "module {} did not load: {e} (the boot fails if it needs this module)",
+                path.display()
+            );
+            Err(Failed {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })
+        }
+    }
 }
 
 /// Returns false when the module was already loaded.
@@ -343,14 +687,24 @@ impl Loader {
         what: &str,
         needed_for: &str,
     ) -> Result<(), BootError> {
-        if known() {
-            return Ok(());
-        }
         let mut names = self.aliases.lookup(alias);
         if names.is_empty() {
             // modules.alias lists filesystems as `fs-NAME`; a kernel without
             // it still names most modules after their filesystem.
             names.push(kmod::module_name(alias.trim_start_matches("fs-")));
+        }
+        // A module the background thread is loading may show in /sys or
+        // /dev before its init has finished: wait for the thread first.
+        if let Some(b) = &self.background {
+            let files = kmod::closure(&self.dep, &HashSet::new(), &names)
+                .map(|c| c.files)
+                .unwrap_or_default();
+            if files.iter().any(|f| b.files.contains(f)) {
+                self.finish_background();
+            }
+        }
+        if known() {
+            return Ok(());
         }
         self.load_names(&names, false);
         if known() {
@@ -445,6 +799,193 @@ mod tests {
     }
 
     #[test]
+    fn when_modules_load() {
+        assert_eq!(
+            when("kernel/fs/isofs/isofs.ko", &["iso9660", "fs-iso9660"]),
+            When::Needed
+        );
+        assert_eq!(
+            when(
+                "loop",
+                &[
+                    "devname:loop-control",
+                    "char-major-10-237",
+                    "block-major-7-*"
+                ]
+            ),
+            When::Needed
+        );
+        assert_eq!(when("dm_mod", &["devname:mapper/control"]), When::Needed);
+        // dm-verity has no alias: the boot asks for it by name.
+        assert_eq!(when("kernel/drivers/md/dm-verity.ko", &[]), When::Needed);
+        assert_eq!(
+            when("ata_piix", &["pci:v00008086d00007010sv*sd*bc*sc*i*"]),
+            When::Device
+        );
+        assert_eq!(
+            when("sr_mod", &["scsi:t-0x05*", "block-major-11-*"]),
+            When::Device
+        );
+        assert_eq!(when("sdhci_acpi", &["acpi*:80860F14:*"]), When::Device);
+        assert_eq!(when("virtio_blk", &["virtio:d00000002v*"]), When::Device);
+        // Code pages, libraries, names the kernel asks for: at once.
+        assert_eq!(when("nls_cp437", &["nls_cp437"]), When::Now);
+        assert_eq!(when("scsi_mod", &[]), When::Now);
+        assert_eq!(
+            when("tun", &["devname:net/tun", "char-major-10-200"]),
+            When::Now
+        );
+        assert_eq!(
+            when("crc32c_generic", &["crypto-crc32c", "crc32c"]),
+            When::Now
+        );
+    }
+
+    /// The bench's list (Debian 6.1, a CD, dm-verity): nothing loads before
+    /// coldplug; with the fs set's code pages, those (and only those) do.
+    #[test]
+    fn only_what_nothing_asks_for_loads_at_once() {
+        let dep = ModDep::parse(
+            "kernel/fs/squashfs/squashfs.ko:\n\
+             kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko\n\
+             kernel/fs/overlayfs/overlay.ko:\n\
+             kernel/lib/reed_solomon/reed_solomon.ko:\n\
+             kernel/drivers/block/loop.ko:\n\
+             kernel/drivers/scsi/scsi_mod.ko: kernel/drivers/scsi/scsi_common.ko\n\
+             kernel/drivers/scsi/scsi_common.ko:\n\
+             kernel/drivers/scsi/sr_mod.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko kernel/drivers/cdrom/cdrom.ko\n\
+             kernel/drivers/cdrom/cdrom.ko:\n\
+             kernel/drivers/md/dm-mod.ko:\n\
+             kernel/drivers/md/dm-bufio.ko: kernel/drivers/md/dm-mod.ko\n\
+             kernel/drivers/md/dm-verity.ko: kernel/drivers/md/dm-bufio.ko kernel/drivers/md/dm-mod.ko kernel/lib/reed_solomon/reed_solomon.ko\n\
+             kernel/drivers/ata/libata.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko\n\
+             kernel/drivers/ata/ata_piix.ko: kernel/drivers/ata/libata.ko kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko\n\
+             kernel/fs/nls/nls_cp437.ko:\n\
+             kernel/fs/fat/fat.ko:\n\
+             kernel/fs/fat/vfat.ko: kernel/fs/fat/fat.ko\n",
+        )
+        .unwrap();
+        let aliases = Aliases::parse(
+            "alias fs-squashfs squashfs\nalias fs-iso9660 isofs\nalias fs-overlay overlay\n\
+             alias devname:loop-control loop\nalias scsi:t-0x05* sr_mod\n\
+             alias devname:mapper/control dm_mod\n\
+             alias pci:v00008086d00007010sv*sd*bc*sc*i* ata_piix\n\
+             alias nls_cp437 nls_cp437\nalias fs-vfat vfat\n",
+        );
+        let when_of = |f: &str| when(f, &aliases.of_module(&kmod::module_name(f)));
+        let closure_of = |f: &str| {
+            kmod::closure(&dep, &HashSet::new(), &[kmod::module_name(f)])
+                .unwrap()
+                .files
+        };
+        let files: Vec<String> = [
+            "scsi/scsi_common.ko",
+            "scsi/scsi_mod.ko",
+            "ata/libata.ko",
+            "ata/ata_piix.ko",
+            "cdrom/cdrom.ko",
+            "scsi/sr_mod.ko",
+            "isofs/isofs.ko",
+            "block/loop.ko",
+            "squashfs/squashfs.ko",
+            "overlayfs/overlay.ko",
+            "reed_solomon/reed_solomon.ko",
+            "md/dm-mod.ko",
+            "md/dm-bufio.ko",
+            "md/dm-verity.ko",
+        ]
+        .iter()
+        .map(|f| match *f {
+            "reed_solomon/reed_solomon.ko" => format!("kernel/lib/{f}"),
+            f if f.starts_with("isofs")
+                || f.starts_with("squashfs")
+                || f.starts_with("overlayfs") =>
+            {
+                format!("kernel/fs/{f}")
+            }
+            f => format!("kernel/drivers/{f}"),
+        })
+        .collect();
+        assert!(upfront(&files, when_of, closure_of).is_empty());
+        let mut with_fs = files.clone();
+        with_fs.extend(
+            [
+                "kernel/fs/fat/fat.ko",
+                "kernel/fs/fat/vfat.ko",
+                "kernel/fs/nls/nls_cp437.ko",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(
+            upfront(&with_fs, when_of, closure_of),
+            ["kernel/fs/nls/nls_cp437.ko"]
+        );
+        // A module without aliases that nothing listed depends on (the
+        // user named it) loads at once, with what it needs, in list order.
+        let mut lone = files.clone();
+        lone.retain(|f| !f.contains("sr_mod") && !f.contains("isofs"));
+        assert_eq!(
+            upfront(&lone, when_of, closure_of),
+            ["kernel/drivers/cdrom/cdrom.ko"]
+        );
+        let only_lib = [
+            "kernel/drivers/scsi/scsi_common.ko",
+            "kernel/drivers/scsi/scsi_mod.ko",
+        ]
+        .map(String::from);
+        assert_eq!(upfront(&only_lib, when_of, closure_of), only_lib);
+    }
+
+    #[test]
+    fn drivers_behind_a_controller_follow_its_bus() {
+        let aliases = Aliases::parse(
+            "alias scsi:t-0x05* sr_mod\nalias scsi:t-0x00* sd_mod\n\
+             alias usb:v*p*d*dc*dsc*dp*ic08isc06ip50in* usb_storage\n\
+             alias pci:v*d*sv*sd*bc01sc06i01* ahci\n\
+             alias pci:v*d*sv*sd*bc01sc08i02* nvme\n\
+             alias virtio:d00000008v* virtio_scsi\nalias fs-ext4 ext4\n\
+             alias mmc:block mmc_block\n",
+        );
+        let files: Vec<String> = [
+            "sr_mod.ko",
+            "sd_mod.ko",
+            "usb-storage.ko",
+            "ahci.ko",
+            "nvme.ko",
+            "virtio_scsi.ko",
+            "ext4.ko",
+            "mmc_block.ko",
+            "scsi_mod.ko",
+        ]
+        .map(String::from)
+        .to_vec();
+        let patterns_of = |f: &str| {
+            aliases
+                .of_module(&kmod::module_name(f))
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let loaded: HashSet<String> = ["scsi_mod.ko".to_string()].into();
+        // An ATA controller's driver brought scsi_mod: the SCSI disk and CD
+        // drivers follow; not the USB, PCI, virtio or MMC ones.
+        let scsi = |b: &str| b == "scsi";
+        assert_eq!(
+            followers(&files, patterns_of, scsi, &loaded),
+            ["sr_mod.ko", "sd_mod.ko"]
+        );
+        let scsi_usb = |b: &str| b == "scsi" || b == "usb";
+        assert_eq!(
+            followers(&files, patterns_of, scsi_usb, &loaded),
+            ["sr_mod.ko", "sd_mod.ko", "usb-storage.ko"]
+        );
+        // What is loaded already is not loaded again; no bus, no follower.
+        let both: HashSet<String> = ["sr_mod.ko".to_string(), "sd_mod.ko".to_string()].into();
+        assert!(followers(&files, patterns_of, scsi, &both).is_empty());
+        assert!(followers(&files, patterns_of, |_| false, &loaded).is_empty());
+    }
+
+    #[test]
     fn how_modules_are_loaded() {
         assert_eq!(method("kernel/fs/isofs/isofs.ko", None), Method::Plain);
         assert_eq!(method("a/loop.ko.xz", None), Method::Own(Codec::Xz));
@@ -525,6 +1066,8 @@ mod tests {
             built_for: "6.12.1".into(),
             running: "6.1.0".into(),
             loaded: 0,
+            background: None,
+            background_span: None,
         };
         // Injected: squashfs failed at load time, as a wrong-kernel module does.
         l.failed.insert(
@@ -563,6 +1106,78 @@ mod tests {
             .to_string();
         assert!(e.contains("erofs") && e.contains("nixlive.modules="), "{e}");
         assert!(l.require(|| true, "fs-erofs", "x", "y").is_ok());
+    }
+
+    /// A module the background thread could not load: the thread is
+    /// waited for before the boot checks what it needs, and the failure is
+    /// named as if it had been loaded in the foreground; nothing is tried
+    /// twice.
+    #[test]
+    fn a_module_that_failed_in_the_background_is_named() {
+        let dir = tempfile_dir("background");
+        let mut l = Loader {
+            dir: dir.clone(),
+            dep: ModDep::parse("kernel/fs/squashfs/squashfs.ko:\nkernel/drivers/block/loop.ko:\n")
+                .unwrap(),
+            aliases: Aliases::parse("alias fs-squashfs squashfs\n"),
+            tried: HashSet::new(),
+            seen_aliases: HashSet::new(),
+            failed: BTreeMap::new(),
+            kernel_decompresses: None,
+            built_for: "6.1.0".into(),
+            running: "6.1.0".into(),
+            loaded: 0,
+            background: None,
+            background_span: None,
+        };
+        let files: Vec<String> = [
+            "kernel/drivers/block/loop.ko",
+            "kernel/fs/squashfs/squashfs.ko",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(background(&files), ["loop", "squashfs"]);
+        l.start_background(&background(&files));
+        assert!(l.background.is_some());
+        let e = l
+            .require(
+                || false,
+                "fs-squashfs",
+                "squashfs filesystems",
+                "the store images",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(l.background.is_none(), "the thread was waited for");
+        assert!(l.background_span.is_some());
+        for part in [
+            "squashfs filesystems",
+            "the store images",
+            "squashfs.ko",
+            "No such file",
+        ] {
+            assert!(e.contains(part), "{part} missing: {e}");
+        }
+        assert!(l.failed.contains_key("loop") && l.failed.contains_key("squashfs"));
+        assert_eq!(l.loaded, 0);
+        // Started again: what was tried is not tried twice.
+        l.start_background(&["loop".to_string()]);
+        assert!(l.background.is_none());
+        // The bench's list: the medium's filesystem is not among them.
+        let bench: Vec<String> = [
+            "kernel/fs/isofs/isofs.ko",
+            "kernel/drivers/block/loop.ko",
+            "kernel/fs/squashfs/squashfs.ko",
+            "kernel/fs/overlayfs/overlay.ko",
+            "kernel/drivers/md/dm-verity.ko",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            background(&bench),
+            ["loop", "squashfs", "dm_verity", "overlay"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn tempfile_dir(name: &str) -> PathBuf {

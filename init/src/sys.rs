@@ -307,6 +307,28 @@ pub fn dm_remove(ctl: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     dm_simple(ctl, DM_DEV_REMOVE, name).map(|_| ())
 }
 
+/// Puts the calling thread in `SCHED_IDLE`: it runs only when no other
+/// thread wants the CPU.
+pub fn sched_idle() -> io::Result<()> {
+    // SAFETY: all-zero is a valid sched_param (priority 0, as SCHED_IDLE
+    // requires); pid 0 is the calling thread.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // The system call itself: musl's sched_setscheduler() only says ENOSYS.
+    // SAFETY: `param` lives across the call, which only reads it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0,
+            libc::SCHED_IDLE,
+            &param as *const libc::sched_param,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,6 +275,15 @@ pub fn read_head(node: &str) -> HeadResult {
     })
 }
 
+/// What the wait tells the module loader: a device announced itself
+/// (its modalias), or announcements may have been missed (no uevent
+/// socket, or the kernel dropped some), so every device is looked at again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hotplug<'a> {
+    Modalias(&'a str),
+    Rescan,
+}
+
 /// The outcome of waiting: the device, or what was seen instead.
 pub enum Found {
     Device(BlockDev),
@@ -288,7 +297,7 @@ pub enum Found {
 pub fn wait_for(
     accept: &mut dyn FnMut(&BlockDev, &Seen) -> bool,
     retry_unreadable: bool,
-    on_modalias: &mut dyn FnMut(&str),
+    on_hotplug: &mut dyn FnMut(Hotplug<'_>),
     sys: &Path,
     events: Option<&uevent::Uevents>,
     budget: Option<std::time::Duration>,
@@ -325,7 +334,7 @@ pub fn wait_for(
         } else {
             left
         };
-        wait_for_events(events, pause, on_modalias);
+        wait_for_events(events, pause, on_hotplug);
     }
 }
 
@@ -443,31 +452,51 @@ impl SlowProbes {
 }
 
 /// Sleeps until the kernel announces a device (or `pause` ends), handing
-/// each announced modalias to `on_modalias`: a new device may need its
-/// driver before its disk appears.
+/// each announced modalias to `on_hotplug`: a new device may need its
+/// driver before its disk appears. When announcements may have been
+/// missed, `on_hotplug` is told to look at every device again.
 fn wait_for_events(
     events: Option<&uevent::Uevents>,
     pause: Option<std::time::Duration>,
-    on_modalias: &mut dyn FnMut(&str),
+    on_hotplug: &mut dyn FnMut(Hotplug<'_>),
 ) {
     match events.map(|ev| ev.wait(pause)) {
         Some(Ok(events)) => {
             for a in events.iter().filter_map(|e| e.modalias.as_deref()) {
-                on_modalias(a);
+                on_hotplug(Hotplug::Modalias(a));
             }
+        }
+        Some(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+            log::warn!("the kernel dropped device announcements; looking at every device again");
+            on_hotplug(Hotplug::Rescan);
         }
         Some(Err(e)) => {
             log::warn!("reading uevents failed ({e}); rescanning every {RETRY:?}");
             std::thread::sleep(RETRY);
+            on_hotplug(Hotplug::Rescan);
         }
         // Without the netlink socket, the fallback is a slow rescan.
-        None => std::thread::sleep(pause.map_or(RETRY, |p| p.min(RETRY))),
+        None => {
+            std::thread::sleep(pause.map_or(RETRY, |p| p.min(RETRY)));
+            on_hotplug(Hotplug::Rescan);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without a uevent socket, every wake asks the loader to look at every
+    /// device again: announcements are not heard, so none may be missed.
+    #[test]
+    fn without_uevents_the_loader_rescans() {
+        let mut got = Vec::new();
+        wait_for_events(None, Some(std::time::Duration::from_millis(1)), &mut |h| {
+            got.push(format!("{h:?}"))
+        });
+        assert_eq!(got, ["Rescan"]);
+    }
 
     fn dev(name: &str, label: Option<&str>) -> BlockDev {
         BlockDev {

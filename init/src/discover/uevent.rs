@@ -45,8 +45,11 @@ impl Uevents {
                 Ok((len, _)) => out.push(parse(&buf[..len.min(buf.len())])),
                 Err(rustix::io::Errno::AGAIN) => break,
                 Err(rustix::io::Errno::INTR) => continue,
-                // ENOBUFS: events were lost; the caller rescans /sys anyway.
-                Err(rustix::io::Errno::NOBUFS) => out.push(Uevent::default()),
+                // ENOBUFS: events were lost; the caller looks at every
+                // device again (what came with them is found that way too).
+                Err(rustix::io::Errno::NOBUFS) => {
+                    return Err(std::io::Error::from_raw_os_error(libc::ENOBUFS));
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -400,15 +400,20 @@ fn shell_on_fail_starts_the_packed_shell() {
 /// A disk that takes 8 s to answer each read (QEMU's null-co driver with a
 /// latency) sits beside the CD: probing it gives up after init's per-device
 /// timeout, and the CD is found well inside the budget instead of after
-/// the disk's answers.
+/// the disk's answers. The disk's driver is named on the command line so
+/// that the disk is there as soon as coldplug loads `virtio_pci` (init
+/// loads drivers as devices show up, and the CD would otherwise be found
+/// before the disk is even probed); `virtio_pci` itself still loads after
+/// the ATA controller's driver, whose port probe would otherwise wait
+/// behind the stalled disk's partition scan in the kernel.
 #[test]
 fn a_stalled_disk_does_not_hold_up_the_search() {
     let f = fixture();
-    let cmd = pc(&format!("root=LABEL={LABEL} nixlive.timeout=60"))
-        .arg("-cdrom")
-        .arg(&f.live.iso)
-        .arg("-drive")
-        .arg("driver=null-co,size=64M,latency-ns=8000000000,read-zeroes=on,if=virtio,readonly=on");
+    let line = format!("root=LABEL={LABEL} nixlive.timeout=60 nixlive.modules=virtio_blk");
+    let cmd =
+        pc(&line).arg("-cdrom").arg(&f.live.iso).arg("-drive").arg(
+            "driver=null-co,size=64M,latency-ns=8000000000,read-zeroes=on,if=virtio,readonly=on",
+        );
     let b = media::boot(&cmd, TIMEOUT).unwrap();
     let ctx = b.context();
     assert_booted_from(&b, "iso9660", "/dev/sr0");
