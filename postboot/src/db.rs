@@ -1293,4 +1293,46 @@ mod tests {
         let counts = load_fresh(ok.path(), &paths, &[[2, 1]], 7).unwrap();
         assert_eq!(counts.sqlite_inserts, None);
     }
+
+    #[test]
+    fn sqlite_adds_to_the_pages_database_on_a_later_load() {
+        // Full pages from the page builder, then Nix's per-path inserts
+        // (a later registration) splitting them all over.
+        let name = |i: usize| format!("/nix/store/{:032}-p", i * 2);
+        let first = Registration {
+            paths: (0..3000)
+                .map(|i| PathInfo {
+                    references: if i > 0 { vec![name(i - 1)] } else { vec![] },
+                    ..info(&name(i), &[], i + 1)
+                })
+                .collect(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let counts = load(dir.path(), &first, 1).unwrap();
+        assert_eq!((counts.added, counts.sqlite_inserts), (3000, None));
+        // Paths between the first ones' (odd numbers), each referring to
+        // its neighbours.
+        let between = |i: usize| format!("/nix/store/{:032}-p", i * 2 + 1);
+        let mut later = first.clone();
+        later.paths.extend((0..2999).map(|i| PathInfo {
+            references: vec![name(i), name(i + 1)],
+            ..info(&between(i), &[], 9000 + i)
+        }));
+        let counts = load(dir.path(), &later, 2).unwrap();
+        assert_eq!(
+            (counts.added, counts.unchanged, counts.new_references),
+            (2999, 3000, 5998)
+        );
+        let all = contents(&dir.path().join("db.sqlite"));
+        assert_eq!(all[0], "pragma integrity_check: Text(\"ok\")");
+        let conn = Connection::open(dir.path().join("db.sqlite")).unwrap();
+        let (paths, refs): (i64, i64) = conn
+            .query_row(
+                "select (select count(*) from ValidPaths), (select count(*) from Refs)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((paths, refs), (5999, 2999 + 5998));
+    }
 }
