@@ -503,20 +503,11 @@ fn build_fresh(
         let path = tmp.to_path_buf();
         move |source| DbError::Sqlite { path, what, source }
     };
-    let mut conn = Connection::open_with_flags(
-        tmp,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
-            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sq("opening"))?;
-    // A file nothing else sees until it is renamed: no journal, no syncs,
-    // one lock for the whole run, every page in memory. Foreign keys are
-    // not checked row by row: every id comes from this run's own inserts.
+    let mut conn = open_new(tmp)?;
+    // Every page in memory. Foreign keys are not checked row by row: every
+    // id comes from this run's own inserts.
     conn.execute_batch(
-        "pragma locking_mode = exclusive; pragma journal_mode = off; \
-         pragma synchronous = off; pragma cache_size = -65536; pragma temp_store = memory; \
-         pragma foreign_keys = off;",
+        "pragma cache_size = -65536; pragma temp_store = memory; pragma foreign_keys = off;",
     )
     .map_err(sq("setting up a new database"))?;
     let tx = conn
@@ -539,6 +530,27 @@ fn build_fresh(
     }
     tx.commit().map_err(sq("committing"))?;
     finish_fresh(conn, tmp)
+}
+
+/// Opens (creates) the new database `tmp`, a file nothing else sees until
+/// it is renamed: no journal, no syncs, one lock for the whole run.
+fn open_new(tmp: &Path) -> Result<Connection, DbError> {
+    let sq = |what| {
+        let path = tmp.to_path_buf();
+        move |source| DbError::Sqlite { path, what, source }
+    };
+    let conn = Connection::open_with_flags(
+        tmp,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sq("opening"))?;
+    conn.execute_batch(
+        "pragma locking_mode = exclusive; pragma journal_mode = off; pragma synchronous = off;",
+    )
+    .map_err(sq("setting up a new database"))?;
+    Ok(conn)
 }
 
 /// Switches the new database in `tmp` to WAL, Nix's journal mode (kept in
@@ -700,17 +712,7 @@ fn build_fresh_pages(
         let path = tmp.to_path_buf();
         move |source| DbError::Sqlite { path, what, source }
     };
-    let conn = Connection::open_with_flags(
-        tmp,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
-            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sq("opening"))?;
-    conn.execute_batch(
-        "pragma locking_mode = exclusive; pragma journal_mode = off; pragma synchronous = off;",
-    )
-    .map_err(sq("setting up a new database"))?;
+    let conn = open_new(tmp)?;
     conn.execute_batch(&format!("begin; {SCHEMA_SQL}"))
         .map_err(sq("creating Nix's schema"))?;
     if !paths.is_empty() {
