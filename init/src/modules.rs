@@ -1055,20 +1055,11 @@ mod tests {
 
     #[test]
     fn a_needed_module_that_failed_is_named() {
-        let mut l = Loader {
-            dir: PathBuf::from("/nonexistent-modules"),
-            dep: ModDep::default(),
-            aliases: Aliases::parse("alias fs-squashfs squashfs\n"),
-            tried: HashSet::new(),
-            seen_aliases: HashSet::new(),
-            failed: BTreeMap::new(),
-            kernel_decompresses: None,
-            built_for: "6.12.1".into(),
-            running: "6.1.0".into(),
-            loaded: 0,
-            background: None,
-            background_span: None,
-        };
+        let mut l = test_loader(
+            PathBuf::from("/nonexistent-modules"),
+            ModDep::default(),
+            "6.12.1",
+        );
         // Injected: squashfs failed at load time, as a wrong-kernel module does.
         l.failed.insert(
             "squashfs".into(),
@@ -1115,21 +1106,12 @@ mod tests {
     #[test]
     fn a_module_that_failed_in_the_background_is_named() {
         let dir = tempfile_dir("background");
-        let mut l = Loader {
-            dir: dir.clone(),
-            dep: ModDep::parse("kernel/fs/squashfs/squashfs.ko:\nkernel/drivers/block/loop.ko:\n")
+        let mut l = test_loader(
+            dir.clone(),
+            ModDep::parse("kernel/fs/squashfs/squashfs.ko:\nkernel/drivers/block/loop.ko:\n")
                 .unwrap(),
-            aliases: Aliases::parse("alias fs-squashfs squashfs\n"),
-            tried: HashSet::new(),
-            seen_aliases: HashSet::new(),
-            failed: BTreeMap::new(),
-            kernel_decompresses: None,
-            built_for: "6.1.0".into(),
-            running: "6.1.0".into(),
-            loaded: 0,
-            background: None,
-            background_span: None,
-        };
+            "6.1.0",
+        );
         let files: Vec<String> = [
             "kernel/drivers/block/loop.ko",
             "kernel/fs/squashfs/squashfs.ko",
@@ -1178,6 +1160,25 @@ mod tests {
             ["loop", "squashfs", "dm_verity", "overlay"]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A loader of the modules in `dir` listed by `dep`, built for kernel
+    /// `built_for` while 6.1.0 runs, that knows `fs-squashfs`.
+    fn test_loader(dir: PathBuf, dep: ModDep, built_for: &str) -> Loader {
+        Loader {
+            dir,
+            dep,
+            aliases: Aliases::parse("alias fs-squashfs squashfs\n"),
+            tried: HashSet::new(),
+            seen_aliases: HashSet::new(),
+            failed: BTreeMap::new(),
+            kernel_decompresses: None,
+            built_for: built_for.into(),
+            running: "6.1.0".into(),
+            loaded: 0,
+            background: None,
+            background_span: None,
+        }
     }
 
     fn tempfile_dir(name: &str) -> PathBuf {
