@@ -366,17 +366,49 @@ pub fn read_manifest(dir: &str, cmdline: &Cmdline) -> Result<ReadManifest, BootE
     }
 }
 
-/// Reads a text file of at most `limit` bytes (`FileTooLarge` past that).
+/// Reads a text file of at most `limit` bytes (`FileTooLarge` past that)
+/// from a medium, defensively: see [`read_bytes_capped`]. Text that is not
+/// UTF-8 is `InvalidData`.
 pub(crate) fn read_capped(path: &str, limit: u64) -> std::io::Result<String> {
+    String::from_utf8(read_bytes_capped(path, limit)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// Reads at most `limit` bytes of a file a medium (or anyone else) handed
+/// us: never through a symlink (`ELOOP`), never blocking on a FIFO or a
+/// device (opened `O_NONBLOCK`, then refused unless it is a regular file:
+/// `InvalidInput` naming what it is), `FileTooLarge` past `limit`.
+pub(crate) fn read_bytes_capped(path: &str, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > limit {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let ft = f.metadata()?.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_dir() {
+            "a directory"
+        } else if ft.is_block_device() || ft.is_char_device() {
+            "a device node"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what}, not a regular file: refused"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
         return Err(std::io::ErrorKind::FileTooLarge.into());
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// NixOS's own ISO layout: one image, no digests, stage 2 from `init=`.
@@ -417,6 +449,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn medium_files_are_read_defensively() {
+        let d = tmp("defensive");
+        let file = d.join("f");
+        std::fs::write(&file, b"abc").unwrap();
+        let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+        assert_eq!(read_bytes_capped(&p("f"), 3).unwrap(), b"abc");
+        let big = read_bytes_capped(&p("f"), 2).unwrap_err();
+        assert_eq!(big.kind(), std::io::ErrorKind::FileTooLarge);
+        std::os::unix::fs::symlink(&file, d.join("link")).unwrap();
+        let link = read_bytes_capped(&p("link"), 64).unwrap_err();
+        assert_eq!(link.raw_os_error(), Some(libc::ELOOP), "{link}");
+        // A FIFO would block a plain open forever: it is refused at once.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.join("fifo").as_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let fifo = read_bytes_capped(&p("fifo"), 64).unwrap_err();
+        assert!(fifo.to_string().contains("a FIFO"), "{fifo}");
+        let dir = read_bytes_capped(d.to_str().unwrap(), 64).unwrap_err();
+        assert!(dir.to_string().contains("a directory"), "{dir}");
+        std::fs::write(&file, b"\xff\xfe").unwrap();
+        let text = read_capped(&p("f"), 64).unwrap_err();
+        assert_eq!(text.kind(), std::io::ErrorKind::InvalidData);
     }
 
     #[test]
