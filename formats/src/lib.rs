@@ -43,6 +43,7 @@ pub mod paths;
 pub mod registration;
 pub mod report;
 pub mod size;
+pub mod squashfs;
 pub mod superblock;
 pub mod timeline;
 pub mod uevent;
