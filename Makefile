@@ -45,9 +45,9 @@ clean:
 # bench.json, bench.md and bench.svg (and images.json, images.md) in out/bench.
 bench: build
 	bash scripts/fetch-bench-peers.sh
-	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-bench
-	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-scale-bench
-	$(CARGO) run --release -q -p nixlive-tests-vm --bin nixlive-verity-bench
+	$(CARGO) run --release -q -p nixlive-bench --bin nixlive-bench
+	$(CARGO) run --release -q -p nixlive-bench --bin nixlive-scale-bench
+	$(CARGO) run --release -q -p nixlive-bench --bin nixlive-verity-bench
 
 # Every parser of untrusted input under libFuzzer for FUZZ_SECONDS each,
 # built as release with debug assertions and overflow checks (cargo fuzz's

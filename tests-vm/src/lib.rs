@@ -3,41 +3,33 @@
 //! on its serial console (docs/contracts.md, "Guest report").
 //!
 //! - [`arch`]: what differs between x86_64, i686 and aarch64 guests.
-//! - [`bench_chart`]: the boot comparison of `make bench` as an SVG chart.
 //! - [`artifacts`]: where the binaries and kernels are; building the demo ISO.
 //! - [`http_server`], [`http_sets`]: serving and booting `netboot --http` sets.
-//! - [`image_read`]: store images (squashfs, erofs) made by the builder and read back in a VM (`make bench`).
 //! - [`kvm`]: whether KVM really works here (probed), else TCG.
 //! - [`media`]: ext4/FAT32/GPT disks and extra layers made from the builder's medium.
-//! - [`peers`]: the stage 1s and the payload `make bench` compares nixlive with.
 //! - [`qemu`]: running one VM with a serial log, timeouts and a killing `Drop`.
 //! - [`qmp`]: acting on a running VM (hotplug, eject) through QMP.
-//! - [`regbench`]: registration throughput, native loader against `nix-store --load-db` (`make bench`).
 //! - [`report`]: the pure parser of the guest report.
-//! - [`throughput`]: the builder's NAR hashing, squashfs writers and ISO build against Nix's and squashfs-tools' (`make bench`).
 //! - [`systemd`]: a stage 2 running Debian's systemd on the live-ISO fstab, and its report.
+//!
+//! The benchmarks that use this harness are the `nixlive-bench` crate
+//! (`bench/`).
 //!
 //! Every run has a hard timeout and kills its VM; every failure carries the
 //! QEMU command line and the whole serial log.
 
 pub mod arch;
 pub mod artifacts;
-pub mod bench_chart;
-pub mod bench_stats;
 pub mod boot_modes;
 pub mod checks;
 pub mod http_server;
 pub mod http_sets;
-pub mod image_read;
 pub mod kvm;
 pub mod media;
-pub mod peers;
 pub mod qemu;
 pub mod qmp;
-pub mod regbench;
 pub mod report;
 pub mod systemd;
-pub mod throughput;
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //!
 //! Boot (the `boot` part): the same kernel (`-kernel`), RAM, QEMU and
 //! stage-2 payload (a busybox script that prints the uptime and
-//! `MemAvailable` first: [`nixlive_tests_vm::peers`]) behind five stage 1s
+//! `MemAvailable` first: [`nixlive_bench::peers`]) behind five stage 1s
 //! (kernel-only, busybox-floor, debian-live-boot, dracut-dmsquash-live,
 //! nixlive), booted round-robin so a change in the host's load hits each
 //! alike; median, min and max of the uptime at which stage 2 began, the
@@ -22,7 +22,7 @@
 //!
 //! Registration (the `registration` part): 1,000 and 10,000 paths,
 //! the static musl postboot's native loader against `nix-store --load-db`
-//! ([`nixlive_tests_vm::regbench`]).
+//! ([`nixlive_bench::regbench`]).
 //!
 //! Netboot RAM (the `netboot` part): `MemAvailable` at the start of stage
 //! 2 (init logs it) for the same system (the demo with 128 MiB of
@@ -34,15 +34,15 @@
 //! Throughput (the `throughput` part): the builder's NAR hashing against
 //! `nix-hash`, its native squashfs writer against `mksquashfs`, and whole
 //! ISO builds, on directories of the host's `/usr` copied in as store
-//! paths ([`nixlive_tests_vm::throughput`]).
+//! paths ([`nixlive_bench::throughput`]).
 //!
 //! Store images (the `images` part): the same tree as squashfs (zstd,
 //! xz) and erofs (lz4hc, lz4), made by the builder, read back in a VM,
-//! every file and a random sample, cold ([`nixlive_tests_vm::image_read`];
+//! every file and a random sample, cold ([`nixlive_bench::image_read`];
 //! `NIXLIVE_BENCH_IMAGES_MB`, default 200, the tree's size).
 //!
 //! The boot rows are also drawn as `out/bench/bench.svg`
-//! ([`nixlive_tests_vm::bench_chart`]).
+//! ([`nixlive_bench::bench_chart`]).
 //!
 //! Environment: `NIXLIVE_BENCH_ROUNDS` (default 5), `NIXLIVE_BENCH_PARTS`
 //! (comma-separated, default `boot,ram,registration,throughput,netboot,images`),
@@ -55,16 +55,14 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use nixlive_bench::bench_stats::{rounds, stats};
+use nixlive_bench::peers::{self, Sample};
+use nixlive_bench::{bench_chart, image_read, regbench, throughput};
 use nixlive_formats::error;
-use nixlive_tests_vm::bench_stats::{rounds, stats};
 use nixlive_tests_vm::http_server::Server;
 use nixlive_tests_vm::http_sets;
-use nixlive_tests_vm::peers::{self, Sample};
 use nixlive_tests_vm::qemu::{QemuCommand, Vm};
-use nixlive_tests_vm::{
-    arch::Arch, artifacts, bench_chart, boot_command_to_report, image_read, kvm, regbench,
-    throughput,
-};
+use nixlive_tests_vm::{arch::Arch, artifacts, boot_command_to_report, kvm};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(240);

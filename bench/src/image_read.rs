@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::arch::Arch;
-use crate::artifacts;
 use crate::bench_stats::stats;
 use crate::peers;
-use crate::qemu::{Accel, QemuCommand, Vm};
 use crate::throughput;
+use nixlive_tests_vm::arch::Arch;
+use nixlive_tests_vm::artifacts;
+use nixlive_tests_vm::qemu::{Accel, QemuCommand, Vm};
 
 /// One store-image format as the builder makes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -635,7 +635,7 @@ pub fn run(out: &Path, rounds: usize, mb: u64) -> Result<Part, String> {
             .ok_or_else(|| format!("no initrd for {fs}"))
     };
 
-    let accel = crate::kvm::accel();
+    let accel = nixlive_tests_vm::kvm::accel();
     println!(
         "  reads: {rounds} per format, round-robin, {}, 1 GiB, 1 CPU, kernel {}",
         accel.name(),

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::artifacts;
+use nixlive_tests_vm::artifacts;
 
 /// The payload's line with the uptime (seconds, as `/proc/uptime` has it).
 pub const UPTIME_MARKER: &str = "BENCH-UPTIME";
@@ -226,7 +226,7 @@ fn payload_root(dir: &Path, ballast: usize) -> Result<(), String> {
         std::fs::write(dir.join(f), os_release).map_err(|e| format!("{f}: {e}"))?;
     }
     if ballast > 0 {
-        crate::http_sets::ballast(dir, "/", ballast)?;
+        nixlive_tests_vm::http_sets::ballast(dir, "/", ballast)?;
     }
     Ok(())
 }

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::arch::Arch;
-use crate::artifacts;
+use nixlive_tests_vm::arch::Arch;
+use nixlive_tests_vm::artifacts;
 
 /// One measured step.
 #[derive(Debug, Clone, PartialEq)]

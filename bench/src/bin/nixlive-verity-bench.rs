@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use nixlive_tests_vm::bench_stats::{rounds, stats};
+use nixlive_bench::bench_stats::{rounds, stats};
 use nixlive_tests_vm::boot_modes::BootMode;
 use nixlive_tests_vm::qemu::QemuCommand;
 use nixlive_tests_vm::{arch::Arch, artifacts, boot_command_to_report, kvm};
