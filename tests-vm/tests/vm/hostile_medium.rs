@@ -20,6 +20,9 @@ const TIMEOUT: Duration = Duration::from_secs(150);
 const LABEL: &str = "NIXLIVE_HOSTILE";
 const KEY: &str = "nixlive-vm-test-1";
 const MODULES: &[&str] = &[
+    "ata_piix",
+    "sr_mod",
+    "isofs",
     "virtio_pci",
     "virtio_blk",
     "ext4",
