@@ -171,6 +171,9 @@ fn a_fifo_manifest_on_a_same_label_stick_does_not_hang_the_boot() {
         b.init_said("a FIFO, not a regular file: refused"),
         "init did not name the FIFO\n{ctx}"
     );
+    for l in b.init_lines().iter().filter(|l| l.contains("FIFO")) {
+        eprintln!("{l}");
+    }
 }
 
 /// `nixlive.check` on a medium with one byte changed: the boot stops before
@@ -198,6 +201,7 @@ fn nixlive_check_names_the_bad_block() {
         ],
     );
     let log = vm.serial_log();
+    eprintln!("{console}");
     assert!(
         log.contains("nixlive.check:") && log.contains("%"),
         "{}",
@@ -223,6 +227,9 @@ fn nixlive_check_passes_on_an_intact_medium() {
     let ctx = b.context();
     nixlive_tests_vm::checks::live_system(&b.report, "x86_64")
         .unwrap_or_else(|e| panic!("{e}\n{ctx}"));
+    for l in b.init_lines().iter().filter(|l| l.contains("check")) {
+        eprintln!("{l}");
+    }
     for said in [
         &format!("nixlive.check: /mnt-root/iso/{IMAGE}: all "),
         "every block intact",
