@@ -110,6 +110,10 @@ pub fn read_through(dev: &str, c: &ImageRead<'_>) -> Result<(), BootError> {
         }
         Err(Stop::Bad { offset, error }) => Err(BootError::BadBlock {
             image: c.image.to_string(),
+            // Its tables are read through dm-verity too: intact, or no name.
+            inside: crate::sqfs::file_at(&mut |buf, off| f.read_at(buf, off), offset)
+                .map(|p| format!(", in the file {p} of the image"))
+                .unwrap_or_default(),
             offset,
             block: offset / u64::from(c.block.max(1)),
             block_size: c.block,

@@ -74,12 +74,14 @@ pub enum BootError {
     },
     #[error(
         "nixlive.check: {image} is damaged: the block at byte {offset} (block {block} of \
-         {block_size} bytes) cannot be read intact (dm-verity: it does not match the \
+         {block_size} bytes{inside}) cannot be read intact (dm-verity: it does not match the \
          manifest's hash tree, or the medium failed to read it); the medium is damaged or was \
          changed: write the image to a good medium again; the read"
     )]
     BadBlock {
         image: String,
+        /// `, in the file PATH of the image` when it could be found, else empty.
+        inside: String,
         offset: u64,
         block: u64,
         block_size: u32,

@@ -43,6 +43,7 @@ mod net;
 mod plan;
 #[cfg(test)]
 mod recording;
+mod sqfs;
 mod switch_root;
 mod sys;
 mod trust;

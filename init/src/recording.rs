@@ -74,6 +74,7 @@ impl Executor for Recording {
         ))
         .map_err(|source| BootError::BadBlock {
             image: c.image.to_string(),
+            inside: ", in the file /a-pkg/bin/a of the image".into(),
             offset: 3 * u64::from(c.block),
             block: 3,
             block_size: c.block,
@@ -475,7 +476,7 @@ fn nixlive_check_reads_through_verity_and_names_the_bad_block() {
     assert!(
         err.starts_with(
             "nixlive.check: /mnt-root/iso/img1.squashfs is damaged: the block at byte 12288 \
-             (block 3 of 4096 bytes)"
+             (block 3 of 4096 bytes, in the file /a-pkg/bin/a of the image)"
         ),
         "{err}"
     );

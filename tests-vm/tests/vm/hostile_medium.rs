@@ -195,8 +195,10 @@ fn nixlive_check_names_the_bad_block() {
             &format!("the medium /dev/vda (its manifest signed by the trusted key {KEY})"),
             &format!(
                 "nixlive.check: /mnt-root/iso/{IMAGE} is damaged: the block at byte {} \
-                 (block {block} of 4096 bytes)",
-                block * 4096
+                 (block {block} of 4096 bytes, in the file /{}/{PROBE_READS}/{PAYLOAD} of the \
+                 image)",
+                block * 4096,
+                PROBE.trim_start_matches("/nix/store/")
             ),
         ],
     );
