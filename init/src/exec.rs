@@ -545,6 +545,52 @@ fn attach_loop(backing: rustix::fd::BorrowedFd<'_>) -> io::Result<(String, Owned
 mod tests {
     use super::*;
 
+    /// Neither an image nor the findiso ISO can block init: a FIFO (even
+    /// through a link the ISO may follow) is refused at once, naming it;
+    /// an image is never read through a link; what is opened reads
+    /// normally (O_NONBLOCK cleared).
+    #[test]
+    fn files_from_a_medium_never_block_and_links_only_for_the_iso() {
+        use std::io::Read;
+        let dir = std::env::temp_dir().join(format!("nixlive-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+        std::fs::write(p("img"), b"image").unwrap();
+        std::os::unix::fs::symlink(p("img"), p("link")).unwrap();
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(p("fifo"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::os::unix::fs::symlink(p("fifo"), p("fifo-link")).unwrap();
+        let mut text = String::new();
+        let mut f = open_regular(&p("img"), false).unwrap();
+        f.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "image");
+        assert!(
+            !rustix::fs::fcntl_getfl(&f)
+                .unwrap()
+                .contains(OFlags::NONBLOCK)
+        );
+        assert!(open_regular(&p("link"), true).is_ok());
+        let e = open_regular(&p("link"), false).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        for (path, follow) in [(p("fifo"), false), (p("fifo-link"), true)] {
+            let e = open_regular(&path, follow).unwrap_err();
+            assert_eq!(e.to_string(), "a FIFO, not a regular file: refused");
+        }
+        assert!(
+            open_regular(&dir.to_string_lossy(), true)
+                .unwrap_err()
+                .to_string()
+                .starts_with("a directory")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn hints_name_the_missing_module() {
         let m = |fstype: &str| Step::Mount {
