@@ -85,6 +85,20 @@ pub enum Timeout {
     After(Duration),
 }
 
+impl Timeout {
+    /// Longer than this is forever: no machine waits 136 years, and a
+    /// deadline that far ahead would overflow the clock's arithmetic.
+    pub const LONGEST: Duration = Duration::from_secs(1 << 32);
+
+    /// `0` and anything past [`Timeout::LONGEST`] mean forever.
+    pub fn from_secs(s: u64) -> Timeout {
+        match Duration::from_secs(s) {
+            d if d.is_zero() || d > Timeout::LONGEST => Timeout::Forever,
+            d => Timeout::After(d),
+        }
+    }
+}
+
 /// A size given as bytes or as a percentage of RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SizeSpec {
@@ -148,6 +162,10 @@ pub struct Cmdline {
     pub test_panic: bool,
     pub timeout: Timeout,
     pub verify: bool,
+    /// `nixlive.check`: every image is read once, whole, through its
+    /// check (dm-verity, else its sha256) before stage 2, and the first bad
+    /// block is named. Without it dm-verity checks blocks as they are read.
+    pub check: bool,
     pub overlay_size: SizeSpec,
     pub manifest: Option<String>,
     pub modules: Vec<String>,
@@ -196,6 +214,7 @@ impl Default for Cmdline {
             test_panic: false,
             timeout: Timeout::After(DEFAULT_TIMEOUT),
             verify: false,
+            check: false,
             overlay_size: SizeSpec::Percent(50),
             manifest: None,
             modules: Vec::new(),
@@ -324,6 +343,7 @@ impl Cmdline {
             "boot.debug1mounts" => flag(self, |c| c.debug1mounts = true),
             "boot.trace" => flag(self, |c| c.trace = true),
             "nixlive.verify" => flag(self, |c| c.verify = true),
+            "nixlive.check" => flag(self, |c| c.check = true),
             "nixlive.test_panic" => flag(self, |c| c.test_panic = true),
             "ro" => flag(self, |c| c.read_only = true),
             "rw" => flag(self, |c| c.read_only = false),
@@ -376,8 +396,7 @@ impl Cmdline {
                 self.warn(key, val, "want a console name")
             }
             "nixlive.timeout" => match val.and_then(|v| v.parse::<u64>().ok()) {
-                Some(0) => self.timeout = Timeout::Forever,
-                Some(s) => self.timeout = Timeout::After(Duration::from_secs(s)),
+                Some(s) => self.timeout = Timeout::from_secs(s),
                 None => self.warn(key, val, "want whole seconds (0 = wait forever)"),
             },
             "nixlive.url" => match val.map(crate::net::url::Url::parse) {
@@ -391,8 +410,7 @@ impl Cmdline {
                 None => self.warn(key, val, "want dhcp or ADDR::GW:MASK::IFACE:off"),
             },
             "nixlive.net_timeout" => match val.and_then(|v| v.parse::<u64>().ok()) {
-                Some(0) => self.net_timeout = Some(Timeout::Forever),
-                Some(s) => self.net_timeout = Some(Timeout::After(Duration::from_secs(s))),
+                Some(s) => self.net_timeout = Some(Timeout::from_secs(s)),
                 None => self.warn(key, val, "want whole seconds (0 = wait forever)"),
             },
             "nixlive.overlay_size" => match val.and_then(parse_size) {
@@ -511,6 +529,31 @@ mod tests {
         assert!(!Cmdline::parse("").test_panic);
         let c = Cmdline::parse("nixlive.test_panic=1");
         assert!(!c.test_panic && c.warnings.len() == 1, "{c:?}");
+    }
+
+    #[test]
+    fn check_is_a_flag() {
+        assert!(Cmdline::parse("nixlive.check").check);
+        assert!(!Cmdline::parse("nixlive.verify").check);
+        let c = Cmdline::parse("nixlive.check=yes");
+        assert!(!c.check && c.warnings.len() == 1, "{c:?}");
+    }
+
+    /// 2^63 s and u64::MAX s are forever, not a deadline that overflows.
+    #[test]
+    fn huge_timeouts_are_forever() {
+        for s in ["9223372036854775808", "18446744073709551615", "4294967297"] {
+            let c = Cmdline::parse(&format!("nixlive.timeout={s} nixlive.net_timeout={s}"));
+            assert_eq!(c.timeout, Timeout::Forever, "{s}");
+            assert_eq!(c.net_timeout, Some(Timeout::Forever), "{s}");
+            assert!(c.warnings.is_empty(), "{c:?}");
+        }
+        let c = Cmdline::parse("nixlive.timeout=4294967296");
+        assert_eq!(c.timeout, Timeout::After(Timeout::LONGEST));
+        // Past u64: not a number of seconds at all.
+        let c = Cmdline::parse("nixlive.timeout=18446744073709551616");
+        assert_eq!(c.timeout, Timeout::After(DEFAULT_TIMEOUT));
+        assert_eq!(c.warnings.len(), 1);
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     stage2_exists(&bp.init)?;
     hand_over_keys(medium_keys.filter(|_| released));
     // Nothing may still be loading from the initramfs when it is emptied.
-    loader.finish_background();
+    loader.finish_background()?;
     if let Some((start, end)) = loader.background_span {
         t.timeline.phases.push(Phase {
             name: "background-modules".into(),
@@ -188,10 +188,13 @@ fn plain_root(
     }
     t.phase("mount-root", || runner.run(&p.mount, ex))?;
     stop_point(cmdline.debug1mounts, "boot.debug1mounts");
-    if stage2_exists(&p.init).is_err() {
-        let e = BootError::PlainNoStage2 {
-            init: p.init.clone(),
-            root: described,
+    if let Err(e) = stage2_exists(&p.init) {
+        let e = match e {
+            BootError::NoStage2(_) => BootError::PlainNoStage2 {
+                init: p.init.clone(),
+                root: described,
+            },
+            e => e,
         };
         // not fatal to undo: the failure policy runs with or without it.
         let _ = ex.unmount(nixlive_formats::paths::NEW_ROOT);
@@ -350,8 +353,17 @@ pub(crate) fn mount_store(
             check: check.as_str().to_string(),
         })
         .collect();
-    // With nixlive.verify, checking the images is the first part of it.
+    if bp.check {
+        log::info!("nixlive.check: every image is read whole before stage 2");
+        console::say("nixlive.check: checking every image of the medium\n");
+    }
+    // With nixlive.verify (or nixlive.check), checking the images is part of it.
     t.phase("mount-store", || runner.run(store, ex))?;
+    if bp.check {
+        let msg = "nixlive.check: the check passed: every image was read whole and is intact";
+        log::info!("{msg}");
+        console::say(&format!("{msg}\n"));
+    }
     let released = store
         .iter()
         .any(|s| matches!(s, plan::Step::Unmount { .. }));
@@ -363,11 +375,105 @@ pub(crate) fn mount_store(
     Ok(released)
 }
 
-/// A symlink (as NixOS's init is) may point into the store: check the target.
+/// Stage 2 must be runnable before anything irreversible (emptying the
+/// initramfs) happens: `init` resolved inside the new root, as the
+/// chroot will see it, must be an executable regular file.
 fn stage2_exists(init: &str) -> Result<(), BootError> {
-    let p = in_new_root(init);
-    if std::fs::metadata(&p).is_err() && std::fs::symlink_metadata(&p).is_err() {
-        return Err(BootError::NoStage2(init.to_string()));
+    match stage2_check(std::path::Path::new(paths::NEW_ROOT), init) {
+        Ok(()) => Ok(()),
+        Err(Stage2::Missing) => Err(BootError::NoStage2(init.to_string())),
+        Err(Stage2::NotRunnable(why)) => Err(BootError::Stage2NotRunnable {
+            init: init.to_string(),
+            why,
+        }),
+    }
+}
+
+/// Why stage 2 cannot be run.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stage2 {
+    Missing,
+    NotRunnable(String),
+}
+
+/// Symlinks followed before giving up, as the kernel's `MAXSYMLINKS`.
+const MAX_LINKS: u32 = 40;
+
+/// Checks that `init` (an absolute path as `root` will see it after the
+/// chroot) is an executable regular file: each symlink on the way is
+/// resolved inside `root` (an absolute target starts again at `root`, `..`
+/// never leaves it), as NixOS's `init -> /nix/store/...` must be.
+pub(crate) fn stage2_check(root: &Path, init: &str) -> Result<(), Stage2> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Component, PathBuf};
+    let mut todo: Vec<std::ffi::OsString> = Vec::new();
+    let push = |todo: &mut Vec<std::ffi::OsString>, p: &Path| {
+        let parts: Vec<_> = p.components().collect();
+        for c in parts.into_iter().rev() {
+            match c {
+                Component::Normal(n) => todo.push(n.to_os_string()),
+                Component::ParentDir => todo.push("..".into()),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+    };
+    push(&mut todo, Path::new(init));
+    let mut at = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        let next = at.join(&name);
+        let host = root.join(next.strip_prefix("/").unwrap_or(&next));
+        let md = match std::fs::symlink_metadata(&host) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Stage2::Missing),
+            Err(e) => return Err(Stage2::NotRunnable(format!("{}: {e}", next.display()))),
+        };
+        if md.file_type().is_symlink() {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(Stage2::NotRunnable(format!(
+                    "more than {MAX_LINKS} symlinks on the way to it"
+                )));
+            }
+            let target = std::fs::read_link(&host)
+                .map_err(|e| Stage2::NotRunnable(format!("{}: {e}", next.display())))?;
+            if target.is_absolute() {
+                at = PathBuf::from("/");
+            }
+            push(&mut todo, &target);
+            continue;
+        }
+        if !todo.is_empty() && !md.is_dir() {
+            return Err(Stage2::NotRunnable(format!(
+                "{} is not a directory",
+                next.display()
+            )));
+        }
+        at = next;
+    }
+    let host = root.join(at.strip_prefix("/").unwrap_or(&at));
+    let md = std::fs::metadata(&host)
+        .map_err(|e| Stage2::NotRunnable(format!("{}: {e}", at.display())))?;
+    let mode = md.permissions().mode();
+    let shown = if at.as_os_str() == init {
+        at.display().to_string()
+    } else {
+        format!("it leads to {}, which", at.display())
+    };
+    if !md.is_file() {
+        return Err(Stage2::NotRunnable(format!(
+            "{shown} is not a regular file"
+        )));
+    }
+    if mode & 0o111 == 0 {
+        return Err(Stage2::NotRunnable(format!(
+            "{shown} is not executable (mode {:04o})",
+            mode & 0o7777
+        )));
     }
     Ok(())
 }
@@ -421,5 +527,85 @@ fn write_timeline(timeline: &Timeline) {
 fn stop_point(on: bool, name: &str) {
     if on {
         failure::pause(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    fn file(path: &Path, mode: u32) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Symlinks resolve inside the new root, as after the chroot; a file
+    /// that is not executable, a directory or a loop is refused with why,
+    /// before the initramfs is touched.
+    #[test]
+    fn stage2_is_an_executable_file_inside_the_new_root() {
+        let root = std::env::temp_dir().join(format!("nixlive-stage2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let r = root.as_path();
+        file(&r.join("nix/store/a-sys/init-real"), 0o755);
+        symlink("/nix/store/a-sys/init-real", r.join("nix/store/a-sys/init")).unwrap();
+        // A relative link to the store; the one inside is absolute: both resolve in the new root.
+        symlink("nix/store/a-sys", r.join("sys")).unwrap();
+        assert_eq!(stage2_check(r, "/nix/store/a-sys/init"), Ok(()));
+        assert_eq!(stage2_check(r, "/sys/init"), Ok(()));
+        // `..` after a link goes up from where the link led, as the kernel does.
+        assert_eq!(stage2_check(r, "/sys/../a-sys/init-real"), Ok(()));
+        assert_eq!(
+            stage2_check(r, "/sys/../sys/init-real"),
+            Err(Stage2::Missing)
+        );
+        // `..` never leaves the new root.
+        assert_eq!(stage2_check(r, "/../../nix/store/a-sys/init"), Ok(()));
+        assert_eq!(
+            stage2_check(r, "/nix/store/b-sys/init"),
+            Err(Stage2::Missing)
+        );
+        file(&r.join("nix/store/a-sys/readme"), 0o644);
+        symlink(
+            "/nix/store/a-sys/readme",
+            r.join("nix/store/a-sys/init-text"),
+        )
+        .unwrap();
+        assert_eq!(
+            stage2_check(r, "/nix/store/a-sys/readme"),
+            Err(Stage2::NotRunnable(
+                "/nix/store/a-sys/readme is not executable (mode 0644)".into()
+            ))
+        );
+        let Err(Stage2::NotRunnable(why)) = stage2_check(r, "/sys/init-text") else {
+            panic!("a link to a text file")
+        };
+        assert_eq!(
+            why,
+            "it leads to /nix/store/a-sys/readme, which is not executable (mode 0644)"
+        );
+        assert!(matches!(
+            stage2_check(r, "/nix/store/a-sys"),
+            Err(Stage2::NotRunnable(w)) if w.contains("not a regular file")
+        ));
+        // A link out of the new root (to the initramfs's own /bin/sh, say)
+        // stays inside it, where there is nothing.
+        symlink("/../../../bin/sh", r.join("nix/store/a-sys/escape")).unwrap();
+        assert_eq!(
+            stage2_check(r, "/nix/store/a-sys/escape"),
+            Err(Stage2::Missing)
+        );
+        symlink("loop", r.join("loop")).unwrap();
+        assert!(matches!(
+            stage2_check(r, "/loop"),
+            Err(Stage2::NotRunnable(w)) if w.contains("symlinks")
+        ));
+        assert!(matches!(
+            stage2_check(r, "/nix/store/a-sys/readme/x"),
+            Err(Stage2::NotRunnable(w)) if w.contains("not a directory")
+        ));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -55,7 +55,7 @@ pub fn copy_verified(
     console: &mut dyn Write,
 ) -> std::io::Result<String> {
     let start = Instant::now();
-    let mut input = std::fs::File::open(src)?;
+    let mut input = crate::exec::open_regular(src, false)?;
     let mut out = std::fs::File::create(dst)?;
     let mut hasher = digest::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];

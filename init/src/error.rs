@@ -73,6 +73,21 @@ pub enum BootError {
         got: String,
     },
     #[error(
+        "nixlive.check: {image} is damaged: the block at byte {offset} (block {block} of \
+         {block_size} bytes{inside}) cannot be read intact (dm-verity: it does not match the \
+         manifest's hash tree, or the medium failed to read it); the medium is damaged or was \
+         changed: write the image to a good medium again; the read"
+    )]
+    BadBlock {
+        image: String,
+        /// `, in the file PATH of the image` when it could be found, else empty.
+        inside: String,
+        offset: u64,
+        block: u64,
+        block_size: u32,
+        source: io::Error,
+    },
+    #[error(
         "{path} is {got} bytes, but the manifest says {want}: the medium is damaged, truncated or was changed"
     )]
     Size { path: String, want: u64, got: u64 },
@@ -112,6 +127,14 @@ pub enum BootError {
         "stage-2 init {0} does not exist in the new root (set init= or fix the manifest's init line)"
     )]
     NoStage2(String),
+    #[error(
+        "stage-2 init {init} cannot be run: {why} (set init= or fix the manifest's init line); \
+         the initramfs was left as it was"
+    )]
+    Stage2NotRunnable { init: String, why: String },
+    /// A helper thread panicked; the main thread stops the boot.
+    #[error("the {thread} thread panicked: {msg}")]
+    ThreadPanicked { thread: &'static str, msg: String },
     #[error(
         "the root filesystem {root} cannot be booted: {why}\n\
          To fix: run `fsck {node}` (e2fsck) from another system, or boot with \

@@ -7,7 +7,7 @@
 //! failure policy.
 
 use crate::error::BootError;
-use crate::plan::{Flags, Handle, Source, Step};
+use crate::plan::{Backing, Flags, Handle, Source, Step};
 use crate::sys;
 use nixlive_formats::verity;
 use rustix::fd::{AsFd, OwnedFd};
@@ -28,14 +28,18 @@ pub trait Executor {
         flags: Flags,
         data: &str,
     ) -> io::Result<()>;
-    /// Attaches `file` read-only to a free loop device; returns its node.
-    fn attach_loop(&mut self, file: &str) -> io::Result<String>;
+    /// Attaches `file` read-only to a free loop device, opened as
+    /// `backing` says (and hashed through that same open file when it
+    /// gives a sha256); returns its node.
+    fn attach_loop(&mut self, file: &str, backing: &Backing) -> Result<String, AttachError>;
+    /// `nixlive.check`: reads `c.size` bytes of the device `dev` (dm-verity
+    /// over `c.image`) once, naming the first block that cannot be read.
+    fn check_image(&mut self, dev: &str, c: &ImageRead<'_>) -> Result<(), BootError>;
     /// Lets go of a loop device attached here that no mount holds.
     fn detach_loop(&mut self, node: &str);
     fn symlink(&mut self, target: &str, link: &str) -> io::Result<()>;
     fn unmount(&mut self, target: &str) -> io::Result<()>;
     fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()>;
-    fn verify(&mut self, path: &str, sha256: &str) -> Result<(), BootError>;
     /// The real size of `path`, in bytes.
     fn file_size(&mut self, path: &str) -> io::Result<u64>;
     /// Puts dm-verity over `dev` as the device-mapper device `name`;
@@ -68,6 +72,30 @@ pub struct Fetch<'a> {
     pub size: u64,
     pub done: u64,
     pub total: u64,
+}
+
+/// A [`Step::CheckImage`]'s fields.
+pub struct ImageRead<'a> {
+    pub image: &'a str,
+    pub size: u64,
+    pub block: u32,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Why a loop device was not attached.
+#[derive(Debug)]
+pub enum AttachError {
+    /// Opening the file, or the loop device: the step is named with it.
+    Io(io::Error),
+    /// The file is not what the manifest says (its sha256).
+    Check(BootError),
+}
+
+impl From<io::Error> for AttachError {
+    fn from(e: io::Error) -> AttachError {
+        AttachError::Io(e)
+    }
 }
 
 /// Runs plans, remembering the loop devices their handles name.
@@ -137,8 +165,15 @@ impl Runner {
                 let ours = target.starts_with(nixlive_formats::paths::NEW_ROOT);
                 return Ok(ours.then(|| Undo::Unmount(target.clone())));
             }
-            Step::AttachLoop { file, handle } => {
-                let node = ex.attach_loop(file).map_err(failed)?;
+            Step::AttachLoop {
+                file,
+                handle,
+                backing,
+            } => {
+                let node = ex.attach_loop(file, backing).map_err(|e| match e {
+                    AttachError::Io(e) => failed(e),
+                    AttachError::Check(e) => e,
+                })?;
                 self.loops.insert(handle.clone(), node);
                 return Ok(Some(Undo::Detach(handle.clone())));
             }
@@ -147,7 +182,26 @@ impl Runner {
             }
             Step::Unmount { target } => ex.unmount(target).map_err(failed)?,
             Step::Move { from, to } => ex.move_mount(from, to).map_err(failed)?,
-            Step::Verify { path, sha256 } => ex.verify(path, sha256)?,
+            Step::CheckImage {
+                source,
+                image,
+                size,
+                block,
+                done,
+                total,
+            } => {
+                let dev = self.resolve(&Source::Loop(source.clone()));
+                ex.check_image(
+                    &dev,
+                    &ImageRead {
+                        image,
+                        size: *size,
+                        block: *block,
+                        done: *done,
+                        total: *total,
+                    },
+                )?
+            }
             Step::CheckSize { path, size } => {
                 let got = ex.file_size(path).map_err(BootError::sys("stat", path))?;
                 if got != *size {
@@ -305,10 +359,19 @@ impl Executor for Real {
         Ok(())
     }
 
-    fn attach_loop(&mut self, file: &str) -> io::Result<String> {
-        let (node, fd) = attach_loop(file)?;
+    fn attach_loop(&mut self, file: &str, backing: &Backing) -> Result<String, AttachError> {
+        let follow = matches!(backing, Backing::IsoFile);
+        let f = open_regular(file, follow)?;
+        if let Backing::Image { sha256: Some(want) } = backing {
+            crate::verify::verify_open(file, &f, want).map_err(AttachError::Check)?;
+        }
+        let (node, fd) = attach_loop(f.as_fd())?;
         self.loops.insert(node.clone(), fd);
         Ok(node)
+    }
+
+    fn check_image(&mut self, dev: &str, c: &ImageRead<'_>) -> Result<(), BootError> {
+        crate::check::read_through(dev, c)
     }
 
     fn detach_loop(&mut self, node: &str) {
@@ -335,12 +398,8 @@ impl Executor for Real {
         Ok(rustix::mount::mount_move(from, to)?)
     }
 
-    fn verify(&mut self, path: &str, sha256: &str) -> Result<(), BootError> {
-        crate::verify::verify_file(path, sha256)
-    }
-
     fn file_size(&mut self, path: &str) -> io::Result<u64> {
-        Ok(std::fs::metadata(path)?.len())
+        Ok(open_regular(path, false)?.metadata()?.len())
     }
 
     fn verity(&mut self, name: &str, dev: &str, params: &verity::Params) -> io::Result<String> {
@@ -410,11 +469,49 @@ pub fn mount_data(
     mount(source, target, fstype, flags, data)
 }
 
-/// Binds `image` read-only to a free loop device with `LOOP_CONFIGURE`
-/// (autoclear: the device frees itself when unmounted). Returns its node and
-/// the open device, which must stay open until the device is in use.
-fn attach_loop(image: &str) -> io::Result<(String, OwnedFd)> {
-    let backing = rustix::fs::open(image, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+/// Opens a file a medium (or a findiso host) holds, for reading, without
+/// ever blocking: `O_NONBLOCK` (a FIFO named like an image would block an
+/// open for reading until a writer came), then refused unless it is a
+/// regular file (`InvalidInput`, naming what it is); `O_NOFOLLOW` unless
+/// `follow`. The flag is cleared again for the reads that follow.
+pub fn open_regular(path: &str, follow: bool) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    let ft = f.metadata()?.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_dir() {
+            "a directory"
+        } else if ft.is_block_device() || ft.is_char_device() {
+            "a device node"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what}, not a regular file: refused"),
+        ));
+    }
+    let fl = rustix::fs::fcntl_getfl(&f)?;
+    rustix::fs::fcntl_setfl(&f, fl - OFlags::NONBLOCK)?;
+    Ok(f)
+}
+
+/// Binds the open file `backing` read-only to a free loop device with
+/// `LOOP_CONFIGURE` (autoclear: the device frees itself when unmounted).
+/// Returns its node and the open device, which must stay open until the
+/// device is in use.
+fn attach_loop(backing: rustix::fd::BorrowedFd<'_>) -> io::Result<(String, OwnedFd)> {
     let ctl = rustix::fs::open(
         "/dev/loop-control",
         OFlags::RDWR | OFlags::CLOEXEC,
@@ -433,7 +530,7 @@ fn attach_loop(image: &str) -> io::Result<(String, OwnedFd)> {
         )?;
         match sys::loop_configure(
             dev.as_fd(),
-            backing.as_fd(),
+            backing,
             sys::LO_FLAGS_READ_ONLY | sys::LO_FLAGS_AUTOCLEAR,
         ) {
             Ok(()) => return Ok((node, dev)),
@@ -447,6 +544,52 @@ fn attach_loop(image: &str) -> io::Result<(String, OwnedFd)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Neither an image nor the findiso ISO can block init: a FIFO (even
+    /// through a link the ISO may follow) is refused at once, naming it;
+    /// an image is never read through a link; what is opened reads
+    /// normally (O_NONBLOCK cleared).
+    #[test]
+    fn files_from_a_medium_never_block_and_links_only_for_the_iso() {
+        use std::io::Read;
+        let dir = std::env::temp_dir().join(format!("nixlive-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+        std::fs::write(p("img"), b"image").unwrap();
+        std::os::unix::fs::symlink(p("img"), p("link")).unwrap();
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(p("fifo"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::os::unix::fs::symlink(p("fifo"), p("fifo-link")).unwrap();
+        let mut text = String::new();
+        let mut f = open_regular(&p("img"), false).unwrap();
+        f.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "image");
+        assert!(
+            !rustix::fs::fcntl_getfl(&f)
+                .unwrap()
+                .contains(OFlags::NONBLOCK)
+        );
+        assert!(open_regular(&p("link"), true).is_ok());
+        let e = open_regular(&p("link"), false).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        for (path, follow) in [(p("fifo"), false), (p("fifo-link"), true)] {
+            let e = open_regular(&path, follow).unwrap_err();
+            assert_eq!(e.to_string(), "a FIFO, not a regular file: refused");
+        }
+        assert!(
+            open_regular(&dir.to_string_lossy(), true)
+                .unwrap_err()
+                .to_string()
+                .starts_with("a directory")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn hints_name_the_missing_module() {

@@ -24,6 +24,13 @@ pub fn remember(cmdline: &Cmdline) {
 /// "Attempted to kill init").
 pub fn on_panic(info: &std::panic::PanicHookInfo<'_>) {
     let msg = format!("nixlive-init panicked: {info}");
+    if handed_over(&msg) {
+        // Returning would abort PID 1 (panic = "abort"): this thread stops
+        // here, and the main thread runs the failure policy with the message.
+        loop {
+            std::thread::park();
+        }
+    }
     if FAILING.load(Ordering::SeqCst) {
         log::error!("{msg} (while handling a failure)");
         freeze();
@@ -34,6 +41,43 @@ pub fn on_panic(info: &std::panic::PanicHookInfo<'_>) {
         .clone()
         .unwrap_or_default();
     fail(&msg, &cmdline)
+}
+
+/// The message of a panic's payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+type Report = Box<dyn Fn(String) + Send>;
+
+std::thread_local! {
+    /// Where a panic on this thread goes instead of the failure policy.
+    static REPORT: std::cell::RefCell<Option<Report>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A helper thread's panics are handed to `report` (which passes them to
+/// the main thread) instead of running the failure policy on the helper
+/// while the main thread goes on booting.
+pub fn report_panics_to(report: Report) {
+    REPORT.with(|r| *r.borrow_mut() = Some(report));
+}
+
+/// Hands `msg` to this thread's reporter, if it has one.
+fn handed_over(msg: &str) -> bool {
+    let Some(report) = REPORT.with(|r| r.borrow_mut().take()) else {
+        return false;
+    };
+    let thread = std::thread::current();
+    log::error!(
+        "{msg} (on the thread {}; the main thread stops the boot)",
+        thread.name().unwrap_or("unnamed")
+    );
+    report(msg.to_string());
+    true
 }
 
 const SHELLS: [&str; 2] = ["/bin/sh", "/bin/ash"];
@@ -144,5 +188,29 @@ pub fn freeze() -> ! {
             Ok(_) => {}
             Err(_) => std::thread::sleep(std::time::Duration::from_secs(3600)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hook's first step on a helper thread: the message goes to the
+    /// main thread, once; the main thread itself has no reporter.
+    #[test]
+    fn a_helper_threads_panic_is_handed_over() {
+        assert!(!handed_over("on the test's own thread"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            report_panics_to(Box::new(move |m| tx.send(m).unwrap()));
+            assert!(handed_over("nixlive-init panicked: boom"));
+            assert!(!handed_over("a second one"), "the reporter is used once");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(rx.recv().unwrap(), "nixlive-init panicked: boom");
+        assert_eq!(panic_message(&"static"), "static");
+        assert_eq!(panic_message(&String::from("owned")), "owned");
+        assert_eq!(panic_message(&1u8), "a panic without a message");
     }
 }

@@ -24,10 +24,11 @@
 //!
 //! The rest: [`modules`] (loading, coldplug, what the boot needs),
 //! [`discover`] (block devices and their superblocks), [`findiso`],
-//! [`copytoram`], [`verify`], [`trust`] (signed manifests), [`console`], [`kmsg`] (logging),
+//! [`copytoram`], [`verify`], [`check`] (`nixlive.check`), [`trust`] (signed manifests), [`console`], [`kmsg`] (logging),
 //! [`switch_root`].
 
 mod boot;
+mod check;
 mod console;
 mod copytoram;
 mod discover;
@@ -42,6 +43,7 @@ mod net;
 mod plan;
 #[cfg(test)]
 mod recording;
+mod sqfs;
 mod switch_root;
 mod sys;
 mod trust;

@@ -174,12 +174,22 @@ pub struct Failed {
     pub error: String,
 }
 
-/// Modules loading on a thread: their files, when it began, and the
-/// thread, which returns each file's outcome and when it ended.
+/// What the background thread did: each file's outcome and when it ended.
+type Outcome = (Vec<Result<bool, Failed>>, Duration);
+
+/// How one module file is loaded (tests inject a panic here).
+type LoadOne = fn(&Path, &str, Option<&str>) -> Result<bool, Failed>;
+
+/// Modules loading on a thread: their files, when it began, and where the
+/// thread hands over what it did, or the message of its panic. A panic
+/// there cannot unwind (PID 1 is built with `panic = "abort"`): the panic
+/// hook hands the message over and parks the thread
+/// ([`crate::failure::report_panics_to`]), so the main thread names it and
+/// runs the one failure policy.
 struct Background {
     files: Vec<String>,
     started: Duration,
-    handle: std::thread::JoinHandle<(Vec<Result<bool, Failed>>, Duration)>,
+    done: std::sync::mpsc::Receiver<Result<Outcome, String>>,
 }
 
 pub struct Loader {
@@ -200,6 +210,9 @@ pub struct Loader {
     background: Option<Background>,
     /// When the background thread ran (uptime), once it was waited for.
     pub background_span: Option<(Duration, Duration)>,
+    /// The background thread panicked with this message: the boot stops.
+    panicked: Option<String>,
+    load_one: LoadOne,
 }
 
 impl Loader {
@@ -243,6 +256,8 @@ impl Loader {
             loaded: 0,
             background: None,
             background_span: None,
+            panicked: None,
+            load_one,
         }
     }
 
@@ -282,7 +297,8 @@ impl Loader {
             .as_ref()
             .is_some_and(|b| files.iter().any(|f| b.files.contains(f)))
         {
-            self.finish_background();
+            // A panic there is taken in by the next require_*.
+            let _ = self.finish_background();
         }
         for f in files {
             if !self.tried.insert(f.clone()) {
@@ -328,28 +344,39 @@ impl Loader {
             names.join(" ")
         );
         self.tried.extend(files.iter().cloned());
-        let (dir, kd, list) = (
+        let (dir, kd, list, load) = (
             self.dir.clone(),
             self.kernel_decompresses.clone(),
             files.clone(),
+            self.load_one,
         );
         let started = crate::kmsg::uptime();
+        let (tx, done) = std::sync::mpsc::sync_channel(1);
         let spawned = std::thread::Builder::new()
             .name("modules".into())
             .spawn(move || {
-                idle_priority();
-                let out: Vec<Result<bool, Failed>> = list
-                    .iter()
-                    .map(|f| load_one(&dir, f, kd.as_deref()))
-                    .collect();
-                (out, crate::kmsg::uptime())
+                let hook_tx = tx.clone();
+                crate::failure::report_panics_to(Box::new(move |msg| {
+                    // not fatal: the main thread gone means the boot ended.
+                    let _ = hook_tx.send(Err(msg));
+                }));
+                // Unwinding (the unit tests) ends here; PID 1 aborts on a
+                // panic, so there the hook above hands the message over.
+                let r = std::panic::catch_unwind(move || {
+                    idle_priority();
+                    let out: Vec<Result<bool, Failed>> =
+                        list.iter().map(|f| load(&dir, f, kd.as_deref())).collect();
+                    (out, crate::kmsg::uptime())
+                })
+                .map_err(|p| crate::failure::panic_message(p.as_ref()));
+                let _ = tx.send(r);
             });
         match spawned {
-            Ok(handle) => {
+            Ok(_) => {
                 self.background = Some(Background {
                     files,
                     started,
-                    handle,
+                    done,
                 })
             }
             Err(e) => {
@@ -362,30 +389,43 @@ impl Loader {
     }
 
     /// Waits for the background thread, if any, and takes in what it did.
-    pub fn finish_background(&mut self) {
-        let Some(b) = self.background.take() else {
-            return;
-        };
-        match b.handle.join() {
-            Ok((outcomes, ended)) => {
-                for (f, o) in b.files.iter().zip(outcomes) {
-                    self.note(f, o);
+    /// A panic there (or a thread that ended without a word) is the
+    /// boot's failure: `Err` naming it, now and at every later require_*.
+    pub fn finish_background(&mut self) -> Result<(), BootError> {
+        if let Some(b) = self.background.take() {
+            match b.done.recv() {
+                Ok(Ok((outcomes, ended))) => {
+                    for (f, o) in b.files.iter().zip(outcomes) {
+                        self.note(f, o);
+                    }
+                    log::info!(
+                        "background modules: {} loaded, {} ms from {} ms of uptime",
+                        b.files.len(),
+                        ended.saturating_sub(b.started).as_millis(),
+                        b.started.as_millis()
+                    );
+                    self.background_span = Some((b.started, ended));
                 }
-                log::info!(
-                    "background modules: {} loaded, {} ms from {} ms of uptime",
-                    b.files.len(),
-                    ended.saturating_sub(b.started).as_millis(),
-                    b.started.as_millis()
-                );
-                self.background_span = Some((b.started, ended));
-            }
-            Err(_) => {
-                // A panic there is a bug; what it did not load is tried again.
-                log::warn!("the background module thread failed; loading its modules here");
-                for f in &b.files {
-                    self.tried.remove(f);
+                Ok(Err(msg)) => {
+                    log::error!("the background module thread panicked: {msg}");
+                    self.panicked = Some(msg);
+                }
+                Err(_) => {
+                    self.panicked = Some("it ended without handing over what it did".into());
                 }
             }
+        }
+        self.check_background()
+    }
+
+    /// `Err` once the background thread is known to have panicked.
+    fn check_background(&self) -> Result<(), BootError> {
+        match &self.panicked {
+            Some(msg) => Err(BootError::ThreadPanicked {
+                thread: "modules (loading kernel modules in the background)",
+                msg: msg.clone(),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -700,9 +740,10 @@ impl Loader {
                 .map(|c| c.files)
                 .unwrap_or_default();
             if files.iter().any(|f| b.files.contains(f)) {
-                self.finish_background();
+                self.finish_background()?;
             }
         }
+        self.check_background()?;
         if known() {
             return Ok(());
         }
@@ -1162,6 +1203,37 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A panic in the background thread is not the end of that thread
+    /// only: the main thread learns of it when it waits, names it, and the
+    /// boot stops there (at every later require_* too) through the one
+    /// failure policy, instead of going on without the modules.
+    #[test]
+    fn a_panic_in_the_background_thread_stops_the_boot_on_the_main_thread() {
+        let dir = tempfile_dir("background-panic");
+        let mut l = test_loader(
+            dir.clone(),
+            ModDep::parse("kernel/drivers/block/loop.ko:\n").unwrap(),
+            "6.1.0",
+        );
+        l.load_one = |_, f, _| panic!("injected: loading {f}");
+        let main = std::thread::current().id();
+        l.start_background(&["loop".to_string()]);
+        assert!(l.background.is_some());
+        let e = l.finish_background().unwrap_err();
+        assert_eq!(std::thread::current().id(), main);
+        let msg = nixlive_formats::error::chain(&e);
+        assert!(
+            msg.contains("modules")
+                && msg.contains("injected: loading kernel/drivers/block/loop.ko"),
+            "{msg}"
+        );
+        assert!(l.background.is_none() && l.background_span.is_none());
+        // Whatever the boot asks for next stops there too, with the same message.
+        let again = l.require_loop("the store images").unwrap_err();
+        assert_eq!(nixlive_formats::error::chain(&again), msg);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// A loader of the modules in `dir` listed by `dep`, built for kernel
     /// `built_for` while 6.1.0 runs, that knows `fs-squashfs`.
     fn test_loader(dir: PathBuf, dep: ModDep, built_for: &str) -> Loader {
@@ -1178,6 +1250,8 @@ mod tests {
             loaded: 0,
             background: None,
             background_span: None,
+            panicked: None,
+            load_one,
         }
     }
 

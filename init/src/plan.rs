@@ -41,6 +41,20 @@ impl fmt::Display for Source {
     }
 }
 
+/// What a loop device is attached to, and how the file is opened. Both
+/// are opened without blocking (a FIFO named like an image hangs nothing)
+/// and must be regular files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing {
+    /// The ISO file `findiso=` names, on a filesystem the user chose:
+    /// symlinks there are followed.
+    IsoFile,
+    /// An image the manifest lists: not through a symlink. With a sha256,
+    /// the file is hashed through the one open file that then backs the
+    /// loop device, so what was checked is what is mounted.
+    Image { sha256: Option<String> },
+}
+
 /// Mount flags, as `mount -o` spells them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flags {
@@ -88,6 +102,7 @@ pub enum Step {
     AttachLoop {
         file: String,
         handle: Handle,
+        backing: Backing,
     },
     /// `ln -sfn target link`; `target` may be a loop device.
     Symlink {
@@ -101,11 +116,6 @@ pub enum Step {
     Move {
         from: String,
         to: String,
-    },
-    /// Check `path`'s SHA-256 against the manifest's (empty: none known).
-    Verify {
-        path: String,
-        sha256: String,
     },
     /// Fetch an image over HTTP into `to` (on the images tmpfs), checking
     /// its size and SHA-256 as it arrives; `done` and `total` as for
@@ -123,6 +133,19 @@ pub enum Step {
     CheckSize {
         path: String,
         size: u64,
+    },
+    /// `nixlive.check`: read the whole data area of `source` (the
+    /// dm-verity device over `image`) once, with a progress line, so that
+    /// a bad block is found now, and named by its byte offset in the
+    /// image, rather than as an I/O error in stage 2. `done` and `total`
+    /// (bytes, over all images checked) are for the progress line.
+    CheckImage {
+        source: Handle,
+        image: String,
+        size: u64,
+        block: u32,
+        done: u64,
+        total: u64,
     },
     /// Put dm-verity over the loop device `source` as the device-mapper
     /// device `name`, known as `handle` from then on: every block read
@@ -170,13 +193,23 @@ impl fmt::Display for Step {
                 }
                 write!(f, " {source} {target}")
             }
-            Step::AttachLoop { file, handle } => {
-                write!(f, "{handle}=$(losetup --read-only --find --show {file})")
+            Step::AttachLoop {
+                file,
+                handle,
+                backing,
+            } => {
+                write!(f, "{handle}=$(losetup --read-only --find --show {file})")?;
+                if let Backing::Image { sha256: Some(_) } = backing {
+                    write!(f, " # sha256sum --check of the file losetup opened")?;
+                }
+                Ok(())
+            }
+            Step::CheckImage { source, image, .. } => {
+                write!(f, "cat ${source} >/dev/null # nixlive.check of {image}")
             }
             Step::Symlink { target, link } => write!(f, "ln -sfn {target} {link}"),
             Step::Unmount { target } => write!(f, "umount {target}"),
             Step::Move { from, to } => write!(f, "mount --move {from} {to}"),
-            Step::Verify { path, .. } => write!(f, "sha256sum --check {path}"),
             Step::CheckSize { path, size } => write!(f, "test $(stat -c %s {path}) = {size}"),
             Step::Verity {
                 source,
@@ -366,6 +399,7 @@ pub fn medium(found: &Found) -> Vec<Step> {
             vec![Step::AttachLoop {
                 file: path.clone(),
                 handle: MEDIUM_LOOP.into(),
+                backing: Backing::IsoFile,
             }],
             Source::Loop(MEDIUM_LOOP.into()),
             fstype,
@@ -452,6 +486,8 @@ pub struct BootPlan {
     /// Every image is checked (`nixlive.verify`, a trusted key, or
     /// copying to RAM).
     pub verify: bool,
+    /// `nixlive.check`: every image is read whole before stage 2.
+    pub check: bool,
     /// How each image is checked (name, how), for `store` and `fallback`.
     pub checks: Vec<(String, Check)>,
     pub fallback_checks: Vec<(String, Check)>,
@@ -506,8 +542,10 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
         Err(why) => (Some(why), None),
     };
     let overlay = overlay_size(cmdline, p.ram);
-    let verify = cmdline.verify || p.trusted;
-    let in_place = store_steps(m, &dir, verify, overlay, false, None);
+    // nixlive.check reads an image without a hash tree whole, by its sha256.
+    let verify = cmdline.verify || p.trusted || cmdline.check;
+    let check = cmdline.check;
+    let in_place = store_steps(m, &dir, verify, check, overlay, false, None);
     let in_place_checks = checks(m, verify, Via::InPlace);
     let (images, copy, store, fallback, checks, fallback_checks) = match (ram_size, &p.found) {
         // Sized and hashed while fetched.
@@ -516,7 +554,7 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
             (
                 ImageSource::Fetched { size },
                 fetch,
-                store_steps(m, &dir, false, overlay, true, None),
+                store_steps(m, &dir, false, check, overlay, true, None),
                 None,
                 checks(m, true, Via::Fetched),
                 Vec::new(),
@@ -527,7 +565,7 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
             (
                 ImageSource::Ram { size },
                 copy_steps(m, &dir, &ram_dir, size, total),
-                store_steps(m, &ram_dir, false, overlay, true, Some(&p.found)),
+                store_steps(m, &ram_dir, false, check, overlay, true, Some(&p.found)),
                 Some(in_place),
                 checks(m, true, Via::Copied),
                 in_place_checks,
@@ -547,6 +585,7 @@ pub fn plan(cmdline: &Cmdline, p: &Probed) -> BootPlan {
         images,
         copy_refused,
         verify: verify || ram_size.is_some() || matches!(p.found, Found::Http { .. }),
+        check,
         checks,
         fallback_checks,
         switch: switch_steps(&init),
@@ -621,11 +660,15 @@ fn copy_steps(m: &Manifest, from: &str, to: &str, size: u64, total: u64) -> Vec<
 
 /// The images as lower layers (first = top), the rw tmpfs, the overlay at
 /// `/nix/store`; after a copy to RAM, the medium (`release`) is let go.
-/// Images `copied` (to RAM, or fetched) were sized and hashed on the way.
+/// Images `copied` (to RAM, or fetched) were sized and hashed on the way;
+/// else with `verify`, an image without a hash tree is hashed through the
+/// file that backs its loop device. With `check`, every image with a hash
+/// tree is read whole through dm-verity before it is mounted.
 fn store_steps(
     m: &Manifest,
     dir: &str,
     verify: bool,
+    check: bool,
     overlay: u64,
     copied: bool,
     release: Option<&Found>,
@@ -637,21 +680,33 @@ fn store_steps(
             size: img.size,
         }));
     }
-    if verify {
-        // Images with a hash tree are checked block by block instead.
-        steps.extend(
-            m.images
-                .iter()
-                .filter(|img| img.verity.is_none())
-                .map(|img| Step::Verify {
-                    path: format!("{dir}/{}", img.name),
-                    sha256: img.sha256.clone(),
-                }),
-        );
-    }
+    let checked: Vec<(usize, u64)> = m
+        .images
+        .iter()
+        .enumerate()
+        .filter(|_| check)
+        .filter_map(|(i, img)| img.verity.as_ref().map(|v| (i, data_len(v))))
+        .collect();
+    let total = checked.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n));
+    let mut done = 0u64;
     let mut lowers = Vec::new();
     for (i, img) in m.images.iter().enumerate() {
-        lowers.push(image_steps(&mut steps, dir, img, i, m.images.len()));
+        let hash = verify && img.verity.is_none();
+        let read = checked.iter().find(|(j, _)| *j == i).map(|(_, n)| Read {
+            size: *n,
+            done,
+            total,
+        });
+        done = done.saturating_add(read.as_ref().map_or(0, |r| r.size));
+        lowers.push(image_steps(
+            &mut steps,
+            dir,
+            img,
+            i,
+            m.images.len(),
+            hash,
+            read,
+        ));
     }
     let rw = in_new_root(paths::RW_STORE);
     let store = in_new_root(paths::STORE_DIR);
@@ -684,15 +739,41 @@ fn store_steps(
     steps
 }
 
-/// Attach and mount image `i` of `n`; returns its mount point.
-fn image_steps(steps: &mut Vec<Step>, dir: &str, img: &ImageEntry, i: usize, n: usize) -> String {
+/// The bytes dm-verity covers: the image's data area.
+fn data_len(v: &verity::Params) -> u64 {
+    v.data_blocks.saturating_mul(u64::from(v.data_block))
+}
+
+/// A whole read of one image's data through dm-verity (`nixlive.check`).
+struct Read {
+    size: u64,
+    done: u64,
+    total: u64,
+}
+
+/// Attach and mount image `i` of `n` (hashed through the loop device's
+/// file when `hash`; read whole through dm-verity first when `read`);
+/// returns its mount point.
+fn image_steps(
+    steps: &mut Vec<Step>,
+    dir: &str,
+    img: &ImageEntry,
+    i: usize,
+    n: usize,
+    hash: bool,
+    read: Option<Read>,
+) -> String {
     let target = in_new_root(&paths::image_mount(i, n));
     let mut handle = format!("image{i}");
+    let file = format!("{dir}/{}", img.name);
     steps.extend([
         mkdir(target.clone()),
         Step::AttachLoop {
-            file: format!("{dir}/{}", img.name),
+            file: file.clone(),
             handle: handle.clone(),
+            backing: Backing::Image {
+                sha256: hash.then(|| img.sha256.clone()),
+            },
         },
     ]);
     if let Some(params) = &img.verity {
@@ -704,6 +785,16 @@ fn image_steps(steps: &mut Vec<Step>, dir: &str, img: &ImageEntry, i: usize, n: 
             params: params.clone(),
         });
         handle = dm;
+        if let Some(r) = read {
+            steps.push(Step::CheckImage {
+                source: handle.clone(),
+                image: file,
+                size: r.size,
+                block: params.data_block,
+                done: r.done,
+                total: r.total,
+            });
+        }
     }
     steps.push(Step::Mount {
         source: Source::Loop(handle),
@@ -1032,7 +1123,7 @@ pub mod tests {
         let store = render(&p.store);
         assert!(store[1].contains("--show /mnt-root/nix/.images/img0.squashfs"));
         assert!(
-            !store.iter().any(|s| s.starts_with("sha256sum")),
+            !store.iter().any(|s| s.contains("sha256sum")),
             "copying verified already"
         );
         assert_eq!(store.last().unwrap(), "umount /mnt-root/iso");
@@ -1071,20 +1162,121 @@ pub mod tests {
         );
     }
 
+    /// Each image is hashed through the open file that then backs its
+    /// loop device: no second open by path between the check and the use.
     #[test]
-    fn verify_checks_every_image_first() {
+    fn verify_hashes_each_image_through_its_loop_file() {
         let c = Cmdline {
             verify: true,
             ..Default::default()
         };
         let p = plan(&c, &probed(cd(), 2));
         assert!(p.verify);
+        let s = render(&p.store);
         assert_eq!(
-            render(&p.store)[2..4],
-            [
-                "sha256sum --check /mnt-root/iso/img0.squashfs",
-                "sha256sum --check /mnt-root/iso/img1.squashfs"
-            ]
+            s[3],
+            "image0=$(losetup --read-only --find --show /mnt-root/iso/img0.squashfs) \
+             # sha256sum --check of the file losetup opened"
+        );
+        assert_eq!(
+            p.store[3],
+            Step::AttachLoop {
+                file: "/mnt-root/iso/img0.squashfs".into(),
+                handle: "image0".into(),
+                backing: Backing::Image {
+                    sha256: Some("0".repeat(64))
+                }
+            }
+        );
+        assert!(s[6].ends_with("# sha256sum --check of the file losetup opened"));
+        assert!(!s.iter().any(|l| l.starts_with("sha256sum")), "{s:?}");
+        // Without a check, no hashing; the findiso ISO follows its links.
+        let p = plan(&Cmdline::default(), &probed(cd(), 1));
+        assert!(p.store.iter().any(|s| matches!(
+            s,
+            Step::AttachLoop {
+                backing: Backing::Image { sha256: None },
+                ..
+            }
+        )));
+        assert!(matches!(
+            &medium(&findiso("/a.iso"))[0],
+            Step::AttachLoop {
+                backing: Backing::IsoFile,
+                ..
+            }
+        ));
+    }
+
+    /// nixlive.check: an image with a hash tree is read whole through
+    /// dm-verity before it is mounted (progress over all such images); one
+    /// without is hashed; without the flag nothing is read ahead.
+    #[test]
+    fn check_reads_every_image_before_it_is_mounted() {
+        let c = Cmdline::parse("root=LABEL=X nixlive.check");
+        let mut pr = with_verity(probed(cd(), 3));
+        pr.manifest.images[1].verity = None;
+        let p = plan(&c, &pr);
+        assert!(p.check);
+        let s = render(&p.store);
+        let at = |needle: &str| s.iter().position(|l| l.contains(needle)).unwrap();
+        assert!(at("dmsetup create nixlive-image0") < at("nixlive.check of /mnt-root/iso/img0"));
+        assert!(
+            at("nixlive.check of /mnt-root/iso/img0") < at("$verity0 /mnt-root/nix/.ro-store/0")
+        );
+        assert_eq!(
+            s[at("nixlive.check of /mnt-root/iso/img0")],
+            "cat $verity0 >/dev/null # nixlive.check of /mnt-root/iso/img0.squashfs"
+        );
+        let reads: Vec<(u64, u64, u64, u32)> = p
+            .store
+            .iter()
+            .filter_map(|s| match s {
+                Step::CheckImage {
+                    size,
+                    done,
+                    total,
+                    block,
+                    ..
+                } => Some((*size, *done, *total, *block)),
+                _ => None,
+            })
+            .collect();
+        let data = 25_000 * 4096;
+        assert_eq!(
+            reads,
+            [(data, 0, 2 * data, 4096), (data, data, 2 * data, 4096)]
+        );
+        // The image without a tree: hashed through its loop file.
+        assert!(s[at("--show /mnt-root/iso/img1.squashfs)")].contains("sha256sum --check"));
+        assert_eq!(p.checks[1], ("img1.squashfs".into(), Check::Sha256));
+        // Without nixlive.check: lazy, as before.
+        let lazy = plan(&Cmdline::default(), &pr);
+        assert!(!lazy.check);
+        assert!(
+            !lazy
+                .store
+                .iter()
+                .any(|s| matches!(s, Step::CheckImage { .. }))
+        );
+        // copytoram: the copy hashed every image; verity over the copy is read whole.
+        let c = Cmdline::parse("nixlive.check copytoram");
+        let p = plan(&c, &pr);
+        assert_eq!(
+            p.store
+                .iter()
+                .filter(|s| matches!(s, Step::CheckImage { .. }))
+                .count(),
+            2
+        );
+        let fallback = p.fallback.unwrap();
+        assert_eq!(
+            fallback
+                .iter()
+                .filter(|s| matches!(s, Step::CheckImage { .. }))
+                .count(),
+            2,
+            "the fallback to the medium checks too"
         );
     }
 
@@ -1168,7 +1360,7 @@ pub mod tests {
         let has_sha = |p: &BootPlan| {
             render(&p.store)
                 .iter()
-                .filter(|s| s.starts_with("sha256sum"))
+                .filter(|s| s.contains("sha256sum --check"))
                 .count()
         };
         let only = |p: &BootPlan| {
@@ -1225,7 +1417,7 @@ pub mod tests {
         assert_eq!(
             fallback
                 .iter()
-                .filter(|s| s.starts_with("sha256sum"))
+                .filter(|s| s.contains("sha256sum --check"))
                 .count(),
             2
         );

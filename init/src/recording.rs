@@ -4,7 +4,7 @@
 //! are checked without root.
 
 use crate::error::BootError;
-use crate::exec::{Executor, Runner};
+use crate::exec::{AttachError, Executor, ImageRead, Runner};
 use crate::plan::{self, Flags, Found, Probed, Step};
 use nixlive_formats::Cmdline;
 use std::io;
@@ -51,11 +51,35 @@ impl Executor for Recording {
     ) -> io::Result<()> {
         self.call(format!("mount {fstype} {source} {target} {flags:?} {data}"))
     }
-    fn attach_loop(&mut self, file: &str) -> io::Result<String> {
+    /// `attach FILE NODE`, or `attach+verify FILE NODE` when the file is
+    /// hashed through the open file that backs the loop device (one open).
+    fn attach_loop(&mut self, file: &str, backing: &plan::Backing) -> Result<String, AttachError> {
         let node = format!("/dev/loop{}", self.loops);
-        self.call(format!("attach {file} {node}"))?;
+        match backing {
+            plan::Backing::Image { sha256: Some(want) } => self
+                .call(format!("attach+verify {file} {node}"))
+                .map_err(|_| {
+                    AttachError::Check(crate::verify::check(file, want, "bad").unwrap_err())
+                })?,
+            _ => self.call(format!("attach {file} {node}"))?,
+        }
         self.loops += 1;
         Ok(node)
+    }
+    /// A failing check names its third block as the bad one.
+    fn check_image(&mut self, dev: &str, c: &ImageRead<'_>) -> Result<(), BootError> {
+        self.call(format!(
+            "check {dev} {} {} {}/{}",
+            c.image, c.size, c.done, c.total
+        ))
+        .map_err(|source| BootError::BadBlock {
+            image: c.image.to_string(),
+            inside: ", in the file /a-pkg/bin/a of the image".into(),
+            offset: 3 * u64::from(c.block),
+            block: 3,
+            block_size: c.block,
+            source,
+        })
     }
     fn detach_loop(&mut self, node: &str) {
         self.calls.push(format!("detach {node}"));
@@ -68,10 +92,6 @@ impl Executor for Recording {
     }
     fn move_mount(&mut self, from: &str, to: &str) -> io::Result<()> {
         self.call(format!("move {from} {to}"))
-    }
-    fn verify(&mut self, path: &str, sha256: &str) -> Result<(), BootError> {
-        self.call(format!("verify {path}"))
-            .map_err(|_| crate::verify::check(path, sha256, "bad").unwrap_err())
     }
     fn file_size(&mut self, path: &str) -> io::Result<u64> {
         self.call(format!("stat {path}"))?;
@@ -312,10 +332,13 @@ fn stock_layout_verifies_nothing_it_cannot() {
     p.manifest.images[0].sha256 = String::new();
     let bp = plan::plan(&c, &p);
     assert_eq!(
-        bp.store[1],
-        Step::Verify {
-            path: "/mnt-root/iso/nix-store.squashfs".into(),
-            sha256: String::new()
+        bp.store[2],
+        Step::AttachLoop {
+            file: "/mnt-root/iso/nix-store.squashfs".into(),
+            handle: "image0".into(),
+            backing: plan::Backing::Image {
+                sha256: Some(String::new())
+            }
         }
     );
     assert!(crate::verify::check("/x", "", "anything").is_ok());
@@ -382,8 +405,10 @@ fn a_failing_findiso_mount_lets_the_loop_device_go() {
     assert_eq!(calls.last().unwrap(), "detach /dev/loop0");
 }
 
+/// Each image is hashed through the file its loop device is then bound
+/// to; a changed one stops the boot, and what was mounted before it is undone.
 #[test]
-fn a_changed_image_stops_before_anything_is_mounted() {
+fn a_changed_image_stops_the_boot_and_is_undone() {
     let c = Cmdline {
         verify: true,
         ..Default::default()
@@ -391,22 +416,88 @@ fn a_changed_image_stops_before_anything_is_mounted() {
     let (calls, err) = boot(
         &c,
         probed(cd(), 2),
-        Recording::failing_on("verify /mnt-root/iso/img1"),
+        Recording::failing_on("attach+verify /mnt-root/iso/img1"),
     );
     let err = err.unwrap();
     assert!(
         err.contains("/mnt-root/iso/img1.squashfs: sha256 is bad") && err.contains("damaged"),
         "{err}"
     );
+    let c = after_api(&calls);
     assert_eq!(
-        after_api(&calls)[3..],
+        c[3..6],
         [
             "stat /mnt-root/iso/img0.squashfs",
             "stat /mnt-root/iso/img1.squashfs",
-            "verify /mnt-root/iso/img0.squashfs",
-            "verify /mnt-root/iso/img1.squashfs"
+            "mkdir /mnt-root/nix/.ro-store/0",
         ]
     );
+    assert_eq!(c[6], "attach+verify /mnt-root/iso/img0.squashfs /dev/loop0");
+    assert!(
+        !c.iter().any(|c| c.starts_with("verify ")),
+        "one open: {c:?}"
+    );
+    let n = c.len();
+    assert_eq!(
+        c[n - 3..],
+        [
+            "attach+verify /mnt-root/iso/img1.squashfs /dev/loop1",
+            "umount /mnt-root/nix/.ro-store/0",
+            "detach /dev/loop0"
+        ]
+    );
+}
+
+/// nixlive.check: each image is read whole through its dm-verity device
+/// before it is mounted; a bad block stops the boot naming the image and
+/// the block's offset, and what was set up is undone (the medium stays).
+#[test]
+fn nixlive_check_reads_through_verity_and_names_the_bad_block() {
+    let c = Cmdline::parse("root=LABEL=X nixlive.check");
+    let p = crate::plan::tests::with_verity(probed(cd(), 2));
+    let (calls, err) = boot(&c, p.clone(), Recording::default());
+    assert!(err.unwrap().starts_with("stage-2 init"));
+    let c2 = after_api(&calls);
+    let data = 25_000 * 4096u64;
+    assert_eq!(
+        c2[6..9],
+        [
+            "attach /mnt-root/iso/img0.squashfs /dev/loop0".to_string(),
+            "verity nixlive-image0 /dev/loop0 25000".into(),
+            format!(
+                "check /dev/dm-0 /mnt-root/iso/img0.squashfs {data} 0/{}",
+                2 * data
+            ),
+        ]
+    );
+    assert!(c2[9].starts_with("mount squashfs /dev/dm-0 /mnt-root/nix/.ro-store/0"));
+    let (calls, err) = boot(&c, p, Recording::failing_on("check /dev/dm-1"));
+    let err = err.unwrap();
+    assert!(
+        err.starts_with(
+            "nixlive.check: /mnt-root/iso/img1.squashfs is damaged: the block at byte 12288 \
+             (block 3 of 4096 bytes, in the file /a-pkg/bin/a of the image)"
+        ),
+        "{err}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("/mnt-root/nix/.ro-store/1 "))
+    );
+    let n = calls.len();
+    assert_eq!(
+        calls[n - 6..],
+        [
+            "check /dev/dm-1 /mnt-root/iso/img1.squashfs 102400000 102400000/204800000",
+            "dm-remove nixlive-image1",
+            "detach /dev/loop1",
+            "umount /mnt-root/nix/.ro-store/0",
+            "dm-remove nixlive-image0",
+            "detach /dev/loop0"
+        ]
+    );
+    assert!(!has(&calls, "umount /mnt-root/iso"));
 }
 
 #[test]

@@ -130,10 +130,15 @@ pub enum NetError {
         got: String,
     },
     #[error(
-        "the images need {need_mib} MiB of RAM, but only {avail_mib} MiB are available: \
-         boot this set on a machine with more memory, or from a medium"
+        "the images need {need_mib} MiB of RAM plus {reserve_mib} MiB to run, but only \
+         {avail_mib} MiB are available: boot this set on a machine with more memory, or from \
+         a medium"
     )]
-    NoRoom { need_mib: u64, avail_mib: u64 },
+    NoRoom {
+        need_mib: u64,
+        reserve_mib: u64,
+        avail_mib: u64,
+    },
     #[error("{url}: writing")]
     Write {
         url: String,
@@ -200,12 +205,18 @@ pub fn budget(cmdline: &Cmdline) -> Option<Duration> {
     }
 }
 
+/// When `budget` from `now` ends; `None` (forever) when no budget, or one
+/// so long the clock cannot hold its end.
+pub fn deadline(now: Instant, budget: Option<Duration>) -> Option<Instant> {
+    budget.and_then(|b| now.checked_add(b))
+}
+
 /// Brings the network up as `ip=` says (DHCP by default) and remembers it.
 /// `coldplug` loads drivers for devices that appeared since the last call
 /// (a virtio NIC shows up only once virtio_pci is loaded).
 pub fn up(cmdline: &Cmdline, coldplug: &mut dyn FnMut()) -> Result<&'static Session, BootError> {
     let budget = budget(cmdline);
-    let deadline = budget.map(|b| Instant::now() + b);
+    let deadline = deadline(Instant::now(), budget);
     let ip = cmdline.ip.clone().unwrap_or(IpConfig::Dhcp { iface: None });
     let want_iface = match &ip {
         IpConfig::Off => return Err(NetError::Off.into()),
@@ -440,11 +451,60 @@ pub fn fits(size: u64) -> Result<(), BootError> {
         .ok()
         .and_then(|t| crate::copytoram::mem_available(&t));
     match avail {
-        Some(a) if size > a => Err(NetError::NoRoom {
+        Some(a) => Ok(room(size, a)?),
+        // Without /proc/meminfo the tmpfs's own size limit still holds.
+        None => Ok(()),
+    }
+}
+
+/// A tmpfs of `size` bytes for the fetched images fits in `avail` bytes
+/// with what copytoram keeps free for the running system
+/// ([`crate::copytoram::RESERVE`]).
+pub fn room(size: u64, avail: u64) -> Result<(), NetError> {
+    let reserve = crate::copytoram::RESERVE;
+    if size.checked_add(reserve).is_none_or(|need| need > avail) {
+        return Err(NetError::NoRoom {
             need_mib: size >> 20,
-            avail_mib: a >> 20,
+            reserve_mib: reserve >> 20,
+            avail_mib: avail >> 20,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2^63 s (or any budget the clock cannot add) is forever, never a panic.
+    #[test]
+    fn a_budget_past_the_clock_is_forever() {
+        let now = Instant::now();
+        assert_eq!(deadline(now, None), None);
+        assert_eq!(
+            deadline(now, Some(Duration::from_secs(5))),
+            Some(now + Duration::from_secs(5))
+        );
+        for huge in [Duration::from_secs(1 << 63), Duration::MAX] {
+            assert_eq!(deadline(now, Some(huge)), None, "{huge:?}");
         }
-        .into()),
-        _ => Ok(()),
+        let c = Cmdline::parse("nixlive.net_timeout=9223372036854775808");
+        assert_eq!(deadline(now, budget(&c)), None);
+    }
+
+    /// Fetched images keep copytoram's reserve free, not just their size.
+    #[test]
+    fn fetched_images_leave_the_reserve_free() {
+        let mib = 1u64 << 20;
+        assert!(room(100 * mib, 400 * mib).is_ok());
+        assert!(room(100 * mib, 356 * mib).is_ok());
+        let e = room(100 * mib, 355 * mib).unwrap_err().to_string();
+        assert!(
+            e.contains("100 MiB of RAM plus 256 MiB") && e.contains("only 355 MiB"),
+            "{e}"
+        );
+        // Before the fix, fits() let this through with 1 MiB to spare.
+        assert!(room(100 * mib, 101 * mib).is_err());
+        assert!(room(u64::MAX, u64::MAX).is_err());
     }
 }

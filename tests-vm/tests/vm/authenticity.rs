@@ -52,7 +52,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| build().unwrap_or_else(|e| panic!("building the media: {e}")))
 }
 
-fn noise(n: usize) -> Vec<u8> {
+pub(crate) fn noise(n: usize) -> Vec<u8> {
     let mut x = 0x9e3779b97f4a7c15u64;
     (0..n)
         .map(|_| {
@@ -75,7 +75,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
 
 /// A key pair made by real Nix in `dir`, and the builder's arguments
 /// that sign the medium with it and make the initrd trust it.
-fn signing_args(dir: &Path) -> Result<Vec<String>, String> {
+pub(crate) fn signing_args(dir: &Path) -> Result<Vec<String>, String> {
     let nix = Nix::new(dir);
     let (secret, public) = (dir.join("key.secret"), dir.join("key.public"));
     let mut keygen = nix.command("nix-store");
