@@ -4,8 +4,8 @@
 # the stub NixOS modules (stubs/modules) and the stub nixpkgs
 # (stubs/pkgs.nix), as NixOS's eval-config.nix would evaluate them.
 #
-# `nix-instantiate --eval --strict --json eval.nix --arg nixpkgsLib PATH`
-# gives, for each example, the options nix/module.nix set, the `nixlive`
+# `nix-instantiate --eval --strict --json eval.nix -A checks --arg
+# nixpkgsLib PATH` gives, for each example, the options nix/module.nix set, the `nixlive`
 # command line and Hydra's products of its output (store paths shown as
 # @name@), boot.postBootCommands, and the failed assertions; and for each
 # impossible configuration, the module's assertion messages.
@@ -15,27 +15,7 @@
 let
   lib = import (nixpkgsLib + "/lib");
 
-  evalSystem =
-    {
-      modules,
-      system ? "x86_64-linux",
-      host ? { },
-    }:
-    let
-      pkgs = import ./stubs/pkgs.nix { inherit lib system host; };
-      eval = lib.evalModules {
-        specialArgs.modulesPath = ./stubs/modules;
-        modules =
-          import ./stubs/modules/module-list.nix
-          ++ [
-            { _module.args.pkgs = pkgs; }
-            # What nixos/modules/system/activation/top-level.nix defines.
-            { system.build.toplevel = pkgs.demoSystem; }
-          ]
-          ++ modules;
-      };
-    in
-    eval // { inherit pkgs; };
+  evalSystem = args: import ./eval-system.nix ({ inherit lib; } // args);
 
   # NixOS's top-level.nix fails on these; here they are data.
   failedAssertions = config: map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
@@ -154,6 +134,7 @@ let
     .success;
 in
 {
+  checks = {
   examples = {
     iso = report isoExample "nixliveIso";
     netbootHttp = report netbootExample "nixliveNetbootHttp";
@@ -259,6 +240,8 @@ in
     labelTooLong = outputRefused { nixlive.label = "NIXOS_LIVE_MEDIUM_WITH_A_LONG_NAME"; };
   };
 
+  };
+
   # Wrong types: forcing each must fail with the type's own description.
   typeError =
     lib.mapAttrs
@@ -275,6 +258,7 @@ in
             n.maxImageSize
             n.signKeyFile
             n.verity
+            n.kernelParams
           ]
         ) "evaluated"
       )

@@ -41,7 +41,7 @@ let
           "-c"
           script
         ];
-        PATH = "/usr/bin:/bin";
+        PATH = "/usr/bin:/bin:/usr/sbin";
       }
       // attrs
     );
@@ -162,7 +162,7 @@ let
                   "-c"
                   script
                 ];
-                PATH = lib.concatStringsSep ":" (map (p: "${p}/bin") inputs ++ [ "/usr/bin:/bin" ]);
+                PATH = lib.concatStringsSep ":" (map (p: "${p}/bin") inputs ++ [ "/usr/bin:/bin:/usr/sbin" ]);
                 SOURCE_DATE_EPOCH = "315532800";
               }
             );
@@ -186,7 +186,7 @@ let
               "-u"
               "-c"
               ''
-                export PATH=/usr/bin:/bin
+                export PATH=/usr/bin:/bin:/usr/sbin
                 attrs="$NIX_BUILD_TOP/.attrs.json"
                 out=$(jq -r .outputs.out "$attrs")
                 mkdir "$out"
