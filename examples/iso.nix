@@ -17,7 +17,7 @@
   # SSH with this key; the installer's `nixos` user and the console stay.
   services.openssh.enable = true;
   users.users.root.openssh.authorizedKeys.keys = [
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNpeHRlZW4gYnl0ZXMgb2Yga2V5IG1hdGVyaWFs alice@laptop"
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEIaD3ZOY0tC7eKnW4Alh2jmzfjZ+aXWSfrAIPmu2SKY alice@laptop"
   ];
   # The password "nixos-live" (openssl passwd -6); make your own.
   users.users.root.hashedPassword = "$6$nixlivelivecd0$ROr/7rBQW3sc13RhS03uYMDohY7Rj1bQ/cCOEhgQuGVDIavACZF56.7r6NZoZVou7rh4tMX.b8yVWY3Rnbpx20";

@@ -18,10 +18,10 @@
   # The images are checked against the manifest the initrd trusts; sign
   # it with a key that never enters the store (docs/nixos.md, "Secrets").
   nixlive.signKeyFile = "/run/keys/nixlive-sign.key";
-  nixlive.trustedKeys = [ "boot.example.org-1:c2l4dGVlbiBieXRlcyBvZiBrZXkgbWF0ZXJpYWwhIQ==" ];
+  nixlive.trustedKeys = [ "boot.example.org-1:/Oyq73eJXstJuw1NzgtmSfC6ATmnfR/Abv/kwxIkycw=" ];
 
   services.openssh.enable = true;
   users.users.root.openssh.authorizedKeys.keys = [
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNpeHRlZW4gYnl0ZXMgb2Yga2V5IG1hdGVyaWFs alice@laptop"
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEIaD3ZOY0tC7eKnW4Alh2jmzfjZ+aXWSfrAIPmu2SKY alice@laptop"
   ];
 }

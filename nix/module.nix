@@ -82,7 +82,8 @@ let
   labelChars = "[A-Za-z0-9_.-]+";
   validLabel = max: l: builtins.match labelChars l != null && lib.stringLength l <= max;
   sizePattern = "[0-9]+[KMGT]?";
-  publicKeyPattern = "[A-Za-z0-9._-]+:[A-Za-z0-9+/]+=*";
+  # NAME:BASE64 of an Ed25519 public key, 32 bytes (44 characters).
+  publicKeyPattern = "[A-Za-z0-9._-]+:[A-Za-z0-9+/]{43}=";
 
   keyIsPath = cfg.signKeyFile != null && isPath cfg.signKeyFile;
   keyString = if cfg.signKeyFile == null || keyIsPath then null else cfg.signKeyFile;
@@ -183,7 +184,7 @@ let
     }
     {
       assertion = lib.all (k: builtins.match publicKeyPattern k != null) cfg.trustedKeys;
-      message = "nixlive.trustedKeys holds ${concatStringsSep ", " (map (k: "\"${k}\"") (filter (k: builtins.match publicKeyPattern k == null) cfg.trustedKeys))}, which is not a Nix public key (NAME:BASE64, the second file of nix-store --generate-binary-cache-key).";
+      message = "nixlive.trustedKeys holds ${concatStringsSep ", " (map (k: "\"${k}\"") (filter (k: builtins.match publicKeyPattern k == null) cfg.trustedKeys))}, which is not a Nix public key (NAME:BASE64 of 32 bytes, the second file of nix-store --generate-binary-cache-key).";
     }
     {
       assertion =
@@ -351,7 +352,7 @@ in
       trustedKeys = mkOption {
         type = types.listOf (described "Nix public key (NAME:BASE64)" types.str);
         default = [ ];
-        example = [ "live.example.org-1:Q2hhbmdlIG1lIHRvIHlvdXIgb3duIGtleSBwbGVhc2Uh" ];
+        example = [ "live.example.org-1:/Oyq73eJXstJuw1NzgtmSfC6ATmnfR/Abv/kwxIkycw=" ];
         description = "Nix public keys packed into the initrd (`--trusted-key`): it then boots only a medium whose manifest one of them signed.";
       };
 

@@ -186,11 +186,16 @@ in
     signKeyIsRelative = assertionsOf { nixlive.signKeyFile = "keys/sign.key"; };
     signKeyIsInTheStore = assertionsOf { nixlive.signKeyFile = "/nix/store/00000000000000000000000000000000-sign.key"; };
     trustedKeysWithoutSigning = assertionsOf {
-      nixlive.trustedKeys = [ "live.example.org-1:c2l4dGVlbiBieXRlcyBvZiBrZXkgbWF0ZXJpYWwhIQ==" ];
+      nixlive.trustedKeys = [ "live.example.org-1:/Oyq73eJXstJuw1NzgtmSfC6ATmnfR/Abv/kwxIkycw=" ];
     };
     trustedKeyNotAKey = assertionsOf {
       nixlive.signKeyFile = "/run/keys/sign.key";
       nixlive.trustedKeys = [ "ssh-ed25519 AAAA" ];
+    };
+    # 31 bytes: the builder would refuse it after the evaluation.
+    trustedKeyTooShort = assertionsOf {
+      nixlive.signKeyFile = "/run/keys/sign.key";
+      nixlive.trustedKeys = [ "live.example.org-1:c2l4dGVlbiBieXRlcyBvZiBrZXkgbWF0ZXJpYWwhIQ==" ];
     };
     labelTooLong = assertionsOf { nixlive.label = "NIXOS_LIVE_MEDIUM_WITH_A_LONG_NAME"; };
     labelWithASpace = assertionsOf { nixlive.label = "NIXOS LIVE"; };
@@ -235,7 +240,7 @@ in
   refused = {
     signKeyIsANixPath = outputRefused { nixlive.signKeyFile = ./eval.nix; };
     trustedKeysWithoutSigning = outputRefused {
-      nixlive.trustedKeys = [ "live.example.org-1:c2l4dGVlbiBieXRlcyBvZiBrZXkgbWF0ZXJpYWwhIQ==" ];
+      nixlive.trustedKeys = [ "live.example.org-1:/Oyq73eJXstJuw1NzgtmSfC6ATmnfR/Abv/kwxIkycw=" ];
     };
     labelTooLong = outputRefused { nixlive.label = "NIXOS_LIVE_MEDIUM_WITH_A_LONG_NAME"; };
   };
@@ -265,7 +270,7 @@ in
       {
         label = { nixlive.label = 42; };
         moduleSet = { nixlive.moduleSets = [ "cdrom" ]; };
-        trustedKeys = { nixlive.trustedKeys = "live.example.org-1:c2l4dGVlbiBieXRlcyBvZiBrZXkgbWF0ZXJpYWwhIQ=="; };
+        trustedKeys = { nixlive.trustedKeys = "live.example.org-1:/Oyq73eJXstJuw1NzgtmSfC6ATmnfR/Abv/kwxIkycw="; };
         maxImageSize = { nixlive.maxImageSize = 1.5; };
         signKeyFile = { nixlive.signKeyFile = 42; };
         verity = { nixlive.verity = "yes"; };

@@ -30,7 +30,7 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 const KEY: &str = "nixlive-nixos-test-1";
 /// The root key of the examples.
 const SSH_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNpeHRlZW4gYnl0ZXMgb2Yga2V5IG1hdGVyaWFs alice@laptop";
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEIaD3ZOY0tC7eKnW4Alh2jmzfjZ+aXWSfrAIPmu2SKY alice@laptop";
 
 /// nixpkgs' lib, beside the project as CI has it (`../shared/nixpkgs-lib`,
 /// the directory holding `lib/`), or beside a directory above it (a git
@@ -79,7 +79,8 @@ fn instantiate(nix: &Nix, store: &Path, root: &Path, file: &str, attr: Option<&s
     if let Some(a) = attr {
         cmd.arg("-A").arg(a);
     }
-    cmd.output().unwrap_or_else(|e| panic!("running nix-instantiate: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running nix-instantiate: {e}"))
 }
 
 /// [`instantiate`] in the workspace, parsed; a failure panics with Nix's
@@ -87,7 +88,13 @@ fn instantiate(nix: &Nix, store: &Path, root: &Path, file: &str, attr: Option<&s
 fn eval_json(file: &str, attr: Option<&str>) -> Value {
     let tmp = tempfile::tempdir().unwrap();
     let nix = Nix::new(tmp.path());
-    let out = instantiate(&nix, &tmp.path().join("store"), &workspace_root(), file, attr);
+    let out = instantiate(
+        &nix,
+        &tmp.path().join("store"),
+        &workspace_root(),
+        file,
+        attr,
+    );
     assert!(out.status.success(), "evaluating {file}: {}", text(&out));
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{file} gave no JSON ({e}): {}", text(&out)))
@@ -142,13 +149,26 @@ fn every_nix_file_parses() {
         "examples/netboot-http.nix",
         "examples/sd-image.nix",
     ] {
-        assert!(files.contains(&root.join(want)), "{want} not found among {files:?}");
+        assert!(
+            files.contains(&root.join(want)),
+            "{want} not found among {files:?}"
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let nix = Nix::new(tmp.path());
     for f in &files {
-        let out = nix.command("nix-instantiate").arg("--parse").arg(f).output().unwrap();
-        assert!(out.status.success(), "{} does not parse: {}", f.display(), text(&out));
+        let out = nix
+            .command("nix-instantiate")
+            .arg("--parse")
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} does not parse: {}",
+            f.display(),
+            text(&out)
+        );
     }
 }
 
@@ -168,11 +188,18 @@ fn the_examples_give_their_command_lines_and_products() {
     let iso = &ex["iso"];
     let o = &iso["options"];
     assert_eq!(str_of(o, "label"), "nixos-minimal-26.11-x86_64", "{o:#}");
-    assert_eq!(strings(&o["modules"]), ["squashfs", "isofs", "uas", "overlay", "loop"]);
+    assert_eq!(
+        strings(&o["modules"]),
+        ["squashfs", "isofs", "uas", "overlay", "loop"]
+    );
     assert_eq!(strings(&o["kernelParams"]), ["boot.shell_on_fail"]);
     assert_eq!(strings(&o["authorizedKeys"]), [SSH_KEY]);
     assert_eq!(strings(&o["storeContents"]), ["@system@"]);
-    assert_eq!(str_of(o, "squashfsCompression"), "zstd", "NixOS's default xz is not taken");
+    assert_eq!(
+        str_of(o, "squashfsCompression"),
+        "zstd",
+        "NixOS's default xz is not taken"
+    );
     assert_eq!(str_of(o, "isoName"), "nixos-minimal-26.11-x86_64-linux.iso");
     assert_eq!(o["uefi"], Value::Bool(true));
     assert_eq!(o["verity"], Value::Bool(true));
@@ -203,7 +230,10 @@ fn the_examples_give_their_command_lines_and_products() {
     assert_eq!(str_of(o, "label"), "NIXOS_LIVE");
     assert_eq!(strings(&o["modules"]), ["squashfs", "overlay", "loop"]);
     assert_eq!(str_of(o, "signKeyFile"), "/run/keys/nixlive-sign.key");
-    assert_eq!(str_of(&o["netboot"], "baseUrl"), "http://boot.example.org/nixos");
+    assert_eq!(
+        str_of(&o["netboot"], "baseUrl"),
+        "http://boot.example.org/nixos"
+    );
     assert_eq!(
         str_of(nb, "command"),
         format!(
@@ -342,7 +372,12 @@ fn every_output_has_its_command_and_products() {
         let command = str_of(o, "command");
         assert!(command.starts_with(cmd), "{name}: {command}");
         assert_eq!(str_of(o, "hydraBuildProducts"), *products, "{name}");
-        let images = ["nixliveIso", "nixliveMedium", "nixliveNetboot", "nixliveNetbootHttp"];
+        let images = [
+            "nixliveIso",
+            "nixliveMedium",
+            "nixliveNetboot",
+            "nixliveNetbootHttp",
+        ];
         let boot = ["nixliveIso", "nixliveMedium"];
         assert_eq!(
             command.contains("--squashfs-compression zstd"),
@@ -379,7 +414,9 @@ fn every_output_has_its_command_and_products() {
         !command.contains("--append")
             && !command.contains("--authorized-keys")
             && command.contains("--label NIXOS_LIVE ")
-            && command.ends_with("--out $out/iso/nixos-live.iso --outputs-json $out/nix-support/nixlive-outputs.json"),
+            && command.ends_with(
+                "--out $out/iso/nixos-live.iso --outputs-json $out/nix-support/nixlive-outputs.json"
+            ),
         "{command}"
     );
     // isoImage.squashfsCompression is read when a module sets it.
@@ -396,7 +433,10 @@ fn postboot_replaces_the_registration_of_the_image_modules() {
     let set_profile = "/bin/nix-env -p /nix/var/nix/profiles/system --set /run/current-system";
     for ex in ["iso", "netbootHttp"] {
         let cmds = str_of(&c["examples"][ex], "postBootCommands");
-        assert!(cmds.starts_with("@guest@/bin/nixlive-postboot\n"), "{ex}:\n{cmds}");
+        assert!(
+            cmds.starts_with("@guest@/bin/nixlive-postboot\n"),
+            "{ex}:\n{cmds}"
+        );
         for gone in [load_db, set_profile, "touch /etc/NIXOS"] {
             assert!(!cmds.contains(gone), "{ex} still has {gone:?}:\n{cmds}");
         }
@@ -410,7 +450,10 @@ fn postboot_replaces_the_registration_of_the_image_modules() {
     // (postboot loaded and removed it) and is skipped.
     let sd = str_of(&c["examples"]["sdImage"], "postBootCommands");
     assert!(sd.starts_with("@guest@/bin/nixlive-postboot\n"), "{sd}");
-    assert!(sd.contains("if [ -f /nix-path-registration ]; then"), "{sd}");
+    assert!(
+        sd.contains("if [ -f /nix-path-registration ]; then"),
+        "{sd}"
+    );
 
     let off = &c["disabled"];
     assert_eq!(off["outputs"], Value::Array(vec![]));
@@ -448,13 +491,20 @@ fn impossible_configurations_get_the_modules_messages() {
         ),
         (
             "trustedKeyNotAKey",
-            "nixlive.trustedKeys holds \"ssh-ed25519 AAAA\", which is not a Nix public key (NAME:BASE64, the second file of nix-store --generate-binary-cache-key).",
+            "nixlive.trustedKeys holds \"ssh-ed25519 AAAA\", which is not a Nix public key (NAME:BASE64 of 32 bytes, the second file of nix-store --generate-binary-cache-key).",
+        ),
+        (
+            "trustedKeyTooShort",
+            "nixlive.trustedKeys holds \"live.example.org-1:c2l4dGVlbiBieXRlcyBvZiBrZXkgbWF0ZXJpYWwhIQ==\", which is not a Nix public key",
         ),
         (
             "labelTooLong",
             "nixlive.label \"NIXOS_LIVE_MEDIUM_WITH_A_LONG_NAME\" is not an ISO 9660 volume label: at most 32 characters of A-Z a-z 0-9 _ - . (it is also root=LABEL= and GRUB's search label).",
         ),
-        ("labelWithASpace", "nixlive.label \"NIXOS LIVE\" is not an ISO 9660 volume label"),
+        (
+            "labelWithASpace",
+            "nixlive.label \"NIXOS LIVE\" is not an ISO 9660 volume label",
+        ),
         (
             "diskLabelTooLong",
             "nixlive.diskImage.label \"NIXOS_SD_CARD_ROOT\" is not an ext4 label: at most 16 characters",
@@ -637,7 +687,10 @@ fn the_package_and_the_flake_evaluate_with_stub_nixpkgs() {
     }
     assert_eq!(
         PathBuf::from(str_of(f, "module")),
-        workspace_root().join("nix/module.nix").canonicalize().unwrap()
+        workspace_root()
+            .join("nix/module.nix")
+            .canonicalize()
+            .unwrap()
     );
     assert_eq!(f["defaultModuleIsNixlive"], Value::Bool(true));
     for func in ["args", "build", "hydraBuildProducts", "script"] {
@@ -731,14 +784,23 @@ fn a_typo_in_the_package_the_flake_or_the_module_fails() {
         let original = fs::read_to_string(&path).unwrap();
         assert!(original.contains(from), "{file} has no {from:?}");
         // The copy as it is evaluates.
-        let attr = test.ends_with("eval.nix").then_some("checks.examples.iso.command");
+        let attr = test
+            .ends_with("eval.nix")
+            .then_some("checks.examples.iso.command");
         let out = instantiate(&nix, &store, &copy, test, attr);
         assert!(out.status.success(), "the unchanged copy: {}", text(&out));
         fs::write(&path, original.replace(from, to)).unwrap();
         let out = instantiate(&nix, &store, &copy, test, attr);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{file} with {to:?} evaluated: {}", text(&out));
-        assert!(err.contains(want), "{file} with {to:?}: want {want:?} in:\n{err}");
+        assert!(
+            !out.status.success(),
+            "{file} with {to:?} evaluated: {}",
+            text(&out)
+        );
+        assert!(
+            err.contains(want),
+            "{file} with {to:?}: want {want:?} in:\n{err}"
+        );
         fs::write(&path, original).unwrap();
     }
 }
@@ -807,7 +869,11 @@ fn build_iso(dir: &Path) -> Built {
         .args(["--argstr", "kernelDir", &arg(&kernel_dir)])
         .args(["--argstr", "kernelVersion", &kernel.version])
         .args(["--argstr", "signKeyFile", &arg(&secret)])
-        .args(["--argstr", "trustedKey", fs::read_to_string(&public).unwrap().trim()])
+        .args([
+            "--argstr",
+            "trustedKey",
+            fs::read_to_string(&public).unwrap().trim(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "nix-build: {}", text(&out));
@@ -862,7 +928,8 @@ fn the_iso_nix_builds_from_the_module_boots() {
     let sp = &b.store_path;
 
     // Hydra's products as the module declared them, for this output.
-    let declared = str_of(&checks_json()["examples"]["iso"], "hydraBuildProducts").replace("$out", sp);
+    let declared =
+        str_of(&checks_json()["examples"]["iso"], "hydraBuildProducts").replace("$out", sp);
     let products = fs::read_to_string(b.out.join("nix-support/hydra-build-products")).unwrap();
     assert_eq!(products, declared);
     // The builder's own list names the same ISO.
@@ -874,12 +941,18 @@ fn the_iso_nix_builds_from_the_module_boots() {
         json[0]["path"],
         Value::String(format!("{sp}/iso/nixos-minimal-26.11-x86_64-linux.iso"))
     );
-    assert_eq!(json[0]["size"].as_u64(), Some(fs::metadata(&b.iso).unwrap().len()));
+    assert_eq!(
+        json[0]["size"].as_u64(),
+        Some(fs::metadata(&b.iso).unwrap().len())
+    );
 
     // The secret key is in no file of the store (the derivation names its
     // path, nothing more).
     let leaks = holds(&b.store.join("nix/store"), b.secret.as_bytes());
-    assert!(leaks.is_empty(), "the secret key is in the store: {leaks:?}");
+    assert!(
+        leaks.is_empty(),
+        "the secret key is in the store: {leaks:?}"
+    );
     let drvs: Vec<PathBuf> = fs::read_dir(b.store.join("nix/store"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -887,24 +960,41 @@ fn the_iso_nix_builds_from_the_module_boots() {
         .collect();
     assert_eq!(drvs.len(), 1, "{drvs:?}");
     let drv = fs::read_to_string(&drvs[0]).unwrap();
-    assert!(drv.contains("--sign-key") && drv.contains("/keys/sign.secret"), "{drv}");
+    assert!(
+        drv.contains("--sign-key") && drv.contains("/keys/sign.secret"),
+        "{drv}"
+    );
 
     // The builder's checks pass on what Nix built: the signature verified
     // with the initrd's key, the closure (system and guest) registered.
     let report = artifacts::inspect(&b.iso).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        report.contains(&format!("signatures    {KEY} (verified with the initrd's trusted key {KEY})")),
+        report.contains(&format!(
+            "signatures    {KEY} (verified with the initrd's trusted key {KEY})"
+        )),
         "{report}"
     );
-    assert!(report.contains("registration  /nix/store/nix-path-registration in nix-store.squashfs: 2 paths, closed"), "{report}");
-    assert!(report.contains("-nixos-system-nixlive-test/init"), "{report}");
+    assert!(
+        report.contains(
+            "registration  /nix/store/nix-path-registration in nix-store.squashfs: 2 paths, closed"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("-nixos-system-nixlive-test/init"),
+        "{report}"
+    );
 
     let cmd = QemuCommand::x86_64_cdrom(&b.iso, kvm::accel());
     let booted = media::boot(&cmd, TIMEOUT).unwrap_or_else(|f| panic!("{f}"));
     let r = &booted.report;
     let ctx = booted.context();
     checks::live_system(r, "x86_64").unwrap_or_else(|e| panic!("{e}\n{ctx}"));
-    assert_eq!(r.mount("/iso").map(|m| m.fstype.as_str()), Some("iso9660"), "{ctx}");
+    assert_eq!(
+        r.mount("/iso").map(|m| m.fstype.as_str()),
+        Some("iso9660"),
+        "{ctx}"
+    );
     assert!(
         booted.init_said(&format!("signed by the trusted key {KEY}")),
         "init did not check the signature\n{ctx}"
@@ -918,20 +1008,37 @@ fn the_iso_nix_builds_from_the_module_boots() {
     assert_eq!((keys.kind.as_str(), keys.mode), ("regular", 0o600), "{ctx}");
     // The database postboot wrote is the closure's.
     assert!(
-        r.files.get("/nix/var/nix/db/db.sqlite").cloned().flatten().is_some(),
+        r.files
+            .get("/nix/var/nix/db/db.sqlite")
+            .cloned()
+            .flatten()
+            .is_some(),
         "{ctx}"
     );
-    // The kernel got the label of installation-cd-minimal.nix and the
-    // system's init.
+    // The kernel got the label of installation-cd-minimal.nix, the
+    // system's init and the example's parameters (boot.kernelParams without
+    // its root=).
+    let cmdline = booted
+        .serial_log
+        .lines()
+        .find_map(|l| l.split_once("Command line: ").map(|(_, c)| c.trim()))
+        .unwrap_or_else(|| panic!("no kernel command line\n{ctx}"));
+    let params: Vec<&str> = cmdline.split(' ').collect();
     assert!(
-        booted.serial_log.contains(&format!(
-            "root=LABEL=nixos-minimal-26.11-x86_64 init={sp_system}/init",
-            sp_system = report
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("init        "))
-                .unwrap()
-                .trim_end_matches("/init")
-        )),
-        "{ctx}"
+        params.contains(&"root=LABEL=nixos-minimal-26.11-x86_64"),
+        "{cmdline}"
     );
+    assert_eq!(
+        params.iter().filter(|p| p.starts_with("root=")).count(),
+        1,
+        "{cmdline}"
+    );
+    assert!(
+        params
+            .iter()
+            .any(|p| p.starts_with("init=/nix/store/")
+                && p.ends_with("-nixos-system-nixlive-test/init")),
+        "{cmdline}"
+    );
+    assert_eq!(params.last(), Some(&"boot.shell_on_fail"), "{cmdline}");
 }
