@@ -72,7 +72,14 @@ let
 
   # iso-image.nix's squashfsCompression is mksquashfs's arguments
   # ("xz -Xdict-size 100% -Xbcj x86"): the compressor is the first word.
-  firstWord = s: lib.head (lib.splitString " " (lib.trim s));
+  firstWord = s: lib.head (lib.splitString " " (trim s));
+  # lib.trim is recent (nixpkgs 24.05); this takes any.
+  trim =
+    s:
+    let
+      m = builtins.match "[[:space:]]*(.*[^[:space:]])[[:space:]]*" s;
+    in
+    if m == null then "" else lib.head m;
 
   # The kernel parameters the builder writes itself.
   ownedParam = p: hasPrefix "root=" p || hasPrefix "init=" p;
@@ -236,7 +243,7 @@ let
   replacedLine =
     line:
     let
-      l = lib.trim line;
+      l = trim line;
     in
     builtins.match ".*/bin/nix-store --load-db < /nix/store/nix-path-registration" l != null
     || builtins.match ".*/bin/nix-env -p /nix/var/nix/profiles/system --set /run/current-system" l != null

@@ -815,24 +815,11 @@ struct Built {
     secret: String,
 }
 
-/// Builds examples/iso.nix's `system.build.nixliveIso` with Nix
-/// (nix/tests/build.nix) in a chroot store, signed with a key made by Nix
-/// outside the store.
-fn build_iso(dir: &Path) -> Built {
-    let root = workspace_root();
+/// `nix-build nix/tests/build.nix` in the chroot store `dir/store`, signed
+/// with `secret` and trusting `public`; `keys_visible` lets the keys'
+/// directory into the sandbox.
+fn nix_build(dir: &Path, secret: &Path, public: &Path, keys_visible: bool) -> Output {
     let nix = Nix::new(dir);
-    let store = dir.join("store");
-    let keys = dir.join("keys");
-    fs::create_dir_all(&keys).unwrap();
-    let (secret, public) = (keys.join("sign.secret"), keys.join("sign.public"));
-    let out = nix
-        .command("nix-store")
-        .args(["--generate-binary-cache-key", KEY])
-        .arg(&secret)
-        .arg(&public)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
     let kernel = artifacts::kernel("amd64");
     let kernel_dir = kernel.vmlinuz.parent().unwrap().canonicalize().unwrap();
     let builder = artifacts::programs_builder().canonicalize().unwrap();
@@ -845,7 +832,7 @@ fn build_iso(dir: &Path) -> Built {
     // The builds run the host's programs (stubs/pkgs.nix): Nix's sandbox
     // (always on for a chroot store) gets /usr and what the test names,
     // and nothing else; the default list is replaced, not extended.
-    let sandbox = [
+    let mut sandbox = vec![
         "/usr".to_string(),
         "/bin".into(),
         "/lib".into(),
@@ -853,14 +840,14 @@ fn build_iso(dir: &Path) -> Built {
         arg(&builder),
         arg(&guest),
         arg(&kernel_dir),
-        arg(&keys),
-    ]
-    .join(" ");
-    let out = nix
-        .on_store("nix-build", &store)
-        .arg(root.join("nix/tests/build.nix"))
+    ];
+    if keys_visible {
+        sandbox.push(arg(secret.parent().unwrap()));
+    }
+    nix.on_store("nix-build", &dir.join("store"))
+        .arg(workspace_root().join("nix/tests/build.nix"))
         .arg("--no-out-link")
-        .args(["--option", "sandbox-paths", &sandbox])
+        .args(["--option", "sandbox-paths", &sandbox.join(" ")])
         .arg("--arg")
         .arg("nixpkgsLib")
         .arg(nixpkgs_lib())
@@ -868,20 +855,44 @@ fn build_iso(dir: &Path) -> Built {
         .args(["--argstr", "guestDir", &arg(&guest)])
         .args(["--argstr", "kernelDir", &arg(&kernel_dir)])
         .args(["--argstr", "kernelVersion", &kernel.version])
-        .args(["--argstr", "signKeyFile", &arg(&secret)])
+        .args(["--argstr", "signKeyFile", &arg(secret)])
         .args([
             "--argstr",
             "trustedKey",
-            fs::read_to_string(&public).unwrap().trim(),
+            fs::read_to_string(public).unwrap().trim(),
         ])
         .output()
+        .unwrap()
+}
+
+/// A Nix key pair made by `nix-store` in `dir`: (secret, public).
+fn key_pair(dir: &Path, keys: &Path) -> (PathBuf, PathBuf) {
+    fs::create_dir_all(keys).unwrap();
+    let (secret, public) = (keys.join("sign.secret"), keys.join("sign.public"));
+    let out = Nix::new(dir)
+        .command("nix-store")
+        .args(["--generate-binary-cache-key", KEY])
+        .arg(&secret)
+        .arg(&public)
+        .output()
         .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    (secret, public)
+}
+
+/// Builds examples/iso.nix's `system.build.nixliveIso` with Nix
+/// (nix/tests/build.nix) in a chroot store, signed with a key made by Nix
+/// outside the store.
+fn build_iso(dir: &Path) -> Built {
+    let (secret, public) = key_pair(dir, &dir.join("keys"));
+    let out = nix_build(dir, &secret, &public, true);
     assert!(out.status.success(), "nix-build: {}", text(&out));
     let store_path = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(
         store_path.starts_with("/nix/store/") && store_path.ends_with("-nixlive-iso"),
         "{store_path}"
     );
+    let store = dir.join("store");
     let out_dir = store.join(store_path.trim_start_matches('/'));
     let iso = out_dir.join("iso/nixos-minimal-26.11-x86_64-linux.iso");
     assert!(iso.is_file(), "no {}", iso.display());
@@ -964,6 +975,25 @@ fn the_iso_nix_builds_from_the_module_boots() {
         drv.contains("--sign-key") && drv.contains("/keys/sign.secret"),
         "{drv}"
     );
+
+    // A key the sandbox may not read stops the build before nixlive runs,
+    // naming the file and the fix (everything else is built already).
+    let (hidden, hidden_public) = key_pair(&dir, &dir.join("hidden-keys"));
+    let out = nix_build(&dir, &hidden, &hidden_public, false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "built with a key it cannot read: {}",
+        text(&out)
+    );
+    assert!(
+        err.contains(&format!(
+            "nixlive: the signing key {} cannot be read in this build.",
+            hidden.display()
+        )) && err.contains("to nix.settings.extra-sandbox-paths"),
+        "{err}"
+    );
+    assert!(!err.contains("nixlive: error:"), "nixlive ran: {err}");
 
     // The builder's checks pass on what Nix built: the signature verified
     // with the initrd's key, the closure (system and guest) registered.
