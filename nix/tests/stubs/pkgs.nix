@@ -172,7 +172,10 @@ let
         # nixpkgs' closureInfo (build-support/closure-info.nix) from the same
         # `exportReferencesGraph` with structured attributes: `registration`
         # (nix-store --load-db's format, derivers left empty),
-        # `store-paths` and `total-nar-size`, written by the host's jq.
+        # `store-paths` and `total-nar-size`. Nix writes .attrs.json on one
+        # line, keys sorted, the closure's objects flat; POSIX awk reads it
+        # (nixpkgs uses jq, which the build machine need not have; Debian
+        # always has mawk).
         closureInfo =
           { rootPaths }:
           derivation {
@@ -187,12 +190,37 @@ let
               "-c"
               ''
                 export PATH=/usr/bin:/bin:/usr/sbin
+                # Debian's `awk` is a link through /etc/alternatives, which
+                # the sandbox has not: the awk itself.
+                awk=$(command -v mawk || command -v gawk || command -v awk)
                 attrs="$NIX_BUILD_TOP/.attrs.json"
-                out=$(jq -r .outputs.out "$attrs")
+                out=$("$awk" 'BEGIN { RS = "\001" }
+                  match($0, /"outputs":\{"out":"[^"]*"\}/) { print substr($0, RSTART + 18, RLENGTH - 20) }' "$attrs")
+                [ -n "$out" ]
                 mkdir "$out"
-                jq -r '.closure | map(.narSize) | add' "$attrs" > "$out/total-nar-size"
-                jq -r '.closure | map([.path, .narHash, (.narSize | tostring), "", (.references | length | tostring)] + .references) | add | .[]' "$attrs" > "$out/registration"
-                jq -r '.closure[].path' "$attrs" > "$out/store-paths"
+                "$awk" -v out="$out" 'BEGIN { RS = "\001" }
+                {
+                  i = index($0, "\"closure\":[{")
+                  if (i == 0) { print "no closure in .attrs.json" > "/dev/stderr"; exit 1 }
+                  rest = substr($0, i + 11)
+                  arr = substr(rest, 1, index(rest, "}]"))
+                  total = 0
+                  while (match(arr, /\{[^}]*\}/)) {
+                    o = substr(arr, RSTART, RLENGTH)
+                    arr = substr(arr, RSTART + RLENGTH)
+                    match(o, /"path":"[^"]*"/); path = substr(o, RSTART + 8, RLENGTH - 9)
+                    match(o, /"narHash":"[^"]*"/); hash = substr(o, RSTART + 11, RLENGTH - 12)
+                    match(o, /"narSize":[0-9]+/); size = substr(o, RSTART + 10, RLENGTH - 10)
+                    match(o, /"references":\[[^\]]*\]/); refs = substr(o, RSTART + 14, RLENGTH - 15)
+                    gsub(/"/, "", refs)
+                    n = refs == "" ? 0 : split(refs, r, ",")
+                    print path "\n" hash "\n" size "\n\n" n > (out "/registration")
+                    for (k = 1; k <= n; k++) print r[k] > (out "/registration")
+                    print path > (out "/store-paths")
+                    total += size
+                  }
+                  printf "%d\n", total > (out "/total-nar-size")
+                }' "$attrs"
               ''
             ];
           };

@@ -906,6 +906,29 @@ fn build_iso(dir: &Path) -> Built {
     }
 }
 
+/// `nix-store --dump-db` output as closureInfo writes it: each path's
+/// deriver (its 4th line) empty, its hash (2nd line) the next of `hashes`.
+fn nix_registration(dump: &str, hashes: &[&str]) -> String {
+    let lines: Vec<&str> = dump.lines().collect();
+    let mut out = String::new();
+    let (mut i, mut path) = (0, 0);
+    while i < lines.len() {
+        let n: usize = lines[i + 4].parse().unwrap();
+        for (k, l) in lines[i..i + 5 + n].iter().enumerate() {
+            out.push_str(match k {
+                1 => hashes[path],
+                3 => "",
+                _ => l,
+            });
+            out.push('\n');
+        }
+        i += 5 + n;
+        path += 1;
+    }
+    assert_eq!(path, hashes.len(), "{dump}");
+    out
+}
+
 /// Whether any file under `dir` holds `needle`.
 fn holds(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -934,6 +957,17 @@ fn holds(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 /// closure registered, root's key installed.
 #[test]
 fn the_iso_nix_builds_from_the_module_boots() {
+    // Nix leaves its store's directories read-only: an earlier run's are
+    // made writable so that work_dir can remove them (as any user).
+    let old = workspace_root().join("target/tests-vm/nixos-module");
+    if old.exists() {
+        let out = std::process::Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(&old)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
     let dir = media::work_dir("nixos-module").unwrap();
     let b = build_iso(&dir);
     let sp = &b.store_path;
@@ -975,6 +1009,41 @@ fn the_iso_nix_builds_from_the_module_boots() {
         drv.contains("--sign-key") && drv.contains("/keys/sign.secret"),
         "{drv}"
     );
+
+    // The closureInfo made from exportReferencesGraph is Nix's own view of
+    // the closure: its registration is `nix-store --dump-db` of those
+    // paths, derivers left empty and hashes in base 32 as closureInfo
+    // has them (`nix-store -q --hash`).
+    let infos: Vec<PathBuf> = fs::read_dir(b.store.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.to_string_lossy().ends_with("-closure-info"))
+        .collect();
+    assert_eq!(infos.len(), 1, "{infos:?}");
+    let registration = fs::read_to_string(infos[0].join("registration")).unwrap();
+    let paths = fs::read_to_string(infos[0].join("store-paths")).unwrap();
+    let paths: Vec<&str> = paths.lines().collect();
+    assert_eq!(
+        paths.len(),
+        2,
+        "the system and the guest programs: {paths:?}"
+    );
+    let nix_store = |args: &[&str]| {
+        let out = Nix::new(&dir)
+            .on_store("nix-store", &b.store)
+            .args(args)
+            .args(&paths)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let hashes = nix_store(&["-q", "--hash"]);
+    let want = nix_registration(
+        &nix_store(&["--dump-db"]),
+        &hashes.lines().collect::<Vec<_>>(),
+    );
+    assert_eq!(registration, want);
 
     // A key the sandbox may not read stops the build before nixlive runs,
     // naming the file and the fix (everything else is built already).
