@@ -17,7 +17,7 @@
   nixlive.netboot.baseUrl = "http://boot.example.org/nixos";
   # The images are checked against the manifest the initrd trusts; sign
   # it with a key that never enters the store (docs/nixos.md, "Secrets").
-  nixlive.signKeyFile = "/run/keys/nixlive-sign.key";
+  nixlive.signKeyFile = "/var/lib/nixlive/sign.key";
   nixlive.trustedKeys = [ "boot.example.org-1:/Oyq73eJXstJuw1NzgtmSfC6ATmnfR/Abv/kwxIkycw=" ];
 
   services.openssh.enable = true;

@@ -63,8 +63,9 @@ rec {
   };
 
   # The defaults of a spec; `args` and `build` take a spec with these
-  # overridden (`kind`, `kernel`, `modulesDir`, `init`, `closureInfo` and
-  # `system` have none: they must be given).
+  # overridden (`kind`, `kernel`, `modulesDir`, `init`, `closureInfo`,
+  # `system` and, for `build`, `package`, the builder, have none: they
+  # must be given).
   defaults = {
     kernelConfig = null;
     firmwareDirs = [ ];

@@ -175,7 +175,7 @@ let
     }
     {
       assertion = !keyIsPath;
-      message = "nixlive.signKeyFile is the Nix path ${toString cfg.signKeyFile}, which Nix would copy into the world-readable store: give the secret key as a string naming a file of the build machine (\"/run/keys/nixlive-sign.key\"), read when the medium is built.";
+      message = "nixlive.signKeyFile is the Nix path ${toString cfg.signKeyFile}, which Nix would copy into the world-readable store: give the secret key as a string naming a file of the build machine (\"/var/lib/nixlive/sign.key\"), read when the medium is built.";
     }
     {
       assertion = keyString == null || hasPrefix "/" keyString;
@@ -346,7 +346,7 @@ in
           )
         );
         default = null;
-        example = "/run/keys/nixlive-sign.key";
+        example = "/var/lib/nixlive/sign.key";
         description = ''
           A Nix binary-cache secret key (`nix-store --generate-binary-cache-key`)
           that signs the medium's manifest (`--sign-key`). A string naming a

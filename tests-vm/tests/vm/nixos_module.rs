@@ -229,7 +229,7 @@ fn the_examples_give_their_command_lines_and_products() {
     let o = &nb["options"];
     assert_eq!(str_of(o, "label"), "NIXOS_LIVE");
     assert_eq!(strings(&o["modules"]), ["squashfs", "overlay", "loop"]);
-    assert_eq!(str_of(o, "signKeyFile"), "/run/keys/nixlive-sign.key");
+    assert_eq!(str_of(o, "signKeyFile"), "/var/lib/nixlive/sign.key");
     assert_eq!(
         str_of(&o["netboot"], "baseUrl"),
         "http://boot.example.org/nixos"
@@ -242,7 +242,7 @@ fn the_examples_give_their_command_lines_and_products() {
              --init @guest@/bin/nixlive-init --authorized-keys @authorized-keys@ \
              --trusted-key @trusted-key-0@ --closure-info @closure-info@ --system @system@ \
              --image-format squashfs --squashfs-compression zstd \
-             --sign-key /run/keys/nixlive-sign.key --http \
+             --sign-key /var/lib/nixlive/sign.key --http \
              --base-url http://boot.example.org/nixos --out $out \
              --outputs-json $out/nix-support/nixlive-outputs.json"
         )
@@ -255,7 +255,7 @@ fn the_examples_give_their_command_lines_and_products() {
     // The build checks the key can be read, and says how to let it in.
     let script = str_of(nb, "script");
     assert!(
-        script.starts_with("if ! [ -r /run/keys/nixlive-sign.key ]; then")
+        script.starts_with("if ! [ -r /var/lib/nixlive/sign.key ]; then")
             && script.contains("extra-sandbox-paths"),
         "{script}"
     );
@@ -290,6 +290,29 @@ fn the_examples_give_their_command_lines_and_products() {
         "{}",
         str_of(sd, "script")
     );
+
+    // Each example says the one command that builds it.
+    for (file, attr, extra) in [
+        ("iso.nix", "nixliveIso", ""),
+        ("netboot-http.nix", "nixliveNetbootHttp", ""),
+        (
+            "sd-image.nix",
+            "nixliveDiskImage",
+            " --argstr system aarch64-linux",
+        ),
+    ] {
+        let text = fs::read_to_string(workspace_root().join("examples").join(file)).unwrap();
+        let command = format!(
+            "#   nix-build '<nixpkgs/nixos>' -A config.system.build.{attr} \
+             -I nixos-config=examples/{file}{extra}\n"
+        );
+        assert!(text.contains(&command), "examples/{file} lacks {command:?}");
+        let doc = fs::read_to_string(workspace_root().join("docs/nixos.md")).unwrap();
+        assert!(
+            doc.contains(command.trim_start_matches("#   ").trim_end()),
+            "docs/nixos.md lacks the command of examples/{file}"
+        );
+    }
 
     for (name, e) in ex.as_object().unwrap() {
         assert_eq!(e["failedAssertions"], Value::Array(vec![]), "{name}");
