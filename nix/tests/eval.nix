@@ -178,6 +178,42 @@ in
       );
     };
 
+  # The options that change the command line, one configuration each.
+  variants = {
+    noUefiErofsLayers =
+      (report (isoWith {
+        nixlive.uefi = false;
+        nixlive.imageFormat = "erofs";
+        nixlive.maxImageSize = "1G";
+        nixlive.verity = false;
+        nixlive.appendKernelParams = [ "copytoram" ];
+        nixlive.moduleSets = [ "base" ];
+      }) "nixliveIso").command;
+    aarch64 =
+      (report (evalSystem {
+        system = "aarch64-linux";
+        modules = [
+          ../module.nix
+          { nixlive.enable = true; }
+        ];
+      }) "nixliveIso").command;
+    i686 =
+      (report (evalSystem {
+        system = "i686-linux";
+        modules = [
+          ../module.nix
+          { nixlive.enable = true; }
+        ];
+      }) "nixliveIso").command;
+    gptDiskOfASize =
+      (report (isoWith {
+        nixlive.diskImage.partitionTable = "gpt";
+        nixlive.diskImage.size = "8G";
+        nixlive.diskImage.growRoot = false;
+        nixlive.diskImage.fileName = "usb.img";
+      }) "nixliveDiskImage").command;
+  };
+
   # isoImage.squashfsCompression is read when a module sets it.
   squashfsFromIsoImage = (isoWith { isoImage.squashfsCompression = "xz -Xbcj x86"; }).config.nixlive.squashfsCompression;
 

@@ -444,6 +444,49 @@ fn every_output_has_its_command_and_products() {
     );
     // isoImage.squashfsCompression is read when a module sets it.
     assert_eq!(c["squashfsFromIsoImage"], Value::String("xz".into()));
+
+    // Each option that changes the command line, in it.
+    let v = &c["variants"];
+    let has = |case: &str, parts: &[&str], absent: &[&str]| {
+        let command = str_of(v, case);
+        for p in parts {
+            assert!(command.contains(p), "{case}: {p:?} not in {command}");
+        }
+        for p in absent {
+            assert!(!command.contains(p), "{case}: {p:?} in {command}");
+        }
+    };
+    has(
+        "noUefiErofsLayers",
+        &[
+            " --module-set base --",
+            " --append 'boot.shell_on_fail copytoram' ",
+            " --image-format erofs --max-image-size 1G --no-verity ",
+            " --no-uefi --isolinux-bin ",
+        ],
+        &["--squashfs-compression", "--efi-arch", "--grub-efi-dir"],
+    );
+    has(
+        "aarch64",
+        &[
+            "nixlive iso --kernel @kernel@/Image ",
+            " --efi-arch aarch64 --grub-efi-dir @grub@/lib/grub/arm64-efi ",
+        ],
+        &["--no-uefi"],
+    );
+    has(
+        "i686",
+        &[" --no-uefi --isolinux-bin "],
+        &["--efi-arch", "--grub-efi-dir"],
+    );
+    has(
+        "gptDiskOfASize",
+        &[
+            " --append boot.shell_on_fail --label NIXOS_SD --partition-table gpt --size 8G \
+             --out $out/sd-image/usb.img ",
+        ],
+        &["nixlive.grow_root"],
+    );
 }
 
 /// nixlive-postboot takes the place of the image modules' registration in
