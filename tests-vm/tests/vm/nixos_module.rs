@@ -995,6 +995,19 @@ fn nix_registration(dump: &str, hashes: &[&str]) -> String {
     out
 }
 
+/// Makes `dir` (a chroot store, whose directories Nix leaves read-only)
+/// removable by any user.
+fn writable(dir: &Path) {
+    if dir.exists() {
+        let out = std::process::Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
+
 /// Whether any file under `dir` holds `needle`.
 fn holds(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -1023,17 +1036,8 @@ fn holds(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 /// closure registered, root's key installed.
 #[test]
 fn the_iso_nix_builds_from_the_module_boots() {
-    // Nix leaves its store's directories read-only: an earlier run's are
-    // made writable so that work_dir can remove them (as any user).
     let old = workspace_root().join("target/tests-vm/nixos-module");
-    if old.exists() {
-        let out = std::process::Command::new("chmod")
-            .args(["-R", "u+w"])
-            .arg(&old)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-    }
+    writable(&old);
     let dir = media::work_dir("nixos-module").unwrap();
     let b = build_iso(&dir);
     let sp = &b.store_path;
@@ -1206,4 +1210,8 @@ fn the_iso_nix_builds_from_the_module_boots() {
         "{cmdline}"
     );
     assert_eq!(params.last(), Some(&"boot.shell_on_fail"), "{cmdline}");
+    // Passed: the store (the kernel's copy is most of its 400 MB) goes; a
+    // failing run leaves it for a look.
+    writable(&dir);
+    fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("removing {}: {e}", dir.display()));
 }
