@@ -15,6 +15,7 @@ mod init_store;
 mod matrix;
 mod nixos_compat;
 mod nixos_kernels;
+mod nixos_module;
 mod pid1;
 mod plain_root;
 mod postboot_vm;
