@@ -87,6 +87,60 @@ pub fn push_opt(v: &mut Vec<(&'static str, PathBuf)>, flag: &'static str, p: &Op
     }
 }
 
+/// The files and directories an initrd is made of.
+pub fn initrd_inputs(a: &crate::initrd::InitrdArgs) -> Vec<(&'static str, PathBuf)> {
+    let mut v = vec![
+        ("--modules-dir", a.modules_dir.clone()),
+        ("--init", a.init.clone()),
+    ];
+    v.extend(
+        a.firmware_dirs
+            .iter()
+            .map(|d| ("--firmware-dir", d.clone())),
+    );
+    push_opt(&mut v, "--kernel-config", &a.kernel_config);
+    v.extend(a.extra_cpio.iter().map(|f| ("--extra-cpio", f.clone())));
+    push_opt(&mut v, "--authorized-keys", &a.authorized_keys);
+    push_opt(&mut v, "--shell", &a.shell);
+    v.extend(
+        a.trusted_keys
+            .iter()
+            .map(|k| ("--trusted-key", k.path.clone())),
+    );
+    v
+}
+
+/// The closure's inputs: the store root (unless it is `/`, where a Nix
+/// build's own output lies: then the system's store path), the lists.
+pub fn closure_inputs(a: &crate::closure::InputArgs) -> Vec<(&'static str, PathBuf)> {
+    let mut v = Vec::new();
+    if canonical(&a.store_root) != Path::new("/") {
+        v.push(("--store-root", a.store_root.clone()));
+    } else if let Some(base) = crate::closure::strip_store(&a.system) {
+        v.push((
+            "--system",
+            crate::closure::store_dir(&a.store_root).join(base),
+        ));
+    }
+    push_opt(&mut v, "--closure-info", &a.closure_info);
+    push_opt(&mut v, "--store-paths", &a.store_paths);
+    v
+}
+
+/// Everything `iso`, `medium` and `netboot` read.
+pub fn common_inputs(c: &crate::pipeline::CommonArgs) -> Vec<(&'static str, PathBuf)> {
+    let mut v = vec![("--kernel", c.kernel.clone())];
+    v.extend(initrd_inputs(&c.initrd));
+    v.extend(closure_inputs(&c.inputs));
+    v.extend(
+        c.images
+            .sign_keys
+            .iter()
+            .map(|k| ("--sign-key", k.path.clone())),
+    );
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,45 +167,4 @@ mod tests {
         assert!(e.to_string().contains("lies inside"), "{e}");
         assert!(refuse(&k, &[("--out", d.path().join("medium"))]).is_ok());
     }
-}
-
-/// The files and directories an initrd is made of.
-pub fn initrd_inputs(a: &crate::initrd::InitrdArgs) -> Vec<(&'static str, PathBuf)> {
-    let mut v = vec![
-        ("--modules-dir", a.modules_dir.clone()),
-        ("--init", a.init.clone()),
-    ];
-    v.extend(a.firmware_dirs.iter().map(|d| ("--firmware-dir", d.clone())));
-    push_opt(&mut v, "--kernel-config", &a.kernel_config);
-    v.extend(a.extra_cpio.iter().map(|f| ("--extra-cpio", f.clone())));
-    push_opt(&mut v, "--authorized-keys", &a.authorized_keys);
-    push_opt(&mut v, "--shell", &a.shell);
-    v.extend(a.trusted_keys.iter().map(|k| ("--trusted-key", k.path.clone())));
-    v
-}
-
-/// The closure's inputs: the store root (unless it is `/`, where a Nix
-/// build's own output lies: then the system's store path), the lists.
-pub fn closure_inputs(a: &crate::closure::InputArgs) -> Vec<(&'static str, PathBuf)> {
-    let mut v = Vec::new();
-    if canonical(&a.store_root) != Path::new("/") {
-        v.push(("--store-root", a.store_root.clone()));
-    } else if let Some(base) = crate::closure::strip_store(&a.system) {
-        v.push((
-            "--system",
-            crate::closure::store_dir(&a.store_root).join(base),
-        ));
-    }
-    push_opt(&mut v, "--closure-info", &a.closure_info);
-    push_opt(&mut v, "--store-paths", &a.store_paths);
-    v
-}
-
-/// Everything `iso`, `medium` and `netboot` read.
-pub fn common_inputs(c: &crate::pipeline::CommonArgs) -> Vec<(&'static str, PathBuf)> {
-    let mut v = vec![("--kernel", c.kernel.clone())];
-    v.extend(initrd_inputs(&c.initrd));
-    v.extend(closure_inputs(&c.inputs));
-    v.extend(c.images.sign_keys.iter().map(|k| ("--sign-key", k.path.clone())));
-    v
 }

@@ -86,8 +86,7 @@ pub fn run(a: &Args) -> Result<()> {
         system_tree::stage(&tree.entries, &staged)
     })
     .and_then(|()| {
-        let f = fs::File::create_new(img)
-            .with_context(|| format!("creating {}", img.display()))?;
+        let f = fs::File::create_new(img).with_context(|| format!("creating {}", img.display()))?;
         f.set_len(total)
             .with_context(|| format!("sizing {}", img.display()))?;
         drop(f);
@@ -98,16 +97,7 @@ pub fn run(a: &Args) -> Result<()> {
         }
         progress::during(
             &format!("making the ext4 filesystem of {}", a.out.display()),
-            || {
-                mkfs_ext4(
-                    &staged,
-                    img,
-                    fs_bytes,
-                    &a.system.label,
-                    &id.fs_uuid,
-                    epoch,
-                )
-            },
+            || mkfs_ext4(&staged, img, fs_bytes, &a.system.label, &id.fs_uuid, epoch),
         )
     });
     system_tree::remove_staged(&staged);

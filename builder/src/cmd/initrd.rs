@@ -3,9 +3,9 @@
 //!
 //! Non-goals: no images or manifest inside (that is `netboot`).
 
+use crate::atomic::OutFile;
 use crate::check::{self, config::MediumNeeds};
 use crate::epoch::source_date_epoch;
-use crate::atomic::OutFile;
 use crate::initrd::{self, InitrdArgs};
 use crate::outputs::{Kind, Outputs};
 use crate::overlap;

@@ -347,10 +347,7 @@ pub fn inspect(path: &Path, verify: bool) -> Result<Report> {
         head.truncate(n);
         match superblock::identify(&head) {
             Some(id) if id.fstype == "iso9660" => {
-                let tmp = tempfile::Builder::new()
-                    .prefix("nixlive-inspect.")
-                    .tempdir()
-                    .context("creating a temporary directory")?;
+                let tmp = crate::cleanup::Scratch::new("nixlive-inspect.")?;
                 extract_iso(path, tmp.path())?;
                 let p = tree_parts(tmp.path(), MediumKind::Iso, id.label);
                 _tmp = tmp;
@@ -407,10 +404,7 @@ const REBUILD: &str = "rebuild the medium with nixlive, or copy it again whole";
 
 fn analyze(path: &str, mut parts: Parts, verify: bool) -> Result<Report> {
     let mut problems = Vec::new();
-    let work = tempfile::Builder::new()
-        .prefix("nixlive-inspect.")
-        .tempdir()
-        .context("creating a temporary directory")?;
+    let work = crate::cleanup::Scratch::new("nixlive-inspect.")?;
 
     // The kernel.
     let kfacts = parts

@@ -168,11 +168,7 @@ fn must_fail_saying(o: &Output, wants: &[&str]) {
 /// A well-formed Nix public key file (its key is never used for a check).
 fn public_key(dir: &Path) -> PathBuf {
     let p = dir.join("key.pub");
-    std::fs::write(
-        &p,
-        "test-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
-    )
-    .unwrap();
+    std::fs::write(&p, "test-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
     p
 }
 
@@ -205,7 +201,11 @@ fn trusted_key_on_a_plain_root_is_refused_before_anything_is_written() {
             ],
         );
         assert!(!dir.join("new").exists(), "{sub} wrote {}", out.display());
-        assert_eq!(names(&tmp), Vec::<String>::new(), "{sub} left temporary files");
+        assert_eq!(
+            names(&tmp),
+            Vec::<String>::new(),
+            "{sub} left temporary files"
+        );
     }
     assert_eq!(names(&dir), ["key.pub", "tmp"]);
 }
@@ -297,8 +297,8 @@ fn system_linked_out_of_the_store_root_is_refused() {
 
 /// A signal `sig` (`INT`, `TERM`) at `fraction` of `full` into an ISO
 /// build over an earlier ISO; returns what happened, for the log.
-fn interrupt(dir: &Path, reference: &[u8], full: Duration, fraction: f64, sig: &str) -> String {
-    let run = dir.join(format!("{sig}-{}", (fraction * 100.0) as u32));
+fn interrupt(dir: &Path, reference: &[u8], when: When, sig: &str) -> (bool, String) {
+    let run = dir.join(format!("{sig}-{}", when.name()));
     std::fs::create_dir_all(&run).unwrap();
     let tmp = run.join("tmp");
     std::fs::create_dir(&tmp).unwrap();
@@ -310,9 +310,21 @@ fn interrupt(dir: &Path, reference: &[u8], full: Duration, fraction: f64, sig: &
     let mut cmd = iso_builder(None, &tmp, &iso);
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
     let pid = child.id();
-    std::thread::sleep(full.mul_f64(fraction));
+    match when {
+        When::Fraction(full, f) => std::thread::sleep(full.mul_f64(f)),
+        // The ISO's temporary file beside it: xorriso is writing it.
+        When::Writing => {
+            let deadline = Instant::now() + TIMEOUT;
+            while names(&out).len() < 2
+                && child.try_wait().unwrap().is_none()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
     let sent = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
@@ -325,10 +337,16 @@ fn interrupt(dir: &Path, reference: &[u8], full: Duration, fraction: f64, sig: &
     let what;
     if o.status.success() {
         // Done before the signal: the complete new ISO, and nothing else.
-        assert!(now == reference, "finished, but live.iso is not the new ISO\n{t}");
+        assert!(
+            now == reference,
+            "finished, but live.iso is not the new ISO\n{t}"
+        );
         what = "finished before the signal";
     } else {
-        assert!(sent, "the signal could not be sent, yet the build failed\n{t}");
+        assert!(
+            sent,
+            "the signal could not be sent, yet the build failed\n{t}"
+        );
         let want = if sig == "INT" { 130 } else { 143 };
         assert_eq!(o.status.code(), Some(want), "{t}");
         assert!(t.contains(&format!("stopped by SIG{sig}")), "{t}");
@@ -347,8 +365,103 @@ fn interrupt(dir: &Path, reference: &[u8], full: Duration, fraction: f64, sig: &
         }
     }
     assert_eq!(names(&out), ["live.iso"], "leftovers beside the ISO\n{t}");
-    assert_eq!(names(&tmp), Vec::<String>::new(), "leftovers in TMPDIR\n{t}");
-    format!("SIG{sig} at {:.0} %: {what}", fraction * 100.0)
+    assert_eq!(
+        names(&tmp),
+        Vec::<String>::new(),
+        "leftovers in TMPDIR\n{t}"
+    );
+    let kept = what == "stopped; the earlier ISO kept";
+    (
+        kept,
+        format!(
+            "SIG{sig} {} (during: {}): {what}",
+            when.name(),
+            last_step(&o)
+        ),
+    )
+}
+
+/// When the signal is sent.
+#[derive(Clone, Copy)]
+enum When {
+    /// This fraction of a full build's time after the start.
+    Fraction(Duration, f64),
+    /// Once the ISO's temporary file appears beside it.
+    Writing,
+}
+
+impl When {
+    fn name(self) -> String {
+        match self {
+            When::Fraction(_, f) => format!("at-{:.0}%", f * 100.0),
+            When::Writing => "while-xorriso-writes".into(),
+        }
+    }
+}
+
+/// The builder's last line on standard error before it was stopped.
+fn last_step(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr);
+    err.lines()
+        .take_while(|l| !l.contains("stopped by"))
+        .last()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// SIGINT halfway through `medium --out med` over an earlier medium (of
+/// another label): the earlier tree is kept, file for file.
+#[test]
+fn an_interrupted_medium_keeps_the_earlier_tree() {
+    let dir = test_dir("interrupted-medium");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let med = dir.join("med");
+    let medium = |label: &str| {
+        let mut cmd = builder("medium", None, &tmp);
+        for m in Arch::X86_64.demo_modules() {
+            cmd.arg("--module").arg(m);
+        }
+        cmd.args(["--label", label]).arg("--out").arg(&med);
+        cmd
+    };
+    let started = Instant::now();
+    let o = output(&mut medium("EARLIER"));
+    let full = started.elapsed();
+    assert!(o.status.success(), "{}", text(&o));
+    let earlier = tree(&med);
+    assert!(earlier.contains_key(Path::new("nixlive.manifest")));
+    let mut cmd = medium("LATER");
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(full / 2);
+    let sent = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    if o.status.success() {
+        eprintln!("the medium was done before the signal");
+        assert!(tree(&med) != earlier, "{t}");
+    } else {
+        assert!(sent, "{t}");
+        assert_eq!(o.status.code(), Some(130), "{t}");
+        if !String::from_utf8_lossy(&o.stdout).contains("manifest") {
+            assert!(tree(&med) == earlier, "the earlier medium changed\n{t}");
+        }
+        eprintln!("SIGINT at 50 % of a medium (during: {})", last_step(&o));
+    }
+    assert_eq!(names(&dir), ["med", "tmp"], "leftovers beside med\n{t}");
+    assert_eq!(
+        names(&tmp),
+        Vec::<String>::new(),
+        "leftovers in TMPDIR\n{t}"
+    );
 }
 
 #[test]
@@ -364,12 +477,21 @@ fn interrupted_iso_builds_keep_the_earlier_iso_and_leave_nothing() {
     assert_eq!(names(&tmp), Vec::<String>::new());
     let reference = std::fs::read(&reference).unwrap();
     eprintln!("an uninterrupted ISO build took {full:?}");
-    let mut log = Vec::new();
+    let mut runs = Vec::new();
     for f in [0.1, 0.5, 0.9] {
-        log.push(interrupt(&dir, &reference, full, f, "INT"));
+        runs.push(interrupt(&dir, &reference, When::Fraction(full, f), "INT"));
     }
-    log.push(interrupt(&dir, &reference, full, 0.5, "TERM"));
+    runs.push(interrupt(
+        &dir,
+        &reference,
+        When::Fraction(full, 0.5),
+        "TERM",
+    ));
+    runs.push(interrupt(&dir, &reference, When::Writing, "INT"));
+    let log: Vec<&str> = runs.iter().map(|r| r.1.as_str()).collect();
     eprintln!("{}", log.join("\n"));
+    // The signal sent while xorriso writes always finds the build running.
+    assert!(runs[4].0, "{}", log.join("\n"));
 }
 
 /// A disk image of the demo system with `--module-set base,virtio` only:
