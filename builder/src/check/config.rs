@@ -219,5 +219,13 @@ mod tests {
             syms,
             ["CONFIG_BLK_DEV_INITRD", "CONFIG_DEVTMPFS", "CONFIG_TMPFS"]
         );
+        // A disk image's plain root: its filesystem, no images.
+        let disk = MediumNeeds {
+            initrd_compression: None,
+            images: None,
+            medium_fs: Some("ext4"),
+        };
+        let ext4 = disk.needs().pop().unwrap();
+        assert_eq!((ext4.symbol, ext4.module), ("CONFIG_EXT4_FS", Some("ext4")));
     }
 }

@@ -552,3 +552,63 @@ fn ext4_disk_image_with_base_and_virtio_sets_only_boots() {
     assert_eq!(b.report.postboot_exit, 0, "{ctx}");
     let _ = std::fs::remove_file(&image);
 }
+
+/// A directory holding a `NAME` program that writes into its output
+/// (`-o FILE` for xorriso; the next-to-last argument for mkfs.ext4) and
+/// fails, ahead of the real ones on `PATH`.
+fn failing_tool(dir: &Path, name: &str) -> std::ffi::OsString {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = r#"#!/bin/sh
+# Writes into its output, then fails.
+prev=
+for a in "$@"; do
+  [ "$prev" = -o ] && echo partial > "$a"
+  prev=$a
+done
+# mkfs.ext4 ... DEVICE SIZE
+if [ $# -ge 2 ]; then
+  eval "dev=\${$(($# - 1))}"
+  [ -f "$dev" ] && echo partial > "$dev"
+fi
+echo "injected failure" >&2
+exit 1
+"#;
+    let p = bin.join(name);
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut path = bin.into_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
+}
+
+/// A tool failing halfway through its output (injected) leaves the
+/// earlier ISO or disk image as it was and no temporary files.
+#[test]
+fn a_failing_tool_keeps_the_earlier_output() {
+    let dir = test_dir("failing-tool");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let earlier = b"an earlier output\n".repeat(1000);
+    let iso = out.join("live.iso");
+    std::fs::write(&iso, &earlier).unwrap();
+    let o = output(iso_builder(None, &tmp, &iso).env("PATH", failing_tool(&dir, "xorriso")));
+    must_fail_saying(&o, &["xorriso failed", "injected failure"]);
+    assert!(std::fs::read(&iso).unwrap() == earlier, "live.iso changed");
+    let img = out.join("sd.img");
+    std::fs::write(&img, &earlier).unwrap();
+    let o = output(
+        builder("disk-image", None, &tmp)
+            .args(["--size", "256M", "--out"])
+            .arg(&img)
+            .env("PATH", failing_tool(&dir, "mkfs.ext4")),
+    );
+    must_fail_saying(&o, &["mkfs.ext4", "injected failure"]);
+    assert!(std::fs::read(&img).unwrap() == earlier, "sd.img changed");
+    assert_eq!(names(&out), ["live.iso", "sd.img"]);
+    assert_eq!(names(&tmp), Vec::<String>::new());
+}
