@@ -391,6 +391,59 @@ pub fn write_tar(entries: &[Entry], w: impl std::io::Write) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn system_args(modules_dir: &Path, extra: &[&str]) -> SystemArgs {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            a: SystemArgs,
+        }
+        let mut argv = vec![
+            "t",
+            "--kernel",
+            "k",
+            "--init",
+            "i",
+            "--system",
+            "/nix/store/x",
+        ];
+        argv.extend(extra);
+        let mut argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+        argv.push("--modules-dir".into());
+        argv.push(modules_dir.into());
+        T::try_parse_from(argv).unwrap().a
+    }
+
+    #[test]
+    fn the_root_filesystem_module_is_packed_unless_built_in() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("6.1.0-test");
+        fs::create_dir(&m).unwrap();
+        fs::write(
+            m.join("modules.dep"),
+            "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko\nkernel/fs/jbd2/jbd2.ko:\n",
+        )
+        .unwrap();
+        let a = system_args(&m, &["--module-set", "base,virtio"]);
+        let i = plain_root_initrd(&a, Some("ext4")).unwrap();
+        assert_eq!(i.modules, ["ext4"]);
+        assert_eq!(i.root, RootMode::Plain);
+        assert!(plain_root_initrd(&a, None).unwrap().modules.is_empty());
+        let a = system_args(&m, &["--module", "ext4"]);
+        assert_eq!(
+            plain_root_initrd(&a, Some("ext4")).unwrap().modules,
+            ["ext4"]
+        );
+        fs::write(m.join("modules.builtin"), "kernel/fs/ext4/ext4.ko\n").unwrap();
+        let a = system_args(&m, &[]);
+        assert!(
+            plain_root_initrd(&a, Some("ext4"))
+                .unwrap()
+                .modules
+                .is_empty()
+        );
+    }
+
     #[test]
     fn labels() {
         assert!(check_label("NIXOS_SD").is_ok());
