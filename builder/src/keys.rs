@@ -3,6 +3,28 @@
 //! format stops the build before anything is written.
 
 use nixlive_formats::nixkey::{PublicKey, SecretKey};
+use std::path::PathBuf;
+
+/// A key and the file it was read from (an input the build must not
+/// overwrite: see [`crate::overlap`]).
+#[derive(Debug, Clone)]
+pub struct KeyFile<K> {
+    pub path: PathBuf,
+    pub key: K,
+}
+
+impl<K> std::ops::Deref for KeyFile<K> {
+    type Target = K;
+    fn deref(&self) -> &K {
+        &self.key
+    }
+}
+
+impl<K: std::fmt::Display> std::fmt::Display for KeyFile<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.key.fmt(f)
+    }
+}
 
 /// The longest key file read (a key line is under 200 bytes).
 const MAX: u64 = 4096;
@@ -20,16 +42,24 @@ fn read(path: &str) -> Result<String, String> {
 }
 
 /// `--sign-key`: a secret key as `nix-store --generate-binary-cache-key` writes it.
-pub fn secret_key_file(path: &str) -> Result<SecretKey, String> {
-    SecretKey::parse(&read(path)?).map_err(|e| {
+pub fn secret_key_file(path: &str) -> Result<KeyFile<SecretKey>, String> {
+    let key = SecretKey::parse(&read(path)?).map_err(|e| {
         format!("{path} is not a Nix secret key (NAME:BASE64, from nix-store --generate-binary-cache-key): {e}")
+    })?;
+    Ok(KeyFile {
+        path: path.into(),
+        key,
     })
 }
 
 /// `--trusted-key`: a public key as `nix-store --generate-binary-cache-key` writes it.
-pub fn public_key_file(path: &str) -> Result<PublicKey, String> {
-    PublicKey::parse(&read(path)?).map_err(|e| {
+pub fn public_key_file(path: &str) -> Result<KeyFile<PublicKey>, String> {
+    let key = PublicKey::parse(&read(path)?).map_err(|e| {
         format!("{path} is not a Nix public key (NAME:BASE64, from nix-store --generate-binary-cache-key): {e}")
+    })?;
+    Ok(KeyFile {
+        path: path.into(),
+        key,
     })
 }
 

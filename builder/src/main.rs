@@ -6,7 +6,9 @@
 //! container), whose stages are `closure/`, `images/`, `initrd/` and
 //! `medium/`.
 
+mod atomic;
 mod check;
+mod cleanup;
 mod closure;
 mod cmd;
 mod cmdline;
@@ -18,8 +20,10 @@ mod inspect;
 mod keys;
 mod medium;
 mod outputs;
+mod overlap;
 mod pipeline;
 mod progress;
+mod sys;
 mod system_tree;
 mod tar;
 mod tool;
@@ -86,13 +90,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Err(e) = cleanup::install() {
+        eprintln!("nixlive: error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let code = match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nixlive: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // A SIGINT or SIGTERM that came in time ends the process from here on.
+    cleanup::finish();
+    code
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! Non-goals: no checksums here (the manifest has the images'), no
 //! description of what a file is for beyond its kind.
 
+use crate::atomic::OutFile;
 use crate::images::ImageFormat;
 use anyhow::{Context, Result};
 use nixlive_formats::size::{self, Unit};
@@ -72,6 +73,16 @@ impl Outputs {
         Ok(())
     }
 
+    /// Moves the outputs under `from` (where they were written) to the
+    /// same place under `to` (where they were put).
+    pub fn rebase(&mut self, from: &Path, to: &Path) {
+        for o in &mut self.list {
+            if let Ok(rest) = o.path.strip_prefix(from) {
+                o.path = to.join(rest);
+            }
+        }
+    }
+
     pub fn extend(&mut self, other: Outputs) {
         self.list.extend(other.list);
     }
@@ -120,7 +131,7 @@ impl Outputs {
             self.write_hydra(d)?;
         }
         if let Some(j) = json {
-            fs::write(j, self.json()).with_context(|| format!("writing {}", j.display()))?;
+            OutFile::write(j, self.json().as_bytes())?;
         }
         print!("{}", self.tsv());
         Ok(())
@@ -128,10 +139,8 @@ impl Outputs {
 
     /// Writes `DIR/nix-support/hydra-build-products`.
     pub fn write_hydra(&self, dir: &Path) -> Result<PathBuf> {
-        let ns = dir.join("nix-support");
-        fs::create_dir_all(&ns).with_context(|| format!("creating {}", ns.display()))?;
-        let p = ns.join("hydra-build-products");
-        fs::write(&p, self.hydra_products()).with_context(|| format!("writing {}", p.display()))?;
+        let p = dir.join("nix-support/hydra-build-products");
+        OutFile::write(&p, self.hydra_products().as_bytes())?;
         Ok(p)
     }
 }

@@ -9,7 +9,7 @@ use crate::check::{self, config::MediumNeeds};
 use crate::closure::{Closure, InputArgs};
 use crate::images::{self, ImageArgs};
 use crate::initrd::{self, InitrdArgs};
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use nixlive_formats::Manifest;
 use nixlive_formats::elf::Machine;
 use std::path::{Path, PathBuf};
@@ -82,7 +82,7 @@ pub struct Build<'a> {
     pub closure: Closure,
     /// The images, planned before anything is written.
     pub layout: images::Layout,
-    work: tempfile::TempDir,
+    work: crate::cleanup::Scratch,
 }
 
 impl<'a> Build<'a> {
@@ -99,10 +99,7 @@ impl<'a> Build<'a> {
         let closure = args.inputs.load()?;
         let limit = args.images.limit(default_limit);
         let layout = images::plan(&args.images, &closure, limit)?;
-        let work = tempfile::Builder::new()
-            .prefix(scratch)
-            .tempdir()
-            .context("creating a temporary directory")?;
+        let work = crate::cleanup::Scratch::new(scratch)?;
         Ok(Build {
             args,
             epoch,

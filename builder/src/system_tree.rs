@@ -13,10 +13,11 @@
 //! Non-goals: no `/etc` contents (the system's activation makes them), no
 //! boot loader (the tarball's `boot/` is for whatever loads the kernel).
 
+use crate::check::{self, config::MediumNeeds};
 use crate::closure::{Closure, InputArgs};
-use crate::cmdline;
 use crate::files::read;
-use crate::initrd::{self, InitrdArgs};
+use crate::initrd::{self, InitrdArgs, modules};
+use crate::{cmdline, overlap};
 use anyhow::{Context, Result, bail, ensure};
 use nixlive_formats::RootMode;
 use nixlive_formats::registration::{self, HashFormat};
@@ -114,8 +115,55 @@ pub fn check_label(label: &str) -> Result<()> {
     Ok(())
 }
 
-/// Loads the closure, builds the plain-root initrd and lists the tree.
-pub fn build(a: &SystemArgs, epoch: u64) -> Result<SystemTree> {
+/// Why `--trusted-key` means nothing on a plain root.
+pub const PLAIN_ROOT_KEYS: &str = "a plain root is a writable filesystem that init mounts as it is: \
+     it holds nothing signed to check, so a key could prove nothing about it (init would boot \
+     whatever filesystem carries the label) and is refused rather than packed; for an \
+     authenticated boot build a signed medium with `nixlive iso`, `medium` or `netboot` \
+     and --sign-key";
+
+/// Refuses what a plain root cannot honour, and outputs that would write
+/// over an input; run first, before anything is read or written.
+pub fn check_args(a: &SystemArgs, out: &Path) -> Result<()> {
+    ensure!(
+        a.initrd.trusted_keys.is_empty(),
+        "--trusted-key cannot be used with a plain root (tarball, disk-image): {PLAIN_ROOT_KEYS}"
+    );
+    check_label(&a.label)?;
+    let mut inputs = vec![("--kernel", a.kernel.clone())];
+    inputs.extend(overlap::initrd_inputs(&a.initrd));
+    inputs.extend(overlap::closure_inputs(&a.inputs));
+    let mut outputs = vec![("--out", out.to_path_buf())];
+    overlap::push_opt(&mut outputs, "--initrd-out", &a.initrd_out);
+    overlap::push_opt(&mut outputs, "--hydra-dir", &a.hydra_dir);
+    overlap::push_opt(&mut outputs, "--outputs-json", &a.outputs_json);
+    overlap::refuse(&inputs, &outputs)
+}
+
+/// The initrd arguments for a plain root on `root_fs` (`ext4` for
+/// `disk-image`; `None`: the tarball, whose filesystem is the user's): its
+/// module is added unless the kernel has it built in.
+fn plain_root_initrd(a: &SystemArgs, root_fs: Option<&'static str>) -> Result<InitrdArgs> {
+    let mut args = a.initrd.clone();
+    args.root = RootMode::Plain;
+    if let Some(fs) = root_fs {
+        let plan = modules::plan(&args.modules_dir, &[], &[])?;
+        let named = args
+            .modules
+            .iter()
+            .any(|m| nixlive_formats::kmod::module_name(m) == fs);
+        if !named && !plan.builtin.iter().any(|b| b == fs) {
+            args.modules.push(fs.to_string());
+        }
+    }
+    Ok(args)
+}
+
+/// Checks what `iso`, `medium` and `netboot` check (the kernel, the
+/// initrd's programs and modules, the kernel's configuration against a
+/// plain root on `root_fs`, the stage-2 init), loads the closure, builds
+/// the plain-root initrd and lists the tree. Call [`check_args`] first.
+pub fn build(a: &SystemArgs, epoch: u64, root_fs: Option<&'static str>) -> Result<SystemTree> {
     check_label(&a.label)?;
     let cmdline =
         cmdline::medium_params(&a.label, &a.inputs.system, &a.append).context("--append")?;
@@ -124,9 +172,15 @@ pub fn build(a: &SystemArgs, epoch: u64) -> Result<SystemTree> {
         "--kernel {} is not a file",
         a.kernel.display()
     );
+    let initrd_args = plain_root_initrd(a, root_fs)?;
+    let needs = MediumNeeds {
+        initrd_compression: check::compression_name(initrd_args.compression),
+        images: None,
+        medium_fs: root_fs,
+    };
+    let machine = check::before_build(Some(&a.kernel), &initrd_args, &needs)?;
     let closure = a.inputs.load()?;
-    let mut initrd_args = a.initrd.clone();
-    initrd_args.root = RootMode::Plain;
+    check::stage2(&closure, machine)?;
     let initrd = initrd::build(&initrd_args, epoch, false)?;
     let kernel = read(&a.kernel, "--kernel")?;
     let entries = entries(&closure, kernel, initrd.clone(), &cmdline, epoch)?;
@@ -336,6 +390,59 @@ pub fn write_tar(entries: &[Entry], w: impl std::io::Write) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn system_args(modules_dir: &Path, extra: &[&str]) -> SystemArgs {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            a: SystemArgs,
+        }
+        let mut argv = vec![
+            "t",
+            "--kernel",
+            "k",
+            "--init",
+            "i",
+            "--system",
+            "/nix/store/x",
+        ];
+        argv.extend(extra);
+        let mut argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+        argv.push("--modules-dir".into());
+        argv.push(modules_dir.into());
+        T::try_parse_from(argv).unwrap().a
+    }
+
+    #[test]
+    fn the_root_filesystem_module_is_packed_unless_built_in() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("6.1.0-test");
+        fs::create_dir(&m).unwrap();
+        fs::write(
+            m.join("modules.dep"),
+            "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko\nkernel/fs/jbd2/jbd2.ko:\n",
+        )
+        .unwrap();
+        let a = system_args(&m, &["--module-set", "base,virtio"]);
+        let i = plain_root_initrd(&a, Some("ext4")).unwrap();
+        assert_eq!(i.modules, ["ext4"]);
+        assert_eq!(i.root, RootMode::Plain);
+        assert!(plain_root_initrd(&a, None).unwrap().modules.is_empty());
+        let a = system_args(&m, &["--module", "ext4"]);
+        assert_eq!(
+            plain_root_initrd(&a, Some("ext4")).unwrap().modules,
+            ["ext4"]
+        );
+        fs::write(m.join("modules.builtin"), "kernel/fs/ext4/ext4.ko\n").unwrap();
+        let a = system_args(&m, &[]);
+        assert!(
+            plain_root_initrd(&a, Some("ext4"))
+                .unwrap()
+                .modules
+                .is_empty()
+        );
+    }
 
     #[test]
     fn labels() {

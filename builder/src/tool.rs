@@ -2,6 +2,10 @@
 //! grub-mkimage, mtools, xz): a failure names the program and shows its
 //! command line and output.
 //!
+//! Each runs in a process group of its own, registered while it runs, so
+//! that a SIGINT or SIGTERM stops it before its files are removed
+//! ([`crate::cleanup`]).
+//!
 //! Non-goals: no retries, no streaming of large outputs (these programs
 //! write files; only `xz` filters bytes, which are held in memory).
 
@@ -11,7 +15,7 @@ use std::process::{Command, Stdio};
 
 /// Runs `cmd` to completion; `what` names it in errors.
 pub fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().with_context(|| {
+    let out = crate::cleanup::output(cmd).with_context(|| {
         format!(
             "cannot run {what} ({:?}); is it installed?",
             cmd.get_program()
@@ -40,7 +44,7 @@ pub fn output_text(cmd: &mut Command, what: &str) -> Result<String> {
 
 /// Runs `cmd`, which must succeed, and returns its standard output.
 pub fn output(cmd: &mut Command, what: &str) -> Result<Vec<u8>> {
-    let out = cmd.output().with_context(|| {
+    let out = crate::cleanup::output(cmd).with_context(|| {
         format!(
             "cannot run {what} ({:?}); is it installed?",
             cmd.get_program()
@@ -59,13 +63,13 @@ pub fn output(cmd: &mut Command, what: &str) -> Result<Vec<u8>> {
 
 /// Runs the filter program `cmd` over `input` and returns what it wrote.
 pub fn pipe(cmd: &mut Command, input: &[u8], what: &str) -> Result<Vec<u8>> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {what}; is it installed?"))?;
-    let mut stdin = child.stdin.take().context("stdin")?;
+    let mut child = crate::cleanup::spawn(
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .with_context(|| format!("cannot run {what}; is it installed?"))?;
+    let mut stdin = child.child.stdin.take().context("stdin")?;
     let data = input.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
     let out = child

@@ -77,7 +77,8 @@ pub struct MediumNeeds {
     /// The store images' filesystem and compression (`zstd`, `xz`, ...),
     /// when the medium carries images.
     pub images: Option<(ImageFs, &'static str)>,
-    /// The medium's own filesystem, when known (`iso9660` for an ISO).
+    /// The medium's own filesystem, when known (`iso9660` for an ISO,
+    /// `ext4` for a disk image's plain root).
     pub medium_fs: Option<&'static str>,
 }
 
@@ -156,12 +157,18 @@ impl MediumNeeds {
                 "/nix/store is an overlay of the images and a tmpfs",
             ));
         }
-        if let Some("iso9660") = self.medium_fs {
-            out.push(need(
+        match self.medium_fs {
+            Some("iso9660") => out.push(need(
                 "CONFIG_ISO9660_FS",
                 Some("isofs"),
                 "the medium is an ISO 9660 filesystem",
-            ));
+            )),
+            Some("ext4") => out.push(need(
+                "CONFIG_EXT4_FS",
+                Some("ext4"),
+                "the root filesystem is ext4",
+            )),
+            _ => {}
         }
         out
     }
@@ -212,5 +219,13 @@ mod tests {
             syms,
             ["CONFIG_BLK_DEV_INITRD", "CONFIG_DEVTMPFS", "CONFIG_TMPFS"]
         );
+        // A disk image's plain root: its filesystem, no images.
+        let disk = MediumNeeds {
+            initrd_compression: None,
+            images: None,
+            medium_fs: Some("ext4"),
+        };
+        let ext4 = disk.needs().pop().unwrap();
+        assert_eq!((ext4.symbol, ext4.module), ("CONFIG_EXT4_FS", Some("ext4")));
     }
 }

@@ -114,7 +114,30 @@ impl InputArgs {
                     self.system
                 )
             })?;
-        let sys_init = store_dir.join(sys_base).join("init");
+        let sys_dir = store_dir.join(sys_base);
+        if let Ok(m) = std::fs::symlink_metadata(&sys_dir)
+            && m.file_type().is_symlink()
+        {
+            let target = std::fs::read_link(&sys_dir).unwrap_or_default();
+            let inside = match (
+                std::fs::canonicalize(&sys_dir),
+                std::fs::canonicalize(&self.store_root),
+            ) {
+                (Ok(t), Ok(root)) => t.starts_with(root),
+                _ => false,
+            };
+            ensure!(
+                inside,
+                "--system {}: {} is a symlink to {}, outside --store-root {}; \
+                 the media would carry only the link, and the system could not boot \
+                 (give the system's real store path, under the store root)",
+                self.system,
+                sys_dir.display(),
+                target.display(),
+                self.store_root.display()
+            );
+        }
+        let sys_init = sys_dir.join("init");
         ensure!(
             sys_init.exists(),
             "the system has no init: {} does not exist",

@@ -7,11 +7,16 @@
 //! them so for mkfs. The initrd boots it as a plain root (NixOS's SD
 //! images, without their boot partition).
 //!
+//! The image is written beside --out and renamed into place when complete.
+//! The initrd carries the root filesystem's module (ext4 and its
+//! dependencies) unless the kernel has it built in.
+//!
 //! Non-goals: no boot loader or firmware partition (the kernel and initrd
 //! are in `/boot` for whatever loads them), no filesystem but ext4.
 
+use crate::atomic::OutFile;
+use crate::cleanup::Scratch;
 use crate::epoch::source_date_epoch;
-use crate::files::{create_parent, remove_old, write};
 use crate::outputs::{Kind, Outputs};
 use crate::system_tree::{self, Node, SystemArgs};
 use crate::{progress, tool};
@@ -65,50 +70,51 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(a: &Args) -> Result<()> {
+    system_tree::check_args(&a.system, &a.out)?;
     let epoch = source_date_epoch()?;
-    let tree = system_tree::build(&a.system, epoch)?;
+    let root_fs = match a.fs {
+        Fs::Ext4 => "ext4",
+    };
+    let tree = system_tree::build(&a.system, epoch, Some(root_fs))?;
     let need = tree_bytes(&tree.entries);
     let (total, fs_bytes) = layout(a.size, need, a.partition_table)?;
-    create_parent(&a.out)?;
-    remove_old(&a.out)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("nixlive-disk-image.")
-        .tempdir()
-        .context("creating a temporary directory")?;
+    let out = OutFile::new(&a.out)?;
+    let img = out.path();
+    let scratch = Scratch::new("nixlive-disk-image.")?;
     let staged = scratch.path().join("root");
     let r = progress::during("staging the root tree", || {
         system_tree::stage(&tree.entries, &staged)
     })
     .and_then(|()| {
-        let f =
-            fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+        let f = fs::File::create_new(img).with_context(|| format!("creating {}", img.display()))?;
         f.set_len(total)
-            .with_context(|| format!("sizing {}", a.out.display()))?;
+            .with_context(|| format!("sizing {}", img.display()))?;
         drop(f);
         let id = ids(&a.system.label, epoch, &a.system.inputs.system);
         match a.partition_table {
-            PartitionTable::Gpt => gpt(&a.out, fs_bytes, &a.system.label, &id)?,
-            PartitionTable::Mbr => mbr(&a.out, fs_bytes, &id)?,
+            PartitionTable::Gpt => gpt(img, fs_bytes, &a.system.label, &id)?,
+            PartitionTable::Mbr => mbr(img, fs_bytes, &id)?,
         }
         progress::during(
             &format!("making the ext4 filesystem of {}", a.out.display()),
-            || {
-                mkfs_ext4(
-                    &staged,
-                    &a.out,
-                    fs_bytes,
-                    &a.system.label,
-                    &id.fs_uuid,
-                    epoch,
-                )
-            },
+            || mkfs_ext4(&staged, img, fs_bytes, &a.system.label, &id.fs_uuid, epoch),
         )
     });
     system_tree::remove_staged(&staged);
     r?;
+    let initrd = match &a.system.initrd_out {
+        Some(io) => {
+            let f = OutFile::new(io)?;
+            fs::write(f.path(), &tree.initrd)
+                .with_context(|| format!("writing {}", io.display()))?;
+            Some(f)
+        }
+        None => None,
+    };
+    out.commit()?;
     let mut outs = Outputs::default();
-    if let Some(io) = &a.system.initrd_out {
-        write(io, &tree.initrd)?;
+    if let (Some(f), Some(io)) = (initrd, &a.system.initrd_out) {
+        f.commit()?;
         outs.add(Kind::Initrd, io.clone())?;
     }
     outs.add(Kind::DiskImage, a.out.clone())?;

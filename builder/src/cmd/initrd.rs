@@ -3,11 +3,12 @@
 //!
 //! Non-goals: no images or manifest inside (that is `netboot`).
 
+use crate::atomic::OutFile;
 use crate::check::{self, config::MediumNeeds};
 use crate::epoch::source_date_epoch;
-use crate::files::write;
 use crate::initrd::{self, InitrdArgs};
 use crate::outputs::{Kind, Outputs};
+use crate::overlap;
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -27,8 +28,12 @@ pub fn run(a: &Args) -> Result<()> {
         images: None,
         medium_fs: None,
     };
+    overlap::refuse(
+        &overlap::initrd_inputs(&a.initrd),
+        &[("--out", a.out.clone())],
+    )?;
     check::before_build(None, &a.initrd, &needs)?;
-    write(&a.out, &initrd::build(&a.initrd, epoch, true)?)?;
+    OutFile::write(&a.out, &initrd::build(&a.initrd, epoch, true)?)?;
     let mut outs = Outputs::default();
     outs.add(Kind::Initrd, a.out.clone())?;
     outs.report(None, None)

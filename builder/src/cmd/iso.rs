@@ -2,15 +2,20 @@
 //! Torito for BIOS (ISOLINUX) and UEFI (the EFI system partition image),
 //! an MBR and GPT so that it also boots from a USB disk.
 //!
+//! The ISO (and --medium-dir, --initrd-out) are written beside their
+//! final paths and put in place when all are complete ([`crate::atomic`]).
+//!
 //! Non-goals: no ISO writing of our own (xorriso's layout is the tested
 //! one), no appended partitions.
 
+use crate::atomic::{OutDir, OutFile};
+use crate::cleanup::Scratch;
 use crate::epoch::source_date_epoch;
-use crate::files::{copy, create_parent, remove_old};
+use crate::files::copy;
 use crate::medium::{self, BootArgs, MediumArgs};
 use crate::outputs::{Kind, Outputs};
-use crate::{progress, tool};
-use anyhow::{Context, Result};
+use crate::{overlap, progress, tool};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,7 +26,8 @@ pub struct Args {
     /// Where to write the ISO.
     #[arg(long, value_name = "FILE.iso")]
     pub out: PathBuf,
-    /// Keep the medium tree here (created, or emptied of an earlier build).
+    /// Keep the medium tree here (created, or replaced whole when it holds
+    /// an earlier medium).
     #[arg(long, value_name = "DIR")]
     pub medium_dir: Option<PathBuf>,
     /// Also write the compressed initrd here.
@@ -30,41 +36,62 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<()> {
-    let tmp;
-    let dir = match &a.medium_dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::Builder::new()
-                .prefix("nixlive-medium.")
-                .tempdir()
-                .context("creating a temporary medium directory")?;
-            tmp.path().to_path_buf()
-        }
+    let c = &a.medium.common;
+    let mut outputs = vec![("--out", a.out.clone())];
+    overlap::push_opt(&mut outputs, "--medium-dir", &a.medium_dir);
+    overlap::push_opt(&mut outputs, "--initrd-out", &a.initrd_out);
+    overlap::push_opt(&mut outputs, "--hydra-dir", &c.hydra_dir);
+    overlap::push_opt(&mut outputs, "--outputs-json", &c.outputs_json);
+    overlap::refuse(&medium::inputs(&a.medium), &outputs)?;
+    if let Some(d) = &a.medium_dir {
+        medium::check_reusable(d, "--medium-dir", &medium::MEDIUM_ENTRIES)?;
+    }
+    let prepared = medium::prepare(&a.medium, &a.out, Some("iso9660"), None)?;
+    // The tree: beside --medium-dir when it is kept, else in $TMPDIR.
+    let (kept, scratch) = match &a.medium_dir {
+        Some(d) => (Some(OutDir::new(d)?), None),
+        None => (None, Some(Scratch::new("nixlive-medium.")?)),
     };
-    let tree_outs = medium::build(&a.medium, &dir, Some("iso9660"), None)?;
-    make_iso(&a.medium.boot, &dir, &a.out)?;
+    let dir = match (&kept, &scratch) {
+        (Some(k), _) => k.path().to_path_buf(),
+        (_, Some(s)) => s.path().to_path_buf(),
+        _ => unreachable!("one of the two is made above"),
+    };
+    let mut tree_outs = prepared.write(&dir)?;
+    let iso = OutFile::new(&a.out)?;
+    make_iso(&a.medium.boot, &dir, iso.path(), &a.out)?;
+    let initrd = match &a.initrd_out {
+        Some(io) => {
+            let f = OutFile::new(io)?;
+            copy(&dir.join("boot/initrd"), f.path())?;
+            Some(f)
+        }
+        None => None,
+    };
+    // Everything is complete: put it in place.
+    iso.commit()?;
     let mut outs = Outputs::default();
-    if let Some(io) = &a.initrd_out {
-        copy(&dir.join("boot/initrd"), io)?;
+    if let (Some(f), Some(io)) = (initrd, &a.initrd_out) {
+        f.commit()?;
         outs.add(Kind::Initrd, io.clone())?;
     }
     // Without --medium-dir the tree goes away: only the ISO is an output.
-    if a.medium_dir.is_some() {
+    if let (Some(k), Some(d)) = (kept, &a.medium_dir) {
+        k.commit()?;
+        tree_outs.rebase(&dir, d);
         outs.extend(tree_outs);
     }
     outs.add(Kind::Iso, a.out.clone())?;
-    a.medium.common.report(&outs)
+    c.report(&outs)
 }
 
-/// Makes the hybrid ISO `out` from a medium tree.
-fn make_iso(b: &BootArgs, tree: &Path, out: &Path) -> Result<()> {
+/// Makes the hybrid ISO at `path` (to be renamed to `out`) from a medium tree.
+fn make_iso(b: &BootArgs, tree: &Path, path: &Path, out: &Path) -> Result<()> {
     let epoch = source_date_epoch()?;
-    create_parent(out)?;
-    remove_old(out)?;
     let date = xorriso_date(epoch);
     let mut cmd = Command::new("xorriso");
     cmd.args(["-as", "mkisofs", "-o"])
-        .arg(out)
+        .arg(path)
         .args(["-V", &b.label, "-r", "-J", "-joliet-long"])
         // Level 3: files of 4 GiB and more (multi-extent; Linux's isofs
         // reads them), as Debian live-build and archiso pass it.
@@ -86,7 +113,7 @@ fn make_iso(b: &BootArgs, tree: &Path, out: &Path) -> Result<()> {
     progress::during(&format!("making {}", out.display()), || {
         tool::run(&mut cmd, "xorriso")
     })?;
-    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     progress::finished(&format!("wrote {}", out.display()), "", size, started);
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 use crate::images::split::FAT32_LIMIT;
 use crate::medium::{self, MediumArgs};
+use crate::overlap;
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -14,12 +15,18 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     pub medium: MediumArgs,
-    /// The tree's directory (created, or emptied of an earlier build).
+    /// The tree's directory (created, or replaced whole when it holds an
+    /// earlier medium).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
 
 pub fn run(a: &Args) -> Result<()> {
-    let outs = medium::build(&a.medium, &a.out, None, Some(FAT32_LIMIT))?;
-    a.medium.common.report(&outs)
+    let c = &a.medium.common;
+    let mut outputs = vec![("--out", a.out.clone())];
+    overlap::push_opt(&mut outputs, "--hydra-dir", &c.hydra_dir);
+    overlap::push_opt(&mut outputs, "--outputs-json", &c.outputs_json);
+    overlap::refuse(&medium::inputs(&a.medium), &outputs)?;
+    let outs = medium::build_dir(&a.medium, &a.out, None, Some(FAT32_LIMIT), "--out")?;
+    c.report(&outs)
 }

@@ -8,8 +8,12 @@
 //! fetches them from `nixlive.url=`, which the iPXE script makes from the
 //! URL it was fetched from (`${cwduri}`) or from `--base-url`.
 //!
+//! The set is written beside `--out` and put in place whole
+//! ([`crate::atomic`]).
+//!
 //! Non-goals: no PXE or HTTP server (any plain web server serves the set).
 
+use crate::atomic::OutDir;
 use crate::cmdline;
 use crate::epoch::{mtime32, source_date_epoch};
 use crate::files::{copy, create_dir, read, write};
@@ -18,6 +22,7 @@ use crate::initrd::{
     cpio::{self, Archive},
 };
 use crate::outputs::{Kind, Outputs};
+use crate::overlap;
 use crate::pipeline::{Build, CommonArgs};
 use anyhow::{Context, Result};
 use nixlive_formats::Manifest;
@@ -60,7 +65,8 @@ pub fn run(a: &Args) -> Result<()> {
     if a.http {
         return run_http(a);
     }
-    let (c, out) = (&a.common, &a.out);
+    let c = &a.common;
+    refuse_overlaps(c, &a.out)?;
     let epoch = source_date_epoch()?;
     let params = cmdline::netboot_params(&c.inputs.system, &c.append).context("--append")?;
     c.check_kernel()?;
@@ -73,7 +79,8 @@ pub fn run(a: &Args) -> Result<()> {
     let seg = images_segment(&images, &manifest)?;
     let main = build.initrd()?;
     let mtime = mtime32(epoch)?;
-    create_dir(out)?;
+    let set = OutDir::new(&a.out)?;
+    let out = set.path();
     let initrd_path = out.join("initrd");
     write_initrd(&initrd_path, main, &seg, mtime)?;
     let kernel = out.join("bzImage");
@@ -88,7 +95,24 @@ pub fn run(a: &Args) -> Result<()> {
     outs.add(Kind::Initrd, initrd_path)?;
     outs.add(Kind::Ipxe, out.join("netboot.ipxe"))?;
     outs.add(Kind::Cmdline, out.join("cmdline"))?;
+    let tmp = out.to_path_buf();
+    set.commit()?;
+    outs.rebase(&tmp, &a.out);
     c.report(&outs)
+}
+
+/// What a netboot set holds besides its images: an existing `--out`
+/// holding anything else is not replaced.
+const SET_ENTRIES: [&str; 5] = ["bzImage", "initrd", "cmdline", "netboot.ipxe", MANIFEST];
+
+/// Refuses outputs that would write over an input, and an existing
+/// `--out` that is not an earlier set (it is replaced whole).
+fn refuse_overlaps(c: &CommonArgs, out: &Path) -> Result<()> {
+    let mut outputs = vec![("--out", out.to_path_buf())];
+    overlap::push_opt(&mut outputs, "--hydra-dir", &c.hydra_dir);
+    overlap::push_opt(&mut outputs, "--outputs-json", &c.outputs_json);
+    overlap::refuse(&overlap::common_inputs(c), &outputs)?;
+    crate::medium::check_reusable(out, "--out", &SET_ENTRIES)
 }
 
 /// `--http`: the small initrd, the images and the manifest beside it, the
@@ -104,7 +128,7 @@ fn run_http(a: &Args) -> Result<()> {
     {
         c.initrd.module_sets.push("net".into());
     }
-    let out = &a.out;
+    refuse_overlaps(&c, &a.out)?;
     let epoch = source_date_epoch()?;
     let url = manifest_url(a.base_url.as_deref())?;
     let append = format!("{} nixlive.url={url}", c.append.trim());
@@ -113,7 +137,8 @@ fn run_http(a: &Args) -> Result<()> {
     let machine = c.check_boot(None)?;
     let build = Build::start(&c, epoch, "nixlive-netboot.", None)?;
     build.check_stage2(machine)?;
-    create_dir(out)?;
+    let set = OutDir::new(&a.out)?;
+    let out = set.path();
     let manifest = build.images(out)?;
     let initrd_path = out.join("initrd");
     write(&initrd_path, &build.initrd()?)?;
@@ -135,6 +160,9 @@ fn run_http(a: &Args) -> Result<()> {
     outs.add(Kind::Manifest, out.join(MANIFEST))?;
     outs.add(Kind::Ipxe, out.join("netboot.ipxe"))?;
     outs.add(Kind::Cmdline, out.join("cmdline"))?;
+    let tmp = out.to_path_buf();
+    set.commit()?;
+    outs.rebase(&tmp, &a.out);
     c.report(&outs)
 }
 

@@ -3,10 +3,12 @@
 //! reproducible: entries sorted, owned by root, one time for the store
 //! (Nix's 1) and `SOURCE_DATE_EPOCH` for the rest.
 //!
+//! The tar is written beside --out and renamed into place when complete.
+//!
 //! Non-goals: no other archive formats, no unpacking.
 
+use crate::atomic::OutFile;
 use crate::epoch::source_date_epoch;
-use crate::files::{create_parent, remove_old, write};
 use crate::outputs::{Kind, Outputs};
 use crate::progress;
 use crate::system_tree::{self, SystemArgs};
@@ -50,17 +52,27 @@ pub fn compression_of(out: &Path) -> Result<Compression> {
 }
 
 pub fn run(a: &Args) -> Result<()> {
+    system_tree::check_args(&a.system, &a.out)?;
     let comp = compression_of(&a.out)?;
     let epoch = source_date_epoch()?;
-    let tree = system_tree::build(&a.system, epoch)?;
-    create_parent(&a.out)?;
-    remove_old(&a.out)?;
+    let tree = system_tree::build(&a.system, epoch, None)?;
+    let out = OutFile::new(&a.out)?;
     progress::during(&format!("making {}", a.out.display()), || {
-        write_compressed(&tree.entries, &a.out, comp)
+        write_compressed(&tree.entries, out.path(), comp)
     })?;
+    let initrd = match &a.system.initrd_out {
+        Some(io) => {
+            let f = OutFile::new(io)?;
+            std::fs::write(f.path(), &tree.initrd)
+                .with_context(|| format!("writing {}", io.display()))?;
+            Some(f)
+        }
+        None => None,
+    };
+    out.commit()?;
     let mut outs = Outputs::default();
-    if let Some(io) = &a.system.initrd_out {
-        write(io, &tree.initrd)?;
+    if let (Some(f), Some(io)) = (initrd, &a.system.initrd_out) {
+        f.commit()?;
         outs.add(Kind::Initrd, io.clone())?;
     }
     outs.add(Kind::Tarball, a.out.clone())?;
@@ -90,20 +102,21 @@ fn write_compressed(entries: &[system_tree::Entry], out: &Path, comp: Compressio
                 .with_context(what)
         }
         Compression::Xz => {
-            let mut child = Command::new("xz")
-                .args(["--format=xz", "--check=crc64", "-6", "--threads=1", "-c"])
-                .stdin(Stdio::piped())
-                .stdout(f)
-                .spawn()
-                .context("running xz (install xz-utils)")?;
-            let stdin = child.stdin.take().context("xz's stdin")?;
+            let mut child = crate::cleanup::spawn(
+                Command::new("xz")
+                    .args(["--format=xz", "--check=crc64", "-6", "--threads=1", "-c"])
+                    .stdin(Stdio::piped())
+                    .stdout(f),
+            )
+            .context("running xz (install xz-utils)")?;
+            let stdin = child.child.stdin.take().context("xz's stdin")?;
             let mut w = std::io::BufWriter::new(stdin);
             let r = system_tree::write_tar(entries, &mut w).and_then(|()| {
                 w.flush().with_context(what)?;
                 drop(w);
                 Ok(())
             });
-            let status = child.wait().context("waiting for xz")?;
+            let status = child.child.wait().context("waiting for xz")?;
             r?;
             if !status.success() {
                 bail!("xz failed ({status}) compressing {}", out.display());

@@ -115,7 +115,7 @@ pub struct ImageArgs {
     /// Sign the manifest with this Nix secret key (from `nix-store
     /// --generate-binary-cache-key NAME SECRET PUBLIC`; repeatable).
     #[arg(long = "sign-key", value_name = "SECRET", value_parser = crate::keys::secret_key_file)]
-    pub sign_keys: Vec<nixlive_formats::nixkey::SecretKey>,
+    pub sign_keys: Vec<crate::keys::KeyFile<nixlive_formats::nixkey::SecretKey>>,
     #[command(flatten)]
     pub erofs: erofs::ErofsOptions,
 }

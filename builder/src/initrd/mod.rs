@@ -71,7 +71,7 @@ pub struct InitrdArgs {
     /// --generate-binary-cache-key`; repeatable): init then boots only a
     /// medium whose manifest it signed, and checks every image.
     #[arg(long = "trusted-key", value_name = "PUBLIC", value_parser = crate::keys::public_key_file)]
-    pub trusted_keys: Vec<nixlive_formats::nixkey::PublicKey>,
+    pub trusted_keys: Vec<crate::keys::KeyFile<nixlive_formats::nixkey::PublicKey>>,
     /// What `root=` names at boot: set by `tarball` and `disk-image` (a
     /// plain root), live media otherwise.
     #[arg(skip)]

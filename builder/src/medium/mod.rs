@@ -4,26 +4,31 @@
 //! ([`bios`]), UEFI through GRUB ([`efi`]). Every file gets the build's
 //! one timestamp.
 //!
-//! Non-goals: no partitioning or writing to devices; a reused directory is
-//! only emptied of what an earlier build put there.
+//! The tree is written beside its final directory and put in place whole
+//! ([`crate::atomic`]); an existing directory is replaced only when it
+//! holds nothing but an earlier medium.
+//!
+//! Non-goals: no partitioning or writing to devices.
 
 pub mod bios;
 pub mod efi;
 pub mod target;
 
+use crate::atomic::OutDir;
 use crate::cmdline;
 use crate::epoch::{source_date_epoch, tree_time};
-use crate::files::{copy, create_dir, set_mtimes, write};
+use crate::files::{copy, set_mtimes, write};
 use crate::images::ImageFormat;
 use crate::outputs::{Kind, Outputs};
+use crate::overlap;
 use crate::pipeline::{Build, CommonArgs};
 use anyhow::{Context, Result, ensure};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// What the medium tree holds besides its images; anything else in
-/// a reused --medium-dir is an error.
-const MEDIUM_ENTRIES: [&str; 4] = ["nixlive.manifest", "boot", "isolinux", "EFI"];
+/// a directory it would replace is an error.
+pub const MEDIUM_ENTRIES: [&str; 4] = ["nixlive.manifest", "boot", "isolinux", "EFI"];
 
 /// Bootloader files for the medium.
 #[derive(Debug, Clone, clap::Args)]
@@ -102,18 +107,26 @@ fn check_label(label: &str) -> Result<(), LabelError> {
     Ok(())
 }
 
-/// Builds the medium tree in `dir` (which must be empty or an earlier
-/// medium) and returns what it holds. `medium_fs` is the filesystem the
+/// A medium build whose checks passed, ready to write its tree.
+pub struct Prepared<'a> {
+    m: &'a MediumArgs,
+    params: String,
+    epoch: u64,
+    build: Build<'a>,
+}
+
+/// Checks everything a medium tree for `dest` needs before anything is
+/// written, and loads the closure. `medium_fs` is the filesystem the
 /// tree will be on (`iso9660` for an ISO; `None`: the user's choice, and
-/// then a FAT filesystem under `dir` must be able to hold the tree:
+/// then a FAT filesystem under `dest` must be able to hold the tree:
 /// [`target::check_dir`]). `default_limit` is the image size limit
 /// without --max-image-size.
-pub fn build(
-    m: &MediumArgs,
-    dir: &Path,
+pub fn prepare<'a>(
+    m: &'a MediumArgs,
+    dest: &Path,
     medium_fs: Option<&'static str>,
     default_limit: Option<u64>,
-) -> Result<Outputs> {
+) -> Result<Prepared<'a>> {
     let (c, b) = (&m.common, &m.boot);
     let epoch = source_date_epoch()?;
     let params = check(c, b)?;
@@ -121,30 +134,75 @@ pub fn build(
     let build = Build::start(c, epoch, "nixlive-build.", default_limit)?;
     build.check_stage2(machine)?;
     if medium_fs.is_none() {
-        target::check_dir(dir, &build.closure, &build.layout, &c.kernel)?;
+        target::check_dir(dest, &build.closure, &build.layout, &c.kernel)?;
     }
-    let initrd = build.initrd()?;
-    prepare_dir(dir)?;
-    let mut outs = Outputs::default();
-    let boot = dir.join("boot");
-    write(&boot.join("initrd"), &initrd)?;
-    copy(&c.kernel, &boot.join("vmlinuz"))?;
-    outs.add(Kind::Kernel, boot.join("vmlinuz"))?;
-    outs.add(Kind::Initrd, boot.join("initrd"))?;
-    let manifest = build.images(dir)?;
-    for i in &manifest.images {
-        outs.add(Kind::Image(c.images.format()), dir.join(&i.name))?;
+    Ok(Prepared {
+        m,
+        params,
+        epoch,
+        build,
+    })
+}
+
+impl Prepared<'_> {
+    /// Writes the medium tree into the empty directory `dir` and returns
+    /// what it holds.
+    pub fn write(&self, dir: &Path) -> Result<Outputs> {
+        let (c, b, build, epoch) = (&self.m.common, &self.m.boot, &self.build, self.epoch);
+        let initrd = build.initrd()?;
+        let mut outs = Outputs::default();
+        let boot = dir.join("boot");
+        write(&boot.join("initrd"), &initrd)?;
+        copy(&c.kernel, &boot.join("vmlinuz"))?;
+        outs.add(Kind::Kernel, boot.join("vmlinuz"))?;
+        outs.add(Kind::Initrd, boot.join("initrd"))?;
+        let manifest = build.images(dir)?;
+        for i in &manifest.images {
+            outs.add(Kind::Image(c.images.format()), dir.join(&i.name))?;
+        }
+        outs.add(
+            Kind::Manifest,
+            dir.join(nixlive_formats::manifest::DEFAULT_PATH),
+        )?;
+        bios::install(b, dir, &self.params)?;
+        if !b.no_uefi {
+            efi::install(b, dir, &self.params, build.work(), epoch, &mut outs)?;
+        }
+        set_mtimes(dir, tree_time(epoch))?;
+        Ok(outs)
     }
-    outs.add(
-        Kind::Manifest,
-        dir.join(nixlive_formats::manifest::DEFAULT_PATH),
-    )?;
-    bios::install(b, dir, &params)?;
-    if !b.no_uefi {
-        efi::install(b, dir, &params, build.work(), epoch, &mut outs)?;
-    }
-    set_mtimes(dir, tree_time(epoch))?;
+}
+
+/// Builds the medium tree as the directory `dest` (replacing an earlier
+/// medium there whole, once the new one is complete) and returns what it
+/// holds.
+pub fn build_dir(
+    m: &MediumArgs,
+    dest: &Path,
+    medium_fs: Option<&'static str>,
+    default_limit: Option<u64>,
+    flag: &str,
+) -> Result<Outputs> {
+    check_reusable(dest, flag, &MEDIUM_ENTRIES)?;
+    let prepared = prepare(m, dest, medium_fs, default_limit)?;
+    let out = OutDir::new(dest)?;
+    let tmp = out.path().to_path_buf();
+    let mut outs = prepared.write(&tmp)?;
+    out.commit()?;
+    outs.rebase(&tmp, dest);
     Ok(outs)
+}
+
+/// The inputs a medium reads: [`overlap::common_inputs`] and the boot
+/// loader files.
+pub fn inputs(m: &MediumArgs) -> Vec<(&'static str, PathBuf)> {
+    let b = &m.boot;
+    let mut v = overlap::common_inputs(&m.common);
+    v.push(("--isolinux-bin", b.isolinux_bin.clone()));
+    v.push(("--ldlinux-c32", b.ldlinux_c32.clone()));
+    v.push(("--isohdpfx", b.isohdpfx.clone()));
+    overlap::push_opt(&mut v, "--grub-efi-dir", &b.grub_efi_dir);
+    v
 }
 
 /// Checks the label, the kernel and the bootloader files before anything is
@@ -168,37 +226,33 @@ fn check(c: &CommonArgs, b: &BootArgs) -> Result<String> {
     Ok(params)
 }
 
-/// Empties a reused medium directory of what an earlier build put there, and
-/// refuses one that holds anything else.
-fn prepare_dir(dir: &Path) -> Result<()> {
-    create_dir(dir)?;
+/// Refuses to replace an existing directory `dir` that holds anything
+/// but `ours` (the entries of an earlier build) and store images.
+pub fn check_reusable(dir: &Path, flag: &str, ours: &[&str]) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
     let mut names = Vec::new();
-    for e in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+    for e in entries {
         names.push(
             e.with_context(|| format!("listing {}", dir.display()))?
                 .file_name(),
         );
     }
-    let ours = |n: &std::ffi::OsString| {
-        MEDIUM_ENTRIES.iter().any(|m| n.as_os_str() == *m)
+    let is_ours = |n: &std::ffi::OsString| {
+        ours.iter().any(|m| n.as_os_str() == *m)
             || n.to_str().is_some_and(ImageFormat::is_image_name)
     };
-    let foreign: Vec<_> = names.iter().filter(|n| !ours(n)).collect();
+    let foreign: Vec<_> = names.iter().filter(|n| !is_ours(n)).collect();
     ensure!(
         foreign.is_empty(),
-        "--medium-dir {} holds {:?}, which is not part of a nixlive medium; use an empty directory",
+        "{flag} {} holds {:?}, which an earlier build did not write there; \
+         the build replaces the directory whole: use an empty or new one",
         dir.display(),
         foreign
     );
-    for n in names {
-        let p = dir.join(&n);
-        let r = if p.is_dir() {
-            fs::remove_dir_all(&p)
-        } else {
-            fs::remove_file(&p)
-        };
-        r.with_context(|| format!("removing old {}", p.display()))?;
-    }
     Ok(())
 }
 
@@ -225,10 +279,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         fs::create_dir_all(d.path().join("boot")).unwrap();
         fs::write(d.path().join("base.squashfs"), b"").unwrap();
-        prepare_dir(d.path()).unwrap();
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+        check_reusable(d.path(), "--out", &MEDIUM_ENTRIES).unwrap();
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
+        check_reusable(&d.path().join("new"), "--out", &MEDIUM_ENTRIES).unwrap();
         fs::write(d.path().join("notes.txt"), b"").unwrap();
-        let e = prepare_dir(d.path()).unwrap_err();
+        let e = check_reusable(d.path(), "--out", &MEDIUM_ENTRIES).unwrap_err();
         assert!(e.to_string().contains("notes.txt"), "{e}");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 3);
     }
 }

@@ -7,6 +7,7 @@ mod authenticity;
 mod big_closures;
 mod boot_x86_64;
 mod builder_boot;
+mod builder_safety;
 mod erofs_boot;
 mod hostile_medium;
 mod http_netboot;
