@@ -10,7 +10,7 @@ use super::squash;
 use crate::check::config::MediumNeeds;
 use crate::check::facts::{KernelFacts, ModuleFacts, ModuleSample, ProgramFacts, Stage2Facts};
 use crate::check::rules::{self, Problem};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use nixlive_formats::elf::Machine;
 use nixlive_formats::kmod;
 use nixlive_formats::manifest::{self, Manifest};
@@ -60,10 +60,7 @@ struct ManifestFound {
 
 pub(super) fn analyze(path: &str, mut parts: Parts, verify: bool) -> Result<Report> {
     let mut problems = Vec::new();
-    let work = tempfile::Builder::new()
-        .prefix("nixlive-inspect.")
-        .tempdir()
-        .context("creating a temporary directory")?;
+    let work = crate::cleanup::Scratch::new("nixlive-inspect.")?;
     let kfacts = kernel(&parts, &mut problems);
     let mut found = read_initrd(parts.initrd.take(), &mut problems);
     let machine = rules::kernel_machine(kfacts.as_ref(), found.modules.as_ref());

@@ -118,7 +118,7 @@ fn netboot_parts(dir: &Path) -> Parts {
 
 /// The parts of what `path` is, and the temporary directory an ISO was
 /// extracted into (kept while the parts are analysed).
-pub(super) fn gather(path: &Path) -> Result<(Parts, Option<tempfile::TempDir>)> {
+pub(super) fn gather(path: &Path) -> Result<(Parts, Option<crate::cleanup::Scratch>)> {
     let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if !meta.is_dir() {
         return file_parts(path);
@@ -138,7 +138,7 @@ pub(super) fn gather(path: &Path) -> Result<(Parts, Option<tempfile::TempDir>)> 
 }
 
 /// A file: an ISO (by its superblock), else an initrd.
-fn file_parts(path: &Path) -> Result<(Parts, Option<tempfile::TempDir>)> {
+fn file_parts(path: &Path) -> Result<(Parts, Option<crate::cleanup::Scratch>)> {
     let mut head = vec![0u8; 64 << 10];
     let n = fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
@@ -146,10 +146,7 @@ fn file_parts(path: &Path) -> Result<(Parts, Option<tempfile::TempDir>)> {
     head.truncate(n);
     match superblock::identify(&head) {
         Some(id) if id.fstype == "iso9660" => {
-            let tmp = tempfile::Builder::new()
-                .prefix("nixlive-inspect.")
-                .tempdir()
-                .context("creating a temporary directory")?;
+            let tmp = crate::cleanup::Scratch::new("nixlive-inspect.")?;
             extract_iso(path, tmp.path())?;
             let p = tree_parts(tmp.path(), MediumKind::Iso, id.label);
             Ok((p, Some(tmp)))
