@@ -21,6 +21,7 @@ mod keys;
 mod medium;
 mod outputs;
 mod overlap;
+mod partition_table;
 mod pipeline;
 mod progress;
 mod sys;
