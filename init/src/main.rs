@@ -37,6 +37,7 @@ mod failure;
 mod findiso;
 mod kmsg;
 mod medium;
+mod medium_keys;
 mod modules;
 mod net;
 mod plan;

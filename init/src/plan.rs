@@ -770,6 +770,7 @@ pub mod tests {
                     verity: None,
                 })
                 .collect(),
+            files: Vec::new(),
             sigs: Vec::new(),
         }
     }
