@@ -69,7 +69,7 @@ pub fn run(a: &Args) -> Result<()> {
     build.check_stage2(machine)?;
     let images = build.work().join("images");
     create_dir(&images)?;
-    let manifest = build.images(&images)?;
+    let manifest = build.images(&images, &[])?;
     let seg = images_segment(&images, &manifest)?;
     let main = build.initrd()?;
     let mtime = mtime32(epoch)?;
@@ -114,7 +114,7 @@ fn run_http(a: &Args) -> Result<()> {
     let build = Build::start(&c, epoch, "nixlive-netboot.", None)?;
     build.check_stage2(machine)?;
     create_dir(out)?;
-    let manifest = build.images(out)?;
+    let manifest = build.images(out, &[])?;
     let initrd_path = out.join("initrd");
     write(&initrd_path, &build.initrd()?)?;
     let kernel = out.join("bzImage");

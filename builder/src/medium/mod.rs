@@ -21,9 +21,12 @@ use anyhow::{Context, Result, ensure};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The most SSH keys init reads from a medium (64 KiB).
+const MEDIUM_KEYS_MAX: u64 = nixlive_formats::paths::MEDIUM_KEYS_MAX;
+
 /// What the medium tree holds besides its images; anything else in
 /// a reused --medium-dir is an error.
-const MEDIUM_ENTRIES: [&str; 4] = ["nixlive.manifest", "boot", "isolinux", "EFI"];
+const MEDIUM_ENTRIES: [&str; 5] = ["nixlive.manifest", "boot", "isolinux", "EFI", "nixlive"];
 
 /// Bootloader files for the medium.
 #[derive(Debug, Clone, clap::Args)]
@@ -72,6 +75,12 @@ pub struct MediumArgs {
     pub common: CommonArgs,
     #[command(flatten)]
     pub boot: BootArgs,
+    /// SSH keys put on the medium as nixlive/authorized_keys and listed,
+    /// with their size and sha256, in the (signed) manifest: init checks
+    /// them against it when the initrd trusts a key. --authorized-keys
+    /// packs keys into the initrd instead.
+    #[arg(long = "medium-authorized-keys", value_name = "FILE")]
+    pub medium_keys: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -117,6 +126,7 @@ pub fn build(
     let (c, b) = (&m.common, &m.boot);
     let epoch = source_date_epoch()?;
     let params = check(c, b)?;
+    let keys = m.medium_keys.as_deref().map(read_medium_keys).transpose()?;
     let machine = c.check_boot(medium_fs)?;
     let build = Build::start(c, epoch, "nixlive-build.", default_limit)?;
     build.check_stage2(machine)?;
@@ -131,7 +141,11 @@ pub fn build(
     copy(&c.kernel, &boot.join("vmlinuz"))?;
     outs.add(Kind::Kernel, boot.join("vmlinuz"))?;
     outs.add(Kind::Initrd, boot.join("initrd"))?;
-    let manifest = build.images(dir)?;
+    let listed = match &keys {
+        Some(k) => vec![put_medium_keys(dir, k)?],
+        None => Vec::new(),
+    };
+    let manifest = build.images(dir, &listed)?;
     for i in &manifest.images {
         outs.add(Kind::Image(c.images.format()), dir.join(&i.name))?;
     }
@@ -145,6 +159,31 @@ pub fn build(
     }
     set_mtimes(dir, tree_time(epoch))?;
     Ok(outs)
+}
+
+/// The --medium-authorized-keys file: text, within what init reads.
+fn read_medium_keys(p: &Path) -> Result<Vec<u8>> {
+    let data =
+        fs::read(p).with_context(|| format!("reading --medium-authorized-keys {}", p.display()))?;
+    ensure!(
+        std::str::from_utf8(&data).is_ok(),
+        "--medium-authorized-keys {} is not text",
+        p.display()
+    );
+    ensure!(
+        data.len() as u64 <= MEDIUM_KEYS_MAX,
+        "--medium-authorized-keys {} is {} bytes; init reads at most {MEDIUM_KEYS_MAX}",
+        p.display(),
+        data.len()
+    );
+    Ok(data)
+}
+
+/// Puts the keys on the medium; returns their name for the manifest.
+fn put_medium_keys(dir: &Path, keys: &[u8]) -> Result<&'static str> {
+    let name = nixlive_formats::paths::MEDIUM_KEYS_NAME;
+    write(&dir.join(name), keys)?;
+    Ok(name)
 }
 
 /// Checks the label, the kernel and the bootloader files before anything is
