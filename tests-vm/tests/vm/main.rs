@@ -11,6 +11,7 @@ mod erofs_boot;
 mod http_netboot;
 mod init_discovery;
 mod init_store;
+mod keys_and_grow;
 mod matrix;
 mod nixos_compat;
 mod nixos_kernels;
