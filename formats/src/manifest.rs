@@ -560,22 +560,28 @@ mod tests {
         assert_eq!(Manifest::parse(&without.to_string()).unwrap(), without);
         // A version 2 manifest with a `file` line is refused.
         let e = Manifest::parse(&format!("nixlive-manifest 2\n{base}{H}\n{file}")).unwrap_err();
-        assert_eq!((e.line, e.msg.as_str()), (5, "`file` needs nixlive-manifest 3"));
+        assert_eq!(
+            (e.line, e.msg.as_str()),
+            (5, "`file` needs nixlive-manifest 3")
+        );
         let bad = [
             (format!("file ../k 1 sha256:{H}"), "must be relative"),
             (format!("file /k 1 sha256:{H}"), "must be relative"),
             (format!("file k 01 sha256:{H}"), "bad file size"),
             (format!("file k -1 sha256:{H}"), "bad file size"),
             (format!("file k 1 sha256:{}", &H[1..]), "bad digest"),
-            (format!("file k 1 sha256:{}", H.to_uppercase()), "bad digest"),
+            (
+                format!("file k 1 sha256:{}", H.to_uppercase()),
+                "bad digest",
+            ),
             (format!("file k 1 {H}"), "bad digest"),
-            (format!("file k 1"), "takes NAME SIZE"),
+            ("file k 1".to_string(), "takes NAME SIZE"),
             (format!("file k 1 sha256:{H} extra"), "takes NAME SIZE"),
             (format!("file x.squashfs 1 sha256:{H}"), "listed twice"),
         ];
         for (line, want) in bad {
-            let e = Manifest::parse(&format!("nixlive-manifest 3\n{base}{H}\n{line}\n"))
-                .unwrap_err();
+            let e =
+                Manifest::parse(&format!("nixlive-manifest 3\n{base}{H}\n{line}\n")).unwrap_err();
             assert_eq!(e.line, 5, "{line}: {e}");
             assert!(e.msg.contains(want), "{line}: {e}");
         }

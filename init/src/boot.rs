@@ -5,9 +5,9 @@
 
 use crate::error::BootError;
 use crate::exec::{Executor, Runner};
+use crate::medium_keys::{self, Accepted};
 use crate::modules::{self, Loader};
 use crate::plan::{self, BootPlan, Found, ImageSource, PlainPlan, Probed};
-use crate::medium_keys::{self, Accepted};
 use crate::{console, copytoram, discover, failure, kmsg, medium, net, trust};
 use nixlive_formats::nixkey;
 use nixlive_formats::paths::{self, in_new_root};

@@ -13,9 +13,9 @@
 //!
 //! Deciding ([`decide`]) is pure; [`accept`] reads and logs.
 
+use nixlive_formats::Manifest;
 use nixlive_formats::digest::sha256_hex;
 use nixlive_formats::paths::{MEDIUM_KEYS, MEDIUM_KEYS_MAX, MEDIUM_KEYS_NAME, in_new_root};
-use nixlive_formats::Manifest;
 
 /// Keys this boot may use, and where they came from (one line, for the
 /// log and for postboot).
@@ -135,7 +135,8 @@ mod tests {
     use super::*;
     use nixlive_formats::FileEntry;
 
-    const KEYS: &[u8] = b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI me\n";
+    const KEYS: &[u8] =
+        b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJUWqzXkJa+KcF4tDD9AflYemqETvsyisrqquMWUW3rI me\n";
 
     fn manifest(listed: Option<(u64, String)>) -> Manifest {
         let mut m = crate::plan::tests::manifest(1);
@@ -164,9 +165,7 @@ mod tests {
     #[test]
     fn signed_and_listed_keys_are_kept() {
         let v = decide("/dev/sr0", Ok(Some(KEYS.to_vec())), &listed(), Some("k-1"));
-        let Verdict::Keep(a) = v else {
-            panic!("{v:?}")
-        };
+        let Verdict::Keep(a) = v else { panic!("{v:?}") };
         assert_eq!(a.keys, KEYS);
         assert!(a.authenticated);
         assert_eq!(
@@ -188,7 +187,14 @@ mod tests {
         );
         let other = manifest(Some((KEYS.len() as u64 + 1, sha256_hex(KEYS))));
         let why = ignored(decide("/dev/sda", keys(), &other, Some("k-1")));
-        assert!(why.ends_with(&format!("they are {} bytes, the manifest signed by the trusted key k-1 lists {} bytes", KEYS.len(), KEYS.len() + 1)), "{why}");
+        assert!(
+            why.ends_with(&format!(
+                "they are {} bytes, the manifest signed by the trusted key k-1 lists {} bytes",
+                KEYS.len(),
+                KEYS.len() + 1
+            )),
+            "{why}"
+        );
         let other = manifest(Some((KEYS.len() as u64, "0".repeat(64))));
         let why = ignored(decide("/dev/sda", keys(), &other, Some("k-1")));
         assert!(
@@ -199,7 +205,12 @@ mod tests {
         // One byte changed, same size.
         let mut changed = KEYS.to_vec();
         changed[20] ^= 1;
-        let why = ignored(decide("/dev/sda", Ok(Some(changed)), &listed(), Some("k-1")));
+        let why = ignored(decide(
+            "/dev/sda",
+            Ok(Some(changed)),
+            &listed(),
+            Some("k-1"),
+        ));
         assert!(why.contains("their sha256 is"), "{why}");
     }
 
@@ -209,14 +220,20 @@ mod tests {
             decide("/dev/sr0", Ok(None), &listed(), Some("k-1")),
             Verdict::Absent
         );
-        assert_eq!(decide("/dev/sr0", Ok(None), &listed(), None), Verdict::Absent);
+        assert_eq!(
+            decide("/dev/sr0", Ok(None), &listed(), None),
+            Verdict::Absent
+        );
         let why = ignored(decide(
             "/dev/sda",
             Err("a FIFO, not a regular file: refused".into()),
             &listed(),
             None,
         ));
-        assert!(why.ends_with("are ignored: a FIFO, not a regular file: refused"), "{why}");
+        assert!(
+            why.ends_with("are ignored: a FIFO, not a regular file: refused"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -236,6 +253,10 @@ mod tests {
         let Verdict::Keep(a) = decide("/dev/vda", Ok(Some(KEYS.to_vec())), &other, None) else {
             panic!()
         };
-        assert!(a.origin.ends_with("(changed after the build)"), "{}", a.origin);
+        assert!(
+            a.origin.ends_with("(changed after the build)"),
+            "{}",
+            a.origin
+        );
     }
 }

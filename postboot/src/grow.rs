@@ -399,7 +399,9 @@ pub fn check_written(d: &DiskView<'_>, partno: u32, g: &Growth) -> Result<(), Gr
         let e = &d.head[446 + 16 * i..462 + 16 * i];
         let (s, n) = (u64::from(le32(e, 8)), u64::from(le32(e, 12)));
         if (s, n) != (g.start, g.new_sectors) {
-            return Err(bad(format!("partition {partno} spans {n} sectors from {s}")));
+            return Err(bad(format!(
+                "partition {partno} spans {n} sectors from {s}"
+            )));
         }
         return Ok(());
     }
@@ -408,7 +410,9 @@ pub fn check_written(d: &DiskView<'_>, partno: u32, g: &Growth) -> Result<(), Gr
     let b = read_gpt(d, last).map_err(|e| bad(format!("backup: {e}")))?;
     let o = (partno as usize - 1) * p.esize;
     if le64(p.entries, o + 40) != end || le64(p.entries, o + 32) != g.start {
-        return Err(bad(format!("partition {partno} does not end at sector {end}")));
+        return Err(bad(format!(
+            "partition {partno} does not end at sector {end}"
+        )));
     }
     if p.entries != b.entries || le64(p.header, 32) != last || le64(b.header, 32) != 1 {
         return Err(bad("the primary and the backup differ".into()));
@@ -891,7 +895,10 @@ mod tests {
         let last = d.len() - SECTOR as usize;
         d[last + 48] ^= 1;
         let e = check_written(&view(&d), 1, &g).unwrap_err().to_string();
-        assert!(e.contains("backup: the GPT does not check out (header CRC)"), "{e}");
+        assert!(
+            e.contains("backup: the GPT does not check out (header CRC)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -234,12 +234,20 @@ mod tests {
 
     #[test]
     fn keys_are_appended_after_the_file_as_it_is() {
-        let k = keys::parse_line(crate::keys::tests::ED25519).unwrap().unwrap();
+        let k = keys::parse_line(crate::keys::tests::ED25519)
+            .unwrap()
+            .unwrap();
         // A comment and an option in Latin-1, and no newline at the end.
         let existing: &[u8] = b"# J\xfcrgen's\nfrom=\"caf\xe9\" ssh-ed25519 AAAA x";
         let add = append_keys(existing, &[&k]);
-        assert_eq!(add, format!("\n{}\n", crate::keys::tests::ED25519).into_bytes());
-        assert_eq!(append_keys(b"", &[&k]), format!("{}\n", crate::keys::tests::ED25519).into_bytes());
+        assert_eq!(
+            add,
+            format!("\n{}\n", crate::keys::tests::ED25519).into_bytes()
+        );
+        assert_eq!(
+            append_keys(b"", &[&k]),
+            format!("{}\n", crate::keys::tests::ED25519).into_bytes()
+        );
         assert_eq!(append_keys(b"a\n", &[]), b"");
     }
 
@@ -253,6 +261,9 @@ mod tests {
             ),
             "from /iso/nixlive/authorized_keys of the medium /dev/sr0, listed"
         );
-        assert_eq!(origin(paths::MEDIUM_KEYS, "ssh-ed25519 A\n"), "from the medium, by init");
+        assert_eq!(
+            origin(paths::MEDIUM_KEYS, "ssh-ed25519 A\n"),
+            "from the medium, by init"
+        );
     }
 }

@@ -344,7 +344,8 @@ mod tests {
     /// other fields of the changed line.
     #[test]
     fn shadow_keeps_latin1_lines_byte_exact() {
-        let s: &[u8] = b"j\xfcrgen:$6$x$y:19000:0:99999:7:::\nroot::19000:0:99999:7:::\n# caf\xe9\n";
+        let s: &[u8] =
+            b"j\xfcrgen:$6$x$y:19000:0:99999:7:::\nroot::19000:0:99999:7:::\n# caf\xe9\n";
         let (t, o) = shadow_with_root(s, Some("$6$s$h")).unwrap();
         assert_eq!(o, PasswordOutcome::Set);
         assert_eq!(
@@ -352,7 +353,10 @@ mod tests {
             b"j\xfcrgen:$6$x$y:19000:0:99999:7:::\nroot:$6$s$h:19000:0:99999:7:::\n# caf\xe9\n"
         );
         let (t, _) = shadow_with(s, "j\u{fc}rgen", Some("$6$s$h")).unwrap();
-        assert!(t.ends_with(b"\nj\xc3\xbcrgen:$6$s$h:1::::::\n"), "a UTF-8 name is another user");
+        assert!(
+            t.ends_with(b"\nj\xc3\xbcrgen:$6$s$h:1::::::\n"),
+            "a UTF-8 name is another user"
+        );
         assert!(t.starts_with(s));
     }
 

@@ -143,7 +143,10 @@ fn cut_short_after_any_step_the_next_run_finishes() {
         let grown = apply(&disk, sectors, 1).unwrap();
         assert_eq!(grown, k < 6, "after step {k}");
         let verify = sgdisk(&["-v"], &disk);
-        assert!(verify.contains("No problems found"), "after step {k}: {verify}");
+        assert!(
+            verify.contains("No problems found"),
+            "after step {k}: {verify}"
+        );
         let info = sgdisk(&["-i", "1"], &disk);
         assert!(
             info.contains(&format!("Last sector: {} ", sectors - 34)),

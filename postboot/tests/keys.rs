@@ -189,10 +189,18 @@ fn keys_on_the_medium_itself_are_not_read() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     fs::create_dir_all(root.join("iso/nixlive")).unwrap();
-    fs::write(root.join("iso/nixlive/authorized_keys"), format!("{KEY2}\n")).unwrap();
+    fs::write(
+        root.join("iso/nixlive/authorized_keys"),
+        format!("{KEY2}\n"),
+    )
+    .unwrap();
     let out = run_bounded(root);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("postboot: ssh: no keys given, nothing to do"), "{}", text(&out));
+    assert!(
+        stdout.contains("postboot: ssh: no keys given, nothing to do"),
+        "{}",
+        text(&out)
+    );
     assert!(!root.join("root/.ssh/authorized_keys").exists());
 }
 

@@ -89,7 +89,10 @@ fn build_signed() -> Result<Signed, String> {
         "--modules-dir".into(),
         k.modules_dir.display().to_string(),
         "--init".into(),
-        Arch::X86_64.guest_program("nixlive-init").display().to_string(),
+        Arch::X86_64
+            .guest_program("nixlive-init")
+            .display()
+            .to_string(),
         "--store-root".into(),
         dir.join("live/root").display().to_string(),
         "--system".into(),
@@ -239,7 +242,11 @@ fn keys_the_builder_put_on_a_signed_medium_are_checked() {
         "{out}\n{ctx}"
     );
     let k = root_keys(&b).unwrap_or_else(|| panic!("no key installed\n{ctx}"));
-    assert_eq!((k.kind.as_str(), k.mode, k.uid), ("regular", 0o600, 0), "{ctx}");
+    assert_eq!(
+        (k.kind.as_str(), k.mode, k.uid),
+        ("regular", 0o600, 0),
+        "{ctx}"
+    );
 
     // The keys file replaced on a copy: the signature still holds, the
     // keys do not.
@@ -250,7 +257,9 @@ fn keys_the_builder_put_on_a_signed_medium_are_checked() {
         b.init_said(
             "the SSH keys /iso/nixlive/authorized_keys of the medium /dev/vda are ignored: \
              they are "
-        ) && b.init_said(&format!("the manifest signed by the trusted key {KEY} lists")),
+        ) && b.init_said(&format!(
+            "the manifest signed by the trusted key {KEY} lists"
+        )),
         "{ctx}"
     );
     assert_eq!(root_keys(&b), None, "a key was installed for root\n{ctx}");
@@ -337,7 +346,9 @@ fn build_image() -> Result<Image, String> {
 }
 
 fn canary_bytes() -> Vec<u8> {
-    (0..3u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()
+    (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
 }
 
 fn debugfs(image: &Path, request: &str) -> Result<String, String> {
@@ -372,7 +383,7 @@ fn cut_after(img: &Image, disk: &Path, step: &str) {
     let cmd = vm(img, disk, &format!("nixlive.test_grow_stop={step}")).with_qmp(&sock);
     let vm = Vm::spawn(&cmd, TIMEOUT + Duration::from_secs(30)).unwrap_or_else(|f| panic!("{f}"));
     let mut qmp = Qmp::connect(&sock, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_for(&format!("NIXLIVE-TEST grow stopped after step"), TIMEOUT)
+    vm.wait_for("NIXLIVE-TEST grow stopped after step", TIMEOUT)
         .unwrap_or_else(|f| panic!("{f}"));
     let log = vm.serial_log();
     assert!(
