@@ -260,6 +260,32 @@ mod tests {
     }
 
     #[test]
+    fn medium_keys_are_text_within_what_init_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("keys");
+        fs::write(&p, b"ssh-ed25519 AAAA me\n").unwrap();
+        assert_eq!(read_medium_keys(&p).unwrap(), b"ssh-ed25519 AAAA me\n");
+        fs::write(&p, b"\xff\xfe").unwrap();
+        let e = read_medium_keys(&p).unwrap_err().to_string();
+        assert!(e.contains("is not text"), "{e}");
+        fs::write(&p, vec![b'#'; MEDIUM_KEYS_MAX as usize + 1]).unwrap();
+        let e = read_medium_keys(&p).unwrap_err().to_string();
+        assert!(e.contains("init reads at most 65536"), "{e}");
+        let tree = d.path().join("tree");
+        assert_eq!(
+            put_medium_keys(&tree, b"k\n").unwrap(),
+            "nixlive/authorized_keys"
+        );
+        assert_eq!(
+            fs::read(tree.join("nixlive/authorized_keys")).unwrap(),
+            b"k\n"
+        );
+        // A reused medium directory may hold them.
+        prepare_dir(&tree).unwrap();
+        assert_eq!(fs::read_dir(&tree).unwrap().count(), 0);
+    }
+
+    #[test]
     fn medium_dir_is_reused_only_when_ours() {
         let d = tempfile::tempdir().unwrap();
         fs::create_dir_all(d.path().join("boot")).unwrap();
