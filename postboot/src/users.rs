@@ -94,11 +94,14 @@ pub type Lookup = (Vec<User>, Vec<UserError>);
 /// [`User::default_root`] if there is no passwd file or no root in it.
 pub fn lookup(root: &Path, names: &[String]) -> Result<Lookup, UserError> {
     let path = root.join("etc/passwd");
-    let users = match std::fs::read_to_string(&path) {
-        Ok(t) => parse_passwd(&t).map_err(|line| UserError::Malformed {
-            path: path.clone(),
-            line,
-        })?,
+    // Read only: another user's Latin-1 comment must not stop the lookup.
+    let users = match std::fs::read(&path) {
+        Ok(t) => {
+            parse_passwd(&String::from_utf8_lossy(&t)).map_err(|line| UserError::Malformed {
+                path: path.clone(),
+                line,
+            })?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(source) => return Err(UserError::Read { path, source }),
     };

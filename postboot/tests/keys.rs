@@ -239,6 +239,17 @@ fn authorized_keys_keep_lines_that_are_not_utf8() {
     let root = tmp.path();
     setup(root, "nixlive-postboot 1\n", |_| {});
     fs::create_dir_all(root.join("root/.ssh")).unwrap();
+    // Another user's comment in Latin-1 in /etc/passwd, too.
+    let passwd = fs::read(root.join("etc/passwd")).unwrap();
+    fs::write(
+        root.join("etc/passwd"),
+        [
+            &passwd[..],
+            b"juergen:x:1001:100:J\xfcrgen:/home/juergen:/bin/sh\n",
+        ]
+        .concat(),
+    )
+    .unwrap();
     let before: &[u8] = b"# J\xfcrgen's laptop\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAZeQERM7stzSZSUBJkgfOF0J4SoQnkh1FKoLq9lh4jG caf\xe9";
     fs::write(root.join("root/.ssh/authorized_keys"), before).unwrap();
     let out = run_bounded(root);
