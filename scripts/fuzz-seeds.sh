@@ -118,6 +118,15 @@ for m in target/tests-vm/authenticity/live/medium/nixlive.manifest; do
   cp "$m" "$S/manifest/builder-signed"
   grep '^sig ' "$m" | cut -d' ' -f2 > "$S/nixkey/signature"
 done
+# A version-3 manifest: a signed medium that lists its SSH keys (`file`
+# lines), from the keys VM test's medium when it was built, and one made
+# here from the shape the builder writes.
+for m in target/tests-vm/keys-and-grow/signed/medium/nixlive.manifest; do
+  [ -f "$m" ] && cp "$m" "$S/manifest/builder-files"
+done
+h=$(printf 'ab%.0s' $(seq 32))
+printf 'nixlive-manifest 3\ninit /nix/store/%s-nixos-system/init\nregistration /nix/store/nix-path-registration\nimage nix-store.squashfs squashfs 16384 sha256:%s\nverity sha256 data-block=4096 hash-block=4096 data-blocks=2 hash-offset=8192 salt=0a0b root=%s\nfile nixlive/authorized_keys 81 sha256:%s\nsig seed-key-1:%s\n' \
+  "$(printf 'a%.0s' $(seq 32))" "$h" "$h" "$h" "$(printf 'A%.0s' $(seq 86))==" > "$S/manifest/files-v3"
 printf 'image a.squashfs squashfs 16384 sha256:%s\nverity sha256 data-block=4096 hash-block=4096 data-blocks=2 hash-offset=8192 salt=0a0b root=%s\n' \
   "$(printf 'ab%.0s' $(seq 32))" "$(printf 'cd%.0s' $(seq 32))" > "$S/verity/small"
 du -sh "$S"

@@ -149,7 +149,7 @@ mod tests {
         ])
         .unwrap();
         let Cmd::Iso(cmd::iso::Args {
-            medium: medium::MediumArgs { common, boot },
+            medium: medium::MediumArgs { common, boot, .. },
             ..
         }) = c.cmd
         else {

@@ -119,13 +119,15 @@ impl<'a> Build<'a> {
         self.work.path()
     }
 
-    /// The images stage: the store images and their manifest, in `dir`.
-    pub fn images(&self, dir: &Path) -> Result<Manifest> {
+    /// The images stage: the store images and their manifest, in `dir`;
+    /// the manifest also lists `files` of `dir` (see [`images::write_all`]).
+    pub fn images(&self, dir: &Path, files: &[&str]) -> Result<Manifest> {
         images::write_all(
             &self.args.images,
             &self.closure,
             &self.layout,
             dir,
+            files,
             self.epoch,
             self.work(),
         )

@@ -52,7 +52,7 @@ pub mod verity;
 
 pub use cmdline::{Cmdline, RootSpec, Secret, SizeSpec, Timeout};
 pub use initrd_conf::{InitrdConf, RootMode};
-pub use manifest::{ImageEntry, ImageFs, Manifest};
+pub use manifest::{FileEntry, ImageEntry, ImageFs, Manifest};
 pub use registration::Registration;
 pub use timeline::{Phase, Timeline};
 

@@ -23,6 +23,12 @@
 //! - `sig NAME:BASE64`: an Ed25519 signature by the Nix binary-cache key
 //!   NAME ([`crate::nixkey`]) over the manifest's exact bytes without its
 //!   `sig` lines ([`signed_part`]).
+//!
+//! Version 3 adds `file NAME SIZE sha256:HEX`: a file of the medium that
+//! changes the booted system (the SSH keys `nixlive/authorized_keys`),
+//! named as images are; a signed boot uses such a file only when its
+//! size and digest match. A manifest without `file` lines is written as
+//! version 2, byte for byte as before.
 
 use crate::lines::{LineError, header_version, is_clean_absolute, is_safe_relative, records};
 use crate::nixkey::Signature;
@@ -30,8 +36,9 @@ use crate::verity;
 use std::fmt;
 
 pub const MAGIC: &str = "nixlive-manifest";
-/// The version written; versions 1 and 2 are read.
-pub const VERSION: u32 = 2;
+/// The newest version; versions 1 to 3 are read. A manifest is written
+/// in the oldest version that holds it ([`Manifest::version`]).
+pub const VERSION: u32 = 3;
 /// Where the manifest sits on the medium, relative to its root.
 pub const DEFAULT_PATH: &str = "nixlive.manifest";
 /// The stock NixOS ISO's image, used when a medium has no manifest.
@@ -44,6 +51,8 @@ pub const MAX_SIGS: usize = 16;
 /// The most images a manifest may list: each is a loop device and a lower
 /// layer, and the overlay's options (every layer's path) must fit in a page.
 pub const MAX_IMAGES: usize = 64;
+/// The most `file` lines a manifest may hold.
+pub const MAX_FILES: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageFs {
@@ -72,11 +81,23 @@ pub struct ImageEntry {
     pub verity: Option<verity::Params>,
 }
 
+/// A file of the medium besides the images (version 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Relative to the medium's root, as image names are.
+    pub name: String,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     pub init: String,
     pub registration: String,
     pub images: Vec<ImageEntry>,
+    /// Other files of the medium that change the booted system.
+    pub files: Vec<FileEntry>,
     /// Signatures over [`signed_part`] of the text.
     pub sigs: Vec<Signature>,
 }
@@ -148,6 +169,18 @@ fn parse_verity(n: usize, f: &[&str], size: u64) -> Result<verity::Params, LineE
     Ok(p)
 }
 
+/// `sha256:` and 64 lowercase hex digits: the hex.
+fn parse_digest(n: usize, field: &str) -> Result<String, LineError> {
+    let hex = field.strip_prefix("sha256:").unwrap_or("");
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(LineError::new(
+            n,
+            format!("bad digest `{field}` (want sha256: and 64 lowercase hex digits)"),
+        ));
+    }
+    Ok(hex.to_string())
+}
+
 /// Canonical decimal only: no sign, no leading zero.
 fn canonical_u64(s: &str) -> Option<u64> {
     let canonical = s.bytes().all(|b| b.is_ascii_digit()) && !(s.len() > 1 && s.starts_with('0'));
@@ -162,6 +195,7 @@ impl Manifest {
         let mut registration = None;
         let mut images: Vec<ImageEntry> = Vec::new();
         let mut sigs: Vec<Signature> = Vec::new();
+        let mut files: Vec<FileEntry> = Vec::new();
         let mut prev = "";
         for (n, f) in &recs[1..] {
             let n = *n;
@@ -247,24 +281,48 @@ impl Manifest {
                     };
                     let size = canonical_u64(f[3])
                         .ok_or_else(|| LineError::new(n, format!("bad image size `{}`", f[3])))?;
-                    let hex = f[4].strip_prefix("sha256:").unwrap_or("");
-                    if hex.len() != 64
-                        || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-                    {
+                    let sha256 = parse_digest(n, f[4])?;
+                    if files.iter().any(|x| x.name == name) {
                         return Err(LineError::new(
                             n,
-                            format!(
-                                "bad digest `{}` (want sha256: and 64 lowercase hex digits)",
-                                f[4]
-                            ),
+                            format!("`{name}` listed as a file and as an image"),
                         ));
                     }
                     images.push(ImageEntry {
                         name: name.to_string(),
                         fs,
                         size,
-                        sha256: hex.to_string(),
+                        sha256,
                         verity: None,
+                    });
+                }
+                "file" if version < 3 => {
+                    return Err(LineError::new(n, format!("`file` needs {MAGIC} 3")));
+                }
+                "file" => {
+                    if f.len() != 4 {
+                        return Err(LineError::new(n, "`file` takes NAME SIZE sha256:HEX"));
+                    }
+                    let name = f[1];
+                    if !is_safe_relative(name) {
+                        return Err(LineError::new(
+                            n,
+                            format!("file name `{name}` must be relative, without `..`"),
+                        ));
+                    }
+                    if files.len() == MAX_FILES {
+                        return Err(LineError::new(n, format!("more than {MAX_FILES} files")));
+                    }
+                    if files.iter().any(|x| x.name == name) || images.iter().any(|i| i.name == name)
+                    {
+                        return Err(LineError::new(n, format!("`{name}` listed twice")));
+                    }
+                    let size = canonical_u64(f[2])
+                        .ok_or_else(|| LineError::new(n, format!("bad file size `{}`", f[2])))?;
+                    files.push(FileEntry {
+                        name: name.to_string(),
+                        size,
+                        sha256: parse_digest(n, f[3])?,
                     });
                 }
                 other => return Err(LineError::new(n, format!("unknown key `{other}`"))),
@@ -292,8 +350,20 @@ impl Manifest {
             init,
             registration,
             images,
+            files,
             sigs,
         })
+    }
+
+    /// The version written: 3 when there are `file` lines, else 2 (so
+    /// that manifests without them stay byte for byte as before).
+    pub fn version(&self) -> u32 {
+        if self.files.is_empty() { 2 } else { 3 }
+    }
+
+    /// The entry of the file `name`, if listed.
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
     }
 
     /// The text that is signed: the canonical text without `sig` lines.
@@ -305,7 +375,7 @@ impl Manifest {
 impl fmt::Display for Manifest {
     /// Renders the canonical text, which [`Manifest::parse`] reads back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{MAGIC} {VERSION}")?;
+        writeln!(f, "{MAGIC} {}", self.version())?;
         writeln!(f, "init {}", self.init)?;
         writeln!(f, "registration {}", self.registration)?;
         for i in &self.images {
@@ -333,6 +403,9 @@ impl fmt::Display for Manifest {
                     crate::hex::encode(&v.root)
                 )?;
             }
+        }
+        for x in &self.files {
+            writeln!(f, "file {} {} sha256:{}", x.name, x.size, x.sha256)?;
         }
         for s in &self.sigs {
             writeln!(f, "sig {s}")?;
@@ -366,7 +439,7 @@ mod tests {
     #[test]
     fn rejects_with_line_numbers() {
         let cases: &[(&str, usize)] = &[
-            ("nixlive-manifest 3\n", 1),
+            ("nixlive-manifest 4\n", 1),
             ("nixlive-manifest 1\ninit relative\n", 2),
             ("nixlive-manifest 1\ninit /a\ninit /b\n", 3),
             ("nixlive-manifest 1\nfoo bar\n", 2),
@@ -458,6 +531,73 @@ mod tests {
             (e.line, e.msg.as_str()),
             (5, "`sig` needs nixlive-manifest 2")
         );
+    }
+
+    #[test]
+    fn version_3_lists_files() {
+        let base = "init /a\nregistration /b\nimage x.squashfs squashfs 1 sha256:";
+        let file = format!("file nixlive/authorized_keys 81 sha256:{H}\n");
+        let sig = format!("sig k-1:{}\n", crate::base64::encode(&[5; 64]));
+        let text = format!("nixlive-manifest 3\n{base}{H}\n{file}{sig}");
+        let m = Manifest::parse(&text).unwrap();
+        assert_eq!(
+            m.file("nixlive/authorized_keys"),
+            Some(&FileEntry {
+                name: "nixlive/authorized_keys".into(),
+                size: 81,
+                sha256: H.into()
+            })
+        );
+        assert_eq!(m.file("other"), None);
+        assert_eq!(m.version(), 3);
+        assert_eq!(m.to_string(), text, "renders back byte for byte");
+        // The files are signed.
+        assert!(signed_part(&text).contains(&file));
+        // Without files, version 2 is written, as before version 3.
+        let mut without = m.clone();
+        without.files.clear();
+        assert!(without.to_string().starts_with("nixlive-manifest 2\n"));
+        assert_eq!(Manifest::parse(&without.to_string()).unwrap(), without);
+        // A version 2 manifest with a `file` line is refused.
+        let e = Manifest::parse(&format!("nixlive-manifest 2\n{base}{H}\n{file}")).unwrap_err();
+        assert_eq!(
+            (e.line, e.msg.as_str()),
+            (5, "`file` needs nixlive-manifest 3")
+        );
+        let bad = [
+            (format!("file ../k 1 sha256:{H}"), "must be relative"),
+            (format!("file /k 1 sha256:{H}"), "must be relative"),
+            (format!("file k 01 sha256:{H}"), "bad file size"),
+            (format!("file k -1 sha256:{H}"), "bad file size"),
+            (format!("file k 1 sha256:{}", &H[1..]), "bad digest"),
+            (
+                format!("file k 1 sha256:{}", H.to_uppercase()),
+                "bad digest",
+            ),
+            (format!("file k 1 {H}"), "bad digest"),
+            ("file k 1".to_string(), "takes NAME SIZE"),
+            (format!("file k 1 sha256:{H} extra"), "takes NAME SIZE"),
+            (format!("file x.squashfs 1 sha256:{H}"), "listed twice"),
+        ];
+        for (line, want) in bad {
+            let e =
+                Manifest::parse(&format!("nixlive-manifest 3\n{base}{H}\n{line}\n")).unwrap_err();
+            assert_eq!(e.line, 5, "{line}: {e}");
+            assert!(e.msg.contains(want), "{line}: {e}");
+        }
+        let twice = format!("nixlive-manifest 3\n{base}{H}\n{file}{file}");
+        assert_eq!(Manifest::parse(&twice).unwrap_err().line, 6);
+        // A file line first, then an image of the same name.
+        let late = format!(
+            "nixlive-manifest 3\ninit /a\nregistration /b\nfile x.squashfs 1 sha256:{H}\nimage x.squashfs squashfs 1 sha256:{H}\n"
+        );
+        let e = Manifest::parse(&late).unwrap_err();
+        assert!(e.msg.contains("as a file and as an image"), "{e}");
+        let many: String = (0..=MAX_FILES)
+            .map(|i| format!("file f{i} 1 sha256:{H}\n"))
+            .collect();
+        let e = Manifest::parse(&format!("nixlive-manifest 3\n{base}{H}\n{many}")).unwrap_err();
+        assert!(e.msg.contains("more than 64 files"), "{e}");
     }
 
     #[test]

@@ -48,8 +48,18 @@ pub const INITRD_KEYS: &str = "/etc/nixlive/authorized_keys";
 /// Where init leaves them for postboot: `/run` survives the switch of
 /// root, the initrd's own files do not.
 pub const RUN_KEYS: &str = "/run/nixlive/authorized_keys";
-/// SSH keys on the boot medium.
+/// SSH keys on the boot medium (the builder's `--medium-authorized-keys`).
 pub const MEDIUM_KEYS: &str = "/iso/nixlive/authorized_keys";
+/// Their name relative to the medium's root, as the manifest lists them.
+pub const MEDIUM_KEYS_NAME: &str = "nixlive/authorized_keys";
+/// The most init reads of them.
+pub const MEDIUM_KEYS_MAX: u64 = 64 << 10;
+/// Where init leaves the medium's keys it accepted, for postboot (beside
+/// [`RUN_KEYS`], the initrd's); the first line, a comment, says where
+/// they came from and whether the medium was authenticated.
+pub const RUN_MEDIUM_KEYS: &str = "/run/nixlive/medium_authorized_keys";
+/// How that comment line starts.
+pub const RUN_MEDIUM_KEYS_ORIGIN: &str = "# nixlive-init: ";
 /// Postboot's optional configuration.
 pub const POSTBOOT_CONFIG: &str = "/etc/nixlive/postboot.conf";
 
@@ -72,6 +82,7 @@ pub fn image_mount(index: usize, count: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn spelled_consistently() {
@@ -79,6 +90,11 @@ mod tests {
         assert_eq!(NIX_DB, format!("{NIX_DB_DIR}/db.sqlite"));
         assert_eq!(NIX_DB_SCHEMA, format!("{NIX_DB_DIR}/schema"));
         assert!(MEDIUM_KEYS.starts_with(&format!("{MEDIUM}/")));
+        assert_eq!(MEDIUM_KEYS, format!("{MEDIUM}/{MEDIUM_KEYS_NAME}"));
+        assert_eq!(
+            Path::new(RUN_MEDIUM_KEYS).parent(),
+            Path::new(RUN_KEYS).parent()
+        );
         for p in [RO_STORE, RW_STORE, RAM_IMAGES, STORE_DIR] {
             assert!(p.starts_with("/nix/"), "{p}");
         }

@@ -5,6 +5,7 @@
 
 use crate::error::BootError;
 use crate::exec::{Executor, Runner};
+use crate::medium_keys::{self, Accepted};
 use crate::modules::{self, Loader};
 use crate::plan::{self, BootPlan, Found, ImageSource, PlainPlan, Probed};
 use crate::{console, copytoram, discover, failure, kmsg, medium, net, trust};
@@ -116,9 +117,9 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     )?;
     let manifest = read.manifest;
     require_store(&mut loader, &manifest)?;
-    let bp = plan::plan(cmdline, &probe(found, manifest, signed_by.is_some()));
     // Read before copytoram lets the medium go, for postboot after it.
-    let medium_keys = std::fs::read(in_new_root(paths::MEDIUM_KEYS)).ok();
+    let medium_keys = medium_keys::accept(&medium_name, &manifest, signed_by.as_deref());
+    let bp = plan::plan(cmdline, &probe(found, manifest, signed_by.is_some()));
     let released = mount_store(&mut t, &mut runner, ex, &bp).map_err(|e| match &signed_by {
         Some(key) => BootError::Signed {
             medium: medium_name.clone(),
@@ -136,7 +137,7 @@ pub fn run(cmdline: &mut Cmdline, ex: &mut dyn Executor) -> Result<Infallible, B
     }
     stop_point(cmdline.debug1mounts, "boot.debug1mounts");
     stage2_exists(&bp.init)?;
-    hand_over_keys(medium_keys.filter(|_| released));
+    hand_over_keys(medium_keys, released);
     // Nothing may still be loading from the initramfs when it is emptied.
     loader.finish_background()?;
     if let Some((start, end)) = loader.background_span {
@@ -200,7 +201,7 @@ fn plain_root(
         let _ = ex.unmount(nixlive_formats::paths::NEW_ROOT);
         return Err(e);
     }
-    hand_over_keys(None);
+    hand_over_keys(None, false);
     write_timeline(&t.timeline);
     match runner.run(&p.switch, ex) {
         Ok(()) => Err(BootError::NoStage2(p.init)),
@@ -478,25 +479,45 @@ pub(crate) fn stage2_check(root: &Path, init: &str) -> Result<(), Stage2> {
     Ok(())
 }
 
-/// SSH keys packed into the initrd, and those of a medium that copytoram
-/// let go, go to `/run` for postboot, since neither is there after the
-/// switch of root. Not fatal: postboot still has the other key sources.
-fn hand_over_keys(medium_keys: Option<Vec<u8>>) {
-    use paths::{INITRD_KEYS, MEDIUM_KEYS, RUN_KEYS};
+/// SSH keys packed into the initrd go to [`paths::RUN_KEYS`] and the
+/// medium's that this boot accepted ([`medium_keys`]) to
+/// [`paths::RUN_MEDIUM_KEYS`], behind a comment line saying where they
+/// came from: postboot reads only these (the initrd's files are gone after
+/// the switch of root, and the medium may be: `released`). Not fatal:
+/// postboot still has the other key sources.
+fn hand_over_keys(medium_keys: Option<Accepted>, released: bool) {
+    use paths::{INITRD_KEYS, MEDIUM_KEYS, RUN_KEYS, RUN_MEDIUM_KEYS, RUN_MEDIUM_KEYS_ORIGIN};
+    let initrd = std::fs::read(INITRD_KEYS).unwrap_or_default();
+    if !initrd.is_empty() && write_new(RUN_KEYS, &initrd) {
+        log::info!("SSH keys of the initrd handed over in {RUN_KEYS}");
+    }
+    let Some(a) = medium_keys else {
+        return;
+    };
+    // One line: the origin names a device and a key, never a newline.
+    let origin: String = a
+        .origin
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    let mut text = format!("{RUN_MEDIUM_KEYS_ORIGIN}{origin}\n").into_bytes();
+    text.extend_from_slice(&a.keys);
+    if write_new(RUN_MEDIUM_KEYS, &text) {
+        if released {
+            log::info!(
+                "SSH keys from {MEDIUM_KEYS} carried over in {RUN_MEDIUM_KEYS}: the medium is gone"
+            );
+        } else {
+            log::info!("SSH keys from {MEDIUM_KEYS} handed over in {RUN_MEDIUM_KEYS}");
+        }
+    }
+}
+
+/// Writes a new file (0600) under `/run`; says so when it cannot.
+fn write_new(path: &str, data: &[u8]) -> bool {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut keys = std::fs::read(INITRD_KEYS).unwrap_or_default();
-    if let Some(more) = medium_keys {
-        log::info!("SSH keys from {MEDIUM_KEYS} carried over: the medium is gone");
-        if !keys.is_empty() && !keys.ends_with(b"\n") {
-            keys.push(b'\n');
-        }
-        keys.extend_from_slice(&more);
-    }
-    if keys.is_empty() {
-        return;
-    }
-    let written = Path::new(RUN_KEYS)
+    let written = Path::new(path)
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| {
@@ -504,12 +525,15 @@ fn hand_over_keys(medium_keys: Option<Vec<u8>>) {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(RUN_KEYS)
+                .open(path)
         })
-        .and_then(|mut f| f.write_all(&keys));
+        .and_then(|mut f| f.write_all(data));
     match written {
-        Ok(()) => log::info!("SSH keys handed over in {RUN_KEYS}"),
-        Err(e) => log::warn!("writing {RUN_KEYS}: {e}, ignoring"),
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("writing {path}: {e}, ignoring");
+            false
+        }
     }
 }
 

@@ -38,6 +38,7 @@ mod failure;
 mod findiso;
 mod kmsg;
 mod medium;
+mod medium_keys;
 mod modules;
 mod net;
 mod plan;

@@ -436,6 +436,7 @@ fn stock(dir: &str, rel: &str, cmdline: &Cmdline) -> Result<Manifest, BootError>
             sha256: String::new(),
             verity: None,
         }],
+        files: Vec::new(),
         sigs: Vec::new(),
     })
 }

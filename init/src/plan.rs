@@ -861,6 +861,7 @@ pub mod tests {
                     verity: None,
                 })
                 .collect(),
+            files: Vec::new(),
             sigs: Vec::new(),
         }
     }

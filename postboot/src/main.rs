@@ -22,8 +22,9 @@ usage: nixlive-postboot [--root DIR] [--loader auto|native|nix-store]
 Registers /nix-path-registration (a system tarball's, removed once loaded)
 or /nix/store/nix-path-registration in Nix's database, touches
 /etc/NIXOS, points /nix/var/nix/profiles/system at the system and installs
-SSH keys from nixlive.ssh_key=, /run/nixlive/authorized_keys and
-/iso/nixlive/authorized_keys. With --grow-root (or nixlive.grow_root on the
+SSH keys from nixlive.ssh_key=, /run/nixlive/authorized_keys (the initrd's)
+and /run/nixlive/medium_authorized_keys (the medium's that init accepted).
+With --grow-root (or nixlive.grow_root on the
 kernel command line) the root partition and its ext4 grow to the end of the
 disk. Every path is inside --root (default /).
 

@@ -11,9 +11,12 @@ use nixlive_formats::paths;
 /// from a system tarball), Nix's database and the profile,
 /// its garbage-collector roots, the running system and `/etc/NIXOS`.
 pub use paths::{
-    CURRENT_SYSTEM, GCROOTS_AUTO, MEDIUM_KEYS, NIX_DB, NIX_DB_DIR, NIXOS_MARKER, REGISTRATION,
-    SYSTEM_PROFILE, TOP_REGISTRATION,
+    CURRENT_SYSTEM, GCROOTS_AUTO, NIX_DB, NIX_DB_DIR, NIXOS_MARKER, REGISTRATION,
+    RUN_MEDIUM_KEYS_ORIGIN, SYSTEM_PROFILE, TOP_REGISTRATION,
 };
+/// The medium's SSH keys that init accepted, handed over in `/run` (the
+/// medium itself is not read: init decides what of it a boot may use).
+pub const MEDIUM_KEYS: &str = paths::RUN_MEDIUM_KEYS;
 /// The kernel command line (`nixlive.ssh_key=`, `init=`).
 pub const CMDLINE: &str = paths::PROC_CMDLINE;
 /// SSH keys the builder put in the initrd as `/etc/nixlive/authorized_keys`;

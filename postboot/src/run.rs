@@ -550,6 +550,20 @@ fn grow_root(root: &Path, log: &mut Log<'_>) {
             from,
             to,
             fs_bytes,
+        }) if from == to && table != "none" => log.changed(
+            step,
+            format_args!(
+                "{device} is {} MiB: finished its {table} table (an earlier growth was cut short), its ext4 to {} MiB",
+                mib(to),
+                mib(fs_bytes)
+            ),
+        ),
+        Ok(crate::grow::Outcome::Grown {
+            device,
+            table,
+            from,
+            to,
+            fs_bytes,
         }) => log.changed(
             step,
             format_args!(

@@ -1,9 +1,13 @@
-//! SSH authorized keys: collected from the kernel command line, the file
-//! the builder put in the initrd (which init leaves in `/run/nixlive`) and
-//! the file on the medium; each key checked; the good ones merged into
-//! `~/.ssh/authorized_keys` of root and the configured users (directory
-//! 0700, file 0600, owned by the user; every path component opened without
-//! following symbolic links; the file replaced atomically).
+//! SSH authorized keys: collected from the kernel command line and from
+//! what init handed over in `/run/nixlive`: the file the builder put in
+//! the initrd, and the medium's keys that init accepted (checked against
+//! a signed manifest, or named as coming from a medium that was not
+//! authenticated: see init's `medium_keys`). The medium itself is not
+//! read here: init decides what of it a boot may use. Each key checked;
+//! the good ones merged into `~/.ssh/authorized_keys` of root and the
+//! configured users (directory 0700, file 0600, owned by the user; every
+//! path component opened without following symbolic links; the file
+//! replaced atomically, its other lines kept byte for byte).
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -82,6 +86,7 @@ pub fn collect(root: &Path, cmdline_keys: &[String]) -> (Collected, Vec<SshError
     for file in [paths::INITRD_KEYS, paths::MEDIUM_KEYS] {
         let path = paths::under(root, file);
         let text = match sys::read_path_nofollow(&path, MAX_KEY_FILE) {
+            // Read, never written back: lossy is only for parsing.
             Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
             Ok(None) => continue,
             Err(source) => {
@@ -97,7 +102,8 @@ pub fn collect(root: &Path, cmdline_keys: &[String]) -> (Collected, Vec<SshError
             c.rejected.push(format!("{file} line {line}: {e}"));
         }
         if !good.is_empty() {
-            c.sources.push(format!("{file}: {}", good.len()));
+            c.sources
+                .push(format!("{file}: {} ({})", good.len(), origin(file, &text)));
         }
         for (_, k) in good {
             c.add(k);
@@ -155,13 +161,17 @@ pub fn install(root: &Path, user: &User, keys: &[AuthorizedKey]) -> Result<Insta
 
     let existing = sys::read_nofollow(&ssh, "authorized_keys", MAX_KEY_FILE)
         .map_err(fail("reading", &file))?;
+    // The file is kept byte for byte (lines that are not UTF-8 too): the
+    // lossy text only finds the keys already there.
     let (mut text, present) = match &existing {
         Some((data, _)) => {
-            let text = String::from_utf8_lossy(data).into_owned();
-            let (good, _) = keys::parse_file(&text);
-            (text, good.into_iter().map(|(_, k)| k).collect::<Vec<_>>())
+            let (good, _) = keys::parse_file(&String::from_utf8_lossy(data));
+            (
+                data.clone(),
+                good.into_iter().map(|(_, k)| k).collect::<Vec<_>>(),
+            )
         }
-        None => (String::new(), Vec::new()),
+        None => (Vec::new(), Vec::new()),
     };
     let missing: Vec<&AuthorizedKey> = keys
         .iter()
@@ -178,18 +188,82 @@ pub fn install(root: &Path, user: &User, keys: &[AuthorizedKey]) -> Result<Insta
             fixed,
         });
     }
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    for k in &missing {
-        text.push_str(&k.line());
-        text.push('\n');
-    }
-    sys::replace_file(&ssh, "authorized_keys", text.as_bytes(), 0o600, owner)
+    text.extend_from_slice(&append_keys(&text, &missing));
+    sys::replace_file(&ssh, "authorized_keys", &text, 0o600, owner)
         .map_err(fail("writing", &file))?;
     Ok(Installed {
         path: file,
         added: missing.len(),
         fixed,
     })
+}
+
+/// What goes after `existing` (kept as it is) to add `missing`: a newline
+/// if its last line lacks one, then one line per key.
+pub fn append_keys(existing: &[u8], missing: &[&AuthorizedKey]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if !existing.is_empty() && !existing.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    for k in missing {
+        out.extend_from_slice(k.line().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Where the keys of a handed-over `file` came from, for the log: the
+/// initrd's, or what init wrote in the first line of the medium's.
+fn origin(file: &str, text: &str) -> String {
+    if file == paths::INITRD_KEYS {
+        return "packed in the initrd".into();
+    }
+    match text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix(paths::RUN_MEDIUM_KEYS_ORIGIN))
+    {
+        Some(o) => format!("from {o}"),
+        None => "from the medium, by init".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_appended_after_the_file_as_it_is() {
+        let k = keys::parse_line(crate::keys::tests::ED25519)
+            .unwrap()
+            .unwrap();
+        // A comment and an option in Latin-1, and no newline at the end.
+        let existing: &[u8] = b"# J\xfcrgen's\nfrom=\"caf\xe9\" ssh-ed25519 AAAA x";
+        let add = append_keys(existing, &[&k]);
+        assert_eq!(
+            add,
+            format!("\n{}\n", crate::keys::tests::ED25519).into_bytes()
+        );
+        assert_eq!(
+            append_keys(b"", &[&k]),
+            format!("{}\n", crate::keys::tests::ED25519).into_bytes()
+        );
+        assert_eq!(append_keys(b"a\n", &[]), b"");
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(origin(paths::INITRD_KEYS, ""), "packed in the initrd");
+        assert_eq!(
+            origin(
+                paths::MEDIUM_KEYS,
+                "# nixlive-init: /iso/nixlive/authorized_keys of the medium /dev/sr0, listed\nssh-ed25519 A\n"
+            ),
+            "from /iso/nixlive/authorized_keys of the medium /dev/sr0, listed"
+        );
+        assert_eq!(
+            origin(paths::MEDIUM_KEYS, "ssh-ed25519 A\n"),
+            "from the medium, by init"
+        );
+    }
 }

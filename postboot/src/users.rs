@@ -94,11 +94,14 @@ pub type Lookup = (Vec<User>, Vec<UserError>);
 /// [`User::default_root`] if there is no passwd file or no root in it.
 pub fn lookup(root: &Path, names: &[String]) -> Result<Lookup, UserError> {
     let path = root.join("etc/passwd");
-    let users = match std::fs::read_to_string(&path) {
-        Ok(t) => parse_passwd(&t).map_err(|line| UserError::Malformed {
-            path: path.clone(),
-            line,
-        })?,
+    // Read only: another user's Latin-1 comment must not stop the lookup.
+    let users = match std::fs::read(&path) {
+        Ok(t) => {
+            parse_passwd(&String::from_utf8_lossy(&t)).map_err(|line| UserError::Malformed {
+                path: path.clone(),
+                line,
+            })?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(source) => return Err(UserError::Read { path, source }),
     };
@@ -140,49 +143,59 @@ pub enum PasswordOutcome {
 
 /// Root's shadow line with the password field replaced, or `None` when
 /// nothing changes: with `hash`, the field becomes it; without, an empty
-/// field (no password at all) becomes `!` (locked).
-pub fn shadow_with_root(text: &str, hash: Option<&str>) -> Option<(String, PasswordOutcome)> {
+/// field (no password at all) becomes `!` (locked). Bytes in, bytes out:
+/// a shadow file need not be UTF-8 (a Latin-1 name or comment).
+pub fn shadow_with_root(text: &[u8], hash: Option<&str>) -> Option<(Vec<u8>, PasswordOutcome)> {
     shadow_with(text, "root", hash)
 }
 
 /// [`shadow_with_root`] for any user: the first line of `user` changes
-/// (every other line stays byte for byte); with a hash and no such line,
-/// one is added.
+/// (every other line, and every other field of that line, stays byte for
+/// byte); with a hash and no such line, one is added.
 pub fn shadow_with(
-    text: &str,
+    text: &[u8],
     user: &str,
     hash: Option<&str>,
-) -> Option<(String, PasswordOutcome)> {
-    let mut out = String::with_capacity(text.len() + 64);
+) -> Option<(Vec<u8>, PasswordOutcome)> {
+    let mut out = Vec::with_capacity(text.len() + 64);
     let mut outcome = None;
-    for line in text.split_inclusive('\n') {
-        let body = line.trim_end_matches('\n');
-        let mut f: Vec<&str> = body.split(':').collect();
-        if f.len() >= 2 && f[0] == user && outcome.is_none() {
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let mut f = body.splitn(3, |b| *b == b':');
+        let (name, field, rest) = (f.next(), f.next(), f.next());
+        if let (Some(name), Some(field)) = (name, field)
+            && name == user.as_bytes()
+            && outcome.is_none()
+        {
             let new = match hash {
-                Some(h) if f[1] != h => Some((h, PasswordOutcome::Set)),
-                None if f[1].is_empty() => Some(("!", PasswordOutcome::Locked)),
+                Some(h) if field != h.as_bytes() => Some((h, PasswordOutcome::Set)),
+                None if field.is_empty() => Some(("!", PasswordOutcome::Locked)),
                 _ => None,
             };
             if let Some((v, o)) = new {
-                f[1] = v;
-                out.push_str(&f.join(":"));
-                out.push_str(&line[body.len()..]);
+                out.extend_from_slice(name);
+                out.push(b':');
+                out.extend_from_slice(v.as_bytes());
+                if let Some(rest) = rest {
+                    out.push(b':');
+                    out.extend_from_slice(rest);
+                }
+                out.extend_from_slice(&line[body.len()..]);
                 outcome = Some(o);
                 continue;
             }
             outcome = Some(PasswordOutcome::AlreadyDone);
         }
-        out.push_str(line);
+        out.extend_from_slice(line);
     }
     match (outcome, hash) {
         (Some(PasswordOutcome::AlreadyDone), _) => None,
         (Some(o), _) => Some((out, o)),
         (None, Some(h)) => {
-            if !out.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
+            if !out.is_empty() && !out.ends_with(b"\n") {
+                out.push(b'\n');
             }
-            out.push_str(&format!("{user}:{h}:1::::::\n"));
+            out.extend_from_slice(format!("{user}:{h}:1::::::\n").as_bytes());
             Some((out, PasswordOutcome::Set))
         }
         (None, None) => None,
@@ -190,10 +203,12 @@ pub fn shadow_with(
 }
 
 /// The password field of `user`'s first line, if any.
-pub fn shadow_field<'a>(text: &'a str, user: &str) -> Option<&'a str> {
-    text.split('\n').find_map(|line| {
-        let mut f = line.split(':');
-        (f.next() == Some(user)).then(|| f.next()).flatten()
+pub fn shadow_field<'a>(text: &'a [u8], user: &str) -> Option<&'a [u8]> {
+    text.split(|b| *b == b'\n').find_map(|line| {
+        let mut f = line.split(|b| *b == b':');
+        (f.next() == Some(user.as_bytes()))
+            .then(|| f.next())
+            .flatten()
     })
 }
 
@@ -230,7 +245,8 @@ pub fn set_password(
     let outcome = update_shadow(root, user, true, |text| match password {
         NewPassword::Hash(h) => shadow_with(text, user, Some(h)),
         NewPassword::Clear(p) => {
-            if shadow_field(text, user).is_some_and(|cur| crypt::verify(p, cur)) {
+            let cur = shadow_field(text, user).and_then(|c| std::str::from_utf8(c).ok());
+            if cur.is_some_and(|cur| crypt::verify(p, cur)) {
                 return None;
             }
             match crypt::sha512_crypt(p) {
@@ -259,7 +275,7 @@ fn update_shadow(
     root: &Path,
     user: &str,
     create: bool,
-    change: impl FnOnce(&str) -> Option<(String, PasswordOutcome)>,
+    change: impl FnOnce(&[u8]) -> Option<(Vec<u8>, PasswordOutcome)>,
 ) -> Result<PasswordOutcome, UserError> {
     let path = root.join("etc/shadow");
     let err = |source| UserError::Shadow {
@@ -278,15 +294,15 @@ fn update_shadow(
     let (text, mode, owner) = match &existing {
         Some((data, fd)) => {
             let (mode, owner) = sys::stat_fd(fd).map_err(err)?;
-            (String::from_utf8_lossy(data).into_owned(), mode, owner)
+            (data.as_slice(), mode, owner)
         }
         None if !create => return Ok(PasswordOutcome::NoShadow),
-        None => (String::new(), 0o640, Owner { uid: 0, gid: 0 }),
+        None => (&[][..], 0o640, Owner { uid: 0, gid: 0 }),
     };
-    match change(&text) {
+    match change(text) {
         None => Ok(PasswordOutcome::AlreadyDone),
         Some((new, outcome)) => {
-            sys::replace_file(&etc, "shadow", new.as_bytes(), mode, owner).map_err(err)?;
+            sys::replace_file(&etc, "shadow", &new, mode, owner).map_err(err)?;
             Ok(outcome)
         }
     }
@@ -307,18 +323,44 @@ mod tests {
 
     #[test]
     fn shadow() {
-        let s = "root::1::::::\nbob:!:1::::::\n";
+        let s = b"root::1::::::\nbob:!:1::::::\n";
         let (t, o) = shadow_with_root(s, None).unwrap();
-        assert_eq!(t, "root:!:1::::::\nbob:!:1::::::\n");
+        assert_eq!(t, b"root:!:1::::::\nbob:!:1::::::\n");
         assert_eq!(o, PasswordOutcome::Locked);
         assert_eq!(shadow_with_root(&t, None), None);
         let (t2, o) = shadow_with_root(&t, Some("$6$s$h")).unwrap();
-        assert_eq!(t2, "root:$6$s$h:1::::::\nbob:!:1::::::\n");
+        assert_eq!(t2, b"root:$6$s$h:1::::::\nbob:!:1::::::\n");
         assert_eq!(o, PasswordOutcome::Set);
         assert_eq!(shadow_with_root(&t2, Some("$6$s$h")), None);
-        let (t3, _) = shadow_with_root("bob:!:1::::::", Some("$6$s$h")).unwrap();
-        assert_eq!(t3, "bob:!:1::::::\nroot:$6$s$h:1::::::\n");
-        assert_eq!(shadow_with_root("root:*:1::::::\n", None), None);
+        let (t3, _) = shadow_with_root(b"bob:!:1::::::", Some("$6$s$h")).unwrap();
+        assert_eq!(t3, b"bob:!:1::::::\nroot:$6$s$h:1::::::\n");
+        assert_eq!(shadow_with_root(b"root:*:1::::::\n", None), None);
+        // A line of only a name and a field keeps its shape.
+        let (t4, _) = shadow_with_root(b"root:", Some("$6$s$h")).unwrap();
+        assert_eq!(t4, b"root:$6$s$h");
+        assert_eq!(shadow_field(&t2, "bob"), Some(&b"!"[..]));
+        assert_eq!(shadow_field(&t2, "eve"), None);
+    }
+
+    /// Other users' lines stay byte for byte, bytes that are not UTF-8
+    /// included (a Latin-1 name and comment: `j\xfcrgen`), and so do the
+    /// other fields of the changed line.
+    #[test]
+    fn shadow_keeps_latin1_lines_byte_exact() {
+        let s: &[u8] =
+            b"j\xfcrgen:$6$x$y:19000:0:99999:7:::\nroot::19000:0:99999:7:::\n# caf\xe9\n";
+        let (t, o) = shadow_with_root(s, Some("$6$s$h")).unwrap();
+        assert_eq!(o, PasswordOutcome::Set);
+        assert_eq!(
+            t,
+            b"j\xfcrgen:$6$x$y:19000:0:99999:7:::\nroot:$6$s$h:19000:0:99999:7:::\n# caf\xe9\n"
+        );
+        let (t, _) = shadow_with(s, "j\u{fc}rgen", Some("$6$s$h")).unwrap();
+        assert!(
+            t.ends_with(b"\nj\xc3\xbcrgen:$6$s$h:1::::::\n"),
+            "a UTF-8 name is another user"
+        );
+        assert!(t.starts_with(s));
     }
 
     /// fuzz/artifacts/passwd/crash-434c05c4 (found by `make fuzz`): a shadow
@@ -328,10 +370,9 @@ mod tests {
     #[test]
     fn shadow_without_root_ending_in_cr() {
         let crash: &[u8] = b"\xe4root:\0\0\0\0\0\0\0Wminixos:\xff\xff\xff\xff>rent-systx:0\xff\xff\xff\xff\xff\xff\xff>:0:`\0\0t:\0\0\0\0\0\0\0Wminixoy#[\r";
-        let text = String::from_utf8_lossy(crash);
-        let (new, o) = shadow_with_root(&text, Some("$6$s$h")).unwrap();
+        let (new, o) = shadow_with_root(crash, Some("$6$s$h")).unwrap();
         assert_eq!(o, PasswordOutcome::Set);
-        assert_eq!(new, format!("{text}\nroot:$6$s$h:1::::::\n"));
+        assert_eq!(new, [crash, b"\nroot:$6$s$h:1::::::\n"].concat());
         assert_eq!(shadow_with_root(&new, Some("$6$s$h")), None);
     }
 }

@@ -34,13 +34,12 @@ fn setup(root: &Path) -> String {
         format!("root=LABEL=X init={system}/init console=ttyS0 nixlive.ssh_key=\"{KEY1}\" nixlive.ssh_key=\"ssh-ed25519 bogus\"\n"),
     )
     .unwrap();
-    fs::create_dir_all(root.join("iso/nixlive")).unwrap();
+    fs::create_dir_all(root.join("run/nixlive")).unwrap();
     fs::write(
-        root.join("iso/nixlive/authorized_keys"),
+        root.join("run/nixlive/medium_authorized_keys"),
         format!("# medium keys\n{KEY2}\n{MISMATCH}\n{KEY1}\n"),
     )
     .unwrap();
-    fs::create_dir_all(root.join("run/nixlive")).unwrap();
     fs::write(
         root.join("run/nixlive/authorized_keys"),
         format!("{KEY2}\n"),
@@ -70,7 +69,7 @@ fn full_run_then_nothing_to_do() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("/iso/nixlive/authorized_keys line 3: key data says \"ssh-ed25519\" but the line says \"ssh-rsa\""),
+        stderr.contains("/run/nixlive/medium_authorized_keys line 3: key data says \"ssh-ed25519\" but the line says \"ssh-rsa\""),
         "{stderr}"
     );
     assert!(stdout.contains("registration: loaded 4 paths"), "{stdout}");

@@ -2,13 +2,16 @@
 //! wrote for a 64 MiB disk, planned for the disk grown to 160 MiB and
 //! written back, is one sgdisk finds no problem with, its partition ending
 //! at the last usable sector; a second partition after the root stops it.
+//! Cut short after any of its steps (power lost), the main (primary) GPT
+//! is one sgdisk reads, the partition in it, and the next run finishes it
+//! into a table sgdisk finds no problem with.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::Command;
 
-use nixlive_postboot::grow::{GrowError, HEAD_LEN, plan};
+use nixlive_postboot::grow::{DiskView, GrowError, HEAD_LEN, TAIL_LEN, plan_disk};
 
 fn sgdisk(args: &[&str], disk: &Path) -> String {
     let out = Command::new("sgdisk")
@@ -21,6 +24,11 @@ fn sgdisk(args: &[&str], disk: &Path) -> String {
 }
 
 fn apply(disk: &Path, sectors: u64, partno: u32) -> Result<bool, GrowError> {
+    apply_steps(disk, sectors, partno, usize::MAX)
+}
+
+/// Plans from the disk's ends and writes the first `steps` steps.
+fn apply_steps(disk: &Path, sectors: u64, partno: u32, steps: usize) -> Result<bool, GrowError> {
     let mut f = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -28,12 +36,23 @@ fn apply(disk: &Path, sectors: u64, partno: u32) -> Result<bool, GrowError> {
         .unwrap();
     let mut head = vec![0u8; HEAD_LEN];
     f.read_exact(&mut head).unwrap();
-    let Some(g) = plan(&head, sectors, partno)? else {
+    let mut tail = vec![0u8; TAIL_LEN];
+    f.seek(SeekFrom::Start(sectors * 512 - TAIL_LEN as u64))
+        .unwrap();
+    f.read_exact(&mut tail).unwrap();
+    let view = DiskView {
+        head: &head,
+        tail: &tail,
+        sectors,
+    };
+    let Some(g) = plan_disk(&view, partno)? else {
         return Ok(false);
     };
-    for (at, data) in &g.writes {
-        f.seek(SeekFrom::Start(*at)).unwrap();
-        f.write_all(data).unwrap();
+    for st in g.steps.iter().take(steps) {
+        for (at, data) in &st.writes {
+            f.seek(SeekFrom::Start(*at)).unwrap();
+            f.write_all(data).unwrap();
+        }
     }
     Ok(true)
 }
@@ -88,4 +107,50 @@ fn a_partition_after_the_root_stops_the_growth() {
         before[..],
         "nothing written"
     );
+}
+
+/// sgdisk's view of partition 1, and what it says of the tables (it
+/// warns when the main, primary, GPT is damaged and it used the backup).
+fn sgdisk_view(disk: &Path) -> String {
+    let out = Command::new("sgdisk")
+        .args(["-i", "1"])
+        .arg(disk)
+        .output()
+        .expect("sgdisk (package gdisk) is needed");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn cut_short_after_any_step_the_next_run_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sectors = (160u64 << 20) / 512;
+    for k in 1..=6 {
+        let disk = tmp.path().join(format!("disk{k}.img"));
+        fs::File::create(&disk).unwrap().set_len(64 << 20).unwrap();
+        sgdisk(&["--new=1:2048:0", "--change-name=1:NIXOS_SD"], &disk);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .unwrap()
+            .set_len(160 << 20)
+            .unwrap();
+        assert!(apply_steps(&disk, sectors, 1, k).unwrap());
+        let view = sgdisk_view(&disk);
+        assert!(
+            view.contains("First sector: 2048 ") && !view.contains("invalid main GPT"),
+            "after step {k}:\n{view}"
+        );
+        let grown = apply(&disk, sectors, 1).unwrap();
+        assert_eq!(grown, k < 6, "after step {k}");
+        let verify = sgdisk(&["-v"], &disk);
+        assert!(
+            verify.contains("No problems found"),
+            "after step {k}: {verify}"
+        );
+        let info = sgdisk(&["-i", "1"], &disk);
+        assert!(
+            info.contains(&format!("Last sector: {} ", sectors - 34)),
+            "after step {k}: {info}"
+        );
+    }
 }

@@ -20,7 +20,7 @@ const KEY2: &str =
 
 /// A root with KEY1 in the initrd's key file, a passwd with root and alice
 /// (owned by whoever runs the test), and `medium` as the medium's key file
-/// (written by the closure).
+/// init handed over (written by the closure).
 fn setup(root: &Path, conf: &str, medium: impl FnOnce(&Path)) {
     let (uid, gid) = {
         let m = fs::metadata(root).unwrap();
@@ -39,8 +39,7 @@ fn setup(root: &Path, conf: &str, medium: impl FnOnce(&Path)) {
         format!("{KEY1}\n"),
     )
     .unwrap();
-    fs::create_dir_all(root.join("iso/nixlive")).unwrap();
-    medium(&root.join("iso/nixlive/authorized_keys"));
+    medium(&root.join("run/nixlive/medium_authorized_keys"));
 }
 
 /// Runs postboot on `root` with a deadline: a read that blocks fails the
@@ -107,7 +106,7 @@ fn a_linked_key_file_is_refused_and_the_others_installed() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         stderr.contains(
-            "reading /iso/nixlive/authorized_keys: is a symbolic link, refusing to follow it"
+            "reading /run/nixlive/medium_authorized_keys: is a symbolic link, refusing to follow it"
         ),
         "{stderr}"
     );
@@ -149,7 +148,7 @@ fn a_fifo_key_file_is_refused_without_blocking() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         stderr.contains(
-            "reading /iso/nixlive/authorized_keys: is not a regular file, refusing to read it"
+            "reading /run/nixlive/medium_authorized_keys: is not a regular file, refusing to read it"
         ),
         "{stderr}"
     );
@@ -175,9 +174,86 @@ fn a_key_file_over_the_cap_is_refused_by_name() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         stderr.contains(&format!(
-            "reading /iso/nixlive/authorized_keys: is larger than {MAX_KEY_FILE} bytes, refusing to read it"
+            "reading /run/nixlive/medium_authorized_keys: is larger than {MAX_KEY_FILE} bytes, refusing to read it"
         )),
         "{stderr}"
     );
     assert_eq!(keys_of(root, "root"), format!("{KEY1}\n"));
+}
+
+/// The issue's reproduction: keys on the medium that init did not hand
+/// over are not postboot's to install (init decides what a boot may use
+/// of a medium: a signed boot only what the manifest lists).
+#[test]
+fn keys_on_the_medium_itself_are_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fs::create_dir_all(root.join("iso/nixlive")).unwrap();
+    fs::write(
+        root.join("iso/nixlive/authorized_keys"),
+        format!("{KEY2}\n"),
+    )
+    .unwrap();
+    let out = run_bounded(root);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("postboot: ssh: no keys given, nothing to do"),
+        "{}",
+        text(&out)
+    );
+    assert!(!root.join("root/.ssh/authorized_keys").exists());
+}
+
+/// The sources are named: the initrd's keys, and the medium's with what
+/// init said of them.
+#[test]
+fn the_log_says_where_keys_came_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    setup(root, "nixlive-postboot 1\n", |p| {
+        fs::write(
+            p,
+            format!("# nixlive-init: /iso/nixlive/authorized_keys of the medium /dev/sr0, listed in the manifest signed by the trusted key k-1 (size and sha256 match)\n{KEY2}\n"),
+        )
+        .unwrap()
+    });
+    let out = run_bounded(root);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "added 2 key(s) (root; from /run/nixlive/authorized_keys: 1 (packed in the initrd), \
+             /run/nixlive/medium_authorized_keys: 1 (from /iso/nixlive/authorized_keys of the \
+             medium /dev/sr0, listed in the manifest signed by the trusted key k-1 (size and \
+             sha256 match)))"
+        ),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Lines of root's authorized_keys that are not UTF-8 (a Latin-1 comment)
+/// stay byte for byte when a key is added.
+#[test]
+fn authorized_keys_keep_lines_that_are_not_utf8() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    setup(root, "nixlive-postboot 1\n", |_| {});
+    fs::create_dir_all(root.join("root/.ssh")).unwrap();
+    // Another user's comment in Latin-1 in /etc/passwd, too.
+    let passwd = fs::read(root.join("etc/passwd")).unwrap();
+    fs::write(
+        root.join("etc/passwd"),
+        [
+            &passwd[..],
+            b"juergen:x:1001:100:J\xfcrgen:/home/juergen:/bin/sh\n",
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let before: &[u8] = b"# J\xfcrgen's laptop\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAZeQERM7stzSZSUBJkgfOF0J4SoQnkh1FKoLq9lh4jG caf\xe9";
+    fs::write(root.join("root/.ssh/authorized_keys"), before).unwrap();
+    let out = run_bounded(root);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let after = fs::read(root.join("root/.ssh/authorized_keys")).unwrap();
+    assert_eq!(after, [before, b"\n", KEY1.as_bytes(), b"\n"].concat());
 }

@@ -75,7 +75,7 @@ pub fn run(a: &Args) -> Result<()> {
     build.check_stage2(machine)?;
     let images = build.work().join("images");
     create_dir(&images)?;
-    let manifest = build.images(&images)?;
+    let manifest = build.images(&images, &[])?;
     let seg = images_segment(&images, &manifest)?;
     let main = build.initrd()?;
     let mtime = mtime32(epoch)?;
@@ -139,7 +139,7 @@ fn run_http(a: &Args) -> Result<()> {
     build.check_stage2(machine)?;
     let set = OutDir::new(&a.out)?;
     let out = set.path();
-    let manifest = build.images(out)?;
+    let manifest = build.images(out, &[])?;
     let initrd_path = out.join("initrd");
     write(&initrd_path, &build.initrd()?)?;
     let kernel = out.join("bzImage");

@@ -26,7 +26,7 @@ use nixlive_formats::manifest::MAX_IMAGES;
 use nixlive_formats::paths::{REGISTRATION, REGISTRATION_NAME};
 use nixlive_formats::registration::{self, HashFormat, PathInfo};
 use nixlive_formats::size::human;
-use nixlive_formats::{ImageEntry, ImageFs, Manifest};
+use nixlive_formats::{FileEntry, ImageEntry, ImageFs, Manifest};
 use plan::{ImagePlan, ImageSpec, plan_images};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -293,12 +293,15 @@ pub fn describe(layout: &Layout, closure: &Closure) -> Vec<String> {
 }
 
 /// Writes the images of `layout` and the manifest into `dir`; `work` holds
-/// the registration files. Returns the manifest.
+/// the registration files. `files` (relative to `dir`, written already)
+/// are listed in the manifest with their size and sha256, so that a
+/// signed boot can check them. Returns the manifest.
 pub fn write_all(
     args: &ImageArgs,
     closure: &Closure,
     layout: &Layout,
     dir: &Path,
+    files: &[&str],
     epoch: u64,
     work: &Path,
 ) -> Result<Manifest> {
@@ -342,10 +345,22 @@ pub fn write_all(
             verity,
         });
     }
+    let files = files
+        .iter()
+        .map(|name| {
+            let (size, sha256) = sha256_file(&dir.join(name))?;
+            Ok(FileEntry {
+                name: name.to_string(),
+                size,
+                sha256,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut manifest = Manifest {
         init: format!("{}/init", closure.system),
         registration: REGISTRATION.to_string(),
         images,
+        files,
         sigs: Vec::new(),
     };
     let signed = manifest.unsigned_text();

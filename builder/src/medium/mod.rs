@@ -26,9 +26,12 @@ use anyhow::{Context, Result, ensure};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The most SSH keys init reads from a medium (64 KiB).
+const MEDIUM_KEYS_MAX: u64 = nixlive_formats::paths::MEDIUM_KEYS_MAX;
+
 /// What the medium tree holds besides its images; anything else in
 /// a directory it would replace is an error.
-pub const MEDIUM_ENTRIES: [&str; 4] = ["nixlive.manifest", "boot", "isolinux", "EFI"];
+pub const MEDIUM_ENTRIES: [&str; 5] = ["nixlive.manifest", "boot", "isolinux", "EFI", "nixlive"];
 
 /// Bootloader files for the medium.
 #[derive(Debug, Clone, clap::Args)]
@@ -77,6 +80,12 @@ pub struct MediumArgs {
     pub common: CommonArgs,
     #[command(flatten)]
     pub boot: BootArgs,
+    /// SSH keys put on the medium as nixlive/authorized_keys and listed,
+    /// with their size and sha256, in the (signed) manifest: init checks
+    /// them against it when the initrd trusts a key. --authorized-keys
+    /// packs keys into the initrd instead.
+    #[arg(long = "medium-authorized-keys", value_name = "FILE")]
+    pub medium_keys: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -113,6 +122,8 @@ pub struct Prepared<'a> {
     params: String,
     epoch: u64,
     build: Build<'a>,
+    /// --medium-authorized-keys, read and checked.
+    keys: Option<Vec<u8>>,
 }
 
 /// Checks everything a medium tree for `dest` needs before anything is
@@ -130,6 +141,7 @@ pub fn prepare<'a>(
     let (c, b) = (&m.common, &m.boot);
     let epoch = source_date_epoch()?;
     let params = check(c, b)?;
+    let keys = m.medium_keys.as_deref().map(read_medium_keys).transpose()?;
     let machine = c.check_boot(medium_fs)?;
     let build = Build::start(c, epoch, "nixlive-build.", default_limit)?;
     build.check_stage2(machine)?;
@@ -141,6 +153,7 @@ pub fn prepare<'a>(
         params,
         epoch,
         build,
+        keys,
     })
 }
 
@@ -156,7 +169,11 @@ impl Prepared<'_> {
         copy(&c.kernel, &boot.join("vmlinuz"))?;
         outs.add(Kind::Kernel, boot.join("vmlinuz"))?;
         outs.add(Kind::Initrd, boot.join("initrd"))?;
-        let manifest = build.images(dir)?;
+        let listed = match &self.keys {
+            Some(k) => vec![put_medium_keys(dir, k)?],
+            None => Vec::new(),
+        };
+        let manifest = build.images(dir, &listed)?;
         for i in &manifest.images {
             outs.add(Kind::Image(c.images.format()), dir.join(&i.name))?;
         }
@@ -202,7 +219,33 @@ pub fn inputs(m: &MediumArgs) -> Vec<(&'static str, PathBuf)> {
     v.push(("--ldlinux-c32", b.ldlinux_c32.clone()));
     v.push(("--isohdpfx", b.isohdpfx.clone()));
     overlap::push_opt(&mut v, "--grub-efi-dir", &b.grub_efi_dir);
+    overlap::push_opt(&mut v, "--medium-authorized-keys", &m.medium_keys);
     v
+}
+
+/// The --medium-authorized-keys file: text, within what init reads.
+fn read_medium_keys(p: &Path) -> Result<Vec<u8>> {
+    let data =
+        fs::read(p).with_context(|| format!("reading --medium-authorized-keys {}", p.display()))?;
+    ensure!(
+        std::str::from_utf8(&data).is_ok(),
+        "--medium-authorized-keys {} is not text",
+        p.display()
+    );
+    ensure!(
+        data.len() as u64 <= MEDIUM_KEYS_MAX,
+        "--medium-authorized-keys {} is {} bytes; init reads at most {MEDIUM_KEYS_MAX}",
+        p.display(),
+        data.len()
+    );
+    Ok(data)
+}
+
+/// Puts the keys on the medium; returns their name for the manifest.
+fn put_medium_keys(dir: &Path, keys: &[u8]) -> Result<&'static str> {
+    let name = nixlive_formats::paths::MEDIUM_KEYS_NAME;
+    write(&dir.join(name), keys)?;
+    Ok(name)
 }
 
 /// Checks the label, the kernel and the bootloader files before anything is
@@ -286,5 +329,30 @@ mod tests {
         let e = check_reusable(d.path(), "--out", &MEDIUM_ENTRIES).unwrap_err();
         assert!(e.to_string().contains("notes.txt"), "{e}");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn medium_keys_are_text_within_what_init_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("keys");
+        fs::write(&p, b"ssh-ed25519 AAAA me\n").unwrap();
+        assert_eq!(read_medium_keys(&p).unwrap(), b"ssh-ed25519 AAAA me\n");
+        fs::write(&p, b"\xff\xfe").unwrap();
+        let e = read_medium_keys(&p).unwrap_err().to_string();
+        assert!(e.contains("is not text"), "{e}");
+        fs::write(&p, vec![b'#'; MEDIUM_KEYS_MAX as usize + 1]).unwrap();
+        let e = read_medium_keys(&p).unwrap_err().to_string();
+        assert!(e.contains("init reads at most 65536"), "{e}");
+        let tree = d.path().join("tree");
+        assert_eq!(
+            put_medium_keys(&tree, b"k\n").unwrap(),
+            "nixlive/authorized_keys"
+        );
+        assert_eq!(
+            fs::read(tree.join("nixlive/authorized_keys")).unwrap(),
+            b"k\n"
+        );
+        // A medium directory that is replaced may hold them.
+        assert!(MEDIUM_ENTRIES.contains(&"nixlive"));
     }
 }

@@ -13,6 +13,7 @@ mod hostile_medium;
 mod http_netboot;
 mod init_discovery;
 mod init_store;
+mod keys_and_grow;
 mod matrix;
 mod nixos_compat;
 mod nixos_kernels;
