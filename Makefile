@@ -58,7 +58,7 @@ bench: build
 # input lands in fuzz/artifacts/<target>; keep it as a unit test.
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_SECONDS ?= 10
-FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod softdep superblock uevent authorized_keys passwd postboot_conf report encodings elf kimage cpio partition_table ipconf url http_head dhcp dns nixkey verity timeline
+FUZZ_TARGETS := cmdline manifest initrd_conf registration kmod softdep superblock uevent authorized_keys passwd postboot_conf report encodings elf kimage cpio partition_table ipconf url http_head dhcp dns nixkey verity timeline fs_label unpack netlink btree
 fuzz_max_len = $(or $(FUZZ_MAX_LEN_$(1)),8192)
 FUZZ_MAX_LEN_superblock := 65536
 FUZZ_MAX_LEN_kmod := 65536
@@ -66,6 +66,9 @@ FUZZ_MAX_LEN_softdep := 32768
 FUZZ_MAX_LEN_registration := 65536
 FUZZ_MAX_LEN_report := 16384
 FUZZ_MAX_LEN_partition_table := 65536
+FUZZ_MAX_LEN_fs_label := 16896
+FUZZ_MAX_LEN_unpack := 16384
+FUZZ_MAX_LEN_btree := 4096
 # deps: libFuzzer is C++ (g++). cargo-fuzz is installed here when missing.
 # The last libFuzzer line of each target (its coverage, `cov:`) is printed.
 fuzz: deps

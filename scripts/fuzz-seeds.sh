@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the committed seed corpora under fuzz/seeds/<target>/ from real
 # tools: superblocks of ISO9660 (xorriso), FAT12/16/32 (mkfs.vfat),
-# ext2/3/4 (mke2fs -d) and GPT disks (sgdisk), cut to their first 64 KiB
-# (every probe reads less); builder-made manifests and registrations (from a
+# ext2/3/4 (mke2fs -d), exFAT (mkfs.exfat), NTFS (mkntfs) and GPT disks
+# (sgdisk), cut to their first 64 KiB (every probe reads less), and the
+# exFAT and NTFS label records; real compressed modules; real rtnetlink
+# answers of the running kernel; builder-made manifests and registrations (from a
 # VM test's medium, when one was built); real kernel module lists; real
 # uevents, cmdlines, passwd and shadow lines. Run from the repository root;
 # the result is committed (fuzz/corpus/ is libFuzzer's scratch, ignored).
@@ -11,7 +13,7 @@ S=fuzz/seeds
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rm -rf "$S"
-mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio,partition_table,nixkey,verity,timeline}
+mkdir -p "$S"/{superblock,cmdline,manifest,registration,kmod,softdep,uevent,passwd,authorized_keys,postboot_conf,initrd_conf,report,encodings,elf,kimage,cpio,partition_table,nixkey,verity,timeline,fs_label,unpack,netlink,btree}
 
 head64() { head -c 65536 "$1" > "$2"; }
 
@@ -145,3 +147,78 @@ for k in amd64 i386 arm64; do
 done
 mkdir -p "$T/cpio/etc" && echo conf > "$T/cpio/etc/x" && printf '\177ELF' > "$T/cpio/init"
 (cd "$T/cpio" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$S/cpio/newc"
+
+# exFAT and NTFS labels (fs_label): the boot sector, then the bytes init
+# reads where label_at points: exFAT's root directory cluster, NTFS's
+# $Volume record (the MFT's fourth). The heads also seed the superblock target.
+le() { od -An --endian=little -t"$1" -j"$2" -N"$3" "$4" | tr -d ' '; }
+label_seed() {
+  { head -c 512 "$1"; dd if="$1" iflag=skip_bytes,count_bytes skip="$2" count="$3" status=none; } > "$4"
+}
+for nl in 'label:NIXOS LIVE' 'utf16:ÉTÉ 2026' 'nolabel:'; do
+  n=${nl%%:*} l=${nl#*:}
+  f=$T/exfat; rm -f "$f"; truncate -s 8M "$f"
+  mkfs.exfat ${l:+-L "$l"} "$f" >/dev/null
+  ss=$(le u1 108 1 "$f") cs=$(le u1 109 1 "$f") heap=$(le u4 88 4 "$f") root=$(le u4 96 4 "$f")
+  label_seed "$f" $(((heap << ss) + ((root - 2) << (ss + cs)))) $((1 << (ss + cs))) "$S/fs_label/exfat-$n"
+  [ -n "$l" ] || head64 "$f" "$S/superblock/exfat"
+done
+for nl in 'label:NIXOS NTFS' 'utf16:Données de démarrage' 'nolabel:'; do
+  n=${nl%%:*} l=${nl#*:}
+  f=$T/ntfs; rm -f "$f"; truncate -s 8M "$f"
+  mkntfs -q -F ${l:+-L "$l"} "$f" 2>/dev/null
+  cluster=$(($(le u2 11 2 "$f") * $(le u1 13 1 "$f"))) mft=$(le u8 48 8 "$f") rec=$(le d1 64 1 "$f")
+  if [ "$rec" -lt 0 ]; then rec=$((1 << -rec)); else rec=$((rec * cluster)); fi
+  label_seed "$f" $((mft * cluster + 3 * rec)) "$rec" "$S/fs_label/ntfs-$n"
+  [ -n "$l" ] || head64 "$f" "$S/superblock/ntfs"
+done
+
+# Compressed modules (unpack): a first byte for the codec and a 1 MiB limit
+# (0x50 xz, 0x51 zstd, 0x52 gzip, 0x53 xz followed by more, as in an
+# initrd), then a Debian kernel's module as its packages ship it (xz, zstd)
+# and as `gzip -9` makes it.
+m=kernel/net/vmw_vsock/vsock_diag.ko
+xzm=$(ls .cache/kernels/amd64-xz/lib/modules/*/$m.xz 2>/dev/null | head -1 || true)
+zstm=$(ls .cache/kernels/amd64-zst/lib/modules/*/$m.zst 2>/dev/null | head -1 || true)
+if [ -n "$xzm" ]; then
+  { printf '\x50'; cat "$xzm"; } > "$S/unpack/xz-module"
+  { printf '\x53'; cat "$xzm"; printf '\0\0\0\0070701 next archive'; } > "$S/unpack/xz-prefix"
+  { printf '\x52'; xz -dc "$xzm" | gzip -9 -n; } > "$S/unpack/gzip-module"
+fi
+[ -n "$zstm" ] && { printf '\x51'; cat "$zstm"; } > "$S/unpack/zstd-module"
+
+# rtnetlink answers (netlink), as the running kernel sends them: a link
+# and the ack of its request; the error answering a request for an
+# interface that does not exist (changes nothing); an address dump.
+python3 - "$S/netlink" <<'PY'
+import socket, struct, sys
+out = sys.argv[1]
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
+s.bind((0, 0))
+s.settimeout(2)
+def req(kind, flags, seq, body):
+    return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
+def answer(msg):
+    s.send(msg)
+    return s.recv(65536)
+# RTM_GETLINK of lo (index 1), NLM_F_REQUEST | NLM_F_ACK: the link, then the ack.
+link = answer(req(18, 1 | 4, 7, struct.pack("=BBHiII", 0, 0, 0, 1, 0, 0)))
+try:
+    link += s.recv(65536)
+except socket.timeout:
+    pass
+open(out + "/getlink-ack", "wb").write(link)
+# RTM_NEWLINK (up) of an index no interface has: -ENODEV.
+open(out + "/newlink-enodev", "wb").write(
+    answer(req(16, 1 | 4, 9, struct.pack("=BBHiII", 0, 0, 0, 0x7FFFFFF0, 1, 1))))
+# RTM_GETADDR dump (NLM_F_DUMP): address announcements.
+open(out + "/getaddr-dump", "wb").write(answer(req(22, 1 | 0x300, 11, struct.pack("=BBBBI", 2, 0, 0, 0, 0))))
+PY
+
+# B-tree round trips (btree): a path count (u16 LE), a registration time
+# (i64 LE), the hash encoding, then the bytes paths are made of. A few
+# paths; 300 with long names (index trees of three levels); 500 (the cap).
+rnd() { python3 -c "import random, sys; random.seed(25); sys.stdout.buffer.write(random.randbytes($1))"; }
+printf '\x03\x00\x00\xf1\x53\x65\x00\x00\x00\x00\x00nixlive' > "$S/btree/three"
+{ printf '\x2c\x01\xff\xff\xff\xff\xff\xff\xff\x7f\x01'; rnd 512; } > "$S/btree/long-names"
+{ printf '\xf4\x01\x00\x00\x00\x00\x00\x00\x00\x80\x00'; rnd 2048; } > "$S/btree/cap"

@@ -180,21 +180,30 @@ fn ntfs_volume_name(rec: &[u8]) -> Option<String> {
         r[end - 1] = r[fix + 1];
     }
     let mut at = usize::from(le16(&r, 0x14));
-    while at + 24 <= r.len() {
+    while span(at, 24, r.len()).is_some() {
         let kind = le32(&r, at);
-        let len = le32(&r, at + 4) as usize;
-        if kind == 0xFFFF_FFFF || len < 24 || at + len > r.len() {
+        let len = le32(&r, at + 4);
+        if kind == 0xFFFF_FFFF || len < 24 {
             return None;
         }
+        let attr = span(at, len, r.len())?;
         // Resident (non-resident flag 0), as $VOLUME_NAME always is.
         if kind == 0x60 && r[at + 8] == 0 {
-            let size = le32(&r, at + 0x10) as usize;
-            let off = usize::from(le16(&r, at + 0x14));
-            return utf16le(r.get(at + off..at + off + size)?);
+            let size = le32(&r, at + 0x10);
+            let off = at + usize::from(le16(&r, at + 0x14));
+            return utf16le(&r[span(off, size, attr.end)?]);
         }
-        at += len;
+        at = attr.end;
     }
     None
+}
+
+/// `at..at + len` when it ends within `total` bytes. Lengths read from the
+/// medium are 32 bits, as wide as `usize` on i686: `at + len` is checked,
+/// or a hostile length would wrap past the bound (and loop or panic).
+fn span(at: usize, len: u32, total: usize) -> Option<std::ops::Range<usize>> {
+    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    (end <= total).then_some(at..end)
 }
 
 fn le16(b: &[u8], o: usize) -> u16 {
@@ -335,16 +344,19 @@ pub fn gpt_names(buf: &[u8]) -> Option<Vec<String>> {
         return None;
     }
     let start = usize::try_from(le64(hdr, 72)).ok()?.checked_mul(512)?;
-    let count = le32(hdr, 80) as usize;
-    let size = le32(hdr, 84) as usize;
+    let count = le32(hdr, 80);
+    let size = le32(hdr, 84);
     if size < 128 || count > 1024 {
         return None;
     }
     let mut names = Vec::new();
     for i in 0..count {
-        let Some(e) = start
-            .checked_add(i * size)
-            .and_then(|o| buf.get(o..o + 128))
+        // Checked: `i * size` passes 32 bits, and `start` may be near the top.
+        let Some(e) = i
+            .checked_mul(size)
+            .and_then(|o| start.checked_add(usize::try_from(o).ok()?))
+            .and_then(|o| span(o, 128, buf.len()))
+            .map(|r| &buf[r])
         else {
             break;
         };
@@ -589,5 +601,88 @@ pub mod tests {
         let at = label_at(&head).unwrap();
         assert_eq!(at.label(b"FILE\xff\xff"), None);
         assert_eq!(at.label(&[0u8; 1024]), None);
+    }
+
+    #[test]
+    fn spans_are_checked_near_the_top_of_usize() {
+        // What `at + len` would wrap on i686, with its 32-bit `usize`.
+        assert_eq!(span(usize::MAX - 4, 16, usize::MAX), None);
+        assert_eq!(
+            span(usize::MAX - 16, 16, usize::MAX),
+            Some(usize::MAX - 16..usize::MAX)
+        );
+        assert_eq!(span(56, u32::MAX, 1024), None);
+        assert_eq!(span(56, 24, 80), Some(56..80));
+        assert_eq!(span(57, 24, 80), None);
+    }
+
+    /// An MFT record (no fixups) whose first attribute, at 56, is `attr`.
+    fn mft_record(attr: &[u8]) -> Vec<u8> {
+        let mut r = vec![0u8; 1024];
+        r[..4].copy_from_slice(b"FILE");
+        r[0x14] = 56;
+        r[56..56 + attr.len()].copy_from_slice(attr);
+        r
+    }
+
+    /// A resident attribute of type `kind`, `len` bytes long, whose value
+    /// of `size` bytes starts 24 bytes in.
+    fn resident(kind: u32, len: u32, size: u32) -> Vec<u8> {
+        let mut a = vec![0u8; 24];
+        a[..4].copy_from_slice(&kind.to_le_bytes());
+        a[4..8].copy_from_slice(&len.to_le_bytes());
+        a[0x10..0x14].copy_from_slice(&size.to_le_bytes());
+        a[0x14] = 24;
+        a
+    }
+
+    #[test]
+    fn ntfs_lengths_that_wrap_on_32_bits_are_refused() {
+        let mut name = resident(0x60, 32, 8);
+        name.extend(b"n\0t\0f\0s\0".iter());
+        assert_eq!(
+            ntfs_volume_name(&mft_record(&name)).as_deref(),
+            Some("ntfs")
+        );
+        // An attribute length that takes `at` past 2^32: on i686 it wrapped
+        // to a small offset and passed the bound.
+        assert_eq!(
+            ntfs_volume_name(&mft_record(&resident(0x30, 0xFFFF_FFF0, 0))),
+            None
+        );
+        assert_eq!(
+            ntfs_volume_name(&mft_record(&resident(0x60, u32::MAX, 0))),
+            None
+        );
+        // A value size that wrapped the same way, and one that passes the
+        // attribute's own end.
+        assert_eq!(
+            ntfs_volume_name(&mft_record(&resident(0x60, 32, u32::MAX))),
+            None
+        );
+        assert_eq!(
+            ntfs_volume_name(&mft_record(&resident(0x60, 32, 0xFFFF_FFE8))),
+            None
+        );
+        assert_eq!(ntfs_volume_name(&mft_record(&resident(0x60, 32, 16))), None);
+    }
+
+    #[test]
+    fn gpt_entries_past_32_bits_end_the_list() {
+        let mut b = vec![0u8; PROBE_LEN];
+        b[512..520].copy_from_slice(b"EFI PART");
+        b[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
+        b[512 + 80..512 + 84].copy_from_slice(&1024u32.to_le_bytes());
+        b[1024] = 1;
+        b[1024 + 56] = b'a';
+        // Entries 4 GiB apart: the second lies past the buffer (and past
+        // what 32 bits hold from the third on), so the list ends.
+        b[512 + 84..512 + 88].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(gpt_names(&b).unwrap(), vec!["a"]);
+        // Entries that start near the top of the address space.
+        let top = (usize::MAX / 512) as u64;
+        b[512 + 72..512 + 80].copy_from_slice(&top.to_le_bytes());
+        b[512 + 84..512 + 88].copy_from_slice(&400u32.to_le_bytes());
+        assert_eq!(gpt_names(&b).unwrap(), Vec::<String>::new());
     }
 }

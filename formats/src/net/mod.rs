@@ -5,12 +5,14 @@
 //! - [`url`]: `http://HOST[:PORT]/PATH` and resolving names relative to it;
 //! - [`http`]: an HTTP/1.1 response head (status, length, range, location);
 //! - [`dhcp`]: DHCPv4 messages (RFC 2131/2132), the client's side;
-//! - [`dns`]: a DNS query for an IPv4 address and its answer (RFC 1035).
+//! - [`dns`]: a DNS query for an IPv4 address and its answer (RFC 1035);
+//! - [`netlink`]: the kernel's rtnetlink answers to init's requests.
 
 pub mod dhcp;
 pub mod dns;
 pub mod http;
 pub mod ipconf;
+pub mod netlink;
 pub mod url;
 
 use std::net::Ipv4Addr;

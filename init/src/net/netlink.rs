@@ -12,7 +12,6 @@ use std::net::Ipv4Addr;
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
-const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_REPLACE: u16 = 0x100;
@@ -97,27 +96,10 @@ pub fn default_route_msg(seq: u32, index: u32, gateway: Ipv4Addr) -> Vec<u8> {
 
 /// The kernel's answer to request `seq` in `buf`: `Some(Ok)` for an ack,
 /// `Some(Err)` with the errno it carries, `None` when `buf` holds no
-/// answer to `seq` (an announcement).
+/// answer to `seq` (an announcement). The parser is the formats crate's
+/// (fuzzed there).
 pub fn ack(buf: &[u8], seq: u32) -> Option<io::Result<()>> {
-    let mut at = 0;
-    while at + 16 <= buf.len() {
-        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().ok()?) as usize;
-        let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().ok()?);
-        let s = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().ok()?);
-        if len < 16 || at + len > buf.len() {
-            return None;
-        }
-        if kind == NLMSG_ERROR && s == seq && len >= 20 {
-            let err = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().ok()?);
-            return Some(if err == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(-err))
-            });
-        }
-        at += (len + 3) & !3;
-    }
-    None
+    nixlive_formats::net::netlink::ack(buf, seq).map(|r| r.map_err(io::Error::from_raw_os_error))
 }
 
 /// A route netlink socket.
@@ -190,6 +172,7 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nixlive_formats::net::netlink::NLMSG_ERROR;
 
     fn u16_at(b: &[u8], at: usize) -> u16 {
         u16::from_ne_bytes([b[at], b[at + 1]])
