@@ -413,7 +413,7 @@ pub fn mount_data(
 /// Binds `image` read-only to a free loop device with `LOOP_CONFIGURE`
 /// (autoclear: the device frees itself when unmounted). Returns its node and
 /// the open device, which must stay open until the device is in use.
-fn attach_loop(image: &str) -> io::Result<(String, OwnedFd)> {
+pub(crate) fn attach_loop(image: &str) -> io::Result<(String, OwnedFd)> {
     let backing = rustix::fs::open(image, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     let ctl = rustix::fs::open(
         "/dev/loop-control",

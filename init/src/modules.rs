@@ -487,6 +487,8 @@ pub trait Modules {
     fn hotplug(&mut self, h: Hotplug<'_>);
     /// Makes sure the kernel can mount `fstype`, as [`Loader::require_fs`].
     fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError>;
+    /// Makes sure the kernel has loop devices, as [`Loader::require_loop`].
+    fn require_loop(&mut self, needed_for: &str) -> Result<(), BootError>;
 }
 
 impl Modules for Loader {
@@ -499,6 +501,10 @@ impl Modules for Loader {
 
     fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError> {
         Loader::require_fs(self, fstype, needed_for)
+    }
+
+    fn require_loop(&mut self, needed_for: &str) -> Result<(), BootError> {
+        Loader::require_loop(self, needed_for)
     }
 }
 

@@ -7,6 +7,7 @@ mod authenticity;
 mod big_closures;
 mod boot_x86_64;
 mod builder_boot;
+mod discovery_policy;
 mod erofs_boot;
 mod http_netboot;
 mod init_discovery;
