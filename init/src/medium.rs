@@ -655,7 +655,9 @@ mod tests {
     }
 
     impl Modules for FakeModules {
-        fn hotplug(&mut self, _: Hotplug<'_>) {}
+        fn hotplug(&mut self, _: Hotplug<'_>) -> bool {
+            false
+        }
         fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError> {
             self.asked.push(format!("{fstype} for {needed_for}"));
             if self.have {

@@ -368,29 +368,25 @@ pub const MEDIA_POLL_MS: u32 = 500;
 pub struct Settling {
     /// Since the first candidate was seen.
     pub since_first: std::time::Duration,
-    /// Since a device was last announced (added, removed, its medium
-    /// changed) after the first candidate; `None` if none was.
+    /// Since a device was last announced that may bring a candidate: a
+    /// block device added, removed or with a new medium, or a device whose
+    /// driver was loaded for it (which may still be probing its disks);
+    /// `None` if none was.
     pub since_news: Option<std::time::Duration>,
     /// A device is there that could not be read yet and may be soon (a
     /// drive not ready, a probe still running).
     pub coming_up: bool,
-    /// The kernel's queue of announcements was read empty since the last
-    /// look at the devices.
-    pub drained: bool,
 }
 
 /// When to choose among the candidates: `None` now, or `Some(at most this
 /// long)` to wait for announcements first. The rule: the devices already
-/// being announced are finished first (the queue read empty, no
-/// announcement for [`QUIET`], no device still coming up), but never for
-/// more than [`SETTLE`] after the first candidate. A single candidate with
-/// nothing else going on is taken at once.
+/// being announced are finished first (no announcement for [`QUIET`], no
+/// device still coming up), but never for more than [`SETTLE`] after the
+/// first candidate. A single candidate with nothing else going on is taken
+/// at once. (Before choosing, the search also reads what the kernel has
+/// queued, without waiting.)
 pub fn settle(s: Settling) -> Option<std::time::Duration> {
-    use std::time::Duration;
     let rest = SETTLE.checked_sub(s.since_first).filter(|r| !r.is_zero())?;
-    if !s.drained {
-        return Some(Duration::ZERO);
-    }
     let quiet = s
         .since_news
         .and_then(|n| QUIET.checked_sub(n))
@@ -464,20 +460,18 @@ pub fn must_probe(known: Option<&BlockDev>, now: &SysBlock) -> bool {
 /// [`order`]; every one is named in the log.
 pub fn wait_for(
     accept: &mut dyn FnMut(&BlockDev, &Seen) -> bool,
-    on_hotplug: &mut dyn FnMut(Hotplug<'_>),
+    on_hotplug: &mut dyn FnMut(Hotplug<'_>) -> bool,
     sys: &Path,
     events: Option<&uevent::Uevents>,
     budget: Option<std::time::Duration>,
 ) -> Found {
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
     let start = Instant::now();
     let mut seen = Seen::default();
     let mut slow = SlowProbes::default();
     let mut media = MediaPolling::default();
     let mut first: Option<Instant> = None;
     let mut news: Option<Instant> = None;
-    // Without a uevent socket there is no queue to read empty.
-    let mut drained = events.is_none();
     let found = loop {
         let unreadable = seen.refresh(sys, &mut slow);
         // Matched after the whole scan, so partitions see their disk's GPT;
@@ -492,8 +486,7 @@ pub fn wait_for(
             .collect();
         candidates.sort_by(|a, b| order(a, b));
         let now = Instant::now();
-        let elapsed = now - start;
-        let left = budget.map(|b| b.saturating_sub(elapsed));
+        let left = budget.map(|b| b.saturating_sub(now - start));
         let mut pause = if unreadable {
             Some(left.map_or(RETRY, |l| l.min(RETRY)))
         } else {
@@ -510,9 +503,21 @@ pub fn wait_for(
                 since_first,
                 since_news: news.map(|n| now - n),
                 coming_up,
-                drained,
             };
             match settle(s) {
+                // What the kernel queued meanwhile (checking a candidate
+                // takes a mount) is taken in first, without waiting.
+                None if since_first < SETTLE => {
+                    let heard = wait_for_events(events, Some(Duration::ZERO), on_hotplug);
+                    let (changed, new) = take_in(&mut seen, heard);
+                    if new {
+                        news = Some(Instant::now());
+                    }
+                    if changed {
+                        continue;
+                    }
+                    break Found::Device(choose(&seen, chosen, &candidates, since_first));
+                }
                 None => break Found::Device(choose(&seen, chosen, &candidates, since_first)),
                 Some(w) => {
                     log::debug!(
@@ -525,27 +530,38 @@ pub fn wait_for(
         } else if left.is_some_and(|l| l.is_zero()) {
             break Found::TimedOut(seen);
         }
-        if pause != Some(std::time::Duration::ZERO) {
-            media.ask(sys, &seen);
-        }
-        let told = wait_for_events(events, pause, on_hotplug);
-        drained = events.is_none() || told.is_empty();
-        let mut new = false;
-        for (name, forget) in told {
-            if forget {
-                log::info!("/dev/{name} was removed or its medium changed: reading it again");
-                seen.devs.remove(&name);
-                new = true;
-            } else {
-                new |= !seen.devs.contains_key(&name);
-            }
-        }
-        if new && first.is_some() {
+        media.ask(sys, &seen);
+        let (_, new) = take_in(&mut seen, wait_for_events(events, pause, on_hotplug));
+        if new {
             news = Some(Instant::now());
         }
     };
     media.restore();
     found
+}
+
+/// Takes in what a wait heard: forgets the devices removed or whose medium
+/// changed (read again on the next scan). Returns whether anything changed
+/// for the search (a device forgotten or new, a driver loaded), and whether
+/// it was news ([`Settling::since_news`]: a device new to the search, or a
+/// driver loaded that may still bring some). A medium change alone is no
+/// news: the kernel reports one on a drive's first open, and the device is
+/// read again before any choice anyway.
+fn take_in(seen: &mut Seen, heard: Heard) -> (bool, bool) {
+    let mut news = heard.loaded;
+    let mut changed = heard.loaded;
+    for (name, forget) in heard.block {
+        if forget {
+            if seen.devs.remove(&name).is_some() {
+                log::info!("/dev/{name} was removed or its medium changed: reading it again");
+                changed = true;
+            }
+        } else if !seen.devs.contains_key(&name) {
+            news = true;
+            changed = true;
+        }
+    }
+    (changed, news)
 }
 
 /// The first by [`order`] of `candidates` (`chosen`), every one named.
@@ -771,40 +787,57 @@ impl SlowProbes {
     }
 }
 
+/// What one wait heard: the block devices announced, each with whether
+/// what was read of it must be forgotten (removed, or its medium changed),
+/// and whether a driver was loaded for an announced device.
+#[derive(Debug, Default)]
+struct Heard {
+    block: Vec<(String, bool)>,
+    loaded: bool,
+}
+
 /// Sleeps until the kernel announces a device (or `pause` ends), handing
 /// each announced modalias to `on_hotplug`: a new device may need its
 /// driver before its disk appears. When announcements may have been
-/// missed, `on_hotplug` is told to look at every device again. Returns the
-/// block devices announced, each with whether what was read of it must be
-/// forgotten (removed, or its medium changed).
+/// missed, `on_hotplug` is told to look at every device again.
 fn wait_for_events(
     events: Option<&uevent::Uevents>,
     pause: Option<std::time::Duration>,
-    on_hotplug: &mut dyn FnMut(Hotplug<'_>),
-) -> Vec<(String, bool)> {
+    on_hotplug: &mut dyn FnMut(Hotplug<'_>) -> bool,
+) -> Heard {
     match events.map(|ev| ev.wait(pause)) {
         Some(Ok(events)) => {
+            let mut loaded = false;
             for a in events.iter().filter_map(|e| e.modalias.as_deref()) {
-                on_hotplug(Hotplug::Modalias(a));
+                loaded |= on_hotplug(Hotplug::Modalias(a));
             }
-            announced(&events)
+            Heard {
+                block: announced(&events),
+                loaded,
+            }
         }
         Some(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
             log::warn!("the kernel dropped device announcements; looking at every device again");
-            on_hotplug(Hotplug::Rescan);
-            Vec::new()
+            Heard {
+                block: Vec::new(),
+                loaded: on_hotplug(Hotplug::Rescan),
+            }
         }
         Some(Err(e)) => {
             log::warn!("reading uevents failed ({e}); rescanning every {RETRY:?}");
             std::thread::sleep(RETRY);
-            on_hotplug(Hotplug::Rescan);
-            Vec::new()
+            Heard {
+                block: Vec::new(),
+                loaded: on_hotplug(Hotplug::Rescan),
+            }
         }
         // Without the netlink socket, the fallback is a slow rescan.
         None => {
             std::thread::sleep(pause.map_or(RETRY, |p| p.min(RETRY)));
-            on_hotplug(Hotplug::Rescan);
-            Vec::new()
+            Heard {
+                block: Vec::new(),
+                loaded: on_hotplug(Hotplug::Rescan),
+            }
         }
     }
 }
@@ -836,7 +869,8 @@ mod tests {
     fn without_uevents_the_loader_rescans() {
         let mut got = Vec::new();
         wait_for_events(None, Some(std::time::Duration::from_millis(1)), &mut |h| {
-            got.push(format!("{h:?}"))
+            got.push(format!("{h:?}"));
+            false
         });
         assert_eq!(got, ["Rescan"]);
     }
@@ -1122,9 +1156,8 @@ mod tests {
         }
     }
 
-    /// The settling rule: a lone candidate with a drained queue and nothing
-    /// coming up is taken at once; the queue is read first; a recent
-    /// announcement or a device still coming up holds the choice, never
+    /// The settling rule: a lone candidate with nothing announced lately
+    /// and nothing coming up is taken at once; a recent announcement or a device still coming up holds the choice, never
     /// past SETTLE.
     #[test]
     fn settling() {
@@ -1134,16 +1167,8 @@ mod tests {
             since_first: Duration::ZERO,
             since_news: None,
             coming_up: false,
-            drained: true,
         };
         assert_eq!(settle(quiet), None);
-        assert_eq!(
-            settle(Settling {
-                drained: false,
-                ..quiet
-            }),
-            Some(Duration::ZERO)
-        );
         assert_eq!(
             settle(Settling {
                 since_news: Some(ms(50)),
@@ -1179,11 +1204,47 @@ mod tests {
                     since_first: late,
                     since_news: Some(Duration::ZERO),
                     coming_up: true,
-                    drained: false,
                 }),
                 None,
                 "the bound holds"
             );
         }
+    }
+
+    /// What a wait heard, taken in: a removal or a media change forgets the
+    /// device (read again) without being news; a device new to the search
+    /// or a driver loaded is news; an `add` of a device already read is
+    /// nothing.
+    #[test]
+    fn taking_in_what_was_heard() {
+        let mut seen = Seen::default();
+        for n in ["sr0", "vda"] {
+            seen.devs.insert(n.into(), dev(n, Some("X")));
+        }
+        let heard = |block: &[(&str, bool)], loaded| Heard {
+            block: block.iter().map(|(n, f)| (n.to_string(), *f)).collect(),
+            loaded,
+        };
+        assert_eq!(
+            take_in(&mut seen, heard(&[("vda", false)], false)),
+            (false, false)
+        );
+        assert_eq!(
+            take_in(&mut seen, heard(&[("sr0", true)], false)),
+            (true, false)
+        );
+        assert!(
+            !seen.devs.contains_key("sr0"),
+            "forgotten, to be read again"
+        );
+        assert_eq!(
+            take_in(&mut seen, heard(&[("sr0", true)], false)),
+            (false, false)
+        );
+        assert_eq!(
+            take_in(&mut seen, heard(&[("vdb", false)], false)),
+            (true, true)
+        );
+        assert_eq!(take_in(&mut seen, heard(&[], true)), (true, true));
     }
 }

@@ -192,9 +192,11 @@ fn gpt_partition_by_partlabel() {
 #[test]
 fn two_disks_with_one_label_are_both_named() {
     let f = fixture();
-    let cmd = pc(&format!("root=LABEL={EXT4_LABEL} nixlive.timeout=60"))
-        .virtio_disk(&f.ext4)
-        .virtio_disk(&f.ext4);
+    let cmd = pc(&format!(
+        "root=LABEL={EXT4_LABEL} nixlive.timeout=60 boot.trace loglevel=8"
+    ))
+    .virtio_disk(&f.ext4)
+    .virtio_disk(&f.ext4);
     let b = media::boot(&cmd, TIMEOUT).unwrap();
     let ctx = b.context();
     let said = b
