@@ -272,6 +272,10 @@ fn candidate<'a>(
         if want == Want::Plain {
             return true;
         }
+        // Not read yet (a drive not ready): asked again once it reads.
+        if !matches!(d.probe, Some(Ok(_))) {
+            return false;
+        }
         *verdicts.entry(d.identity()).or_insert_with(|| {
             let node = d.node();
             let checked = match &d.probe {
@@ -879,5 +883,35 @@ mod tests {
             s,
             ["skipped, not authentic: the ISO file on /dev/sda1: signed by other"]
         );
+    }
+
+    /// `root=/dev/X` with a key: a device that was not ready when first
+    /// seen is not refused for good; once it reads, it is looked into.
+    #[test]
+    fn a_device_not_ready_at_first_is_looked_into_later() {
+        use nixlive_formats::nixkey::SecretKey;
+        let modules = RefCell::new(FakeModules::default());
+        let skipped: Skipped = Rc::default();
+        let key = SecretKey::from_seed("k-1", &[7; 32]).public();
+        let node = "/dev/nixlive-test-nosuch-sr9";
+        let mut accept = candidate(
+            RootSpec::Device(node.into()),
+            Cmdline::default(),
+            vec![key],
+            Want::Live,
+            skipped.clone(),
+            &modules,
+        );
+        let seen = Seen::default();
+        let mut d = dev("nixlive-test-nosuch-sr9", "iso9660", "LIVE");
+        let ready = d.probe.clone();
+        d.probe = Some(Err("the drive is not ready yet".into()));
+        assert!(!accept(&d, &seen));
+        assert!(modules.borrow().asked.is_empty(), "nothing to mount yet");
+        assert!(skipped.borrow().is_empty(), "not refused");
+        d.probe = ready;
+        assert!(!accept(&d, &seen));
+        assert_eq!(modules.borrow().asked.len(), 1, "looked into once it reads");
+        assert!(skipped.borrow()[node].contains("cannot mount it"));
     }
 }
