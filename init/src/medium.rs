@@ -374,14 +374,20 @@ enum HostLook {
 /// The findiso policy over `look` (mounting and checking, faked in
 /// tests): each device that may host the file is looked into once per
 /// identity after its module is loaded; the first that holds an authentic
-/// file (or the file, without keys) is taken, every other is named.
+/// file (or the file, without keys) is taken and stays the only candidate
+/// (it is mounted), every one refused is named.
 fn hosts<'a>(
     mut look: impl FnMut(&str, &str) -> HostLook + 'a,
     modules: &'a RefCell<dyn Modules + '_>,
     skipped: Skipped,
 ) -> impl FnMut(&BlockDev, &Seen) -> bool + 'a {
     let mut tried = std::collections::HashSet::new();
+    // The host taken stays mounted where the ISO is looked for: it stays
+    // the one candidate (asked again while the search settles), and no
+    // other is mounted over it.
+    let mut taken: Option<String> = None;
     move |d, _| match &d.probe {
+        _ if taken.is_some() => taken.as_deref() == Some(d.identity().as_str()),
         Some(Ok(Some(id))) if findiso::may_host(id.fstype) && tried.insert(d.identity()) => {
             let node = d.node();
             let why = format!("looking for the ISO file on {node}");
@@ -392,7 +398,7 @@ fn hosts<'a>(
                 skipped.borrow_mut().insert(node, line);
                 return false;
             }
-            match look(&node, id.fstype) {
+            let holds = match look(&node, id.fstype) {
                 HostLook::Lacks => false,
                 HostLook::Holds => true,
                 HostLook::Signed(key) => {
@@ -408,7 +414,11 @@ fn hosts<'a>(
                     skipped.borrow_mut().insert(node, line);
                     false
                 }
+            };
+            if holds {
+                taken = Some(d.identity());
             }
+            holds
         }
         _ => false,
     }
@@ -877,6 +887,11 @@ mod tests {
         assert!(!accept(&dev("sda1", "vfat", "STICK"), &seen));
         assert!(!accept(&dev("sda1", "vfat", "STICK"), &seen), "once");
         assert!(accept(&dev("sdb1", "exfat", "OTHER"), &seen));
+        assert!(accept(&dev("sdb1", "exfat", "OTHER"), &seen), "asked again");
+        assert!(
+            !accept(&dev("sdc1", "vfat", "MORE"), &seen),
+            "not looked into"
+        );
         assert_eq!(*looked.borrow(), ["/dev/vda", "/dev/sda1", "/dev/sdb1"]);
         let s: Vec<String> = skipped.borrow().values().cloned().collect();
         assert_eq!(
