@@ -337,14 +337,11 @@ fn holds_iso<'a>(
             return HostLook::Holds;
         }
         let path = format!("{host}{iso}");
-        let checked = modules
-            .borrow_mut()
-            .require_loop(&format!("looking into {path} on {node}"))
-            .and_then(|()| {
-                modules
-                    .borrow_mut()
-                    .require_fs("iso9660", &format!("looking into {path} on {node}"))
-            })
+        let why = format!("looking into {path} on {node}");
+        // One borrow at a time: a borrow lives to the end of its statement.
+        let ready = modules.borrow_mut().require_loop(&why);
+        let ready = ready.and_then(|()| modules.borrow_mut().require_fs("iso9660", &why));
+        let checked = ready
             .map_err(|e| format!("cannot look into it: {}", nixlive_formats::error::chain(&e)))
             .and_then(|()| findiso::signed(&path, &cmdline, &keys));
         match checked {

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use nixlive_testkit::nix::Nix;
 use nixlive_tests_vm::media::{self, Booted, Live};
 use nixlive_tests_vm::qmp::Qmp;
-use nixlive_tests_vm::{QemuCommand, Vm, kvm};
+use nixlive_tests_vm::{QemuCommand, Vm, arch::Arch, artifacts, kvm};
 
 /// Waiting for the report, TCG; a boot takes about 25 s here.
 const TIMEOUT: Duration = Duration::from_secs(150);
@@ -298,5 +299,104 @@ fn when_every_candidate_fails_each_is_listed_with_its_reason() {
                 vm.failure(format!("the failure message lacks {want:?}"))
             );
         }
+    }
+}
+
+/// Where the findiso test keeps its ISO on each host.
+const ISO_PATH: &str = "/isos/live.iso";
+const KEY: &str = "nixlive-discovery-test-1";
+
+/// findiso with a trusted key: two hosts hold the file. The one on the
+/// virtio disk (announced first) holds an ISO not signed by the key, the
+/// USB stick the signed one.
+struct Signed {
+    live: Live,
+    /// ext4 with the unsigned ISO (the fixture's) at ISO_PATH.
+    bad_host: PathBuf,
+    /// FAT32 with the signed ISO at ISO_PATH.
+    good_host: PathBuf,
+}
+
+fn signed() -> &'static Signed {
+    static F: OnceLock<Signed> = OnceLock::new();
+    F.get_or_init(|| build_signed().unwrap_or_else(|e| panic!("building the media: {e}")))
+}
+
+fn build_signed() -> Result<Signed, String> {
+    let unsigned = fixture();
+    let dir = media::work_dir("discovery-policy-signed")?;
+    // A key pair made by real Nix.
+    let nix = Nix::new(&dir);
+    let (secret, public) = (dir.join("key.secret"), dir.join("key.public"));
+    let mut keygen = nix.command("nix-store");
+    keygen
+        .args(["--generate-binary-cache-key", KEY])
+        .arg(&secret)
+        .arg(&public);
+    media::run(keygen)?;
+    let mut spec = artifacts::DemoSpec::new(Arch::X86_64, "NIXLIVE_SIG");
+    spec.modules = MODULES.iter().map(|m| m.to_string()).collect();
+    spec.builder_args = vec![
+        "--sign-key".into(),
+        secret.display().to_string(),
+        "--trusted-key".into(),
+        public.display().to_string(),
+    ];
+    let live = media::build_live_spec(&dir.join("live"), &spec, &|_| Ok(()))?;
+    let host = |iso: &Path, name: &str| -> Result<PathBuf, String> {
+        let tree = dir.join(format!("{name}-tree"));
+        let at = tree.join(ISO_PATH.trim_start_matches('/'));
+        std::fs::create_dir_all(at.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::copy(iso, &at).map_err(|e| format!("copying {}: {e}", iso.display()))?;
+        Ok(tree)
+    };
+    let bad_host = dir.join("bad-host.ext4");
+    media::ext4_image(
+        &host(&unsigned.live.iso, "bad")?,
+        &bad_host,
+        "DATA",
+        "5d1a0000-0000-4000-8000-000000000003",
+    )?;
+    let good_host = dir.join("good-host.fat32");
+    media::fat32_image(&host(&live.iso, "good")?, &good_host, "STICK")?;
+    Ok(Signed {
+        live,
+        bad_host,
+        good_host,
+    })
+}
+
+/// findiso= with a trusted key: the first host holding the file holds an
+/// ISO the key did not sign; it is named and the search goes on to the
+/// stick, whose signed ISO boots.
+#[test]
+fn findiso_with_a_key_tries_every_host_holding_the_file() {
+    let f = signed();
+    let cmd = usb_stick(
+        QemuCommand::x86_64_direct(
+            &f.live,
+            &format!("findiso={ISO_PATH} nixlive.timeout=90"),
+            1024,
+            kvm::accel(),
+        )
+        .virtio_disk(&f.bad_host),
+        &f.good_host,
+    );
+    let b = media::boot(&cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = b.context();
+    let host = b
+        .report
+        .mount("/findiso")
+        .unwrap_or_else(|| panic!("no /findiso (the ISO's filesystem)\n{ctx}"));
+    assert_eq!(
+        (host.fstype.as_str(), host.source.as_str()),
+        ("vfat", "/dev/sda"),
+        "{ctx}"
+    );
+    for want in [
+        "skipping /dev/vda: it holds the ISO file, but it is not authentic: ".to_string(),
+        format!("the ISO file on /dev/sda is signed by the trusted key {KEY}"),
+    ] {
+        assert!(b.init_said(&want), "init did not say {want:?}\n{ctx}");
     }
 }
