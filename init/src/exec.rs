@@ -511,7 +511,7 @@ pub fn open_regular(path: &str, follow: bool) -> io::Result<std::fs::File> {
 /// `LOOP_CONFIGURE` (autoclear: the device frees itself when unmounted).
 /// Returns its node and the open device, which must stay open until the
 /// device is in use.
-fn attach_loop(backing: rustix::fd::BorrowedFd<'_>) -> io::Result<(String, OwnedFd)> {
+pub(crate) fn attach_loop(backing: rustix::fd::BorrowedFd<'_>) -> io::Result<(String, OwnedFd)> {
     let ctl = rustix::fs::open(
         "/dev/loop-control",
         OFlags::RDWR | OFlags::CLOEXEC,

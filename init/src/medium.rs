@@ -30,10 +30,32 @@ pub fn in_initrd(cmdline: &Cmdline, initrd_root: &Path) -> bool {
 /// Waits for the medium (or the filesystem holding the ISO file) within
 /// `nixlive.timeout`; `modules` loads drivers for devices that appear, and
 /// the filesystem module of each candidate before it is mounted to look
-/// into (findiso, a signed manifest).
+/// into (findiso, a manifest).
 pub fn find(
     cmdline: &Cmdline,
     keys: &[PublicKey],
+    events: Option<&discover::uevent::Uevents>,
+    modules: &RefCell<dyn Modules + '_>,
+) -> Result<Found, BootError> {
+    search(cmdline, keys, Want::Live, events, modules)
+}
+
+/// What the search is for: a live medium (looked into: it must hold a
+/// manifest, signed when keys are trusted, or the stock image), or a
+/// plain root filesystem (taken as `root=` names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Live,
+    Plain,
+}
+
+/// Candidates skipped, by node, with why (the latest reason for each).
+type Skipped = Rc<RefCell<std::collections::BTreeMap<String, String>>>;
+
+fn search(
+    cmdline: &Cmdline,
+    keys: &[PublicKey],
+    want: Want,
     events: Option<&discover::uevent::Uevents>,
     modules: &RefCell<dyn Modules + '_>,
 ) -> Result<Found, BootError> {
@@ -44,50 +66,66 @@ pub fn find(
     let says = budget.map_or("no timeout".to_string(), |d| {
         format!("timeout {} s", d.as_secs())
     });
-    // Media refused as not authentic, for the message if none is found.
-    let skipped = Rc::new(RefCell::new(Vec::new()));
-    let (wanted, retry, mut accept): (String, bool, Accept<'_>) =
-        match (&cmdline.findiso, &cmdline.root) {
-            (Some(iso), _) => {
-                log::info!("looking for the ISO file {iso} on every filesystem ({says})");
-                (
-                    format!("file {iso}"),
-                    true,
-                    Box::new(holds_iso(iso.clone(), modules, skipped.clone())),
-                )
-            }
-            (None, Some(RootSpec::File(path))) => return in_initramfs(path),
-            (None, Some(spec)) => {
-                log::info!("waiting for the medium {spec} ({says})");
-                let retry = !matches!(spec, RootSpec::Device(_));
-                let wanted = spec.to_string();
-                let accept = authentic(
-                    spec.clone(),
+    // Candidates refused, for the message if none is found.
+    let skipped: Skipped = Rc::default();
+    let (wanted, mut accept): (String, Accept<'_>) = match (&cmdline.findiso, &cmdline.root) {
+        (Some(iso), _) => {
+            log::info!("looking for the ISO file {iso} on every filesystem ({says})");
+            (
+                format!("file {iso}"),
+                Box::new(holds_iso(
+                    iso.clone(),
                     cmdline.clone(),
                     keys.to_vec(),
-                    skipped.clone(),
                     modules,
-                );
-                (wanted, retry, Box::new(accept))
-            }
-            (None, None) => return Err(BootError::NoRoot),
-        };
+                    skipped.clone(),
+                )),
+            )
+        }
+        (None, Some(RootSpec::File(path))) => return in_initramfs(path),
+        (None, Some(spec)) => {
+            log::info!("waiting for the medium {spec} ({says})");
+            let wanted = spec.to_string();
+            let accept = candidate(
+                spec.clone(),
+                cmdline.clone(),
+                keys.to_vec(),
+                want,
+                skipped.clone(),
+                modules,
+            );
+            (wanted, Box::new(accept))
+        }
+        (None, None) => return Err(BootError::NoRoot),
+    };
     let sys = Path::new("/sys");
     let mut on_hotplug = |h: Hotplug<'_>| modules.borrow_mut().hotplug(h);
-    match discover::wait_for(&mut *accept, retry, &mut on_hotplug, sys, events, budget) {
+    match discover::wait_for(&mut *accept, &mut on_hotplug, sys, events, budget) {
         discover::Found::Device(d) => Ok(found(cmdline, &d)),
         discover::Found::TimedOut(seen) => {
-            let mut seen = seen.list();
-            for s in skipped.borrow().iter() {
-                seen.push_str(&format!("\n  {s}"));
-            }
-            Err(BootError::MediumNotFound {
-                check: discover::what_to_check(cmdline),
-                wanted,
-                secs: budget.unwrap_or(Duration::ZERO).as_secs(),
-                seen,
-            })
+            Err(not_found(cmdline, wanted, budget, &seen, &skipped.borrow()))
         }
+    }
+}
+
+/// The budget is spent: every device seen, then every candidate skipped
+/// with why.
+fn not_found(
+    cmdline: &Cmdline,
+    wanted: String,
+    budget: Option<Duration>,
+    seen: &Seen,
+    skipped: &std::collections::BTreeMap<String, String>,
+) -> BootError {
+    let mut seen = seen.list();
+    for s in skipped.values() {
+        seen.push_str(&format!("\n  {s}"));
+    }
+    BootError::MediumNotFound {
+        check: discover::what_to_check(cmdline),
+        wanted,
+        secs: budget.unwrap_or(Duration::ZERO).as_secs(),
+        seen,
     }
 }
 
@@ -110,7 +148,7 @@ pub fn find_plain(
         });
     }
     // A plain root has no manifest to sign: no key takes part in the search.
-    let found = find(cmdline, &[], events, modules).map_err(|e| match e {
+    let found = search(cmdline, &[], Want::Plain, events, modules).map_err(|e| match e {
         BootError::MediumNotFound {
             wanted,
             secs,
@@ -211,15 +249,19 @@ fn top_of_initramfs() -> String {
     names.join(" ")
 }
 
-/// A device that matches `spec` and, when the initrd trusts keys, holds a
-/// manifest one of them signed; one that does not is skipped (once, with
-/// a warning) and the search goes on, so a good medium plugged in later
-/// still wins.
-fn authentic<'a>(
+/// A device that matches `spec` and, for a live medium, can be one: it
+/// holds a manifest that parses, or the stock image, and when the initrd
+/// trusts keys, a manifest one of them signed ([`trust::candidate`]). One
+/// that cannot is skipped (with a warning naming it and why) and the
+/// search goes on, so a good medium plugged in later still wins. Verdicts
+/// are kept by the device's identity ([`BlockDev::identity`]), so a medium
+/// swapped in the same drive is looked at afresh.
+fn candidate<'a>(
     spec: RootSpec,
     cmdline: Cmdline,
     keys: Vec<PublicKey>,
-    skipped: Rc<RefCell<Vec<String>>>,
+    want: Want,
+    skipped: Skipped,
     modules: &'a RefCell<dyn Modules + '_>,
 ) -> impl FnMut(&BlockDev, &Seen) -> bool + 'a {
     let mut verdicts = std::collections::HashMap::new();
@@ -227,68 +269,153 @@ fn authentic<'a>(
         if !discover::matches(&spec, d, seen) {
             return false;
         }
-        if keys.is_empty() {
+        if want == Want::Plain {
             return true;
         }
-        *verdicts.entry(d.name.clone()).or_insert_with(|| {
-            let Some(Ok(Some(id))) = &d.probe else {
-                return false;
-            };
+        // Not read yet (a drive not ready): asked again once it reads.
+        if !matches!(d.probe, Some(Ok(_))) {
+            return false;
+        }
+        *verdicts.entry(d.identity()).or_insert_with(|| {
             let node = d.node();
-            let checked = modules
-                .borrow_mut()
-                .require_fs(
-                    id.fstype,
-                    &format!("looking for a signed manifest on {node}"),
-                )
-                .map_err(|e| format!("cannot mount it: {}", nixlive_formats::error::chain(&e)))
-                .and_then(|()| trust::candidate(&node, id.fstype, &cmdline, &keys));
-            match checked {
-                Ok(key) => {
-                    log::info!(
-                        "{} is {spec}, its manifest signed by the trusted key {key}",
-                        d.node()
-                    );
-                    true
+            let checked = match &d.probe {
+                Some(Ok(Some(id))) => modules
+                    .borrow_mut()
+                    .require_fs(
+                        id.fstype,
+                        &format!("looking for a live medium's manifest on {node}"),
+                    )
+                    .map_err(|e| format!("cannot mount it: {}", nixlive_formats::error::chain(&e)))
+                    .and_then(|()| trust::candidate(&node, id.fstype, &cmdline, &keys)),
+                _ => Err(
+                    "no filesystem nixlive recognises (ISO9660, FAT, exFAT, NTFS, ext2/3/4)"
+                        .to_string(),
+                ),
+            };
+            let (what, why) = match checked {
+                Ok(Some(key)) => {
+                    log::info!("{node} is {spec}, its manifest signed by the trusted key {key}");
+                    return true;
                 }
-                Err(why) => {
-                    log::warn!(
-                        "skipping {}: it is {spec}, but it is not authentic: {why}; still looking",
-                        d.node()
-                    );
-                    skipped
-                        .borrow_mut()
-                        .push(format!("skipped, not authentic: {}: {why}", d.node()));
-                    false
+                Ok(None) => {
+                    log::info!("{node} is {spec} and holds a live medium");
+                    return true;
                 }
-            }
+                Err(why) if keys.is_empty() => ("it cannot be a live medium", why),
+                Err(why) => ("it is not authentic", why),
+            };
+            log::warn!("skipping {node}: it is {spec}, but {what}: {why}; still looking");
+            let line = if keys.is_empty() {
+                format!("skipped, not a live medium: {node}: {why}")
+            } else {
+                format!("skipped, not authentic: {node}: {why}")
+            };
+            skipped.borrow_mut().insert(node, line);
+            false
         })
     }
 }
 
 /// `findiso=`: a device whose filesystem holds the file; it stays
 /// mounted. Its filesystem's module is loaded first; a device whose module
-/// is missing or failed is not looked into, and the timeout says so.
+/// is missing or failed is not looked into, and the timeout says so. With
+/// trusted keys, the file must be a medium one of them signed: a host whose
+/// file is not is let go, named, and the search goes on to the others.
 fn holds_iso<'a>(
     iso: String,
+    cmdline: Cmdline,
+    keys: Vec<PublicKey>,
     modules: &'a RefCell<dyn Modules + '_>,
-    skipped: Rc<RefCell<Vec<String>>>,
+    skipped: Skipped,
+) -> impl FnMut(&BlockDev, &Seen) -> bool + 'a {
+    let host = in_new_root(FINDISO_HOST);
+    let look = move |node: &str, fstype: &str| -> HostLook {
+        if !findiso::holds(node, fstype, &host, &iso) {
+            return HostLook::Lacks;
+        }
+        if keys.is_empty() {
+            return HostLook::Holds;
+        }
+        let path = format!("{host}{iso}");
+        let why = format!("looking into {path} on {node}");
+        // One borrow at a time: a borrow lives to the end of its statement.
+        let ready = modules.borrow_mut().require_loop(&why);
+        let ready = ready.and_then(|()| modules.borrow_mut().require_fs("iso9660", &why));
+        let checked = ready
+            .map_err(|e| format!("cannot look into it: {}", nixlive_formats::error::chain(&e)))
+            .and_then(|()| findiso::signed(&path, &cmdline, &keys));
+        match checked {
+            Ok(key) => HostLook::Signed(key),
+            Err(why) => {
+                findiso::release(&host);
+                HostLook::NotAuthentic(why)
+            }
+        }
+    };
+    hosts(look, modules, skipped)
+}
+
+/// What looking into a findiso host found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostLook {
+    /// No such file (or the filesystem could not be mounted).
+    Lacks,
+    /// The file is there (no key to check it against).
+    Holds,
+    /// The file is there, a medium signed by this trusted key.
+    Signed(String),
+    /// The file is there, but not a medium a trusted key signed.
+    NotAuthentic(String),
+}
+
+/// The findiso policy over `look` (mounting and checking, faked in
+/// tests): each device that may host the file is looked into once per
+/// identity after its module is loaded; the first that holds an authentic
+/// file (or the file, without keys) is taken and stays the only candidate
+/// (it is mounted), every one refused is named.
+fn hosts<'a>(
+    mut look: impl FnMut(&str, &str) -> HostLook + 'a,
+    modules: &'a RefCell<dyn Modules + '_>,
+    skipped: Skipped,
 ) -> impl FnMut(&BlockDev, &Seen) -> bool + 'a {
     let mut tried = std::collections::HashSet::new();
-    let host = in_new_root(FINDISO_HOST);
+    // The host taken stays mounted where the ISO is looked for: it stays
+    // the one candidate (asked again while the search settles), and no
+    // other is mounted over it.
+    let mut taken: Option<String> = None;
     move |d, _| match &d.probe {
-        Some(Ok(Some(id))) if findiso::may_host(id.fstype) && tried.insert(d.name.clone()) => {
+        _ if taken.is_some() => taken.as_deref() == Some(d.identity().as_str()),
+        Some(Ok(Some(id))) if findiso::may_host(id.fstype) && tried.insert(d.identity()) => {
             let node = d.node();
-            let why = format!("looking for {iso} on {node}");
+            let why = format!("looking for the ISO file on {node}");
             if let Err(e) = modules.borrow_mut().require_fs(id.fstype, &why) {
                 let e = nixlive_formats::error::chain(&e);
                 log::warn!("not looking into {node}: {e}");
-                skipped
-                    .borrow_mut()
-                    .push(format!("not looked into: {node}: {e}"));
+                let line = format!("not looked into: {node}: {e}");
+                skipped.borrow_mut().insert(node, line);
                 return false;
             }
-            findiso::holds(&node, id.fstype, &host, &iso)
+            let holds = match look(&node, id.fstype) {
+                HostLook::Lacks => false,
+                HostLook::Holds => true,
+                HostLook::Signed(key) => {
+                    log::info!("the ISO file on {node} is signed by the trusted key {key}");
+                    true
+                }
+                HostLook::NotAuthentic(why) => {
+                    log::warn!(
+                        "skipping {node}: it holds the ISO file, but it is not authentic: {why}; \
+                         still looking"
+                    );
+                    let line = format!("skipped, not authentic: the ISO file on {node}: {why}");
+                    skipped.borrow_mut().insert(node, line);
+                    false
+                }
+            };
+            if holds {
+                taken = Some(d.identity());
+            }
+            holds
         }
         _ => false,
     }
@@ -540,7 +667,9 @@ mod tests {
     }
 
     impl Modules for FakeModules {
-        fn hotplug(&mut self, _: Hotplug<'_>) {}
+        fn hotplug(&mut self, _: Hotplug<'_>) -> bool {
+            false
+        }
         fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError> {
             self.asked.push(format!("{fstype} for {needed_for}"));
             if self.have {
@@ -552,6 +681,10 @@ mod tests {
                 modules: fstype.to_string(),
             })
         }
+
+        fn require_loop(&mut self, needed_for: &str) -> Result<(), BootError> {
+            self.require_fs("loop", needed_for)
+        }
     }
 
     fn dev(name: &str, fstype: &'static str, label: &str) -> BlockDev {
@@ -561,6 +694,7 @@ mod tests {
             partition: false,
             parent: None,
             gpt: None,
+            ident: discover::Ident::default(),
             probe: Some(Ok(Some(discover::probe::Identity {
                 fstype,
                 label: Some(label.into()),
@@ -584,8 +718,14 @@ mod tests {
     #[test]
     fn findiso_host_without_its_module_is_skipped_and_named() {
         let modules = RefCell::new(FakeModules::default());
-        let skipped = Rc::new(RefCell::new(Vec::new()));
-        let mut accept = holds_iso("/nixos.iso".into(), &modules, skipped.clone());
+        let skipped: Skipped = Rc::default();
+        let mut accept = holds_iso(
+            "/nixos.iso".into(),
+            Cmdline::default(),
+            Vec::new(),
+            &modules,
+            skipped.clone(),
+        );
         let seen = Seen::default();
         let usb = dev("nixlive-test-nosuch-sdz1", "exfat", "STICK");
         assert!(!accept(&usb, &seen));
@@ -598,9 +738,9 @@ mod tests {
         assert_eq!(m.asked.len(), 1, "{:?}", m.asked);
         assert!(
             m.asked[0]
-                .starts_with("exfat for looking for /nixos.iso on /dev/nixlive-test-nosuch-sdz1")
+                .starts_with("exfat for looking for the ISO file on /dev/nixlive-test-nosuch-sdz1")
         );
-        let s = skipped.borrow();
+        let s: Vec<String> = skipped.borrow().values().cloned().collect();
         assert_eq!(s.len(), 1);
         assert!(
             s[0].starts_with("not looked into: /dev/nixlive-test-nosuch-sdz1: ")
@@ -618,13 +758,14 @@ mod tests {
     fn candidate_without_its_module_is_skipped_and_named() {
         use nixlive_formats::nixkey::SecretKey;
         let modules = RefCell::new(FakeModules::default());
-        let skipped = Rc::new(RefCell::new(Vec::new()));
+        let skipped: Skipped = Rc::default();
         let key = SecretKey::from_seed("k-1", &[7; 32]).public();
         let spec = RootSpec::Label("LIVE".into());
-        let mut accept = authentic(
+        let mut accept = candidate(
             spec,
             Cmdline::default(),
             vec![key],
+            Want::Live,
             skipped.clone(),
             &modules,
         );
@@ -639,7 +780,7 @@ mod tests {
             &seen
         ));
         assert_eq!(modules.borrow().asked.len(), 1);
-        let s = skipped.borrow();
+        let s: Vec<String> = skipped.borrow().values().cloned().collect();
         assert_eq!(s.len(), 1);
         assert!(
             s[0].starts_with(
@@ -648,5 +789,142 @@ mod tests {
             "{}",
             s[0]
         );
+    }
+
+    /// Without a key: every candidate that cannot be a live medium is
+    /// skipped with its reason, the verdict kept by the device's identity
+    /// (asked once per identity, again when the medium changed), and a
+    /// plain root is taken as named; when the budget ends, each skipped
+    /// candidate is listed with its reason.
+    #[test]
+    fn candidates_that_cannot_be_a_medium_are_skipped_and_listed() {
+        let modules = RefCell::new(FakeModules::default());
+        let skipped: Skipped = Rc::default();
+        let spec = RootSpec::Label("LIVE".into());
+        let mut accept = candidate(
+            spec.clone(),
+            Cmdline::default(),
+            Vec::new(),
+            Want::Live,
+            skipped.clone(),
+            &modules,
+        );
+        let mut seen = Seen::default();
+        let a = dev("nixlive-test-nosuch-vda", "ext4", "LIVE");
+        let mut b = dev("nixlive-test-nosuch-sdb", "vfat", "LIVE");
+        assert!(!accept(&a, &seen));
+        assert!(!accept(&a, &seen));
+        assert!(!accept(&b, &seen));
+        assert_eq!(modules.borrow().asked.len(), 2, "once per device");
+        // The same drive with another medium in it is asked about again.
+        b.ident.diskseq = Some(9);
+        assert!(!accept(&b, &seen));
+        assert_eq!(modules.borrow().asked.len(), 3);
+        let mut none = dev("nixlive-test-nosuch-vdc", "ext4", "LIVE");
+        none.probe = Some(Ok(None));
+        assert!(!accept(&none, &seen), "no filesystem: not a label match");
+        assert_eq!(skipped.borrow().len(), 2);
+        for d in [&a, &b] {
+            seen.devs.insert(d.name.clone(), d.clone());
+        }
+        let e = not_found(
+            &Cmdline::parse("root=LABEL=LIVE nixlive.timeout=7"),
+            spec.to_string(),
+            Some(Duration::from_secs(7)),
+            &seen,
+            &skipped.borrow(),
+        )
+        .to_string();
+        for want in [
+            "/dev/nixlive-test-nosuch-vda",
+            "skipped, not a live medium: /dev/nixlive-test-nosuch-vda: cannot mount it: ",
+            "skipped, not a live medium: /dev/nixlive-test-nosuch-sdb: cannot mount it: ",
+            "ext4 filesystems",
+            "vfat filesystems",
+        ] {
+            assert!(e.contains(want), "{want:?} in\n{e}");
+        }
+        // A plain root is not looked into.
+        let mut plain = candidate(
+            spec,
+            Cmdline::default(),
+            Vec::new(),
+            Want::Plain,
+            skipped.clone(),
+            &modules,
+        );
+        assert!(plain(&a, &seen));
+        assert_eq!(modules.borrow().asked.len(), 3);
+    }
+
+    /// findiso with a key: a host whose file is not authentic is named and
+    /// the search goes on to the next host holding the file, which is taken
+    /// when its file is signed; each host is looked into once.
+    #[test]
+    fn findiso_tries_every_host_until_one_is_authentic() {
+        let modules = RefCell::new(FakeModules {
+            have: true,
+            ..FakeModules::default()
+        });
+        let skipped: Skipped = Rc::default();
+        let looked = RefCell::new(Vec::new());
+        let mut accept = hosts(
+            |node: &str, _: &str| {
+                looked.borrow_mut().push(node.to_string());
+                match node {
+                    "/dev/sda1" => HostLook::NotAuthentic("signed by other".into()),
+                    "/dev/sdb1" => HostLook::Signed("good-1".into()),
+                    _ => HostLook::Lacks,
+                }
+            },
+            &modules,
+            skipped.clone(),
+        );
+        let seen = Seen::default();
+        assert!(!accept(&dev("vda", "ext4", "DATA"), &seen));
+        assert!(!accept(&dev("sda1", "vfat", "STICK"), &seen));
+        assert!(!accept(&dev("sda1", "vfat", "STICK"), &seen), "once");
+        assert!(accept(&dev("sdb1", "exfat", "OTHER"), &seen));
+        assert!(accept(&dev("sdb1", "exfat", "OTHER"), &seen), "asked again");
+        assert!(
+            !accept(&dev("sdc1", "vfat", "MORE"), &seen),
+            "not looked into"
+        );
+        assert_eq!(*looked.borrow(), ["/dev/vda", "/dev/sda1", "/dev/sdb1"]);
+        let s: Vec<String> = skipped.borrow().values().cloned().collect();
+        assert_eq!(
+            s,
+            ["skipped, not authentic: the ISO file on /dev/sda1: signed by other"]
+        );
+    }
+
+    /// `root=/dev/X` with a key: a device that was not ready when first
+    /// seen is not refused for good; once it reads, it is looked into.
+    #[test]
+    fn a_device_not_ready_at_first_is_looked_into_later() {
+        use nixlive_formats::nixkey::SecretKey;
+        let modules = RefCell::new(FakeModules::default());
+        let skipped: Skipped = Rc::default();
+        let key = SecretKey::from_seed("k-1", &[7; 32]).public();
+        let node = "/dev/nixlive-test-nosuch-sr9";
+        let mut accept = candidate(
+            RootSpec::Device(node.into()),
+            Cmdline::default(),
+            vec![key],
+            Want::Live,
+            skipped.clone(),
+            &modules,
+        );
+        let seen = Seen::default();
+        let mut d = dev("nixlive-test-nosuch-sr9", "iso9660", "LIVE");
+        let ready = d.probe.clone();
+        d.probe = Some(Err("the drive is not ready yet".into()));
+        assert!(!accept(&d, &seen));
+        assert!(modules.borrow().asked.is_empty(), "nothing to mount yet");
+        assert!(skipped.borrow().is_empty(), "not refused");
+        d.probe = ready;
+        assert!(!accept(&d, &seen));
+        assert_eq!(modules.borrow().asked.len(), 1, "looked into once it reads");
+        assert!(skipped.borrow()[node].contains("cannot mount it"));
     }
 }

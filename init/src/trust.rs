@@ -86,15 +86,17 @@ pub fn authenticate(
 /// Where a candidate medium is looked into during the search.
 const PROBE_DIR: &str = "/run/nixlive/candidate";
 
-/// During the search, with trusted keys: does the device `node` hold a
-/// manifest signed by one of them? It is mounted read-only (nosuid,
-/// nodev) for the look and unmounted again. `Err` says why not.
+/// During the search: can the device `node` be the live medium? It is
+/// mounted read-only (nosuid, nodev) for the look and unmounted again.
+/// With trusted keys it must hold a manifest one of them signed (`Ok`
+/// names the key); without, a manifest that parses or the stock image
+/// (`Ok(None)`). `Err` says why not.
 pub fn candidate(
     node: &str,
     fstype: &str,
     cmdline: &Cmdline,
     keys: &[PublicKey],
-) -> Result<String, String> {
+) -> Result<Option<String>, String> {
     std::fs::create_dir_all(PROBE_DIR).map_err(|e| format!("creating {PROBE_DIR}: {e}"))?;
     let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
     mount_data(node, PROBE_DIR, fstype, flags, "")
@@ -103,20 +105,50 @@ pub fn candidate(
         .manifest
         .clone()
         .unwrap_or_else(|| format!("/{}", manifest::DEFAULT_PATH));
-    let path = format!("{PROBE_DIR}{rel}");
-    let verdict = crate::medium::read_capped(&path, manifest::MAX_BYTES)
-        .map_err(|e| format!("reading its manifest {rel}: {e}"))
-        .and_then(|text| {
-            let m = Manifest::parse(&text).map_err(|e| format!("its manifest {rel}: {e}"))?;
-            match decide(Some(&text), &m, keys)? {
-                Some(key) => Ok(key),
-                None => Err("no trusted key".into()),
-            }
-        });
+    let verdict = look_into(PROBE_DIR, &rel, keys);
     if let Err(e) = unmount(PROBE_DIR, UnmountFlags::empty()) {
         log::warn!("unmounting {PROBE_DIR} after looking at {node}: {e}, ignoring");
     }
     verdict
+}
+
+/// [`candidate`]'s look at a medium mounted at `dir`, its manifest at
+/// `rel`: every file read defensively (no links, regular files only,
+/// capped).
+pub fn look_into(dir: &str, rel: &str, keys: &[PublicKey]) -> Result<Option<String>, String> {
+    let path = format!("{dir}{rel}");
+    let text = match crate::medium::read_capped(&path, manifest::MAX_BYTES) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && keys.is_empty() => {
+            let stock = format!("{dir}/{}", manifest::STOCK_IMAGE);
+            return match std::fs::symlink_metadata(&stock) {
+                Ok(m) if m.is_file() => Ok(None),
+                Ok(_) => Err(format!(
+                    "it has no manifest {rel}, and its {} is not a regular file",
+                    manifest::STOCK_IMAGE
+                )),
+                Err(_) => Err(format!(
+                    "it has neither the manifest {rel} nor the stock image {}",
+                    manifest::STOCK_IMAGE
+                )),
+            };
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+            return Err(format!(
+                "its manifest {rel} is larger than {} bytes",
+                manifest::MAX_BYTES
+            ));
+        }
+        Err(e) => return Err(format!("reading its manifest {rel}: {e}")),
+    };
+    let m = Manifest::parse(&text).map_err(|e| format!("its manifest {rel}: {e}"))?;
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    match decide(Some(&text), &m, keys)? {
+        Some(key) => Ok(Some(key)),
+        None => Err("no trusted key".into()),
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +211,67 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("the medium /dev/sr0 is not authentic: its manifest /mnt-root/iso/nixlive.manifest: its signature by the trusted key good-1"), "{err}");
+    }
+
+    /// What the search makes of a mounted candidate, with and without a
+    /// key: each way it cannot be a live medium is named.
+    #[test]
+    fn candidates_looked_into() {
+        let dir = std::env::temp_dir().join(format!("nixlive-look-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.to_str().unwrap();
+        let rel = "/nixlive.manifest";
+        let (sk, pk) = key("good-1", 1);
+        let look = |keys: &[PublicKey]| look_into(d, rel, keys);
+        // A plain data filesystem.
+        let e = look(&[]).unwrap_err();
+        assert!(
+            e.contains("neither the manifest /nixlive.manifest nor the stock image"),
+            "{e}"
+        );
+        let e = look(std::slice::from_ref(&pk)).unwrap_err();
+        assert!(
+            e.starts_with("reading its manifest /nixlive.manifest: "),
+            "{e}"
+        );
+        // The stock image, but as a directory: not a medium.
+        std::fs::create_dir(dir.join("nix-store.squashfs")).unwrap();
+        let e = look(&[]).unwrap_err();
+        assert!(e.contains("is not a regular file"), "{e}");
+        std::fs::remove_dir(dir.join("nix-store.squashfs")).unwrap();
+        std::fs::write(dir.join("nix-store.squashfs"), b"x").unwrap();
+        assert_eq!(look(&[]), Ok(None), "the stock layout");
+        // A manifest that does not parse, a FIFO, a link.
+        let m = dir.join("nixlive.manifest");
+        std::fs::write(&m, "nixlive-manifest 1\nbogus\n").unwrap();
+        let e = look(&[]).unwrap_err();
+        assert!(e.starts_with("its manifest /nixlive.manifest: line"), "{e}");
+        std::fs::remove_file(&m).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            m.as_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = look(&[]).unwrap_err();
+        assert!(e.contains("a FIFO, not a regular file"), "{e}");
+        std::fs::remove_file(&m).unwrap();
+        let (text, _) = signed(&sk);
+        std::fs::write(dir.join("elsewhere"), &text).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), &m).unwrap();
+        assert!(look(&[]).unwrap_err().contains("reading its manifest"));
+        std::fs::remove_file(&m).unwrap();
+        // A good one: parsed without a key, checked with one.
+        std::fs::write(&m, &text).unwrap();
+        assert_eq!(look(&[]), Ok(None));
+        assert_eq!(look(std::slice::from_ref(&pk)), Ok(Some("good-1".into())));
+        let (_, other) = key("other", 2);
+        let e = look(&[other]).unwrap_err();
+        assert!(e.contains("good-1"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

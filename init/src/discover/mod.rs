@@ -1,6 +1,15 @@
 //! Finding the medium: block devices as the kernel announces them (uevent
-//! netlink plus a scan of `/sys/class/block`), each probed once by reading
-//! its superblock, until one matches `root=` or the time budget is spent.
+//! netlink plus a scan of `/sys/class/block`), each probed by reading its
+//! superblock, until one matches `root=` or the time budget is spent.
+//!
+//! A device is read again when it may hold something else than when it was
+//! read: its identity in sysfs changed (`dev` or `diskseq`: removed and
+//! added again), the kernel said its medium changed (a `change` uevent with
+//! `DISK_MEDIA_CHANGE=1`, which the kernel sends for removable drives the
+//! search asks it to poll), or it could not be read yet (a drive not ready).
+//! When several devices are candidates, the choice follows one rule (see
+//! [`settle`] and [`order`]), not the order in which the kernel announced
+//! them. The rules are pure; the waiting and reading is thin.
 
 pub use nixlive_formats::superblock as probe;
 pub mod uevent;
@@ -24,11 +33,47 @@ pub struct BlockDev {
     pub gpt: Option<Vec<String>>,
     /// `None` until probed; `Some(Err)` when it could not be read.
     pub probe: Option<Result<Option<Identity>, String>>,
+    /// Which device of that name it was when probed (sysfs `dev`, `diskseq`).
+    pub ident: Ident,
+}
+
+/// What tells one device from another that later gets the same name: its
+/// device number and, where the kernel has it (5.15 on), its disk sequence
+/// number, which grows on every new disk and every media change. A
+/// partition has its disk's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ident {
+    /// `MAJOR:MINOR`, from sysfs `dev`.
+    pub dev: String,
+    pub diskseq: Option<u64>,
 }
 
 impl BlockDev {
     pub fn node(&self) -> String {
         format!("/dev/{}", self.name)
+    }
+
+    /// The key a verdict about this device's contents is kept under: its
+    /// [`Ident`] and what its superblock said (the filesystem's UUID and
+    /// label stand in for `diskseq` on kernels without it), never only its
+    /// name, so a medium swapped in the same drive is judged afresh.
+    pub fn identity(&self) -> String {
+        let (fstype, uuid, label) = match &self.probe {
+            Some(Ok(Some(id))) => (
+                id.fstype,
+                id.uuid.as_deref().unwrap_or("-"),
+                id.label.as_deref().unwrap_or("-"),
+            ),
+            _ => ("-", "-", "-"),
+        };
+        let seq = self
+            .ident
+            .diskseq
+            .map_or("-".to_string(), |n| n.to_string());
+        format!(
+            "{} dev={} diskseq={seq} {fstype} uuid={uuid} label={label}",
+            self.name, self.ident.dev
+        )
     }
 
     /// One line for the "devices seen" list of a failure message.
@@ -125,6 +170,7 @@ pub struct SysBlock {
     pub size_bytes: u64,
     /// Disk name and partition number, for partitions.
     pub parent: Option<(String, u32)>,
+    pub ident: Ident,
 }
 
 /// Lists the block devices under `<sys>/class/block` with size and parent.
@@ -144,18 +190,31 @@ pub fn scan(sys: &Path) -> Vec<SysBlock> {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0);
         // A partition's sysfs directory sits inside its disk's.
-        let parent = std::fs::read_to_string(base.join("partition"))
+        let part = std::fs::read_to_string(base.join("partition"))
             .ok()
             .and_then(|n| n.trim().parse::<u32>().ok())
-            .and_then(|n| {
-                let real = std::fs::canonicalize(&base).ok()?;
-                let disk = real.parent()?.file_name()?.to_string_lossy().into_owned();
-                Some((disk, n))
-            });
+            .and_then(|n| Some((std::fs::canonicalize(&base).ok()?.parent()?.to_owned(), n)));
+        let parent = part
+            .as_ref()
+            .and_then(|(disk, n)| Some((disk.file_name()?.to_string_lossy().into_owned(), *n)));
+        let read = |p: &Path| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|t| t.trim().to_string())
+        };
+        let diskseq = |d: &Path| read(&d.join("diskseq")).and_then(|t| t.parse().ok());
+        let ident = Ident {
+            dev: read(&base.join("dev")).unwrap_or_default(),
+            diskseq: match &part {
+                Some((disk, _)) => diskseq(disk),
+                None => diskseq(&base),
+            },
+        };
         out.push(SysBlock {
             name,
             size_bytes: sectors * 512,
             parent,
+            ident,
         });
     }
     // Whole disks before their partitions, in a stable order.
@@ -238,14 +297,14 @@ pub fn read_head(node: &str) -> HeadResult {
     // Reading an empty CD drive fails with I/O errors that flood the kernel
     // log on every retry; the drive can say that it is empty instead.
     match crate::sys::cdrom_drive_status(std::os::fd::AsFd::as_fd(&f)) {
-        Some(DriveStatus::NoDisc) => return Err("no disc in the drive".into()),
-        Some(DriveStatus::TrayOpen) => return Err("the drive's tray is open".into()),
+        Some(DriveStatus::NoDisc) => return Err(NO_DISC.into()),
+        Some(DriveStatus::TrayOpen) => return Err(TRAY_OPEN.into()),
         Some(DriveStatus::NotReady) => return Err("the drive is not ready yet".into()),
         Some(DriveStatus::Ready) | None => {}
     }
     let size = f.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     if size == 0 {
-        return Err("no medium (size 0)".to_string());
+        return Err(NO_MEDIUM.to_string());
     }
     f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let want = probe::PROBE_LEN.min(usize::try_from(size).unwrap_or(usize::MAX));
@@ -290,52 +349,252 @@ pub enum Found {
     TimedOut(Seen),
 }
 
-/// Waits for a block device that `accept` takes: scans what exists, then
+/// Once a first candidate is there, how long the search may go on for
+/// devices still being announced or still coming up before it chooses.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// With a candidate, an announcement this recent means more may follow:
+/// the search waits until none came for this long (within [`SETTLE`]).
+pub const QUIET: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How often the kernel is asked to look at a removable drive's medium
+/// during the search, so that a disc put in or swapped is announced
+/// (`change`, `DISK_MEDIA_CHANGE=1`); without it the kernel only notices
+/// when someone opens the drive. The drive's setting is restored after.
+pub const MEDIA_POLL_MS: u32 = 500;
+
+/// What the search knows when it has candidates, for [`settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settling {
+    /// Since the first candidate was seen.
+    pub since_first: std::time::Duration,
+    /// Since a device was last announced that may bring a candidate: a
+    /// block device added, removed or with a new medium, or a device whose
+    /// driver was loaded for it (which may still be probing its disks);
+    /// `None` if none was.
+    pub since_news: Option<std::time::Duration>,
+    /// A device is there that could not be read yet and may be soon (a
+    /// drive not ready, a probe still running).
+    pub coming_up: bool,
+}
+
+/// When to choose among the candidates: `None` now, or `Some(at most this
+/// long)` to wait for announcements first. The rule: the devices already
+/// being announced are finished first (no announcement for [`QUIET`], no
+/// device still coming up), but never for more than [`SETTLE`] after the
+/// first candidate. A single candidate with nothing else going on is taken
+/// at once. (Before choosing, the search also reads what the kernel has
+/// queued, without waiting.)
+pub fn settle(s: Settling) -> Option<std::time::Duration> {
+    let rest = SETTLE.checked_sub(s.since_first).filter(|r| !r.is_zero())?;
+    let quiet = s
+        .since_news
+        .and_then(|n| QUIET.checked_sub(n))
+        .filter(|q| !q.is_zero());
+    match (quiet, s.coming_up) {
+        (_, true) => Some(rest.min(RETRY)),
+        (Some(q), false) => Some(rest.min(q)),
+        (None, false) => None,
+    }
+}
+
+/// The order among candidates: by device name, its numbers compared as
+/// numbers (`sda2` before `sda10`, a disk before its partitions). Names
+/// follow the controller and the port, not the moment a device answered.
+pub fn order(a: &str, b: &str) -> std::cmp::Ordering {
+    /// Runs of digits and runs of the rest.
+    fn chunks(s: &str) -> Vec<&str> {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut start = 0;
+        for i in 1..=b.len() {
+            if i == b.len() || b[i].is_ascii_digit() != b[i - 1].is_ascii_digit() {
+                out.push(&s[start..i]);
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(&cb) {
+        let num = |c: &str| c.bytes().all(|b| b.is_ascii_digit());
+        let o = if num(x) && num(y) {
+            let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+        } else {
+            x.cmp(y)
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
+}
+
+/// Whether a probe's error may pass by itself soon (a drive spinning up,
+/// a probe still running); an empty drive or open tray waits for its
+/// medium, which the kernel announces.
+pub fn may_come_up(err: &str) -> bool {
+    ![NO_DISC, TRAY_OPEN, NO_MEDIUM].contains(&err)
+}
+
+const NO_DISC: &str = "no disc in the drive";
+const TRAY_OPEN: &str = "the drive's tray is open";
+const NO_MEDIUM: &str = "no medium (size 0)";
+
+/// Whether a device seen before (`known`) must be read again now that
+/// sysfs shows `now`: another device under its name (`dev` or `diskseq`
+/// changed), or it could not be read before.
+pub fn must_probe(known: Option<&BlockDev>, now: &SysBlock) -> bool {
+    match known {
+        None => true,
+        Some(k) => k.ident != now.ident || !matches!(k.probe, Some(Ok(_))),
+    }
+}
+
+/// Waits for block devices that `accept` takes: scans what exists, then
 /// rescans whenever the kernel announces a block device. Devices that could
 /// not be read (a CD drive still spinning up, a medium not yet inserted) are
-/// retried after a short pause, since the kernel sends no event for those.
+/// retried after a short pause, since the kernel sends no event for a
+/// drive that became ready. Candidates are chosen among by [`settle`] and
+/// [`order`]; every one is named in the log.
 pub fn wait_for(
     accept: &mut dyn FnMut(&BlockDev, &Seen) -> bool,
-    retry_unreadable: bool,
-    on_hotplug: &mut dyn FnMut(Hotplug<'_>),
+    on_hotplug: &mut dyn FnMut(Hotplug<'_>) -> bool,
     sys: &Path,
     events: Option<&uevent::Uevents>,
     budget: Option<std::time::Duration>,
 ) -> Found {
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
     let start = Instant::now();
     let mut seen = Seen::default();
     let mut slow = SlowProbes::default();
-    loop {
-        let unreadable = seen.refresh(sys, &mut slow) && retry_unreadable;
-        // Matched after the whole scan, so partitions see their disk's GPT.
-        if let Some(d) = seen.devs.values().find(|d| accept(d, &seen)) {
-            let others = seen.same_label(d);
-            if !others.is_empty() {
-                log::warn!(
-                    "{} devices carry the label {}: {} and {}; using {}",
-                    others.len() + 1,
-                    label_of(d).unwrap_or_default(),
-                    d.node(),
-                    others.join(", "),
-                    d.node()
-                );
-            }
-            return Found::Device(d.clone());
-        }
-        let elapsed = start.elapsed();
-        let left = match budget {
-            Some(b) if elapsed >= b => return Found::TimedOut(seen),
-            Some(b) => Some(b - elapsed),
-            None => None,
-        };
-        let pause = if unreadable {
+    let mut media = MediaPolling::default();
+    let mut first: Option<Instant> = None;
+    let mut news: Option<Instant> = None;
+    let found = loop {
+        let unreadable = seen.refresh(sys, &mut slow);
+        // Matched after the whole scan, so partitions see their disk's GPT;
+        // only devices that could be read are asked about.
+        let names: Vec<String> = seen.devs.keys().cloned().collect();
+        let mut candidates: Vec<String> = names
+            .into_iter()
+            .filter(|n| {
+                let d = &seen.devs[n];
+                matches!(d.probe, Some(Ok(_))) && accept(d, &seen)
+            })
+            .collect();
+        candidates.sort_by(|a, b| order(a, b));
+        let now = Instant::now();
+        let left = budget.map(|b| b.saturating_sub(now - start));
+        let mut pause = if unreadable {
             Some(left.map_or(RETRY, |l| l.min(RETRY)))
         } else {
             left
         };
-        wait_for_events(events, pause, on_hotplug);
+        if let Some(chosen) = candidates.first() {
+            let since_first = now - *first.get_or_insert(now);
+            let coming_up = slow.is_waiting()
+                || seen.devs.values().any(|d| match &d.probe {
+                    Some(Err(e)) => may_come_up(e),
+                    _ => false,
+                });
+            let s = Settling {
+                since_first,
+                since_news: news.map(|n| now - n),
+                coming_up,
+            };
+            match settle(s) {
+                // What the kernel queued meanwhile (checking a candidate
+                // takes a mount) is taken in first, without waiting.
+                None if since_first < SETTLE => {
+                    let heard = wait_for_events(events, Some(Duration::ZERO), on_hotplug);
+                    let (changed, new) = take_in(&mut seen, heard);
+                    if new {
+                        news = Some(Instant::now());
+                    }
+                    if changed {
+                        continue;
+                    }
+                    break Found::Device(choose(&seen, chosen, &candidates, since_first));
+                }
+                None => break Found::Device(choose(&seen, chosen, &candidates, since_first)),
+                Some(w) => {
+                    log::debug!(
+                        "{} candidate(s); settling ({s:?}), waiting {w:?}",
+                        candidates.len()
+                    );
+                    pause = Some(w);
+                }
+            }
+        } else if left.is_some_and(|l| l.is_zero()) {
+            break Found::TimedOut(seen);
+        }
+        media.ask(sys, &seen);
+        let (_, new) = take_in(&mut seen, wait_for_events(events, pause, on_hotplug));
+        if new {
+            news = Some(Instant::now());
+        }
+    };
+    media.restore();
+    found
+}
+
+/// Takes in what a wait heard: forgets the devices removed or whose medium
+/// changed (read again on the next scan). Returns whether anything changed
+/// for the search (a device forgotten or new, a driver loaded), and whether
+/// it was news ([`Settling::since_news`]: a device new to the search, or a
+/// driver loaded that may still bring some). A medium change alone is no
+/// news: the kernel reports one on a drive's first open, and the device is
+/// read again before any choice anyway.
+fn take_in(seen: &mut Seen, heard: Heard) -> (bool, bool) {
+    let mut news = heard.loaded;
+    let mut changed = heard.loaded;
+    for (name, forget) in heard.block {
+        if forget {
+            if seen.devs.remove(&name).is_some() {
+                log::info!("/dev/{name} was removed or its medium changed: reading it again");
+                changed = true;
+            }
+        } else if !seen.devs.contains_key(&name) {
+            news = true;
+            changed = true;
+        }
     }
+    (changed, news)
+}
+
+/// The first by [`order`] of `candidates` (`chosen`), every one named.
+fn choose(
+    seen: &Seen,
+    chosen: &str,
+    candidates: &[String],
+    waited: std::time::Duration,
+) -> BlockDev {
+    let d = seen.devs[chosen].clone();
+    let others = seen.same_label(&d);
+    if !others.is_empty() {
+        log::warn!(
+            "{} devices carry the label {}: {} and {}; using {}",
+            others.len() + 1,
+            label_of(&d).unwrap_or_default(),
+            d.node(),
+            others.join(", "),
+            d.node()
+        );
+    }
+    if candidates.len() > 1 {
+        let all: Vec<String> = candidates.iter().map(|n| format!("/dev/{n}")).collect();
+        log::info!(
+            "{} candidates: {}; choosing {}, the first by device name (waited {} ms for \
+             devices being announced)",
+            candidates.len(),
+            all.join(", "),
+            d.node(),
+            waited.as_millis()
+        );
+    }
+    d
 }
 
 /// How soon an unreadable device is tried again (the kernel sends no event
@@ -343,47 +602,119 @@ pub fn wait_for(
 const RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Seen {
-    /// Scans the block devices and probes each one not yet read; returns
-    /// whether one of them could not be read.
+    /// Scans the block devices, forgets those gone, and probes each one
+    /// new, changed ([`must_probe`]) or not read yet; returns whether one of
+    /// them could not be read.
     fn refresh(&mut self, sys: &Path, slow: &mut SlowProbes) -> bool {
         let mut unreadable = false;
-        for sb in scan(sys) {
-            let size = sb.size_bytes;
+        let now = scan(sys);
+        self.devs
+            .retain(|name, _| now.iter().any(|sb| &sb.name == name));
+        for sb in now {
+            if !must_probe(self.devs.get(&sb.name), &sb) {
+                // A CD drive's size shows in sysfs only after an open.
+                if let Some(entry) = self.devs.get_mut(&sb.name)
+                    && sb.size_bytes != 0
+                {
+                    entry.size_bytes = sb.size_bytes;
+                }
+                continue;
+            }
             let entry = self
                 .devs
                 .entry(sb.name.clone())
                 .or_insert_with(|| BlockDev {
-                    name: sb.name,
-                    size_bytes: size,
+                    name: sb.name.clone(),
+                    size_bytes: sb.size_bytes,
                     partition: sb.parent.is_some(),
-                    parent: sb.parent,
+                    parent: sb.parent.clone(),
                     gpt: None,
                     probe: None,
+                    ident: sb.ident.clone(),
                 });
-            if !matches!(entry.probe, Some(Ok(_))) || size != 0 {
-                entry.size_bytes = size;
+            if entry.ident != sb.ident {
+                log::info!(
+                    "{} is another device now ({:?} -> {:?}): reading it again",
+                    entry.node(),
+                    entry.ident,
+                    sb.ident
+                );
             }
-            if !matches!(entry.probe, Some(Ok(_))) {
-                // An empty drive or one still spinning up reads as an error
-                // here, and is tried again on the next round.
-                let (probe, gpt) = match slow.read_head(&entry.name, PROBE_TIMEOUT) {
-                    Ok(Head { size, bytes, label }) => {
-                        entry.size_bytes = size;
-                        let id = probe::identify(&bytes).map(|id| probe::Identity {
-                            label: id.label.or(label),
-                            ..id
-                        });
-                        (Ok(id), probe::gpt_names(&bytes))
-                    }
-                    Err(e) => (Err(e), None),
-                };
-                entry.probe = Some(probe);
-                entry.gpt = gpt;
-                log::debug!("probed {}", entry.describe());
-            }
+            entry.ident = sb.ident;
+            entry.size_bytes = sb.size_bytes;
+            // An empty drive or one still spinning up reads as an error
+            // here, and is tried again on the next round.
+            let (probe, gpt) = match slow.read_head(&entry.name, PROBE_TIMEOUT) {
+                Ok(Head { size, bytes, label }) => {
+                    entry.size_bytes = size;
+                    let id = probe::identify(&bytes).map(|id| probe::Identity {
+                        label: id.label.or(label),
+                        ..id
+                    });
+                    (Ok(id), probe::gpt_names(&bytes))
+                }
+                Err(e) => (Err(e), None),
+            };
+            entry.probe = Some(probe);
+            entry.gpt = gpt;
+            log::debug!("probed {}", entry.describe());
             unreadable |= matches!(entry.probe, Some(Err(_)));
         }
         unreadable
+    }
+}
+
+/// Removable drives the search asked the kernel to poll, with what their
+/// `events_poll_msecs` was before.
+#[derive(Default)]
+struct MediaPolling {
+    asked: BTreeMap<String, Option<String>>,
+}
+
+impl MediaPolling {
+    /// Asks the kernel to poll every removable drive seen that reports
+    /// media changes and is not polled already (see [`MEDIA_POLL_MS`]).
+    fn ask(&mut self, sys: &Path, seen: &Seen) {
+        for d in seen.devs.values().filter(|d| d.parent.is_none()) {
+            if self.asked.contains_key(&d.name) {
+                continue;
+            }
+            let dir = sys.join("block").join(&d.name);
+            let events = std::fs::read_to_string(dir.join("events")).unwrap_or_default();
+            let before = std::fs::read_to_string(dir.join("events_poll_msecs"))
+                .ok()
+                .map(|t| t.trim().to_string());
+            // -1 is "the module's default", which is 0 (never) unless set.
+            let polled = before
+                .as_deref()
+                .and_then(|b| b.parse::<i64>().ok())
+                .is_some_and(|ms| ms > 0);
+            if !events.split_whitespace().any(|e| e == "media_change") || polled {
+                self.asked.insert(d.name.clone(), None);
+                continue;
+            }
+            match std::fs::write(dir.join("events_poll_msecs"), MEDIA_POLL_MS.to_string()) {
+                Ok(()) => {
+                    log::debug!("asked the kernel to watch {} for a medium change", d.node());
+                    self.asked.insert(d.name.clone(), before);
+                }
+                Err(e) => {
+                    log::debug!("cannot ask the kernel to watch {}: {e}", d.node());
+                    self.asked.insert(d.name.clone(), None);
+                }
+            }
+        }
+    }
+
+    /// Puts back what each drive's polling was.
+    fn restore(&mut self) {
+        for (name, before) in std::mem::take(&mut self.asked) {
+            let Some(before) = before else { continue };
+            let path = format!("/sys/block/{name}/events_poll_msecs");
+            if let Err(e) = std::fs::write(&path, &before) {
+                log::debug!("restoring {path} to {before}: {e}, ignoring");
+            }
+        }
     }
 }
 
@@ -410,6 +741,11 @@ pub struct SlowProbes {
 }
 
 impl SlowProbes {
+    /// Whether a probe is still running in the background.
+    pub fn is_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// [`read_head`] of `/dev/<name>`, giving up after `timeout` (the probe
     /// goes on in the background).
     pub fn read_head(&mut self, name: &str, timeout: std::time::Duration) -> HeadResult {
@@ -451,6 +787,15 @@ impl SlowProbes {
     }
 }
 
+/// What one wait heard: the block devices announced, each with whether
+/// what was read of it must be forgotten (removed, or its medium changed),
+/// and whether a driver was loaded for an announced device.
+#[derive(Debug, Default)]
+struct Heard {
+    block: Vec<(String, bool)>,
+    loaded: bool,
+}
+
 /// Sleeps until the kernel announces a device (or `pause` ends), handing
 /// each announced modalias to `on_hotplug`: a new device may need its
 /// driver before its disk appears. When announcements may have been
@@ -458,29 +803,60 @@ impl SlowProbes {
 fn wait_for_events(
     events: Option<&uevent::Uevents>,
     pause: Option<std::time::Duration>,
-    on_hotplug: &mut dyn FnMut(Hotplug<'_>),
-) {
+    on_hotplug: &mut dyn FnMut(Hotplug<'_>) -> bool,
+) -> Heard {
     match events.map(|ev| ev.wait(pause)) {
         Some(Ok(events)) => {
+            let mut loaded = false;
             for a in events.iter().filter_map(|e| e.modalias.as_deref()) {
-                on_hotplug(Hotplug::Modalias(a));
+                loaded |= on_hotplug(Hotplug::Modalias(a));
+            }
+            Heard {
+                block: announced(&events),
+                loaded,
             }
         }
         Some(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
             log::warn!("the kernel dropped device announcements; looking at every device again");
-            on_hotplug(Hotplug::Rescan);
+            Heard {
+                block: Vec::new(),
+                loaded: on_hotplug(Hotplug::Rescan),
+            }
         }
         Some(Err(e)) => {
             log::warn!("reading uevents failed ({e}); rescanning every {RETRY:?}");
             std::thread::sleep(RETRY);
-            on_hotplug(Hotplug::Rescan);
+            Heard {
+                block: Vec::new(),
+                loaded: on_hotplug(Hotplug::Rescan),
+            }
         }
         // Without the netlink socket, the fallback is a slow rescan.
         None => {
             std::thread::sleep(pause.map_or(RETRY, |p| p.min(RETRY)));
-            on_hotplug(Hotplug::Rescan);
+            Heard {
+                block: Vec::new(),
+                loaded: on_hotplug(Hotplug::Rescan),
+            }
         }
     }
+}
+
+/// The block devices `events` announce, each with whether what was read
+/// of it is stale: removed, or a `change` that says its medium changed.
+pub fn announced(events: &[nixlive_formats::uevent::Uevent]) -> Vec<(String, bool)> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let name = e.block_device()?;
+            let stale = match e.action.as_deref() {
+                Some("remove") => true,
+                Some("change") => e.media_change,
+                _ => false,
+            };
+            Some((name.to_string(), stale))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -493,7 +869,8 @@ mod tests {
     fn without_uevents_the_loader_rescans() {
         let mut got = Vec::new();
         wait_for_events(None, Some(std::time::Duration::from_millis(1)), &mut |h| {
-            got.push(format!("{h:?}"))
+            got.push(format!("{h:?}"));
+            false
         });
         assert_eq!(got, ["Rescan"]);
     }
@@ -505,6 +882,7 @@ mod tests {
             partition: false,
             parent: None,
             gpt: None,
+            ident: Ident::default(),
             probe: Some(Ok(label.map(|l| Identity {
                 fstype: "iso9660",
                 label: Some(l.into()),
@@ -629,25 +1007,244 @@ mod tests {
             let d = devices.join(path);
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("size"), format!("{size}\n")).unwrap();
+            std::fs::write(d.join("dev"), format!("8:{size}\n")).unwrap();
+            if part.is_none() {
+                std::fs::write(d.join("diskseq"), format!("{}\n", size.len())).unwrap();
+            }
             if let Some(n) = part {
                 std::fs::write(d.join("partition"), format!("{n}\n")).unwrap();
             }
             let name = path.rsplit('/').next().unwrap();
             std::os::unix::fs::symlink(&d, dir.join("class/block").join(name)).unwrap();
         }
-        let sb = |name: &str, size_bytes: u64, parent: Option<(&str, u32)>| SysBlock {
+        let sb = |name: &str, size_bytes: u64, parent: Option<(&str, u32)>, dev: &str| SysBlock {
             name: name.into(),
             size_bytes,
             parent: parent.map(|(d, n)| (d.into(), n)),
+            // A partition has its disk's diskseq.
+            ident: Ident {
+                dev: dev.into(),
+                diskseq: Some(if name == "sr0" { 1 } else { 4 }),
+            },
         };
         assert_eq!(
             scan(&dir),
             vec![
-                sb("sda", 1 << 20, None),
-                sb("sda1", 512 << 10, Some(("sda", 1))),
-                sb("sr0", 0, None),
+                sb("sda", 1 << 20, None, "8:2048"),
+                sb("sda1", 512 << 10, Some(("sda", 1)), "8:1024"),
+                sb("sr0", 0, None, "8:0"),
             ]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn sysblock(name: &str, dev: &str, diskseq: Option<u64>) -> SysBlock {
+        SysBlock {
+            name: name.into(),
+            size_bytes: 1 << 20,
+            parent: None,
+            ident: Ident {
+                dev: dev.into(),
+                diskseq,
+            },
+        }
+    }
+
+    /// A device is read again when another one has its name (removed and
+    /// added, a new disc: `dev` or `diskseq` changed) or it could not be
+    /// read; a device read once and unchanged is not.
+    #[test]
+    fn what_is_read_again() {
+        let now = sysblock("sr0", "11:0", Some(4));
+        assert!(must_probe(None, &now));
+        let mut known = dev("sr0", Some("WRONG"));
+        known.ident = now.ident.clone();
+        assert!(!must_probe(Some(&known), &now));
+        assert!(must_probe(Some(&known), &sysblock("sr0", "11:0", Some(5))));
+        assert!(must_probe(Some(&known), &sysblock("sr0", "11:1", Some(4))));
+        known.probe = Some(Err("the drive is not ready yet".into()));
+        assert!(must_probe(Some(&known), &now));
+        known.probe = None;
+        assert!(must_probe(Some(&known), &now));
+    }
+
+    /// A verdict's key changes with the device's identity and with what
+    /// its superblock says, not only with its name.
+    #[test]
+    fn identity_is_more_than_the_name() {
+        let mut a = dev("sr0", Some("WRONG"));
+        a.ident = Ident {
+            dev: "11:0".into(),
+            diskseq: Some(4),
+        };
+        let same = a.clone();
+        assert_eq!(a.identity(), same.identity());
+        let mut swapped = a.clone();
+        swapped.ident.diskseq = Some(5);
+        assert_ne!(a.identity(), swapped.identity());
+        // Without diskseq (an older kernel), the superblock tells them apart.
+        let mut old = a.clone();
+        old.ident.diskseq = None;
+        let mut other_disc = old.clone();
+        other_disc.probe = dev("sr0", Some("NIXLIVE")).probe;
+        assert_ne!(old.identity(), other_disc.identity());
+        assert!(
+            a.identity().contains("dev=11:0 diskseq=4"),
+            "{}",
+            a.identity()
+        );
+    }
+
+    /// Removal and a media change make what was read stale; an `add` of a
+    /// device is news but not stale; other subsystems are not devices.
+    #[test]
+    fn announcements() {
+        use nixlive_formats::uevent::parse;
+        let evs = [
+            parse(b"ACTION=add\0SUBSYSTEM=block\0DEVNAME=vdb\0"),
+            parse(b"ACTION=change\0SUBSYSTEM=block\0DEVNAME=sr0\0DISK_MEDIA_CHANGE=1\0"),
+            parse(b"ACTION=change\0SUBSYSTEM=block\0DEVNAME=sda\0"),
+            parse(b"ACTION=remove\0SUBSYSTEM=block\0DEVNAME=sdb1\0"),
+            parse(b"ACTION=add\0SUBSYSTEM=pci\0MODALIAS=pci:v1\0"),
+        ];
+        assert_eq!(
+            announced(&evs),
+            vec![
+                ("vdb".to_string(), false),
+                ("sr0".to_string(), true),
+                ("sda".to_string(), false),
+                ("sdb1".to_string(), true),
+            ]
+        );
+    }
+
+    /// Candidates in name order, numbers as numbers, a disk before its
+    /// partitions: never the order of announcement.
+    #[test]
+    fn candidate_order() {
+        let mut names = vec![
+            "vdb",
+            "sr0",
+            "vda",
+            "sda10",
+            "sda2",
+            "sda",
+            "nvme0n1p2",
+            "nvme0n1",
+            "sr1",
+            "vda1",
+        ];
+        names.sort_by(|a, b| order(a, b));
+        assert_eq!(
+            names,
+            [
+                "nvme0n1",
+                "nvme0n1p2",
+                "sda",
+                "sda2",
+                "sda10",
+                "sr0",
+                "sr1",
+                "vda",
+                "vda1",
+                "vdb"
+            ]
+        );
+        for (a, b) in [("vda", "vdb"), ("sda", "sda1"), ("sd01", "sd1")] {
+            assert_eq!(order(a, b), order(b, a).reverse(), "{a} {b}");
+            assert!(order(a, b).is_ne(), "{a} {b}: a total order");
+        }
+    }
+
+    /// The settling rule: a lone candidate with nothing announced lately
+    /// and nothing coming up is taken at once; a recent announcement or a device still coming up holds the choice, never
+    /// past SETTLE.
+    #[test]
+    fn settling() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let quiet = Settling {
+            since_first: Duration::ZERO,
+            since_news: None,
+            coming_up: false,
+        };
+        assert_eq!(settle(quiet), None);
+        assert_eq!(
+            settle(Settling {
+                since_news: Some(ms(50)),
+                ..quiet
+            }),
+            Some(QUIET - ms(50))
+        );
+        assert_eq!(
+            settle(Settling {
+                since_news: Some(QUIET),
+                ..quiet
+            }),
+            None
+        );
+        assert_eq!(
+            settle(Settling {
+                coming_up: true,
+                ..quiet
+            }),
+            Some(RETRY)
+        );
+        assert_eq!(
+            settle(Settling {
+                since_first: SETTLE - ms(10),
+                coming_up: true,
+                ..quiet
+            }),
+            Some(ms(10))
+        );
+        for late in [SETTLE, SETTLE + ms(1)] {
+            assert_eq!(
+                settle(Settling {
+                    since_first: late,
+                    since_news: Some(Duration::ZERO),
+                    coming_up: true,
+                }),
+                None,
+                "the bound holds"
+            );
+        }
+    }
+
+    /// What a wait heard, taken in: a removal or a media change forgets the
+    /// device (read again) without being news; a device new to the search
+    /// or a driver loaded is news; an `add` of a device already read is
+    /// nothing.
+    #[test]
+    fn taking_in_what_was_heard() {
+        let mut seen = Seen::default();
+        for n in ["sr0", "vda"] {
+            seen.devs.insert(n.into(), dev(n, Some("X")));
+        }
+        let heard = |block: &[(&str, bool)], loaded| Heard {
+            block: block.iter().map(|(n, f)| (n.to_string(), *f)).collect(),
+            loaded,
+        };
+        assert_eq!(
+            take_in(&mut seen, heard(&[("vda", false)], false)),
+            (false, false)
+        );
+        assert_eq!(
+            take_in(&mut seen, heard(&[("sr0", true)], false)),
+            (true, false)
+        );
+        assert!(
+            !seen.devs.contains_key("sr0"),
+            "forgotten, to be read again"
+        );
+        assert_eq!(
+            take_in(&mut seen, heard(&[("sr0", true)], false)),
+            (false, false)
+        );
+        assert_eq!(
+            take_in(&mut seen, heard(&[("vdb", false)], false)),
+            (true, true)
+        );
+        assert_eq!(take_in(&mut seen, heard(&[], true)), (true, true));
     }
 }

@@ -28,21 +28,31 @@ use std::path::Path;
 /// What the search for the medium asks of the module loader (a trait, so
 /// that tests can walk the search's failure paths without a kernel).
 pub trait Modules {
-    /// A device announced itself, or every device is to be looked at again.
-    fn hotplug(&mut self, h: Hotplug<'_>);
+    /// A device announced itself, or every device is to be looked at
+    /// again; returns whether a module was loaded for it (its driver may
+    /// still be bringing up devices).
+    fn hotplug(&mut self, h: Hotplug<'_>) -> bool;
     /// Makes sure the kernel can mount `fstype`, as [`Loader::require_fs`].
     fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError>;
+    /// Makes sure the kernel has loop devices, as [`Loader::require_loop`].
+    fn require_loop(&mut self, needed_for: &str) -> Result<(), BootError>;
 }
 
 impl Modules for Loader {
-    fn hotplug(&mut self, h: Hotplug<'_>) {
+    fn hotplug(&mut self, h: Hotplug<'_>) -> bool {
+        let before = self.loaded;
         match h {
             Hotplug::Modalias(a) => self.modalias(a),
             Hotplug::Rescan => self.coldplug(Path::new("/sys")),
         }
+        self.loaded != before
     }
 
     fn require_fs(&mut self, fstype: &str, needed_for: &str) -> Result<(), BootError> {
         Loader::require_fs(self, fstype, needed_for)
+    }
+
+    fn require_loop(&mut self, needed_for: &str) -> Result<(), BootError> {
+        Loader::require_loop(self, needed_for)
     }
 }

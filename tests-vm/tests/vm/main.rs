@@ -8,6 +8,7 @@ mod big_closures;
 mod boot_x86_64;
 mod builder_boot;
 mod builder_safety;
+mod discovery_policy;
 mod erofs_boot;
 mod hostile_medium;
 mod http_netboot;
