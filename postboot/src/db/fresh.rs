@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// (the first boot): built in bulk by [`load_fresh`], ids and references
 /// straight from the parsed records. `None` when there is a database
 /// already: then [`super::load`] (and [`super::missing`]) take the [`Registration`].
-pub(crate) fn load_new(
+pub fn load_new(
     db_dir: &Path,
     reg: &Borrowed<'_>,
     now: i64,

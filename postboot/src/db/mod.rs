@@ -40,7 +40,7 @@ mod existing;
 mod fresh;
 mod pages;
 
-pub(crate) use fresh::load_new;
+pub use fresh::load_new;
 
 use std::path::{Path, PathBuf};
 
