@@ -16,11 +16,7 @@ use std::path::{Path, PathBuf};
 /// (the first boot): built in bulk by [`load_fresh`], ids and references
 /// straight from the parsed records. `None` when there is a database
 /// already: then [`super::load`] (and [`super::missing`]) take the [`Registration`].
-pub fn load_new(
-    db_dir: &Path,
-    reg: &Borrowed<'_>,
-    now: i64,
-) -> Result<Option<Counts>, DbError> {
+pub fn load_new(db_dir: &Path, reg: &Borrowed<'_>, now: i64) -> Result<Option<Counts>, DbError> {
     if let Some(r) = reg.records.iter().find(|r| r.path.ends_with(".drv")) {
         return Err(DbError::Derivation {
             line: r.line,
