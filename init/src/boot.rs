@@ -570,9 +570,11 @@ mod tests {
     /// before the initramfs is touched.
     #[test]
     fn stage2_is_an_executable_file_inside_the_new_root() {
-        let root = std::env::temp_dir().join(format!("nixlive-stage2-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let r = root.as_path();
+        let root = tempfile::Builder::new()
+            .prefix("nixlive-stage2-")
+            .tempdir()
+            .unwrap();
+        let r = root.path();
         file(&r.join("nix/store/a-sys/init-real"), 0o755);
         symlink("/nix/store/a-sys/init-real", r.join("nix/store/a-sys/init")).unwrap();
         // A relative link to the store; the one inside is absolute: both resolve in the new root.
@@ -630,6 +632,5 @@ mod tests {
             stage2_check(r, "/nix/store/a-sys/readme/x"),
             Err(Stage2::NotRunnable(w)) if w.contains("not a directory")
         ));
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

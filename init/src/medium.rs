@@ -572,16 +572,18 @@ fn stock(dir: &str, rel: &str, cmdline: &Cmdline) -> Result<Manifest, BootError>
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("nixlive-medium-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A scratch directory removed when the test ends, also when it fails.
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("nixlive-medium-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn medium_files_are_read_defensively() {
-        let d = tmp("defensive");
+        let tmp_dir = tmp("defensive");
+        let d = tmp_dir.path();
         let file = d.join("f");
         std::fs::write(&file, b"abc").unwrap();
         let p = |n: &str| d.join(n).to_str().unwrap().to_string();
@@ -611,7 +613,8 @@ mod tests {
 
     #[test]
     fn manifest_stock_layout_or_neither() {
-        let d = tmp("stock");
+        let tmp_dir = tmp("stock");
+        let d = tmp_dir.path();
         let dir = d.to_str().unwrap();
         let c = Cmdline::default();
         let e = read_manifest(dir, &c).unwrap_err().to_string();
@@ -644,19 +647,18 @@ mod tests {
             1,
             "the cause is printed once: {shown}"
         );
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn netboot_only_without_root_and_with_a_manifest_in_the_initrd() {
-        let d = tmp("initrd");
+        let tmp_dir = tmp("initrd");
+        let d = tmp_dir.path();
         let mut c = Cmdline::default();
-        assert!(!in_initrd(&c, &d));
+        assert!(!in_initrd(&c, d));
         std::fs::write(d.join("nixlive.manifest"), "").unwrap();
-        assert!(in_initrd(&c, &d));
+        assert!(in_initrd(&c, d));
         c.findiso = Some("/x.iso".into());
-        assert!(!in_initrd(&c, &d));
-        std::fs::remove_dir_all(&d).unwrap();
+        assert!(!in_initrd(&c, d));
     }
 
     /// A loader whose filesystem modules are all missing (or all load).
