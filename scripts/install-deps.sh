@@ -14,12 +14,15 @@ log() { printf '[deps] %s\n' "$*" >&2; }
 # apt-get update sometimes fails for one index while a mirror syncs: retry, and
 # carry on with what we have if only some indexes could be read.
 apt_update() {
+  local err
+  err=$(mktemp "${TMPDIR:-/tmp}/nixlive-apt-update.XXXXXX")
   for i in 1 2 3; do
-    if $SUDO apt-get update -qq 2>/tmp/nixlive-apt-update.err; then return 0; fi
+    if $SUDO apt-get update -qq 2>"$err"; then rm -f "$err"; return 0; fi
     log "apt-get update failed (try $i), retrying"; sleep 3
   done
   log "apt-get update kept failing; continuing with the indexes that exist:"
-  cat /tmp/nixlive-apt-update.err >&2 || true
+  cat "$err" >&2 || true
+  rm -f "$err"
 }
 
 # The backports source uses the same mirror as the machine's own Debian source.

@@ -23,14 +23,13 @@ use nixlive_tests_vm::artifacts::{DemoSpec, build_demo};
 use nixlive_tests_vm::boot_modes::ipxe_e1000_rom;
 use nixlive_tests_vm::http_server::{Fault, Nginx, Server, free_port};
 use nixlive_tests_vm::http_sets::{self, url};
-use nixlive_tests_vm::{BootRun, QemuCommand, Vm, boot_command_to_report, checks, kvm};
+use nixlive_tests_vm::{BootRun, QemuCommand, Vm, boot_command_to_report, checks, kvm, media};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 /// The initrd of the `--http` set, with the `net` module set, stays under this.
 const MAX_INITRD: u64 = 5_000_000;
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
     /// The `--http` set, its script naming `base_port`.
     http: PathBuf,
     /// The in-initrd netboot set of the same system, for the RAM comparison.
@@ -44,10 +43,9 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let tmp = tempfile::Builder::new()
-            .prefix("nixlive-http-")
-            .tempdir()
-            .expect("temporary directory");
+        // A static is never dropped: its media live under target/, replaced
+        // on the next run, not in a temporary directory left behind.
+        let dir = media::work_dir("http-netboot").unwrap_or_else(|e| panic!("{e}"));
         let base = TcpListener::bind("127.0.0.1:0").expect("loopback port");
         let base_port = base.local_addr().unwrap().port();
         let started = Instant::now();
@@ -58,19 +56,18 @@ fn fixture() -> &'static Fixture {
             "--base-url".into(),
             format!("http://10.0.2.2:{base_port}/"),
         ];
-        let http = build_demo(&tmp.path().join("http"), &spec)
+        let http = build_demo(&dir.join("http"), &spec)
             .unwrap_or_else(|e| panic!("{e}"))
             .netboot
             .expect("netboot set");
         spec.netboot_args.clear();
-        let in_initrd = build_demo(&tmp.path().join("plain"), &spec)
+        let in_initrd = build_demo(&dir.join("plain"), &spec)
             .unwrap_or_else(|e| panic!("{e}"))
             .netboot
             .expect("netboot set");
         eprintln!("sets built in {:.1?}", started.elapsed());
         let text = std::fs::read_to_string(http.join("nixlive.manifest")).expect("manifest");
         Fixture {
-            _tmp: tmp,
             http,
             in_initrd,
             base: Mutex::new(Some(base)),
@@ -423,7 +420,6 @@ const KEY: &str = "nixlive-http-test-1";
 /// trusts it; and copies of it served with the manifest unsigned, and with
 /// one byte of the manifest changed (a digit of the image's sha256).
 struct Signed {
-    _tmp: tempfile::TempDir,
     good: PathBuf,
     unsigned: PathBuf,
     changed: PathBuf,
@@ -432,11 +428,8 @@ struct Signed {
 fn signed() -> &'static Signed {
     static S: OnceLock<Signed> = OnceLock::new();
     S.get_or_init(|| {
-        let tmp = tempfile::Builder::new()
-            .prefix("nixlive-http-signed-")
-            .tempdir()
-            .expect("temporary directory");
-        let dir = tmp.path();
+        let work = media::work_dir("http-signed").unwrap_or_else(|e| panic!("{e}"));
+        let dir = work.as_path();
         let nix = Nix::new(dir);
         let (secret, public) = (dir.join("key.secret"), dir.join("key.public"));
         let status = nix
@@ -491,7 +484,6 @@ fn signed() -> &'static Signed {
             String::from_utf8(b).unwrap()
         });
         Signed {
-            _tmp: tmp,
             good,
             unsigned,
             changed,
