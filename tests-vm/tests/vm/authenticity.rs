@@ -73,14 +73,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
     .map(|_| ())
 }
 
-/// A key pair made by real Nix in `dir`, and the builder's arguments
-/// that sign the medium with it and make the initrd trust it.
-pub(crate) fn signing_args(dir: &Path) -> Result<Vec<String>, String> {
+/// A key pair named `key` made by real Nix in `dir`, and the builder's
+/// arguments that sign the medium with it and make the initrd trust it.
+pub(crate) fn signing_args(dir: &Path, key: &str) -> Result<Vec<String>, String> {
     let nix = Nix::new(dir);
     let (secret, public) = (dir.join("key.secret"), dir.join("key.public"));
     let mut keygen = nix.command("nix-store");
     keygen
-        .args(["--generate-binary-cache-key", KEY])
+        .args(["--generate-binary-cache-key", key])
         .arg(&secret)
         .arg(&public);
     media::run(keygen)?;
@@ -98,7 +98,7 @@ fn build() -> Result<Fixture, String> {
     spec.modules = MODULES.iter().map(|m| m.to_string()).collect();
     // The ISO also boots as a USB disk.
     spec.module_sets = vec!["usb".into()];
-    spec.builder_args = signing_args(&dir)?;
+    spec.builder_args = signing_args(&dir, KEY)?;
     let live = media::build_live_spec(&dir.join("live"), &spec, &|root| {
         let probe = root.join(PROBE.trim_start_matches('/'));
         let (shows, reads) = (probe.join(PROBE_SHOWS), probe.join(PROBE_READS));
@@ -408,7 +408,7 @@ fn aarch64_signed_verity_boots_and_a_changed_manifest_is_refused() {
     const ARM_TIMEOUT: Duration = Duration::from_secs(300);
     let dir = media::work_dir("authenticity-aarch64").unwrap();
     let mut spec = artifacts::DemoSpec::new(Arch::Aarch64, ARM_LABEL);
-    spec.builder_args = signing_args(&dir).unwrap_or_else(|e| panic!("{e}"));
+    spec.builder_args = signing_args(&dir, KEY).unwrap_or_else(|e| panic!("{e}"));
     let demo = artifacts::build_demo(&dir.join("live"), &spec).unwrap_or_else(|e| panic!("{e}"));
 
     // The bad ISO: the manifest's bytes are stored once, as they are; one

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use nixlive_testkit::nix::Nix;
 use nixlive_tests_vm::media::{self, Booted, Live};
 use nixlive_tests_vm::qmp::Qmp;
 use nixlive_tests_vm::{QemuCommand, Vm, arch::Arch, artifacts, kvm};
@@ -325,23 +324,9 @@ fn signed() -> &'static Signed {
 fn build_signed() -> Result<Signed, String> {
     let unsigned = fixture();
     let dir = media::work_dir("discovery-policy-signed")?;
-    // A key pair made by real Nix.
-    let nix = Nix::new(&dir);
-    let (secret, public) = (dir.join("key.secret"), dir.join("key.public"));
-    let mut keygen = nix.command("nix-store");
-    keygen
-        .args(["--generate-binary-cache-key", KEY])
-        .arg(&secret)
-        .arg(&public);
-    media::run(keygen)?;
     let mut spec = artifacts::DemoSpec::new(Arch::X86_64, "NIXLIVE_SIG");
     spec.modules = MODULES.iter().map(|m| m.to_string()).collect();
-    spec.builder_args = vec![
-        "--sign-key".into(),
-        secret.display().to_string(),
-        "--trusted-key".into(),
-        public.display().to_string(),
-    ];
+    spec.builder_args = super::authenticity::signing_args(&dir, KEY)?;
     let live = media::build_live_spec(&dir.join("live"), &spec, &|_| Ok(()))?;
     let host = |iso: &Path, name: &str| -> Result<PathBuf, String> {
         let tree = dir.join(format!("{name}-tree"));

@@ -55,7 +55,7 @@ fn build() -> Result<Fixture, String> {
     let dir = media::work_dir("hostile-medium")?;
     let mut spec = artifacts::DemoSpec::new(Arch::X86_64, LABEL);
     spec.modules = MODULES.iter().map(|m| m.to_string()).collect();
-    spec.builder_args = signing_args(&dir)?;
+    spec.builder_args = signing_args(&dir, KEY)?;
     let live = media::build_live_spec(&dir.join("live"), &spec, &|root| {
         let probe = root.join(PROBE.trim_start_matches('/'));
         let (shows, reads) = (probe.join(PROBE_SHOWS), probe.join(PROBE_READS));

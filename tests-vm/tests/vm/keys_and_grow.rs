@@ -19,7 +19,6 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use nixlive_testkit::nix::Nix;
 use nixlive_tests_vm::arch::Arch;
 use nixlive_tests_vm::artifacts::{self, run_command};
 use nixlive_tests_vm::media::{self, Booted, Live};
@@ -63,22 +62,9 @@ fn signed() -> &'static Signed {
 
 fn build_signed() -> Result<Signed, String> {
     let dir = media::work_dir("keys-and-grow")?;
-    let nix = Nix::new(&dir);
-    let (secret, public) = (dir.join("key.secret"), dir.join("key.public"));
-    let mut keygen = nix.command("nix-store");
-    keygen
-        .args(["--generate-binary-cache-key", KEY])
-        .arg(&secret)
-        .arg(&public);
-    media::run(keygen)?;
+    let signing = super::authenticity::signing_args(&dir, KEY)?;
     let mut spec = artifacts::DemoSpec::new(Arch::X86_64, LABEL);
     spec.modules = MODULES.iter().map(|m| m.to_string()).collect();
-    let signing = vec![
-        "--sign-key".to_string(),
-        secret.display().to_string(),
-        "--trusted-key".to_string(),
-        public.display().to_string(),
-    ];
     spec.builder_args = signing.clone();
     let live = media::build_live_spec(&dir.join("live"), &spec, &|_| Ok(()))?;
     let k = artifacts::kernel(Arch::X86_64.debian());
