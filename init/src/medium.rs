@@ -507,29 +507,7 @@ pub(crate) fn read_capped(path: &str, limit: u64) -> std::io::Result<String> {
 /// `InvalidInput` naming what it is), `FileTooLarge` past `limit`.
 pub(crate) fn read_bytes_capped(path: &str, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    let ft = f.metadata()?.file_type();
-    if !ft.is_file() {
-        let what = if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_dir() {
-            "a directory"
-        } else if ft.is_block_device() || ft.is_char_device() {
-            "a device node"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{what}, not a regular file: refused"),
-        ));
-    }
+    let f = crate::exec::open_regular(path, false)?;
     let mut bytes = Vec::new();
     f.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
